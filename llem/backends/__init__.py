@@ -1,0 +1,78 @@
+"""Lazy backend registry: names map to "module:Class" strings.
+
+The driver lists and validates backends without importing torch, vllm or tensorrt_llm;
+only the worker, inside the backend's own environment, imports the class.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+
+from llem.backends.base import Backend, GenerateSpec, LoadSpec, RequestRecord
+
+__all__ = ["Backend", "BackendInfo", "GenerateSpec", "LoadSpec", "RequestRecord", "REGISTRY",
+           "get_info", "load_class"]
+
+# Generation parameters every backend maps to its native API (GenerateSpec fields).
+_COMMON = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "seed"})
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What the driver knows about a backend without importing it."""
+
+    name: str
+    target: str  # "module:Class"
+    supports: frozenset[str]  # GenerateSpec fields this backend honours
+    streaming: bool  # can it observe true per-token arrival times
+    needs_model: bool = True
+
+
+REGISTRY: dict[str, BackendInfo] = {
+    info.name: info
+    for info in (
+        BackendInfo(
+            "transformers",
+            "llem.backends.transformers_backend:TransformersBackend",
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            streaming=True,
+        ),
+        BackendInfo(
+            "vllm",
+            "llem.backends.vllm_backend:VllmBackend",
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            streaming=True,
+        ),
+        BackendInfo(
+            "tensorrt",
+            "llem.backends.tensorrt_backend:TensorrtBackend",
+            _COMMON | {"repetition_penalty", "max_input_tokens"},
+            streaming=True,
+        ),
+        BackendInfo(
+            "noop",
+            "llem.backends.noop:NoopBackend",
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            streaming=True,
+            needs_model=False,
+        ),
+    )
+}
+
+
+def get_info(name: str) -> BackendInfo:
+    """The registry entry for name; an unknown name raises KeyError with a did-you-mean."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(REGISTRY))}"
+        raise KeyError(f"unknown backend '{name}' ({hint})") from None
+
+
+def load_class(name: str) -> type[Backend]:
+    """Import the backend's class; called only in the worker process."""
+    module, _, cls = get_info(name).target.partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]

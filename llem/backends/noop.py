@@ -1,0 +1,47 @@
+"""The noop backend: no model, known timings. For scheduler tests and benchmarks only.
+
+It never stands in for a real backend in a test about measurement. Engine args:
+  load_s            seconds to "load" (default 0)
+  request_s         seconds per batch (default 0)
+  token_s           seconds per generated token per batch, streamed (default 0)
+Generate kwargs (grid `generate.*`), for fault tests:
+  fail              raise RuntimeError with this text
+  exit              os._exit with this code: the worker process dies
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
+
+
+class NoopBackend:
+    def __init__(self, spec: LoadSpec) -> None:
+        self.engine = dict(spec.engine)
+        time.sleep(float(self.engine.get("load_s", 0)))
+
+    def generate(self, prompts: list[str], spec: GenerateSpec) -> list[RequestRecord]:
+        extra = spec.extra
+        if "fail" in extra:
+            raise RuntimeError(f"noop backend asked to fail: {extra['fail']}")
+        if extra.get("exit"):
+            os._exit(int(extra["exit"]))
+        start = time.perf_counter()
+        token_s = float(self.engine.get("token_s", 0))
+        times = None
+        if spec.streaming:
+            times = []
+            for _ in range(spec.max_new_tokens):
+                time.sleep(token_s)
+                times.append(time.perf_counter())
+        else:
+            time.sleep(token_s * spec.max_new_tokens)
+        time.sleep(float(self.engine.get("request_s", 0)))
+        end = time.perf_counter()
+        return [RequestRecord(input_tokens=len(p.split()), output_tokens=spec.max_new_tokens,
+                              start_s=start, end_s=end, token_times_s=times) for p in prompts]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,51 @@
+"""The llem command line: one command per function, errors as one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from llem import __version__
+from llem.cli.query_cmd import query, results
+from llem.cli.run_cmd import run
+from llem.cli.submit_cmd import submit
+from llem.cli.tools_cmd import tiny_model
+from llem.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llem")
+def cli() -> None:
+    """llem measures what LLM inference costs (energy, throughput, latency) across backends
+    and their settings, on one machine or a Ray cluster.
+
+    \b
+      llem run configs/demo.yaml             run a grid on an embedded local Ray
+      llem submit grid.yaml --address URL    run it as a Ray Job on a cluster
+      llem query "SELECT * FROM runs"        DuckDB over the results
+    """
+
+
+for command in (run, submit, query, results, tiny_model):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes print one line and exit 2, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="llem", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

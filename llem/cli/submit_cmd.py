@@ -1,0 +1,40 @@
+"""`llem submit`: run a campaign as a Ray Job on a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llem.config.load import load_campaign
+
+
+@click.command()
+@click.argument("grid", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--address", envvar="RAY_ADDRESS", required=True,
+              help="The cluster's dashboard address, e.g. http://HEAD:8265 (or RAY_ADDRESS).")
+@click.option("--store", help="Results store as the cluster sees it: a shared path or a URI. "
+              "Default: the file's store, made absolute.")
+@click.option("--wait", is_flag=True, help="Follow the job's logs until it ends.")
+def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
+    """Submit GRID to a Ray cluster as a Ray Job and print its id and dashboard URL.
+
+    The grid's folder is uploaded as the job's working directory. The store must be
+    reachable from the cluster (a shared filesystem path or an object-store URI).
+    """
+    loaded = load_campaign(grid)  # a bad file is refused here, before anything is sent
+    from llem.submit import dashboard_url, follow
+    from llem.submit import submit as do_submit
+
+    target = store or loaded.campaign.store
+    if "://" not in target:
+        target = str(Path(target).expanduser().resolve())
+    sid = do_submit(grid, address, target)
+    click.echo(f"submitted {sid}")
+    click.echo(f"dashboard: {dashboard_url(address)}")
+    click.echo(f"store: {target}")
+    if wait:
+        status = follow(address, sid, click.echo)
+        click.echo(f"job {sid}: {status}")
+        if status != "SUCCEEDED":
+            raise SystemExit(1)

@@ -1,0 +1,138 @@
+"""The config's shapes: Campaign (the file as written) and Point (one resolved configuration).
+
+A Point is what a job measures; everything in it is part of the job_id. Engine parameters
+are a pass-through dict: llem never re-declares a library's flags.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
+                 "float": "float32"}
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are checked, not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """A value that becomes part of a path: no separators, no '..', no control characters."""
+    if not NAME_RE.match(value) or ".." in value:
+        raise ValueError(f"{what} {value!r} must be 1-100 characters of letters, digits, '_', "
+                         "'-', '.', start with a letter or digit, and not contain '..'")
+    return value
+
+
+class Dataset(Strict):
+    """Where prompts come from. builtin: the set shipped with llem."""
+
+    source: Literal["builtin", "file", "hf"] = "builtin"
+    path: str | None = None  # file path, or HF dataset id
+    split: str = "train"
+    column: str | None = None  # HF column with the prompt text; auto-detected when None
+    num_prompts: int = Field(32, ge=1, le=1_000_000)
+    seed: int = 0
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and ("\x00" in v or not v.strip()):
+            raise ValueError("path must be a non-empty string")
+        return v
+
+
+class Measurement(Strict):
+    """How a job is measured; recorded with every result."""
+
+    warmup_requests: int = Field(2, ge=0, le=10_000)
+    min_window_s: float = Field(0.0, ge=0, le=3600)  # repeat the workload until this long
+    max_repeats: int = Field(100, ge=1)
+    sample_hz: float = Field(10.0, gt=0, le=1000)
+    idle_baseline_s: float = Field(0.0, ge=0, le=600)
+    job_timeout_s: float = Field(3600.0, gt=0)
+
+
+class Resources(Strict):
+    """What one job needs; a measured job owns its GPUs exclusively."""
+
+    gpus_per_job: int = Field(0, ge=0, le=64)  # 0: run on the CPU
+    cpus_per_job: float = Field(1.0, ge=0)
+    accelerator_type: str | None = None  # Ray accelerator_type, e.g. "H100"
+    custom: dict[str, float] = Field(default_factory=dict)  # Ray custom resources
+
+
+class Point(Strict):
+    """One resolved configuration: a grid point. Its canonical JSON hashes to the job_id."""
+
+    backend: str
+    model: str
+    dtype: str = "auto"
+    batch_size: int = Field(1, ge=1, le=65536)
+    max_new_tokens: int = Field(64, ge=1, le=1_000_000)
+    min_new_tokens: int = Field(0, ge=0)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    repetition_penalty: float = Field(1.0, gt=0)
+    seed: int = 0
+    max_input_tokens: int | None = Field(None, ge=1)
+    streaming: bool = False
+    engine: dict[str, Any] = Field(default_factory=dict)  # backend's load-time args, untouched
+    generate: dict[str, Any] = Field(default_factory=dict)  # backend-native generate kwargs
+    dataset: Dataset = Dataset()
+    measurement: Measurement = Measurement()
+    resources: Resources = Resources()
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = DTYPE_ALIASES.get(v.lower(), v.lower())
+            if v not in DTYPES:
+                raise ValueError(f"unknown dtype; use one of {', '.join(DTYPES)}")
+        return v
+
+
+SECTIONS = ("dataset", "measurement", "resources")
+ENGINE_SECTIONS = ("transformers", "vllm", "tensorrt", "noop")
+
+
+class Campaign(Strict):
+    """A grid file. Lists are axes (crossed); see llem.grid for the grammar."""
+
+    name: str
+    store: str = "results"
+    cycles: int = Field(1, ge=1, le=1000)
+    order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
+    seed: int = 0  # for order: shuffled
+    models: list[str] = Field(min_length=1)
+    backends: list[str] = Field(default_factory=lambda: ["transformers"], min_length=1)
+    grid: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any] = Field(default_factory=dict)
+    measurement: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    transformers: dict[str, Any] = Field(default_factory=dict)
+    vllm: dict[str, Any] = Field(default_factory=dict)
+    tensorrt: dict[str, Any] = Field(default_factory=dict)
+    noop: dict[str, Any] = Field(default_factory=dict)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    max_points: int = Field(100_000, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "campaign name")
+
+    @field_validator("models", "backends", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v

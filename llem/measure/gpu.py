@@ -1,0 +1,194 @@
+"""Everything that talks to NVML, and the only reader of CUDA_VISIBLE_DEVICES.
+
+NVML indexes physical GPUs and ignores CUDA_VISIBLE_DEVICES, so a job's GPUs are resolved
+here to NVML handles and identified by UUID everywhere else. Workers are started with
+CUDA_DEVICE_ORDER=PCI_BUS_ID (WORKER_ENV) so that CUDA's indices follow NVML's order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKER_ENV = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+_nvml: Any = None
+_nvml_error: str | None = None
+
+
+def nvml() -> Any:
+    """The initialised pynvml module, or None (see nvml_unavailable_reason)."""
+    global _nvml, _nvml_error
+    if _nvml is None and _nvml_error is None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            _nvml = pynvml
+        except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, driver errors
+            _nvml_error = f"NVML unavailable: {type(exc).__name__}: {exc}".strip()
+    return _nvml
+
+
+def nvml_unavailable_reason() -> str | None:
+    nvml()
+    return _nvml_error
+
+
+@dataclass
+class Gpu:
+    """One of the job's GPUs, as NVML sees it."""
+
+    uuid: str
+    index: int  # NVML (physical) index
+    name: str
+    handle: Any = field(repr=False)
+
+    def energy_mj(self) -> int | None:
+        """NVML's total energy counter (mJ since driver load); ~4 ms per read on H100."""
+        try:
+            return int(nvml().nvmlDeviceGetTotalEnergyConsumption(self.handle))
+        except Exception:
+            return None
+
+    def power_w(self) -> float | None:
+        """Instantaneous power where the driver offers it (Hopper's PowerUsage is a 1 s mean)."""
+        n = nvml()
+        try:
+            fv = n.nvmlDeviceGetFieldValues(self.handle, [n.NVML_FI_DEV_POWER_INSTANT])[0]
+            if fv.nvmlReturn == 0:
+                return float(fv.value.uiVal) / 1000.0
+        except Exception:
+            pass
+        try:
+            return float(n.nvmlDeviceGetPowerUsage(self.handle)) / 1000.0
+        except Exception:
+            return None
+
+    def sample(self) -> dict[str, Any]:
+        """Power, temperature, SM clock, utilisation and memory used, now."""
+        n = nvml()
+
+        def get(fn: Any, *args: Any) -> Any:
+            try:
+                return fn(self.handle, *args)
+            except Exception:
+                return None
+
+        util = get(n.nvmlDeviceGetUtilizationRates)
+        mem = get(n.nvmlDeviceGetMemoryInfo)
+        return {
+            "power_w": self.power_w(),
+            "temperature_c": get(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
+            "sm_clock_mhz": get(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM),
+            "gpu_util_pct": util.gpu if util is not None else None,
+            "mem_used_mib": mem.used / 2**20 if mem is not None else None,
+        }
+
+    def info(self) -> dict[str, Any]:
+        """Static facts recorded with each result."""
+        n = nvml()
+
+        def get(fn: Any) -> Any:
+            try:
+                return fn(self.handle)
+            except Exception:
+                return None
+
+        mig = get(n.nvmlDeviceGetMigMode)
+        limit = get(n.nvmlDeviceGetEnforcedPowerManagementLimit)
+        mem = get(n.nvmlDeviceGetMemoryInfo)
+        return {"uuid": self.uuid, "index": self.index, "name": self.name,
+                "power_limit_w": limit / 1000.0 if limit else None,
+                "mig_mode": bool(mig[0]) if mig else False,
+                "memory_total_mib": mem.total / 2**20 if mem is not None else None}
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def job_gpus(expected: int) -> tuple[list[Gpu], str | None]:
+    """The GPUs this process may use (CUDA_VISIBLE_DEVICES), matched to NVML by UUID/index.
+
+    Returns ([], reason) when there are none to measure.
+    """
+    if expected == 0:
+        return [], "job runs on the CPU (gpus_per_job: 0)"
+    n = nvml()
+    if n is None:
+        return [], _nvml_error
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = n.nvmlDeviceGetCount()
+    if visible is None:
+        entries = [str(i) for i in range(count)]
+    else:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+    gpus: list[Gpu] = []
+    for e in entries[:expected]:
+        if e.isdigit():
+            h = n.nvmlDeviceGetHandleByIndex(int(e))
+        else:
+            h = n.nvmlDeviceGetHandleByUUID(e)
+        gpus.append(Gpu(_text(n.nvmlDeviceGetUUID(h)), int(n.nvmlDeviceGetIndex(h)),
+                        _text(n.nvmlDeviceGetName(h)), h))
+    if len(gpus) < expected:
+        return gpus, f"expected {expected} GPUs, CUDA_VISIBLE_DEVICES={visible!r}"
+    return gpus, None
+
+
+def system_info() -> dict[str, Any]:
+    """Driver and CUDA driver versions, or empty when NVML is unavailable."""
+    n = nvml()
+    if n is None:
+        return {}
+    out: dict[str, Any] = {"driver_version": _text(n.nvmlSystemGetDriverVersion())}
+    try:
+        v = n.nvmlSystemGetCudaDriverVersion_v2()
+        out["cuda_version"] = f"{v // 1000}.{(v % 1000) // 10}"
+    except Exception:
+        out["cuda_version"] = None
+    return out
+
+
+class Sampler:
+    """A thread that samples every GPU at hz into rows for the samples table.
+
+    Power reads cost microseconds; the energy counter is not read here (ms per read).
+    """
+
+    def __init__(self, gpus: list[Gpu], hz: float, clock: Any = time.perf_counter) -> None:
+        self.gpus, self.period, self.clock = gpus, 1.0 / hz, clock
+        self.rows: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        if not self.gpus:
+            return
+        self.t0 = self.clock()
+        self._thread = threading.Thread(target=self._run, name="llem-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_t = self.clock()
+        while not self._stop.is_set():
+            self.take()
+            next_t += self.period
+            self._stop.wait(max(0.0, next_t - self.clock()))
+
+    def take(self) -> None:
+        t = self.clock() - self.t0
+        for g in self.gpus:
+            self.rows.append({"t_s": t, "gpu_uuid": g.uuid, "gpu_index": g.index, **g.sample()})
+
+    def stop(self) -> list[dict[str, Any]]:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.take()  # a last sample at the window's end
+        return self.rows

@@ -1,0 +1,76 @@
+"""DuckDB over the store: views runs, requests, samples (and stats across cycles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from llem.store import SCHEMAS, TABLES, Store
+
+STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "avg_power_w",
+                 "latency_p50_s", "latency_p99_s", "ttft_p50_s", "itl_p50_s", "duration_s")
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def connect(store: Store) -> duckdb.DuckDBPyConnection:
+    """A fresh connection (one per thread) with the store's tables as views."""
+    con = duckdb.connect()
+    con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
+                        null_handling="special")
+    for table in TABLES:
+        files = store.files(table)
+        if not files:
+            con.register(f"_{table}_empty", SCHEMAS[table].empty_table())
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+        elif store.local:
+            glob = _sql_str(store.path(table, "*", "*.parquet"))
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({glob}, "
+                        "union_by_name=true, hive_partitioning=false)")
+        else:
+            import pyarrow.dataset as ds
+
+            dataset = ds.dataset(files, filesystem=store.fs, format="parquet")
+            con.register(f"_{table}_ds", dataset)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_ds")
+    metrics = ",\n  ".join(
+        f"avg({m}) AS {m}_mean, stddev_samp({m}) AS {m}_std, "
+        f"stddev_samp({m}) / nullif(avg({m}), 0) AS {m}_cv, "
+        f"llem_t95(count({m})::BIGINT - 1) * stddev_samp({m}) / sqrt(count({m})) AS {m}_ci95"
+        for m in STATS_METRICS)
+    con.execute(f"""CREATE VIEW stats AS SELECT campaign, job_id,
+  any_value(backend) AS backend, any_value(model) AS model, any_value(dtype) AS dtype,
+  any_value(batch_size) AS batch_size, any_value(max_new_tokens) AS max_new_tokens,
+  count(*) AS cycles,
+  {metrics}
+FROM runs WHERE status = 'ok' GROUP BY campaign, job_id""")
+    return con
+
+
+def t95(df: int | None) -> float | None:
+    """Two-sided 95% Student-t critical value for df degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df)) if df is not None and df >= 1 else None
+
+
+def run_sql(store: Store, sql: str) -> pa.Table:
+    con = connect(store)
+    try:
+        rel = con.sql(sql)
+        return rel.to_arrow_table() if rel is not None else pa.table({})
+    finally:
+        con.close()
+
+
+def campaign_counts(store: Store) -> list[dict[str, Any]]:
+    """Per campaign: jobs ok / failed, energy, and the time span of its results."""
+    t = run_sql(store, """SELECT campaign, count(*) FILTER (status = 'ok') AS ok,
+        count(*) FILTER (status = 'failed') AS failed, count(DISTINCT job_id) AS configs,
+        sum(energy_j) AS energy_j, min(started_at) AS first, max(finished_at) AS last
+        FROM runs GROUP BY campaign ORDER BY campaign""")
+    return t.to_pylist()

@@ -1,0 +1,133 @@
+"""Turn a measured window and its request records into store rows (plain dicts).
+
+Per-token figures (TTFT, ITL, TPOT) come only from token times a backend observed; where
+there are none they are None. Nothing is estimated and reported as measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from llem.backends import RequestRecord
+from llem.grid import Job, canonical
+from llem.measure.meter import Window
+from llem.measure.stats import mean, pct, safe_div, summary
+
+SCHEMA_VERSION = 1
+
+
+def config_columns(job: Job) -> dict[str, Any]:
+    """The point's parameters as typed columns; engine args also one column each."""
+    p = job.point
+    cols: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+        "cycle": job.cycle, "load_key": job.load_key,
+        "backend": p.backend, "model": p.model, "dtype": p.dtype, "batch_size": p.batch_size,
+        "max_new_tokens": p.max_new_tokens, "min_new_tokens": p.min_new_tokens,
+        "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+        "repetition_penalty": p.repetition_penalty, "seed": p.seed,
+        "max_input_tokens": p.max_input_tokens, "streaming": p.streaming,
+        "num_prompts": p.dataset.num_prompts, "dataset_source": p.dataset.source,
+        "dataset_path": p.dataset.path, "gpus_per_job": p.resources.gpus_per_job,
+        "min_window_s": p.measurement.min_window_s,
+        "engine_json": canonical(p.engine), "generate_json": canonical(p.generate),
+        "point_json": canonical(p.model_dump(mode="json")),
+    }
+    for k, v in p.engine.items():
+        cols[f"engine_{k}"] = v if isinstance(v, bool | int | float | str) else json.dumps(v)
+    return cols
+
+
+def context_columns(ctx: dict[str, Any]) -> dict[str, Any]:
+    gpus = ctx.get("gpus") or []
+    return {
+        **{k: ctx.get(k) for k in ("host", "node_id", "worker_pid", "python_version",
+                                   "llem_version", "llem_commit", "ray_version", "torch_version",
+                                   "transformers_version", "backend_version", "cpu_model",
+                                   "driver_version", "cuda_version", "model_loads",
+                                   "model_load_s", "energy_method")},
+        "gpu_count": len(gpus),
+        "gpu_name": gpus[0]["name"] if gpus else None,
+        "gpu_uuids": [g["uuid"] for g in gpus],
+        "gpu_power_limit_w": gpus[0]["power_limit_w"] if gpus else None,
+        "mig_mode": any(g["mig_mode"] for g in gpus) if gpus else None,
+    }
+
+
+def request_row(job: Job, i: int, repeat: int, batch: int, r: RequestRecord,
+                t0: float) -> dict[str, Any]:
+    times = r.token_times_s
+    ttft = itl = tpot = None
+    gaps: list[float] = []
+    if times:
+        ttft = times[0] - r.start_s
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        tpot = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
+        itl = mean(gaps)
+    return {
+        "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+        "cycle": job.cycle, "request_index": i, "repeat": repeat, "batch_index": batch,
+        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+        "start_s": r.start_s - t0, "end_s": r.end_s - t0, "latency_s": r.end_s - r.start_s,
+        "ttft_s": ttft, "itl_mean_s": itl, "itl_p50_s": pct(gaps, 50), "itl_p99_s": pct(gaps, 99),
+        "tpot_s": tpot, "token_times_s": [t - t0 for t in times] if times else None,
+        "queue_s": r.metrics.get("queue_s"), "prefill_s": r.metrics.get("prefill_s"),
+        "decode_s": r.metrics.get("decode_s"),
+    }
+
+
+def ok_result(job: Job, w: Window, records: list[tuple[int, int, RequestRecord]],
+              info: dict[str, Any], ctx: dict[str, Any], started: float) -> dict[str, Any]:
+    t0 = info["t0"]
+    reqs = [request_row(job, i, rep, b, r, t0) for i, (rep, b, r) in enumerate(records)]
+    out_tok = sum(r.output_tokens for _, _, r in records)
+    in_tok = sum(r.input_tokens for _, _, r in records)
+    streamed = [r for r in reqs if r["token_times_s"]]
+    all_gaps = [g for _, _, r in records if r.token_times_s
+                for g in (b - a for a, b in zip(r.token_times_s, r.token_times_s[1:]))]
+    energy = w.energy_j
+    idle = [v for v in w.idle_power_w.values() if v is not None]
+    idle_w = sum(idle) if idle and len(idle) == len(w.idle_power_w) else None
+    net = energy - idle_w * w.duration_s if energy is not None and idle_w is not None else None
+    sampled = list(w.gpu_sampled_energy_j.values())
+    sampled_j = float(sum(v for v in sampled if v)) if sampled and None not in sampled else None
+    gpu_counter = list(w.gpu_energy_j.values())
+    counter_j = float(sum(v for v in gpu_counter if v)) if gpu_counter and \
+        None not in gpu_counter else None
+    run = {
+        **config_columns(job), **context_columns(ctx), "status": "ok", "error": None,
+        "started_at": started, "finished_at": time.time(),
+        "num_requests": len(records), "input_tokens": in_tok, "output_tokens": out_tok,
+        "duration_s": w.duration_s, "tokens_per_s": safe_div(out_tok, w.duration_s),
+        "total_tokens_per_s": safe_div(out_tok + in_tok, w.duration_s),
+        "requests_per_s": safe_div(len(records), w.duration_s),
+        **summary([r["latency_s"] for r in reqs], "latency"),
+        **summary([r["ttft_s"] for r in streamed], "ttft"),
+        **summary(all_gaps, "itl"),
+        "tpot_mean_s": mean([r["tpot_s"] for r in streamed if r["tpot_s"] is not None]),
+        "energy_j": energy, "energy_per_token_j": safe_div(energy, out_tok),
+        "energy_per_request_j": safe_div(energy, len(records)),
+        "avg_power_w": safe_div(energy, w.duration_s), "idle_power_w": idle_w,
+        "energy_net_j": net, "energy_net_per_token_j": safe_div(net, out_tok),
+        "gpu_energy_j": counter_j, "gpu_energy_sampled_j": sampled_j,
+        "energy_counter_to_sampled": safe_div(counter_j, sampled_j),
+        "gpu_energy_j_per_gpu": [w.gpu_energy_j[u] for u in w.gpu_energy_j],
+        "cpu_energy_j": w.cpu.get("cpu_energy_j"), "dram_energy_j": w.cpu.get("dram_energy_j"),
+        "energy_unavailable": None if energy is not None else (w.unavailable or
+                                                               "energy counter read failed"),
+        "repeats": info["repeats"], "warmup_requests": info["warmup_requests"],
+    }
+    samples = [{"schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+                "cycle": job.cycle, **s} for s in w.samples]
+    return {"run": run, "requests": reqs, "samples": samples}
+
+
+def failed_result(job: Job, exc: BaseException, tb: str, ctx: dict[str, Any],
+                  started: float) -> dict[str, Any]:
+    """A failure is a result too: one row with status failed and the error."""
+    run = {**config_columns(job), **context_columns(ctx), "status": "failed",
+           "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-8000:],
+           "started_at": started, "finished_at": time.time()}
+    return {"run": run, "requests": [], "samples": []}

@@ -1,0 +1,182 @@
+"""The Parquet store: runs / requests / samples, hive-partitioned by campaign.
+
+    <root>/runs/campaign=<name>/<job_id>-c<cycle>.parquet
+
+Every file is written under <root>/.staging with a name not ending in .parquet, then renamed
+into place, so readers (DuckDB, pyarrow.dataset) never see half a file and a crash leaves
+nothing that looks done. The runs file is written last: it is the job's "done" mark. Fixed
+schemas keep all-null columns typed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from llem.config.models import check_name
+from llem.results import SCHEMA_VERSION
+
+TABLES = ("runs", "requests", "samples")
+S, I32, I64, F, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+TS = pa.timestamp("us", tz="UTC")
+
+_ID = [("schema_version", pa.int16()), ("campaign", S), ("job_id", S), ("cycle", I32)]
+_F = ["duration_s", "tokens_per_s", "total_tokens_per_s", "requests_per_s",
+      *[f"{m}_{s}_s" for m in ("latency", "ttft", "itl") for s in ("mean", "p50", "p90", "p99")],
+      "tpot_mean_s", "energy_j", "energy_per_token_j", "energy_per_request_j", "avg_power_w",
+      "idle_power_w", "energy_net_j", "energy_net_per_token_j", "gpu_energy_j",
+      "gpu_energy_sampled_j", "energy_counter_to_sampled", "cpu_energy_j", "dram_energy_j",
+      "model_load_s", "temperature", "top_p", "repetition_penalty", "min_window_s",
+      "gpu_power_limit_w"]
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema(_ID + [
+        ("load_key", S), ("status", S), ("error", S), ("traceback", S),
+        ("started_at", TS), ("finished_at", TS),
+        ("backend", S), ("model", S), ("dtype", S), ("batch_size", I32),
+        ("max_new_tokens", I32), ("min_new_tokens", I32), ("top_k", I32), ("seed", I64),
+        ("max_input_tokens", I32), ("streaming", B), ("num_prompts", I32),
+        ("dataset_source", S), ("dataset_path", S), ("gpus_per_job", I32),
+        ("engine_json", S), ("generate_json", S), ("point_json", S),
+        *[(k, S) for k in ("host", "node_id", "python_version", "llem_version", "llem_commit",
+                           "ray_version", "torch_version", "transformers_version",
+                           "backend_version", "cpu_model", "driver_version", "cuda_version",
+                           "gpu_name", "energy_method", "energy_unavailable")],
+        ("worker_pid", I64), ("model_loads", I32), ("gpu_count", I32),
+        ("gpu_uuids", pa.list_(S)), ("mig_mode", B), ("gpu_energy_j_per_gpu", pa.list_(F)),
+        ("num_requests", I64), ("input_tokens", I64), ("output_tokens", I64),
+        ("repeats", I32), ("warmup_requests", I32),
+        *[(k, F) for k in _F],
+    ]),
+    "requests": pa.schema(_ID + [
+        ("request_index", I32), ("repeat", I32), ("batch_index", I32), ("input_tokens", I32),
+        ("output_tokens", I32),
+        *[(k, F) for k in ("start_s", "end_s", "latency_s", "ttft_s", "itl_mean_s",
+                           "itl_p50_s", "itl_p99_s", "tpot_s")],
+        ("token_times_s", pa.list_(F)),
+        *[(k, F) for k in ("queue_s", "prefill_s", "decode_s")],
+    ]),
+    "samples": pa.schema(_ID + [
+        ("t_s", F), ("gpu_uuid", S), ("gpu_index", I32),
+        *[(k, F) for k in ("power_w", "temperature_c", "sm_clock_mhz", "gpu_util_pct",
+                           "mem_used_mib")],
+    ]),
+}
+
+
+def to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows -> a table with the fixed schema; runs' engine_* columns are appended typed."""
+    schema = SCHEMAS[name]
+    extra = sorted({k for r in rows for k in r if k not in schema.names})
+    unknown = [k for k in extra if not k.startswith("engine_")]
+    if unknown:
+        raise ValueError(f"columns not in the {name} schema: {unknown}")
+    fixed = [{k: v for k, v in r.items() if k in schema.names} for r in rows]
+    for r in fixed:
+        for col in ("started_at", "finished_at"):
+            if isinstance(r.get(col), float):
+                r[col] = int(r[col] * 1e6)
+    table = pa.Table.from_pylist(fixed, schema=_ts_as_int(schema))
+    table = table.cast(schema)
+    for k in extra:
+        table = table.append_column(k, pa.array([r.get(k) for r in rows]))
+    return table
+
+
+def _ts_as_int(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, pa.int64()) if f.type == TS else f for f in schema])
+
+
+class Store:
+    """A store root on a local path or any pyarrow filesystem URI (s3://, gs://, ...)."""
+
+    def __init__(self, root: str | Path) -> None:
+        text = str(root)
+        if "://" in text:
+            self.fs, self.root = pafs.FileSystem.from_uri(text)
+            self.local = False
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+            self.local = True
+        self.uri = text if not self.local else self.root
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def file_for(self, table: str, campaign: str, job_id: str, cycle: int) -> str:
+        check_name(campaign, "campaign name")
+        check_name(job_id, "job id")
+        return self.path(table, f"campaign={campaign}", f"{job_id}-c{cycle}.parquet")
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        """Write a job's requests and samples, then its runs row (the done mark)."""
+        run = result["run"]
+        for table in ("requests", "samples", "runs"):
+            rows = [run] if table == "runs" else result[table]
+            if rows or table == "runs":
+                self._write(to_table(table, rows),
+                            self.file_for(table, run["campaign"], run["job_id"], run["cycle"]))
+
+    def _write(self, table: pa.Table, dest: str) -> None:
+        staging = self.path(".staging")
+        self.fs.create_dir(staging, recursive=True)
+        self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{staging}/{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                pq.write_table(table, out, compression="zstd")
+            if self.local:
+                os.replace(tmp, dest)  # atomic on one filesystem
+            else:
+                self.fs.move(tmp, dest)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except (OSError, FileNotFoundError):
+                pass
+            raise
+
+    def files(self, table: str, campaign: str | None = None) -> list[str]:
+        base = self.path(table, f"campaign={campaign}") if campaign else self.path(table)
+        sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        return sorted(i.path for i in self.fs.get_file_info(sel)
+                      if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                      and "/." not in i.path[len(self.root):])
+
+    def read(self, table: str, campaign: str | None = None,
+             columns: list[str] | None = None) -> pa.Table:
+        files = self.files(table, campaign)
+        if not files:
+            return SCHEMAS[table].empty_table().select(columns or SCHEMAS[table].names)
+        parts = [pq.read_table(f, filesystem=self.fs, columns=columns) for f in files]
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def done(self, campaign: str) -> set[tuple[str, int]]:
+        """(job_id, cycle) pairs already stored with status ok: these are skipped on resume."""
+        t = self.read("runs", campaign, ["job_id", "cycle", "status"])
+        return {(j, c) for j, c, s in zip(t["job_id"].to_pylist(), t["cycle"].to_pylist(),
+                                          t["status"].to_pylist(), strict=True) if s == "ok"}
+
+    def campaigns(self) -> list[str]:
+        sel = pafs.FileSelector(self.path("runs"), allow_not_found=True)
+        return sorted(i.base_name.split("=", 1)[1] for i in self.fs.get_file_info(sel)
+                      if i.type == pafs.FileType.Directory and i.base_name.startswith("campaign="))
+
+
+def check_schema_versions(versions: Iterable[int]) -> str | None:
+    """A message when the store was written by another schema version."""
+    other = sorted({v for v in versions if v != SCHEMA_VERSION})
+    if not other:
+        return None
+    newer = [v for v in other if v > SCHEMA_VERSION]
+    if newer:
+        return (f"store has schema version {newer[-1]}, newer than this llem's "
+                f"{SCHEMA_VERSION}: upgrade llem")
+    return (f"store has schema version {other[0]}, older than this llem's {SCHEMA_VERSION}: "
+            "re-run the campaign into a new store")

@@ -1,0 +1,80 @@
+"""Submit a campaign to a Ray cluster as a Ray Job (JobSubmissionClient).
+
+The grid file's folder travels as the job's working_dir and the llem package as a
+py_module, so the cluster needs only Ray and llem's light dependencies in the Python that
+ran `ray start`. Ray 2.60 enables token auth by default: the client needs RAY_AUTH_MODE=token
+and the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN); clusters started with
+RAY_AUTH_MODE=disabled need neither.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import llem
+from llem.errors import UserError
+
+EXCLUDES = [".git", ".venv", "results", "*.parquet", "__pycache__", ".staging"]
+AUTH_HINT = ("the cluster wants a token: export RAY_AUTH_MODE=token and put the cluster's "
+             "token in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
+
+
+def client(address: str) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:
+        raise UserError(_explain(exc, address)) from None
+
+
+def _explain(exc: Exception, address: str) -> str:
+    text = str(exc)
+    if "401" in text or "Unauthorized" in text:
+        return f"{address}: unauthorized: {AUTH_HINT}"
+    if "403" in text or "Forbidden" in text:
+        return f"{address}: the token was refused: use the cluster's own ~/.ray/auth_token"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"cannot reach the Ray cluster at {address}: {first[:200]}"
+
+
+def submit(grid: Path, address: str, store: str, extra_args: list[str] | None = None,
+           runtime_env: dict[str, Any] | None = None) -> str:
+    """Submit `llem run` of grid as a Ray Job; return its submission id."""
+    c = client(address)
+    package = Path(llem.__file__).resolve().parent
+    args = ["python", "-m", "llem", "run", grid.name, "--store", store, "--quiet",
+            *(extra_args or [])]
+    env: dict[str, Any] = {"working_dir": str(grid.resolve().parent), "excludes": EXCLUDES,
+                           "py_modules": [str(package)], **(runtime_env or {})}
+    env_vars = {k: os.environ[k] for k in ("LLEM_CACHE",) if k in os.environ}
+    if env_vars:
+        env["env_vars"] = env_vars
+    sid = f"llem-{grid.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    try:
+        return str(c.submit_job(entrypoint=shlex.join(args), runtime_env=env,
+                                submission_id=sid, metadata={"llem_grid": grid.name}))
+    except Exception as exc:
+        raise UserError(_explain(exc, address)) from None
+
+
+def follow(address: str, submission_id: str, echo: Any) -> str:
+    """Stream the job's logs until it ends; return its final status."""
+    import asyncio
+
+    c = client(address)
+
+    async def tail() -> None:
+        async for lines in c.tail_job_logs(submission_id):
+            echo(lines, nl=False)
+
+    asyncio.run(tail())
+    return str(c.get_job_status(submission_id))
+
+
+def dashboard_url(address: str) -> str:
+    return address.rstrip("/") + "/#/jobs"
