@@ -7,6 +7,7 @@ Jobs already stored with status ok are skipped, so re-running a campaign resumes
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -60,11 +61,11 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         return "existing"
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
-        ray.init(address=target, namespace=NAMESPACE, logging_level="ERROR",
+        ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
                  log_to_driver=False)
         return target
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
-             include_dashboard=dashboard, logging_level="ERROR", log_to_driver=False)
+             include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
     return "embedded"
 
 

@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from llem.backends import Backend, GenerateSpec, LoadSpec, RequestRecord, load_class
-from llem.config.models import Point
+from llem.config.models import BUILTIN_MODELS, Point
 from llem.environment import runtime_info
 from llem.grid import Job
+from llem.measure.gpu import visible_devices
 from llem.measure.meter import EnergyMeter, Window
 from llem.results import failed_result, ok_result
 
-TINY = "llem:tiny"
-
 
 def resolve_model(model: str) -> str:
-    """llem:tiny is built (once, offline) in the cache; anything else goes to the library."""
-    if model != TINY:
+    """llem:<name> is built (once, offline, seeded) in the cache; anything else is passed on."""
+    if not model.startswith("llem:"):
         return model
     from llem.tiny_model import build_tiny_model
 
+    name = model[5:]
     cache = Path(os.environ.get("LLEM_CACHE", Path.home() / ".cache" / "llem"))
-    return str(build_tiny_model(cache / "tiny-model-v1"))
+    return str(build_tiny_model(cache / f"{name}-v1", **BUILTIN_MODELS[name]))
 
 
 def generate_spec(p: Point) -> GenerateSpec:
@@ -90,7 +90,8 @@ class JobRunner:
         return result
 
     def context(self) -> dict[str, Any]:
-        return {**self.env, "model_loads": self.loads, "model_load_s": self.load_s,
+        return {**self.env, "visible_devices": visible_devices(), "model_loads": self.loads,
+                "model_load_s": self.load_s,
                 "gpus": self.meter.gpu_info(), "energy_method": self.meter.method,
                 "energy_unavailable": self.meter.reason}
 

@@ -21,7 +21,7 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
     """A fresh connection (one per thread) with the store's tables as views."""
     con = duckdb.connect()
     con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
-                        null_handling="special")
+                        null_handling=duckdb.func.SPECIAL)
     for table in TABLES:
         files = store.files(table)
         if not files:

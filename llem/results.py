@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import pairwise
 from typing import Any
 
 from llem.backends import RequestRecord
@@ -47,6 +48,7 @@ def context_columns(ctx: dict[str, Any]) -> dict[str, Any]:
                                    "llem_version", "llem_commit", "ray_version", "torch_version",
                                    "transformers_version", "backend_version", "cpu_model",
                                    "driver_version", "cuda_version", "model_loads",
+                                   "visible_devices",
                                    "model_load_s", "energy_method")},
         "gpu_count": len(gpus),
         "gpu_name": gpus[0]["name"] if gpus else None,
@@ -63,7 +65,7 @@ def request_row(job: Job, i: int, repeat: int, batch: int, r: RequestRecord,
     gaps: list[float] = []
     if times:
         ttft = times[0] - r.start_s
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in pairwise(times)]
         tpot = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
         itl = mean(gaps)
     return {
@@ -86,7 +88,7 @@ def ok_result(job: Job, w: Window, records: list[tuple[int, int, RequestRecord]]
     in_tok = sum(r.input_tokens for _, _, r in records)
     streamed = [r for r in reqs if r["token_times_s"]]
     all_gaps = [g for _, _, r in records if r.token_times_s
-                for g in (b - a for a, b in zip(r.token_times_s, r.token_times_s[1:]))]
+                for g in (b - a for a, b in pairwise(r.token_times_s))]
     energy = w.energy_j
     idle = [v for v in w.idle_power_w.values() if v is not None]
     idle_w = sum(idle) if idle and len(idle) == len(w.idle_power_w) else None

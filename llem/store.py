@@ -10,6 +10,7 @@ schemas keep all-null columns typed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable
@@ -47,7 +48,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         *[(k, S) for k in ("host", "node_id", "python_version", "llem_version", "llem_commit",
                            "ray_version", "torch_version", "transformers_version",
                            "backend_version", "cpu_model", "driver_version", "cuda_version",
-                           "gpu_name", "energy_method", "energy_unavailable")],
+                           "gpu_name", "energy_method", "energy_unavailable",
+                           "visible_devices")],
         ("worker_pid", I64), ("model_loads", I32), ("gpu_count", I32),
         ("gpu_uuids", pa.list_(S)), ("mig_mode", B), ("gpu_energy_j_per_gpu", pa.list_(F)),
         ("num_requests", I64), ("input_tokens", I64), ("output_tokens", I64),
@@ -136,10 +138,8 @@ class Store:
             else:
                 self.fs.move(tmp, dest)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
-            except (OSError, FileNotFoundError):
-                pass
             raise
 
     def files(self, table: str, campaign: str | None = None) -> list[str]:

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 
 from llem.backends.base import Backend, GenerateSpec, LoadSpec, RequestRecord
 
-__all__ = ["Backend", "BackendInfo", "GenerateSpec", "LoadSpec", "RequestRecord", "REGISTRY",
-           "get_info", "load_class"]
+__all__ = [
+    "REGISTRY",
+    "Backend",
+    "BackendInfo",
+    "GenerateSpec",
+    "LoadSpec",
+    "RequestRecord",
+    "get_info",
+    "load_class",
+]
 
 # Generation parameters every backend maps to its native API (GenerateSpec fields).
 _COMMON = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "seed"})

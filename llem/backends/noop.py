@@ -24,7 +24,7 @@ class NoopBackend:
 
     def generate(self, prompts: list[str], spec: GenerateSpec) -> list[RequestRecord]:
         extra = spec.extra
-        if "fail" in extra:
+        if extra.get("fail"):
             raise RuntimeError(f"noop backend asked to fail: {extra['fail']}")
         if extra.get("exit"):
             os._exit(int(extra["exit"]))

@@ -14,8 +14,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llem.config.models import ENGINE_SECTIONS, SECTIONS, Campaign, Dataset, Measurement, \
-    Point, Resources
+from llem.config.models import (
+    ENGINE_SECTIONS,
+    SECTIONS,
+    Campaign,
+    Dataset,
+    Measurement,
+    Point,
+    Resources,
+)
 from llem.config.yaml_source import Loc, SourceMap
 
 SECTION_MODELS = {"dataset": Dataset, "measurement": Measurement, "resources": Resources}

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.config.axes import Alternative, Axis, check_path, collect
-from llem.config.models import Campaign
+from llem.config.models import BUILTIN_MODELS, Campaign
 from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
 from llem.errors import ConfigError
 
@@ -86,8 +86,13 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
     """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist."""
     if not model.strip():
         raise smap.error(("models", i), "empty model name")
+    if model.startswith("llem:"):
+        if model[5:] not in BUILTIN_MODELS:
+            raise smap.error(("models", i), f"unknown built-in model '{model}'",
+                             hint=f"known: {', '.join('llem:' + m for m in BUILTIN_MODELS)}")
+        return model
     if not model.startswith(PATH_PREFIXES):
-        return model  # a hub id (org/name) or llem:tiny
+        return model  # a hub id (org/name)
     resolved = (base_dir / Path(model).expanduser()).resolve()
     if not resolved.exists():
         raise smap.error(("models", i), f"model path {resolved} does not exist",

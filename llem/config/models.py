@@ -101,6 +101,13 @@ class Point(Strict):
         return v
 
 
+# Random-weight Llama models llem builds offline (llem.tiny_model), named llem:<name>.
+BUILTIN_MODELS: dict[str, dict[str, Any]] = {
+    "tiny": {},  # 2 layers, hidden 128: CPU demos and tests
+    "random-0.8b": {"hidden_size": 2048, "num_layers": 16, "num_heads": 16,
+                    "intermediate_size": 5632, "init_std": 0.02},  # loads a GPU
+}
+
 SECTIONS = ("dataset", "measurement", "resources")
 ENGINE_SECTIONS = ("transformers", "vllm", "tensorrt", "noop")
 

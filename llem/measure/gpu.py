@@ -111,6 +111,11 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def visible_devices() -> str | None:
+    """CUDA_VISIBLE_DEVICES as Ray set it for this worker (recorded with each result)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 def job_gpus(expected: int) -> tuple[list[Gpu], str | None]:
     """The GPUs this process may use (CUDA_VISIBLE_DEVICES), matched to NVML by UUID/index.
 
@@ -121,7 +126,7 @@ def job_gpus(expected: int) -> tuple[list[Gpu], str | None]:
     n = nvml()
     if n is None:
         return [], _nvml_error
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = visible_devices()
     count = n.nvmlDeviceGetCount()
     if visible is None:
         entries = [str(i) for i in range(count)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from llem.measure.gpu import Sampler, job_gpus
@@ -46,7 +47,7 @@ def integrate(rows: list[dict[str, Any]], uuid: str) -> float | None:
            if r["gpu_uuid"] == uuid and r["power_w"] is not None]
     if len(pts) < 2:
         return None
-    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(pts, pts[1:]))
+    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in pairwise(pts))
 
 
 class EnergyMeter:

@@ -1,0 +1,1 @@
+"""llem's benchmarks (`make bench`) and GPU experiment scripts."""

@@ -1,0 +1,51 @@
+"""Shared fixtures: a private llem cache (tiny model built once), a local Ray, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LLEM = [sys.executable, "-m", "llem"]
+
+
+@pytest.fixture(scope="session")
+def llem_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LLEM_CACHE for this test session: the tiny model is built here, once."""
+    cache = tmp_path_factory.mktemp("llem-cache")
+    os.environ["LLEM_CACHE"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_model(llem_cache: Path) -> Path:
+    from llem.harness import resolve_model
+
+    return Path(resolve_model("llem:tiny"))
+
+
+@pytest.fixture(scope="module")
+def ray_gpus(llem_cache: Path):
+    """A real local Ray with 2 declared GPUs (this machine has none: NVML is absent)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, namespace="llem",
+             logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: a subprocess, argument list, no shell."""
+    full_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    full_env.update(env or {})
+    return subprocess.run([*LLEM, *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env, check=False)
