@@ -90,9 +90,14 @@ class JobRunner:
         return result
 
     def context(self) -> dict[str, Any]:
+        """Facts recorded with each row; never raises (a failed row must still be written)."""
+        try:
+            gpus = self.meter.gpu_info()
+        except Exception:
+            gpus = []
         return {**self.env, "visible_devices": visible_devices(), "model_loads": self.loads,
                 "model_load_s": self.load_s,
-                "gpus": self.meter.gpu_info(), "energy_method": self.meter.method,
+                "gpus": gpus, "energy_method": self.meter.method,
                 "energy_unavailable": self.meter.reason}
 
     def close(self) -> None:

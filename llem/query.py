@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import duckdb.func
 import pyarrow as pa
 
 from llem.store import SCHEMAS, TABLES, Store

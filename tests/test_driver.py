@@ -66,11 +66,10 @@ resources: {gpus_per_job: 1}
     rows = run_sql(Store(tmp_path), "SELECT model, started_at, finished_at, visible_devices "
                    "FROM runs").to_pylist()
     # at any instant at most 2 jobs run, and concurrently running jobs hold different GPUs
-    for r in rows:
-        overlapping = [o for o in rows if o["started_at"] < r["finished_at"]
-                       and o["finished_at"] > r["started_at"]]
-        assert len(overlapping) <= 2
-        assert len({o["visible_devices"] for o in overlapping}) == len(overlapping)
+    for r in rows:  # the jobs running at the instant r started
+        running = [o for o in rows if o["started_at"] <= r["started_at"] < o["finished_at"]]
+        assert len(running) <= 2
+        assert len({o["visible_devices"] for o in running}) == len(running)
 
 
 def test_failure_is_a_row_and_the_campaign_goes_on(ray_gpus, tmp_path) -> None:

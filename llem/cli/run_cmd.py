@@ -46,7 +46,11 @@ def run(grid: Path, store: str | None, address: str | None, dashboard: bool,
                         TimeElapsedColumn(), console=console, disable=quiet)
     task = progress.add_task(c.name, total=hint, status="starting")
 
+    unavailable: set[str] = set()
+
     def on_result(row: dict[str, Any], s: Any) -> None:
+        if row.get("energy_unavailable"):
+            unavailable.add(row["energy_unavailable"])
         energy = f"{row['energy_j']:.1f} J" if row.get("energy_j") is not None else "energy n/a"
         tps = f"{row['tokens_per_s']:.1f} tok/s" if row.get("tokens_per_s") else ""
         progress.update(task, completed=s.ok + s.failed + s.skipped,
@@ -60,6 +64,8 @@ def run(grid: Path, store: str | None, address: str | None, dashboard: bool,
     if summary.skipped:
         console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
     _print_summary(console, summary)
+    for reason in sorted(unavailable):
+        console.print(f"energy not measured: {reason}")
     if summary.failed:
         for e in summary.errors[:5]:
             console.print(f"[red]failed[/] {e}")

@@ -68,39 +68,34 @@ class Gpu:
         except Exception:
             return None
 
+    def call(self, name: str, *args: Any) -> Any:
+        """An NVML device query by name; None when this driver/binding lacks it or it fails."""
+        fn = getattr(nvml(), name, None)
+        if fn is None:
+            return None
+        try:
+            return fn(self.handle, *args)
+        except Exception:
+            return None
+
     def sample(self) -> dict[str, Any]:
         """Power, temperature, SM clock, utilisation and memory used, now."""
         n = nvml()
-
-        def get(fn: Any, *args: Any) -> Any:
-            try:
-                return fn(self.handle, *args)
-            except Exception:
-                return None
-
-        util = get(n.nvmlDeviceGetUtilizationRates)
-        mem = get(n.nvmlDeviceGetMemoryInfo)
+        util = self.call("nvmlDeviceGetUtilizationRates")
+        mem = self.call("nvmlDeviceGetMemoryInfo")
         return {
             "power_w": self.power_w(),
-            "temperature_c": get(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
-            "sm_clock_mhz": get(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM),
+            "temperature_c": self.call("nvmlDeviceGetTemperature", n.NVML_TEMPERATURE_GPU),
+            "sm_clock_mhz": self.call("nvmlDeviceGetClockInfo", n.NVML_CLOCK_SM),
             "gpu_util_pct": util.gpu if util is not None else None,
             "mem_used_mib": mem.used / 2**20 if mem is not None else None,
         }
 
     def info(self) -> dict[str, Any]:
         """Static facts recorded with each result."""
-        n = nvml()
-
-        def get(fn: Any) -> Any:
-            try:
-                return fn(self.handle)
-            except Exception:
-                return None
-
-        mig = get(n.nvmlDeviceGetMigMode)
-        limit = get(n.nvmlDeviceGetEnforcedPowerManagementLimit)
-        mem = get(n.nvmlDeviceGetMemoryInfo)
+        mig = self.call("nvmlDeviceGetMigMode")
+        limit = self.call("nvmlDeviceGetEnforcedPowerLimit")
+        mem = self.call("nvmlDeviceGetMemoryInfo")
         return {"uuid": self.uuid, "index": self.index, "name": self.name,
                 "power_limit_w": limit / 1000.0 if limit else None,
                 "mig_mode": bool(mig[0]) if mig else False,

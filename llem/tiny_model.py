@@ -1,0 +1,124 @@
+"""Build a random-weight Llama model with a locally trained tokenizer, fully offline.
+
+No PyPI package ships a real small causal LM and these machines cannot reach a model hub,
+so demos and tests use this. With the default init std of 0.02 greedy decoding repeats one
+token (a parity or streaming test would then pass trivially); ~0.2 makes outputs vary.
+head_dim stays >= 64 because vLLM's CPU attention rejects smaller heads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SPECIALS = ["<s>", "</s>", "<unk>", "<pad>"]
+REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def is_complete(path: Path) -> bool:
+    """True when path holds a finished build (the files are only ever moved in together)."""
+    return all((path / f).is_file() for f in REQUIRED)
+
+
+def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 2048,
+                     hidden_size: int = 128, num_layers: int = 2, num_heads: int = 2,
+                     intermediate_size: int = 256, max_position_embeddings: int = 2048,
+                     init_std: float = 0.2, force: bool = False) -> Path:
+    """Build (or reuse) the model in out_dir; byte-identical for a seed. Returns out_dir.
+
+    The vocabulary is at most vocab_size: the builtin prompts may not fill a large one.
+    """
+    out_dir = Path(out_dir).expanduser().resolve()
+    head_dim, rest = divmod(hidden_size, max(num_heads, 1))
+    if num_heads < 1 or rest or head_dim < 64 or head_dim % 2:
+        raise ValueError(f"head_dim = hidden_size / num_heads = {hidden_size}/{num_heads} "
+                         "must be a whole, even number >= 64 (vLLM's CPU attention, RoPE)")
+    if vocab_size < 300:
+        raise ValueError(f"vocab_size {vocab_size} is too small for a byte-level BPE (>= 300)")
+    if is_complete(out_dir) and not force:
+        return out_dir
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
+        raise ValueError(f"{out_dir} is not empty and holds no model; refusing to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent workers build it once
+        if is_complete(out_dir) and not force:
+            return out_dir
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build.", dir=out_dir.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes 0700; other users/containers read models
+            _build(tmp, seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
+                   num_layers=num_layers, num_heads=num_heads,
+                   intermediate_size=intermediate_size,
+                   max_position_embeddings=max_position_embeddings, init_std=init_std)
+            _swap_in(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Move the finished build into place; an old model is moved aside first, then removed."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / "model")
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _train_tokenizer(vocab_size: int, max_length: int) -> Any:
+    """Byte-level BPE on the builtin prompts: any text encodes, nothing is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from llem.prompts import load_builtin
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    raw.train_from_iterator([p.text for p in load_builtin()], trainer=trainer)
+    bos = raw.token_to_id("<s>")
+    # Prepend <s> like Llama tokenizers do; batches then start with the same token.
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>", padding_side="left",
+                                   model_max_length=max_length)
+
+
+def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layers: int,
+           num_heads: int, intermediate_size: int, max_position_embeddings: int,
+           init_std: float) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _train_tokenizer(vocab_size, max_position_embeddings)
+    tok.save_pretrained(tmp)
+    # transformers 5 writes its own class name; this one also loads under 4.x (vLLM pins).
+    cfg_path = tmp / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size,
+                         intermediate_size=intermediate_size,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                         num_key_value_heads=num_heads,
+                         max_position_embeddings=max_position_embeddings,
+                         initializer_range=init_std, tie_word_embeddings=False,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).float()  # float32 even if a caller set bf16 default
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp, safe_serialization=True)
