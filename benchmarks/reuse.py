@@ -1,0 +1,68 @@
+"""Model reuse: 24 points over 2 models on the tiny model (CPU), llem vs reloading per job.
+
+llem runs jobs that share a load key on one worker, loading each model once; the
+predecessor reloaded the model for every point. Both sides run the same jobs here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+GRID = """
+name: bench-reuse
+models: [{a}, {b}]
+backends: [transformers]
+grid:
+  dtype: float32
+  batch_size: [1, 2, 4]
+  max_new_tokens: [4, 8]
+  streaming: [false, true]
+dataset: {{num_prompts: 4}}
+measurement: {{warmup_requests: 0}}
+"""
+
+
+def main() -> None:
+    import ray
+
+    from llem.config import load_text
+    from llem.dataset import load_prompts
+    from llem.driver import Driver, connect
+    from llem.grid import iter_jobs
+    from llem.harness import JobRunner
+    from llem.store import Store
+    from llem.tiny_model import build_tiny_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="llem-bench-"))
+    os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
+    a = build_tiny_model(tmp / "model-a", seed=1)
+    b = build_tiny_model(tmp / "model-b", seed=2)
+    loaded = load_text(GRID.format(a=a, b=b))
+    jobs = list(iter_jobs(loaded))
+    prompts = load_prompts(jobs[0].point.dataset, tmp)
+
+    t0 = time.perf_counter()
+    reloads = 0
+    for job in jobs:  # the predecessor: a fresh load for every point, one after another
+        p = job.point
+        runner = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
+                                       "engine": dict(p.engine), "gpus": 0}, 0)
+        result = runner.run(job.payload(), prompts)
+        assert result["run"]["status"] == "ok", result["run"]["error"]
+        reloads += runner.loads
+        runner.close()
+    per_job_s = time.perf_counter() - t0
+
+    connect(None, num_cpus=2)
+    t0 = time.perf_counter()
+    summary = Driver(loaded, Store(tmp / "store")).run()
+    llem_s = time.perf_counter() - t0
+    ray.shutdown()
+    assert summary.ok == len(jobs), summary.errors
+    print(f"jobs: {len(jobs)}  (24 points over 2 models)")
+    print(f"model loads: llem {summary.model_loads} vs reload-per-job {reloads}")
+    print(f"wall time:   llem {llem_s:.1f} s vs reload-per-job {per_job_s:.1f} s "
+          f"-> ratio {llem_s / per_job_s:.2f}")
