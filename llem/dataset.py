@@ -1,9 +1,16 @@
-"""Resolve a Dataset setting into the prompt texts a job runs (done once, in the driver)."""
+"""Resolve a Dataset setting into the prompt texts a job runs (done once, in the driver).
+
+check_datasets runs the same resolution for every distinct dataset of a campaign before
+anything starts, so a missing or malformed prompt file is a one-line error naming the grid
+file's line, not a failure after Ray is up.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from llem.config.axes import resolve, section_values
+from llem.config.load import Loaded
 from llem.config.models import Dataset
 from llem.errors import UserError
 from llem.prompts import Prompt, load_builtin, load_file, select
@@ -11,20 +18,21 @@ from llem.prompts import Prompt, load_builtin, load_file, select
 TEXT_COLUMNS = ("prompt", "text", "question", "instruction", "input", "content")
 
 
+class _FileProblem(Exception):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 def load_prompts(ds: Dataset, base_dir: Path) -> list[str]:
     """The dataset's num_prompts prompts, chosen deterministically by its seed."""
     if ds.source == "builtin":
         pool = load_builtin()
     elif ds.source == "file":
-        if not ds.path:
-            raise UserError("dataset.source is 'file' but dataset.path is not set")
-        path = (base_dir / Path(ds.path).expanduser()).resolve()
-        if not path.is_file():
-            raise UserError(f"prompt file {path} does not exist (dataset.path)")
         try:
-            pool = load_file(path)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+            pool = _file_pool(ds, base_dir)
+        except _FileProblem as exc:
+            raise UserError(f"dataset.path: {exc} ({exc.hint})") from None
     else:
         pool = _load_hf(ds)
     if not pool:
@@ -32,11 +40,68 @@ def load_prompts(ds: Dataset, base_dir: Path) -> list[str]:
     return [p.text for p in select(pool, ds.num_prompts, ds.seed)]
 
 
+def _file_pool(ds: Dataset, base_dir: Path) -> list[Prompt]:
+    """The prompts of a file dataset; every problem is a _FileProblem (message, hint)."""
+    if not ds.path:
+        raise _FileProblem("dataset.source is 'file' but dataset.path is not set",
+                           "set dataset.path to a prompt file")
+    try:
+        path = (base_dir / Path(ds.path).expanduser()).resolve()
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
+        raise _FileProblem(f"cannot resolve prompt file path {ds.path!r}: {exc}",
+                           "fix the path") from None
+    if not path.exists():
+        raise _FileProblem(f"prompt file {path} does not exist",
+                           "paths are relative to the grid file's folder")
+    if not path.is_file():
+        raise _FileProblem(f"prompt file {path} is not a file", "point it at a .jsonl file")
+    try:
+        if not path.read_bytes().strip():
+            raise _FileProblem(f"prompt file {path} is empty", "add one prompt per line")
+        pool = load_file(path)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise _FileProblem(f"prompt file {path}:{line} is not UTF-8 text",
+                           "save it as UTF-8") from None
+    except ValueError as exc:
+        raise _FileProblem(f"bad prompt file: {exc}", "fix that line of the prompt file") \
+            from None
+    except OSError as exc:
+        raise _FileProblem(f"cannot read prompt file {path}: {exc.strerror or exc}",
+                           "check its permissions") from None
+    if not pool:
+        raise _FileProblem(f"prompt file {path} has no prompts",
+                           "add one prompt per line")
+    return pool
+
+
+def check_datasets(loaded: Loaded) -> None:
+    """Resolve every distinct dataset of the campaign (not every point) and read its prompt
+    file; a problem raises UserError naming the grid file, line and key (dataset.path).
+
+    Built-in prompts ship with llem and HF datasets would need the network, so only file
+    datasets are read here; their completeness (source: hf needs a path) is checked when the
+    grid is loaded.
+    """
+    base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
+    checked: set[str] = set()
+    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
+        ds = resolve({"backend": "noop", "model": "x", **values}).dataset
+        if ds.source != "file" or str(ds.path) in checked:
+            continue
+        checked.add(str(ds.path))
+        try:
+            _file_pool(ds, base_dir)
+        except _FileProblem as exc:
+            loc = where.get("dataset.path") or where.get("dataset.source") or ("dataset",)
+            raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
+
+
 def _load_hf(ds: Dataset) -> list[Prompt]:
     if not ds.path:
         raise UserError("dataset.source is 'hf' but dataset.path (the dataset id) is not set")
     try:
-        import datasets  # type: ignore[import-not-found]
+        import datasets
     except ImportError:
         raise UserError("dataset.source 'hf' needs the `datasets` package: "
                         "pip install datasets") from None
@@ -44,7 +109,7 @@ def _load_hf(ds: Dataset) -> list[Prompt]:
         data = datasets.load_dataset(ds.path, split=ds.split)
     except Exception as exc:
         raise UserError(f"cannot load HF dataset '{ds.path}' (split {ds.split}): "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
                         "(offline? set dataset.source: file)") from None
     column = ds.column or next((c for c in TEXT_COLUMNS if c in data.column_names), None)
     if column is None or column not in data.column_names:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """text with control characters (newlines included) shown as escapes: one line, always."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 class UserError(Exception):
     """A mistake the user can fix: the message is the whole story (what, where, how to fix)."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ConfigError(UserError):

@@ -83,4 +83,5 @@ def get_info(name: str) -> BackendInfo:
 def load_class(name: str) -> type[Backend]:
     """Import the backend's class; called only in the worker process."""
     module, _, cls = get_info(name).target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    backend: type[Backend] = getattr(importlib.import_module(module), cls)
+    return backend

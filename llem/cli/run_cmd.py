@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from llem.config.load import load_campaign
+from llem.dataset import check_datasets
 from llem.grid import count_points
 
 
@@ -31,6 +32,7 @@ def run(grid: Path, store: str | None, address: str | None, dashboard: bool,
     the same command again resumes an interrupted campaign.
     """
     loaded = load_campaign(grid)  # validation first: a bad file starts nothing
+    check_datasets(loaded)  # prompt files too, before Ray starts
     c = loaded.campaign
     console = Console(stderr=True, quiet=False)
     from llem.driver import Driver, connect

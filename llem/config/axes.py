@@ -9,10 +9,12 @@ a literal list is written as a list of lists.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llem.config.models import (
     ENGINE_SECTIONS,
@@ -22,10 +24,12 @@ from llem.config.models import (
     Measurement,
     Point,
     Resources,
+    describe_error,
 )
 from llem.config.yaml_source import Loc, SourceMap
 
-SECTION_MODELS = {"dataset": Dataset, "measurement": Measurement, "resources": Resources}
+SECTION_MODELS: dict[str, type[BaseModel]] = {"dataset": Dataset, "measurement": Measurement,
+                                              "resources": Resources}
 POINT_SCALARS = tuple(f for f in Point.model_fields if f not in SECTIONS
                       and f not in ("engine", "generate", "backend", "model"))
 LOAD_PREFIXES = ("model", "dtype", "resources.", "engine.") + tuple(f"{b}." for b in
@@ -60,12 +64,16 @@ def is_load_path(path: str) -> bool:
 def check_path(path: str) -> str | None:
     """Why path names no Point field (None when it does)."""
     head, _, rest = path.partition(".")
+    if "" in path.split(".") and path:
+        return "a key in this path is empty"
     if head in ENGINE_SECTIONS or head == "generate":
         return None if rest else f"'{head}' needs a parameter name, e.g. {head}.<param>"
     if head in SECTION_MODELS:
         fields = SECTION_MODELS[head].model_fields
         if rest.split(".", 1)[0] in fields:
             return None
+        if not rest:
+            return f"'{head}' must be a map of its settings: {', '.join(fields)}"
         return f"unknown {head} setting '{rest}'; known: {', '.join(fields)}"
     if head in ("model", "backend"):
         return f"set '{head}' with the top-level '{head}s:' list"
@@ -76,6 +84,9 @@ def check_path(path: str) -> str | None:
 
 def suggest(path: str) -> str | None:
     import difflib
+
+    if path in ENGINE_SECTIONS or path in SECTION_MODELS or path == "generate":
+        return None
 
     known = list(POINT_SCALARS) + [f"{s}.{f}" for s, m in SECTION_MODELS.items()
                                    for f in m.model_fields]
@@ -88,53 +99,88 @@ def _flatten(d: dict[str, Any], prefix: str, loc: Loc) -> list[tuple[str, Any, L
     out: list[tuple[str, Any, Loc]] = []
     for k, v in d.items():
         path, here = f"{prefix}.{k}" if prefix else k, loc + (k,)
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict) and v and path != "variants":
             out.extend(_flatten(v, path, here))
         else:
             out.append((path, v, here))
     return out
 
 
-def collect(c: Campaign, smap: SourceMap) -> tuple[Alternative, list[Axis]]:
+def flatten_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """An include/exclude rule with nested maps written as dotted paths."""
+    return {p: v for p, v, _ in _flatten(rule, "", ())}
+
+
+Where = dict[str, Loc]  # path of a fixed value -> where it was written
+
+
+def collect(c: Campaign, smap: SourceMap) -> tuple[Alternative, list[Axis], Where]:
     """Split a campaign into fixed values and axes; raise ConfigError at the first bad one."""
     fixed: Alternative = {}
+    where: Where = {}
     axes: list[Axis] = []
     entries: list[tuple[str, Any, Loc]] = []
     for section in SECTIONS:
-        entries += [(f"{section}.{k}", v, (section, k)) for k, v in getattr(c, section).items()]
+        entries += _flatten(getattr(c, section), section, (section,))
     for section in ENGINE_SECTIONS:
         entries += _flatten(getattr(c, section), section, (section,))
-    entries += [(k, v, ("grid", k)) for k, v in c.grid.items()]
+    entries += _flatten(c.grid, "", ("grid",))
     models = tuple({"model": m} for m in c.models)
     axes.append(Axis("model", models, tuple(("models", i) for i in range(len(models)))))
 
     for path, value, loc in entries:
-        if path != "variants":
-            why = check_path(path)
-            if why:
-                raise smap.error(loc, why, hint=suggest(path))
+        if path == "variants" and not (isinstance(value, list) and value and
+                                       all(isinstance(v, dict) for v in value)):
+            bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)), None) \
+                if isinstance(value, list) else None
+            raise smap.error(loc if bad is None else loc + (bad,),
+                             "'variants' must be a list of maps of full paths",
+                             hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
+        if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+            _check(path, loc, smap)  # a dependent group's own key is a prefix, not a field
         if isinstance(value, list):
             if not value:
                 raise smap.error(loc, "empty list: an axis needs at least one value",
                                  hint="remove the key or give it values")
             alts = tuple(_alternative(path, v, loc + (i,), smap) for i, v in enumerate(value))
             axes.append(Axis(path, alts, tuple(loc + (i,) for i in range(len(value)))))
-        elif path == "variants":
-            raise smap.error(loc, "'variants' must be a list of maps of full paths")
         else:
             fixed[path] = value
+            where[path] = loc
             _validate(fixed, {path: value}, loc, smap)
-    _check_backends(c, fixed, axes, smap)
-    return fixed, axes
+    _check_nesting(fixed, where, axes, smap)
+    _check_backends(c, fixed, where, axes, smap)
+    return fixed, axes, where
+
+
+def _check_nesting(fixed: Alternative, where: Where, axes: list[Axis], smap: SourceMap) -> None:
+    """No path may reach inside another path's non-map value (dataset.path and
+    dataset.path.x)."""
+    used = [(p, v, where[p]) for p, v in fixed.items()]
+    used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
+             for p, v in alt.items()]
+    leaves = {p for p, v, _ in used if not isinstance(v, dict)}
+    for path, _, loc in used:
+        parts = path.split(".")
+        for n in range(1, len(parts)):
+            if ".".join(parts[:n]) in leaves:
+                raise smap.error(loc, f"'{path}' reaches inside '{'.'.join(parts[:n])}', "
+                                 "which is set to a value", hint="keep one of them")
+
+
+def _check(path: str, loc: Loc, smap: SourceMap) -> None:
+    why = check_path(path)
+    if why:
+        raise smap.error(loc, why, hint=suggest(path))
 
 
 def _alternative(path: str, value: Any, loc: Loc, smap: SourceMap) -> Alternative:
     if isinstance(value, dict):
-        alt = {(k if path == "variants" else f"{path}.{k}"): v for k, v in value.items()}
-        for p in alt:
-            why = check_path(p)
-            if why:
-                raise smap.error(loc, why, hint=suggest(p))
+        prefix = "" if path == "variants" else path
+        alt: Alternative = {}
+        for p, v, _ in _flatten(value, prefix, loc):
+            _check(p, loc, smap)
+            alt[p] = v
     else:
         alt = {path: value}
     _validate({}, alt, loc, smap)
@@ -148,35 +194,72 @@ def _validate(base: Alternative, alt: Alternative, loc: Loc, smap: SourceMap) ->
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise smap.error(loc, f"{field}: {err['msg']} (got {err.get('input')!r})") from None
+        key = ".".join(str(p) for p in loc)
+        shown = "" if key.endswith(field) or f"{field}." in key else f"{field}: "
+        raise smap.error(loc, shown + describe_error(err)) from None
+    except ValueError as exc:  # a path inside a value (_set)
+        raise smap.error(loc, str(exc)) from None
 
 
-def _check_backends(c: Campaign, fixed: Alternative, axes: list[Axis], smap: SourceMap) -> None:
+def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Axis],
+                    smap: SourceMap) -> None:
     """Unknown backends, engine sections for absent backends, unsupported parameters."""
     from llem.backends import get_info
 
     defaults = Point(backend="noop", model="x")
+    used = [(p, v, where[p]) for p, v in fixed.items()]
+    used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
+             for p, v in alt.items()]
+    for section in ENGINE_SECTIONS:
+        if getattr(c, section) and section not in c.backends:
+            raise smap.error((section,), f"engine settings for '{section}', which is not in "
+                             "backends:", hint=f"add {section} to backends or remove this")
+    for path, _, loc in used:
+        head = path.split(".", 1)[0]
+        if head in ENGINE_SECTIONS and head not in c.backends:
+            raise smap.error(loc, f"'{path}' is a setting of '{head}', which is not in "
+                             "backends:", hint=f"add {head} to backends or remove it")
     for i, name in enumerate(c.backends):
         try:
             info = get_info(name)
         except KeyError as exc:
             raise smap.error(("backends", i), str(exc.args[0])) from None
-        used = [(p, v, ()) for p, v in fixed.items()]
-        used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
-                 for p, v in alt.items()]
         for path, value, loc in used:
             if path in POINT_SCALARS and path not in ("dtype", "batch_size") and \
                     path != "streaming" and value != getattr(defaults, path) and \
                     path not in info.supports:
-                raise smap.error(loc or ("grid", path), f"backend '{name}' does not support "
-                                 f"'{path}'", hint="remove it or use another backend")
+                raise smap.error(loc, f"backend '{name}' does not support '{path}'",
+                                 hint="remove it or use another backend")
             if path == "streaming" and value and not info.streaming:
-                raise smap.error(loc or ("grid", path), f"backend '{name}' cannot measure "
-                                 "streaming (per-token) latency")
-    for section in ENGINE_SECTIONS:
-        if getattr(c, section) and section not in c.backends:
-            raise smap.error((section,), f"engine settings for '{section}', which is not in "
-                             "backends:", hint=f"add {section} to backends or remove this")
+                raise smap.error(loc, f"backend '{name}' cannot measure streaming "
+                                 "(per-token) latency", hint="set streaming: false or use "
+                                 "another backend")
+
+
+def section_values(fixed: Alternative, where: Where, axes: list[Axis],
+                   prefix: str) -> Iterator[tuple[Alternative, Where]]:
+    """Each distinct combination of the paths under prefix (e.g. "dataset.") that the grid
+    can produce, with where each value was written; other axes are not enumerated."""
+    base = {p: v for p, v in fixed.items() if p.startswith(prefix)}
+    base_where = {p: where[p] for p in base if p in where}
+    choices: list[list[tuple[Alternative, Loc]]] = []
+    for ax in axes:
+        distinct: dict[str, tuple[Alternative, Loc]] = {}
+        for alt, loc in zip(ax.alternatives, ax.locs):
+            sub = {p: v for p, v in alt.items() if p.startswith(prefix)}
+            distinct.setdefault(repr(sorted(sub.items())), (sub, loc))
+        if any(sub for sub, _ in distinct.values()):
+            choices.append(list(distinct.values()))
+    seen: set[str] = set()
+    for combo in itertools.product(*choices):
+        values, locs = dict(base), dict(base_where)
+        for sub, loc in combo:
+            values.update(sub)
+            locs.update(dict.fromkeys(sub, loc))
+        key = repr(sorted(values.items()))
+        if key not in seen:
+            seen.add(key)
+            yield values, locs
 
 
 def resolve(values: Alternative) -> Point:
@@ -188,16 +271,20 @@ def resolve(values: Alternative) -> Point:
         if head in ENGINE_SECTIONS:
             if head != backend:
                 continue
-            _set(nested["engine"], rest, value)
+            _set(nested["engine"], rest, value, path)
         elif rest:
-            _set(nested.setdefault(head, {}), rest, value)
+            _set(nested.setdefault(head, {}), rest, value, path)
         else:
             nested[head] = value
     return Point.model_validate(nested)
 
 
-def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+def _set(d: dict[str, Any], dotted: str, value: Any, path: str) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
         d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            inner = path[: path.index(dotted)] + dotted[: dotted.index(p) + len(p)]
+            raise ValueError(f"'{path}' reaches inside '{inner}', which is set to a value "
+                             "(keep one of them)")
     d[leaf] = value

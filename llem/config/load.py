@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from llem.config.axes import Alternative, Axis, check_path, collect
-from llem.config.models import BUILTIN_MODELS, Campaign
+from llem.config.axes import (
+    Alternative,
+    Axis,
+    Where,
+    check_path,
+    collect,
+    flatten_rule,
+    section_values,
+    suggest,
+)
+from llem.config.models import BUILTIN_MODELS, Campaign, describe_error
 from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
 from llem.errors import ConfigError
 
 PATH_PREFIXES = ("./", "../", "/", "~")
+TYPE_NAMES = {"list": "a list", "str": "a single value", "int": "a number",
+              "float": "a number", "bool": "a single value"}
+MISSING_HINTS = {"name": "add e.g. name: my-campaign",
+                 "models": "add e.g. models: [org/model-name]; hub ids or ./local/paths"}
 
 
 @dataclass
@@ -26,6 +39,7 @@ class Loaded:
     axes: list[Axis]
     source: SourceMap
     path: Path | None = None
+    where: Where = field(default_factory=dict)  # fixed value's path -> where it was written
 
 
 def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Loaded:
@@ -45,7 +59,9 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     if data is None:
         raise smap.error((), "the file is empty", hint="see configs/demo.yaml for an example")
     if not isinstance(data, dict):
-        raise smap.error((), f"the file must be a map of settings, not a {type(data).__name__}")
+        kind = TYPE_NAMES.get(type(data).__name__, type(data).__name__)
+        raise smap.error((), f"the file must be a map of settings (key: value lines), not "
+                         f"{kind}", hint="see configs/demo.yaml for an example", line=1)
     data = {**data, **(overrides or {})}
     known = list(Campaign.model_fields)
     for key in data:
@@ -59,33 +75,69 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        got = err.get("input")
-        msg = err["msg"] + (f" (got {got!r})" if not isinstance(got, dict | list) else "")
-        if err["type"] == "missing":
-            msg = "required key is missing"
-        raise smap.error(loc, msg) from None
-    campaign = campaign.model_copy(update={"models": [_model(m, i, base_dir, smap)
-                                                      for i, m in enumerate(campaign.models)]})
-    for section in ("include", "exclude"):
-        for i, rule in enumerate(getattr(campaign, section)):
-            for key in rule:
-                why = check_path(key) if key not in ("model", "backend") else None
-                if why:
-                    raise smap.error((section, i, key), why)
-    for rule in campaign.include:
-        if rule in campaign.exclude:
-            raise smap.error(("exclude",), f"rule {rule} is both included and excluded",
-                             hint="remove it from one of the lists")
-    fixed, axes = collect(campaign, smap)
-    loaded = Loaded(campaign, fixed, axes, smap, path)
+        raise smap.error(loc, describe_error(err), hint=MISSING_HINTS.get(str(loc[0]))
+                         if err["type"] == "missing" else None) from None
+    campaign = campaign.model_copy(update={
+        "models": [_model(m, i, base_dir, smap) for i, m in enumerate(campaign.models)],
+        "include": _rules(campaign.include, "include", smap),
+        "exclude": _rules(campaign.exclude, "exclude", smap)})
+    for i, rule in enumerate(campaign.include):
+        for j, ex in enumerate(campaign.exclude):
+            if _covers(ex, rule):
+                raise smap.error(("exclude", j), f"this rule drops every point that include "
+                                 f"rule {i + 1} ({rule}) keeps",
+                                 hint="remove it from one of the lists")
+    fixed, axes, where = collect(campaign, smap)
+    loaded = Loaded(campaign, fixed, axes, smap, path, where)
+    _check_datasets(loaded)
     _check_size(loaded)
     return loaded
 
 
+def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap) -> list[dict[str, Any]]:
+    """include/exclude rules as flat {path: value}; every path must name a parameter."""
+    out = []
+    for i, rule in enumerate(rules):
+        if not rule:
+            raise smap.error((section, i), "empty rule: it would match every point",
+                             hint="give it keys, e.g. {batch_size: 8}")
+        flat = flatten_rule(rule)
+        for key in flat:
+            why = check_path(key) if key not in ("model", "backend") else None
+            if why:
+                raise smap.error((section, i, key.split(".", 1)[0]), why, hint=suggest(key))
+        out.append(flat)
+    return out
+
+
+def _covers(ex: dict[str, Any], inc: dict[str, Any]) -> bool:
+    """Does exclude rule ex match every point that include rule inc matches?"""
+    for key, want in ex.items():
+        if key not in inc:
+            return False
+        have = inc[key] if isinstance(inc[key], list) else [inc[key]]
+        allowed = want if isinstance(want, list) else [want]
+        if not all(h in allowed for h in have):
+            return False
+    return True
+
+
+def _check_datasets(loaded: Loaded) -> None:
+    """Every dataset the grid can produce names its source completely (no file is read)."""
+    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
+        source = values.get("dataset.source", "builtin")
+        if source in ("file", "hf") and not values.get("dataset.path"):
+            loc = where.get("dataset.source", ("dataset",))
+            what = "a prompt file (.jsonl or .txt)" if source == "file" else "the dataset id"
+            raise loaded.source.error(loc, f"dataset.source is '{source}' but dataset.path "
+                                      "is not set", hint=f"add dataset.path: {what}")
+
+
 def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
     """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist."""
-    if not model.strip():
-        raise smap.error(("models", i), "empty model name")
+    if not model.strip() or any(ord(ch) < 32 for ch in model):
+        raise smap.error(("models", i), f"bad model name {model!r}",
+                         hint="a hub id (org/name), a ./local/path or llem:tiny")
     if model.startswith("llem:"):
         if model[5:] not in BUILTIN_MODELS:
             raise smap.error(("models", i), f"unknown built-in model '{model}'",
@@ -93,7 +145,11 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
         return model
     if not model.startswith(PATH_PREFIXES):
         return model  # a hub id (org/name)
-    resolved = (base_dir / Path(model).expanduser()).resolve()
+    try:
+        resolved = (base_dir / Path(model).expanduser()).resolve()
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
+        raise smap.error(("models", i), f"cannot resolve model path {model!r}: {exc}") \
+            from None
     if not resolved.exists():
         raise smap.error(("models", i), f"model path {resolved} does not exist",
                          hint="build one with `llem tiny-model DIR` or fix the path")

@@ -17,6 +17,38 @@ DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half
                  "float": "float32"}
 
 
+def describe_error(err: Any) -> str:
+    """One pydantic error (an item of ValidationError.errors()) as a short plain sentence."""
+    kind, msg, got = err["type"], str(err["msg"]), err.get("input")
+    ctx = err.get("ctx") or {}
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) else \
+        f" (got a {'map' if isinstance(got, dict) else 'list'})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return "unknown setting"
+    if kind == "dict_type":
+        return "must be a map of settings (key: value)" + shown
+    if kind in ("list_type", "tuple_type"):
+        return "must be a list, e.g. [a, b]" + shown
+    if kind == "too_short":
+        return "must list at least one value"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be a whole number" + shown
+    if kind in ("float_type", "float_parsing"):
+        return "must be a number" + shown
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false" + shown
+    if kind == "string_type":
+        return "must be text" + shown
+    for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx and kind.startswith(("greater", "less")):
+            return f"must be {op} {ctx[bound]}" + shown
+    return msg.replace("Input should be", "must be") + shown
+
+
 class Strict(BaseModel):
     """Unknown keys are errors; values are checked, not coerced across types."""
 
@@ -97,7 +129,8 @@ class Point(Strict):
         if isinstance(v, str):
             v = DTYPE_ALIASES.get(v.lower(), v.lower())
             if v not in DTYPES:
-                raise ValueError(f"unknown dtype; use one of {', '.join(DTYPES)}")
+                raise ValueError(f"unknown dtype {v!r}; use one of {', '.join(DTYPES)} "
+                                 f"(or {', '.join(DTYPE_ALIASES)})")
         return v
 
 
