@@ -19,6 +19,7 @@ import ray
 
 from llem.config.load import Loaded
 from llem.dataset import load_prompts
+from llem.envs import preflight
 from llem.errors import UserError
 from llem.grid import Group, Job, canonical, groups
 from llem.results import failed_result
@@ -64,7 +65,8 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
                  log_to_driver=False)
         return target
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
+    # address="local": always a new Ray, never one another process on this host started
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
              include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
     return "embedded"
 
@@ -83,8 +85,12 @@ class Driver:
     """Runs one campaign to completion; on_result is called after each stored result."""
 
     def __init__(self, loaded: Loaded, store: Store,
-                 on_result: Callable[[dict[str, Any], Summary], None] | None = None) -> None:
+                 on_result: Callable[[dict[str, Any], Summary], None] | None = None,
+                 runtime_envs: dict[str, dict[str, Any]] | None = None) -> None:
         self.loaded = loaded
+        # each backend's Ray runtime_env; a missing or broken one is a UserError here
+        self.runtime_envs = runtime_envs if runtime_envs is not None else preflight(
+            loaded.campaign.backends, loaded.campaign.environments)
         self.campaign = loaded.campaign.name
         self.store = store
         self.on_result = on_result or (lambda r, s: None)
@@ -128,7 +134,8 @@ class Driver:
                     first = next(jobs, None)
                     if first is not None:
                         self.prompts_ref(first)  # bad prompt files fail before any actor
-                        actor = start_worker(self.campaign, next_group, index)
+                        actor = start_worker(self.campaign, next_group, index,
+                                             self.runtime_envs.get(next_group.first.backend))
                         index += 1
                         free[0] -= gpus
                         free[1] -= cpus

@@ -10,6 +10,7 @@ import functools
 import os
 import platform
 import socket
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def runtime_info(backend: str) -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "worker_pid": os.getpid(),
+        "python_executable": sys.executable,
+        "env_kind": os.environ.get("LLEM_ENV_KIND"),
         "python_version": platform.python_version(),
         "llem_version": __version__,
         "llem_commit": git_commit(),

@@ -52,6 +52,8 @@ class Job:
     cycle: int
     job_id: str
     load_key: str
+    order: str = "interleaved"  # the campaign's cycle order, recorded with the result
+    order_seed: int | None = None  # the shuffle's seed (order: shuffled)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -60,12 +62,13 @@ class Job:
     def payload(self) -> dict[str, Any]:
         """Plain data for the worker (no pydantic objects cross the process boundary)."""
         return {"campaign": self.campaign, "point": self.point.model_dump(mode="json"),
-                "cycle": self.cycle, "job_id": self.job_id, "load_key": self.load_key}
+                "cycle": self.cycle, "job_id": self.job_id, "load_key": self.load_key,
+                "order": self.order, "order_seed": self.order_seed}
 
     @classmethod
     def from_payload(cls, d: dict[str, Any]) -> Job:
         return cls(d["campaign"], Point.model_validate(d["point"]), d["cycle"], d["job_id"],
-                   d["load_key"])
+                   d["load_key"], d.get("order", "interleaved"), d.get("order_seed"))
 
 
 @dataclass
@@ -78,13 +81,20 @@ class Group:
     _points: Any = field(repr=False, default=None)  # () -> Iterator[Point]
     _cycles: int = 1
     _order: str = "interleaved"
-    _seed: int = 0
+    _seed: int | None = None
     _campaign: str = ""
+
+    def points(self) -> Iterator[Point]:
+        """The group's distinct points (each is a job per cycle)."""
+        points: Iterator[Point] = self._points()
+        return points
 
     def jobs(self) -> Iterator[Job]:
         """The group's jobs; cycles interleaved (all points of cycle 0, then cycle 1, ...)."""
+        seed = self._seed if self._order == "shuffled" else None
+
         def make(p: Point, c: int) -> Job:
-            return Job(self._campaign, p, c, job_id_of(p), self.load_key)
+            return Job(self._campaign, p, c, job_id_of(p), self.load_key, self._order, seed)
 
         if self._order == "sequential":
             for p in self._points():
@@ -92,7 +102,7 @@ class Group:
                     yield make(p, c)
         elif self._order == "shuffled":
             jobs = [make(p, c) for c in range(self._cycles) for p in self._points()]
-            random.Random(f"{self._seed}:{self.load_key}").shuffle(jobs)
+            random.Random(f"{seed or 0}:{self.load_key}").shuffle(jobs)
             yield from jobs
         else:
             for c in range(self._cycles):

@@ -18,6 +18,7 @@ from llem.environment import runtime_info
 from llem.grid import Job
 from llem.measure.gpu import visible_devices
 from llem.measure.meter import EnergyMeter, Window
+from llem.measure.thermal import ThermalGaps
 from llem.results import failed_result, ok_result
 
 
@@ -33,11 +34,13 @@ def resolve_model(model: str) -> str:
 
 
 def generate_spec(p: Point) -> GenerateSpec:
-    return GenerateSpec(max_new_tokens=p.max_new_tokens, min_new_tokens=p.min_new_tokens,
+    """output_policy fixed is min_new_tokens = max_new_tokens, which every backend maps."""
+    min_new = p.max_new_tokens if p.output_policy == "fixed" else p.min_new_tokens
+    return GenerateSpec(max_new_tokens=p.max_new_tokens, min_new_tokens=min_new,
                         temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                         repetition_penalty=p.repetition_penalty, seed=p.seed,
                         streaming=p.streaming, max_input_tokens=p.max_input_tokens,
-                        extra=dict(p.generate))
+                        input_policy=p.input_policy, extra=dict(p.generate))
 
 
 def batches(prompts: list[str], size: int) -> list[list[str]]:
@@ -53,6 +56,7 @@ class JobRunner:
         self.load = load
         self.gpus_per_job = gpus_per_job
         self.meter = EnergyMeter(gpus_per_job)
+        self.thermal = ThermalGaps.for_gpus(self.meter.gpus)
         self.env = {**runtime_info(backend), **(extra_env or {})}
         self.backend: Backend | None = None
         self.load_error: str | None = None
@@ -80,12 +84,14 @@ class JobRunner:
         """Measure one job; an exception becomes a failed result, never a crash."""
         job = Job.from_payload(payload)
         started = time.time()
+        gap = self.thermal.wait(job.point.measurement)  # back near idle before this job
         try:
             backend = self.ensure_loaded()
             window, records, info = measure(backend, job, prompts, self.meter)
             result = ok_result(job, window, records, info, self.context(), started)
         except Exception as exc:
             result = failed_result(job, exc, traceback.format_exc(), self.context(), started)
+        result["run"].update(gap.columns(), **getattr(self.backend, "load_facts", {}))
         self.jobs_run += 1
         return result
 

@@ -24,12 +24,14 @@ def config_columns(job: Job) -> dict[str, Any]:
     p = job.point
     cols: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
-        "cycle": job.cycle, "load_key": job.load_key,
+        "cycle": job.cycle, "load_key": job.load_key, "cycle_order": job.order,
+        "order_seed": job.order_seed,
         "backend": p.backend, "model": p.model, "dtype": p.dtype, "batch_size": p.batch_size,
         "max_new_tokens": p.max_new_tokens, "min_new_tokens": p.min_new_tokens,
         "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
         "repetition_penalty": p.repetition_penalty, "seed": p.seed,
         "max_input_tokens": p.max_input_tokens, "streaming": p.streaming,
+        "input_policy": p.input_policy, "output_policy": p.output_policy, "preset": p.preset,
         "num_prompts": p.dataset.num_prompts, "dataset_source": p.dataset.source,
         "dataset_path": p.dataset.path, "gpus_per_job": p.resources.gpus_per_job,
         "min_window_s": p.measurement.min_window_s,
@@ -44,7 +46,8 @@ def config_columns(job: Job) -> dict[str, Any]:
 def context_columns(ctx: dict[str, Any]) -> dict[str, Any]:
     gpus = ctx.get("gpus") or []
     return {
-        **{k: ctx.get(k) for k in ("host", "node_id", "worker_pid", "python_version",
+        **{k: ctx.get(k) for k in ("host", "node_id", "worker_pid", "python_executable",
+                                   "env_kind", "python_version",
                                    "llem_version", "llem_commit", "ray_version", "torch_version",
                                    "transformers_version", "backend_version", "cpu_model",
                                    "driver_version", "cuda_version", "model_loads",

@@ -1,14 +1,13 @@
 """The vLLM backend on the tiny model, through the real library, in the vLLM env.
 
-The test process has no vLLM: a script runs in the vLLM venv's python (built as
-jobs/vllm/README.md says) and prints JSON, and the assertions run here. The script also
-runs transformers' own greedy generate on the same model, so vLLM's tokens are checked
-token for token, not just counted. Skipped when that venv is absent.
+The test process has no vLLM: a script runs in the vLLM venv's python (built by
+`llem env build vllm`, the vllm_python fixture) and prints JSON, and the assertions run
+here. The script also runs transformers' own greedy generate on the same model, so vLLM's
+tokens are checked token for token, not just counted.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-VLLM_PYTHON = Path.home() / ".cache" / "llem" / "envs" / "vllm" / "bin" / "python"
+from llem.envs import llem_source_dir
+
 MAX_NEW = 12
 
 SCRIPT = r'''
@@ -99,22 +99,20 @@ print("LLEM_JSON " + json.dumps({
 
 
 @pytest.fixture(scope="module")
-def result(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def result(tiny_model: Path, vllm_python: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run SCRIPT once in the vLLM venv; its JSON for all the tests of this module."""
-    if not VLLM_PYTHON.exists():
-        pytest.skip(f"no vLLM env at {VLLM_PYTHON} (build it as jobs/vllm/README.md says)")
-    if importlib.util.find_spec("llem.tiny_model") is None:
-        pytest.skip("llem.tiny_model is not there yet: no tiny model to serve")
-    model = request.getfixturevalue("tiny_model")
+    model = tiny_model
     tmp = tmp_path_factory.mktemp("vllm")
     (tmp / "check_vllm.py").write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = str(llem_source_dir())  # the venv has no llem: the workers' way
     env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0",  # engine in-process: no spawn, 2 s init
                VLLM_CPU_KVCACHE_SPACE="1",  # GiB
                VLLM_CACHE_ROOT=str(tmp / "vllm-cache"), HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([str(VLLM_PYTHON), str(tmp / "check_vllm.py"), str(model), str(MAX_NEW)],
+    proc = subprocess.run([str(vllm_python), str(tmp / "check_vllm.py"), str(model), str(MAX_NEW)],
                           cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("LLEM_JSON ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # Generation parameters every backend maps to its native API (GenerateSpec fields).
-_COMMON = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "seed"})
+_COMMON = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "seed", "preset"})
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,15 @@ REGISTRY: dict[str, BackendInfo] = {
         BackendInfo(
             "transformers",
             "llem.backends.transformers_backend:TransformersBackend",
-            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
+                       "input_policy", "output_policy"},
             streaming=True,
         ),
         BackendInfo(
             "vllm",
             "llem.backends.vllm_backend:VllmBackend",
-            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
+                       "output_policy"},
             streaming=True,
         ),
         BackendInfo(
@@ -62,7 +64,8 @@ REGISTRY: dict[str, BackendInfo] = {
         BackendInfo(
             "noop",
             "llem.backends.noop:NoopBackend",
-            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens"},
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
+                       "input_policy", "output_policy"},
             streaming=True,
             needs_model=False,
         ),

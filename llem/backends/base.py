@@ -34,6 +34,7 @@ class GenerateSpec:
     seed: int = 0
     streaming: bool = False
     max_input_tokens: int | None = None  # truncate prompts to this many tokens (left kept)
+    input_policy: str = "truncate"  # "pad": also extend shorter prompts to max_input_tokens
     extra: dict[str, Any] = field(default_factory=dict)  # backend-native generate kwargs
 
 

@@ -40,8 +40,16 @@ class NoopBackend:
             time.sleep(token_s * spec.max_new_tokens)
         time.sleep(float(self.engine.get("request_s", 0)))
         end = time.perf_counter()
-        return [RequestRecord(input_tokens=len(p.split()), output_tokens=spec.max_new_tokens,
+        return [RequestRecord(input_tokens=_input_len(p, spec), output_tokens=spec.max_new_tokens,
                               start_s=start, end_s=end, token_times_s=times) for p in prompts]
 
     def close(self) -> None:
         pass
+
+
+def _input_len(prompt: str, spec: GenerateSpec) -> int:
+    """Words as tokens, cut (and, with input_policy pad, extended) to max_input_tokens."""
+    n = len(prompt.split())
+    if spec.max_input_tokens is None:
+        return n
+    return spec.max_input_tokens if spec.input_policy == "pad" else min(n, spec.max_input_tokens)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
+from llem.backends.transformers_options import apply_options, from_pretrained_kwargs, split_engine
 
 TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
@@ -48,12 +49,26 @@ class TransformersBackend:
             kwargs["dtype"] = "auto"
         if spec.gpus > 0:
             kwargs["device_map"] = "cuda" if spec.gpus == 1 else "auto"
-        kwargs.update(spec.engine)  # engine args pass through and win
+        engine, opts = split_engine(spec.engine)
+        kwargs.update(engine)  # engine args pass through and win
+        kwargs.update(from_pretrained_kwargs(opts))
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(spec.model, **kwargs).eval()
         self.model.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        self.assistant_tokenizer: Any = None
+
+        def load_assistant(name: str) -> Any:
+            from llem.harness import resolve_model
+
+            path = resolve_model(name)
+            self.assistant_tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+            return AutoModelForCausalLM.from_pretrained(path, **{
+                k: v for k, v in kwargs.items() if k in ("dtype", "device_map")}).eval()
+
+        self.model, self.assistant, self.load_facts = apply_options(self.model, opts,
+                                                                    load_assistant)
         self.eos = set(_ids(self.model.generation_config.eos_token_id) or
                        _ids(self.tokenizer.eos_token_id))
 
@@ -67,15 +82,17 @@ class TransformersBackend:
                       top_k=spec.top_k or None)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.assistant is not None:
+            kw["assistant_model"] = self.assistant
+            if self.assistant.config.vocab_size != self.model.config.vocab_size:
+                kw.update(tokenizer=self.tokenizer, assistant_tokenizer=self.assistant_tokenizer)
         kw.update(spec.extra)
         return {k: v for k, v in kw.items() if v is not None or k in ("temperature", "top_p",
                                                                        "top_k")}
 
     def generate(self, prompts: list[str], spec: GenerateSpec) -> list[RequestRecord]:
         torch = self.torch
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                             truncation=spec.max_input_tokens is not None,
-                             max_length=spec.max_input_tokens).to(self.model.device)
+        enc = self._encode(prompts, spec).to(self.model.device)
         in_lens = enc["attention_mask"].sum(dim=1).tolist()
         if spec.temperature > 0:
             torch.manual_seed(spec.seed)
@@ -99,6 +116,22 @@ class TransformersBackend:
                                          token_times_s=times))
         return records
 
+    def _encode(self, prompts: list[str], spec: GenerateSpec) -> Any:
+        """Token ids, left padded; cut to max_input_tokens, and with input_policy pad each
+        prompt extended to exactly that length by repeating its own tokens (BOS kept once)."""
+        n = spec.max_input_tokens
+        if spec.input_policy != "pad" or n is None:
+            return self.tokenizer(prompts, return_tensors="pt", padding=True,
+                                  truncation=n is not None, max_length=n)
+        rows = self.tokenizer(prompts, truncation=True, max_length=n)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        full = []
+        for ids in rows:
+            head = ids[:1] if bos is not None and ids and ids[0] == bos else []
+            body = ids[len(head):] or ids or [bos or 0]
+            full.append((head + body * (n // len(body) + 1))[:n])
+        return self.tokenizer.pad({"input_ids": full}, return_tensors="pt")
+
     def _length(self, ids: list[int]) -> int:
         """Generated tokens up to and including the first EOS (what was computed for it)."""
         for i, t in enumerate(ids):
@@ -108,6 +141,7 @@ class TransformersBackend:
 
     def close(self) -> None:
         del self.model
+        self.assistant = None
         if self.torch.cuda.is_available():
             self.torch.cuda.empty_cache()
 

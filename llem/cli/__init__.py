@@ -7,7 +7,11 @@ import sys
 import click
 
 from llem import __version__
+from llem.cli.compare_cmd import compare
+from llem.cli.env_cmd import env
+from llem.cli.export_cmd import export
 from llem.cli.query_cmd import query, results
+from llem.cli.report_cmd import report
 from llem.cli.run_cmd import run
 from llem.cli.submit_cmd import submit
 from llem.cli.tools_cmd import tiny_model
@@ -24,10 +28,13 @@ def cli() -> None:
       llem run configs/demo.yaml             run a grid on an embedded local Ray
       llem submit grid.yaml --address URL    run it as a Ray Job on a cluster
       llem query "SELECT * FROM runs"        DuckDB over the results
+      llem compare CAMPAIGN --by backend     configurations side by side, with CIs
+      llem report CAMPAIGN -o report.html    one HTML page with plots
+      llem env build vllm                    a backend's own Python environment
     """
 
 
-for command in (run, submit, query, results, tiny_model):
+for command in (run, submit, query, results, compare, report, export, tiny_model, env):
     cli.add_command(command)
 
 

@@ -18,49 +18,84 @@ FORMATS = click.Choice(["table", "csv", "json"])
 
 
 def default_store() -> str:
-    """Where results go when neither the grid file nor --store says: ./results."""
-    return "results"
+    """The store of the grid file in the current directory when that is unambiguous (every
+    grid file here names the same store), else ./results."""
+    stores = {store for p in sorted(Path.cwd().glob("*.y*ml")) if (store := _grid_store(p))}
+    return stores.pop() if len(stores) == 1 else "results"
 
 
-def _store(path: str | None) -> Any:
+def _grid_store(path: Path) -> str | None:
+    """A grid file's `store` (default results); None for a YAML file that is not a grid."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or "name" not in data or \
+            not {"models", "backends", "grid", "sweep"} & set(data):
+        return None
+    store = data.get("store", "results")
+    return store if isinstance(store, str) else None
+
+
+STORE_HELP = ("Results store: a path or a pyarrow filesystem URI (s3://, gs://, hdfs://, "
+              "file://). Default: the store of the grid file in this directory, else ./results.")
+
+
+def open_store(path: str | None) -> Any:
+    """The Store at `path` (or the default), or one clear UserError."""
     from llem.store import Store
 
-    return Store(path or default_store())
+    where = path or default_store()
+    try:
+        return Store(where)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for bad URIs
+        raise UserError(f"cannot open store '{where}': {str(exc).splitlines()[0]}") from None
 
 
 @click.command()
 @click.argument("sql")
-@click.option("--store", help="Results store (path or URI). Default: ./results.")
+@click.option("--store", help=STORE_HELP)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def query(sql: str, store: str | None, fmt: str) -> None:
-    """Run SQL over the store. Views: runs, requests, samples, stats.
+    """Run SQL (text, or the path of a .sql file) over the store with DuckDB.
 
-    SQL may also be a path to a .sql file.
+    Views: runs (one row per job x cycle), requests (one per request), samples (the
+    power/thermal timeline), stats (per configuration across cycles: mean, std, 95% CI, CV).
+    Columns and units: docs/schema.md.
 
     \b
       llem query "SELECT backend, batch_size, avg(energy_per_token_j) FROM runs GROUP BY ALL"
+      llem query pareto.sql --store s3://bucket/llem --format csv
     """
     import duckdb
 
     from llem.query import run_sql
 
-    if sql.endswith(".sql") and Path(sql).is_file():
-        sql = Path(sql).read_text()
+    if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
+        path = Path(sql.strip())
+        if not path.is_file():
+            raise UserError(f"SQL file {path} not found: pass SQL text or an existing .sql file")
+        sql = path.read_text()
+    st = open_store(store)
     try:
-        table = run_sql(_store(store), sql)
+        table = run_sql(st, sql)
     except duckdb.Error as exc:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
     emit(table.to_pylist(), table.column_names, fmt)
 
 
 @click.command()
-@click.option("--store", help="Results store (path or URI). Default: ./results.")
+@click.option("--store", help=STORE_HELP)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def results(store: str | None, fmt: str) -> None:
     """List the campaigns in the store with their counts of ok and failed jobs."""
     from llem.query import campaign_counts
 
-    rows = campaign_counts(_store(store))
+    rows = campaign_counts(open_store(store))
     emit(rows, ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"], fmt)
 
 

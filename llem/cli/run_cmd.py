@@ -1,76 +1,168 @@
-"""`llem run`: validate a grid, run it on Ray, stream results into the store."""
+"""`llem run`: validate a grid (or build a one-point one from flags), run it on Ray, stream
+results into the store."""
 
 from __future__ import annotations
 
+import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llem.config.load import load_campaign
+from llem.config.load import Loaded, from_data, load_campaign
+from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
+from llem.config.overrides import one_point
+from llem.config.yaml_source import SourceMap
 from llem.dataset import check_datasets
+from llem.errors import UserError
 from llem.grid import count_points
+
+ORDERS = ("interleaved", "sequential", "shuffled")
 
 
 @click.command()
-@click.argument("grid", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("grid", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "-m", help="Model (hub id, ./local/path or llem:tiny). Without GRID "
+              "this builds a one-point campaign; with GRID it replaces the file's models.")
+@click.option("--backend", "-b", help="Backend (default transformers without GRID).")
+@click.option("--num-prompts", "-n", type=click.IntRange(1), help="Prompts per job.")
+@click.option("--batch-size", type=click.IntRange(1), help="Requests per batch.")
+@click.option("--precision", "--dtype", "dtype", type=click.Choice(DTYPES + tuple(DTYPE_ALIASES),
+              case_sensitive=False), help="Weights/compute dtype, e.g. bf16.")
+@click.option("--max-new-tokens", type=click.IntRange(1), help="Output tokens per request.")
+@click.option("--preset", type=click.Choice(tuple(PRESETS)), help="Decoding preset "
+              "(temperature, top_p, top_k, repetition penalty).")
+@click.option("--gpus", type=click.IntRange(0), help="GPUs per job (default without GRID: 1 "
+              "where this machine has a GPU, else 0).")
+@click.option("--cycles", type=click.IntRange(1, 1000), help="Repeats of every point.")
+@click.option("--order", type=click.Choice(ORDERS), help="Cycle order within a load group.")
+@click.option("--seed", type=int, help="Seed of --order shuffled (default: drawn, printed and "
+              "recorded with each result as order_seed).")
+@click.option("--name", help="Campaign name (default without GRID: quick).")
+@click.option("--no-gaps", is_flag=True, help="No thermal gaps between jobs on a GPU.")
 @click.option("--store", help="Results store (path or URI); overrides the file's store.")
 @click.option("--address", help="Ray cluster address; default RAY_ADDRESS, else an embedded "
               "local Ray.")
 @click.option("--dashboard/--no-dashboard", default=False, show_default=True,
               help="Start the Ray dashboard with the embedded Ray.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
-def run(grid: Path, store: str | None, address: str | None, dashboard: bool,
-        quiet: bool) -> None:
-    """Run the campaign in GRID (a YAML grid file).
+@click.option("--quiet", "-q", is_flag=True, help="No header or progress bar; only the summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Tracebacks of failures (internal errors "
+              "and failed jobs); without it each is one line.")
+def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
+    """Run the campaign in GRID (a YAML grid file), or a one-point campaign from flags:
+
+    \b
+      llem run configs/demo.yaml
+      llem run configs/demo.yaml --batch-size 4 --cycles 3   flags override the file
+      llem run --model llem:tiny -n 100 --batch-size 4 --precision bf16
 
     Each job runs on its own worker (its own GPUs, exclusively); jobs sharing a model load
     share a worker. Results already in the store with status ok are skipped, so running
     the same command again resumes an interrupted campaign.
     """
-    loaded = load_campaign(grid)  # validation first: a bad file starts nothing
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose cannot be used together")
+    try:
+        _run(grid, quiet, verbose, **flags)
+    except (UserError, click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if verbose:
+            raise
+        first = (str(exc).splitlines() or [""])[0][:300]
+        click.echo(f"error: internal error: {type(exc).__name__}: {first} (run again with "
+                   "--verbose for the traceback)", err=True)
+        sys.exit(1)
+
+
+def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
+    """The validated campaign: GRID with the flags laid over it, or one built from flags."""
+    overrides = {
+        "models": [flags["model"]] if flags.get("model") else None,
+        "backends": [flags["backend"]] if flags.get("backend") else None,
+        "name": flags.get("name"), "cycles": flags.get("cycles"), "order": flags.get("order"),
+        "seed": flags.get("seed"), "dataset.num_prompts": flags.get("num_prompts"),
+        "batch_size": flags.get("batch_size"), "dtype": flags.get("dtype"),
+        "max_new_tokens": flags.get("max_new_tokens"), "preset": flags.get("preset"),
+        "resources.gpus_per_job": flags.get("gpus"),
+        "measurement.thermal_gaps": False if flags.get("no_gaps") else None,
+    }
+    if grid is not None:
+        return load_campaign(grid, overrides)
+    if not flags.get("model"):
+        raise click.UsageError("give a GRID file or --model (e.g. llem run --model llem:tiny "
+                               "-n 16)")
+    if flags.get("gpus") is None:
+        from llem.measure.gpu import local_gpus
+
+        overrides["resources.gpus_per_job"] = 1 if local_gpus()[0] else 0
+    data = one_point(flags["model"], flags.get("backend") or "transformers")
+    return from_data(data, SourceMap("command line"), base_dir=Path.cwd(), overrides=overrides)
+
+
+def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
+    loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
     check_datasets(loaded)  # prompt files too, before Ray starts
+    address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
+    from llem.envs import preflight
+
+    runtime_envs = preflight(c.backends, c.environments)  # each backend's env, before Ray
+    if c.order == "shuffled" and c.seed is None:  # drawn now, printed and recorded
+        c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     console = Console(stderr=True, quiet=False)
     from llem.driver import Driver, connect
     from llem.store import Store
 
     st = Store(store or c.store)
     where = connect(address, dashboard=dashboard)
-    hint = count_points(loaded) * c.cycles
-    console.print(f"[bold]{c.name}[/]: up to {hint} jobs ({count_points(loaded)} points x "
-                  f"{c.cycles} cycles) on Ray ({where}); store {st.uri}")
+    points = count_points(loaded)
+    hint = points * c.cycles
+    order = f"order {c.order}" + (f" (seed {c.seed})" if c.order == "shuffled" else "")
+    if not quiet:
+        console.print(f"[bold]{c.name}[/]: up to {hint} jobs ({points} points x {c.cycles} "
+                      f"cycles, {order}) on Ray ({where}); store {st.uri}")
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                         TimeElapsedColumn(), console=console, disable=quiet)
     task = progress.add_task(c.name, total=hint, status="starting")
 
     unavailable: set[str] = set()
+    tracebacks: list[str] = []
 
     def on_result(row: dict[str, Any], s: Any) -> None:
         if row.get("energy_unavailable"):
             unavailable.add(row["energy_unavailable"])
+        if row.get("traceback"):
+            tracebacks.append(f"{row['job_id']} c{row['cycle']}:\n{row['traceback']}")
         energy = f"{row['energy_j']:.1f} J" if row.get("energy_j") is not None else "energy n/a"
         tps = f"{row['tokens_per_s']:.1f} tok/s" if row.get("tokens_per_s") else ""
-        progress.update(task, completed=s.ok + s.failed + s.skipped,
-                        total=max(hint - 0, s.total),
+        progress.update(task, completed=s.ok + s.failed + s.skipped, total=max(hint, s.total),
                         status=f"ok {s.ok} failed {s.failed} | last: {energy} {tps}")
 
-    driver = Driver(loaded, st, on_result=on_result)
+    driver = Driver(loaded, st, on_result=on_result, runtime_envs=runtime_envs)
     with progress:
         summary = driver.run()
         progress.update(task, total=summary.total, completed=summary.total, status="done")
     if summary.skipped:
         console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
     _print_summary(console, summary)
-    for reason in sorted(unavailable):
-        console.print(f"energy not measured: {reason}")
+    if not quiet:
+        for reason in sorted(unavailable):
+            console.print(f"energy not measured: {reason}")
     if summary.failed:
         for e in summary.errors[:5]:
-            console.print(f"[red]failed[/] {e}")
+            console.print(f"[red]failed[/] {escape(e)}", highlight=False)
+        if verbose:
+            for tb in tracebacks:
+                console.print(tb, markup=False, highlight=False)
+        else:
+            console.print("(run again with --verbose for the failed jobs' tracebacks)")
     raise SystemExit(1 if summary.failed and not summary.ok else 0)
 
 

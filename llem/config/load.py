@@ -19,7 +19,9 @@ from llem.config.axes import (
     section_values,
     suggest,
 )
+from llem.config.backend_checks import check_backend_options
 from llem.config.models import BUILTIN_MODELS, Campaign, describe_error
+from llem.config.overrides import merge_overrides
 from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
 from llem.errors import ConfigError
 
@@ -43,7 +45,8 @@ class Loaded:
 
 
 def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Loaded:
-    """Read, validate and prepare a grid file. overrides replace top-level keys (CLI flags)."""
+    """Read, validate and prepare a grid file. overrides (CLI flags): top-level keys or
+    dotted parameter paths, each replacing what the file set (llem.config.overrides)."""
     p = Path(path)
     data, smap = read_yaml(p)
     return from_data(data, smap, base_dir=p.resolve().parent, overrides=overrides, path=p)
@@ -62,7 +65,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         kind = TYPE_NAMES.get(type(data).__name__, type(data).__name__)
         raise smap.error((), f"the file must be a map of settings (key: value lines), not "
                          f"{kind}", hint="see configs/demo.yaml for an example", line=1)
-    data = {**data, **(overrides or {})}
+    data = merge_overrides(data, overrides or {})
     known = list(Campaign.model_fields)
     for key in data:
         if key not in known:
@@ -87,11 +90,31 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
                 raise smap.error(("exclude", j), f"this rule drops every point that include "
                                  f"rule {i + 1} ({rule}) keeps",
                                  hint="remove it from one of the lists")
+    _check_environments(campaign, smap)
     fixed, axes, where = collect(campaign, smap)
     loaded = Loaded(campaign, fixed, axes, smap, path, where)
     _check_datasets(loaded)
     _check_size(loaded)
+    check_backend_options(loaded, base_dir)
     return loaded
+
+
+def _check_environments(campaign: Campaign, smap: SourceMap) -> None:
+    """environments: keys are backends of this grid, values valid EnvChoice maps."""
+    from llem.envs import EnvChoice
+
+    for backend, choice in campaign.environments.items():
+        if backend not in campaign.backends:
+            raise smap.error(("environments", backend), f"an environment for '{backend}', "
+                             "which is not in backends:", hint=f"known here: "
+                             f"{', '.join(campaign.backends)}")
+        try:
+            EnvChoice.model_validate(choice if choice is not None else {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ("environments", backend, *err["loc"])
+            raise smap.error(loc, describe_error(err), hint="kinds: current, venv, pip, uv, "
+                             "image; see jobs/README.md") from None
 
 
 def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap) -> list[dict[str, Any]]:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
                  "float": "float32"}
+# Named decoding presets: the sampling fields they set; a value written beside one wins.
+PRESETS: dict[str, dict[str, Any]] = {
+    "deterministic": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0},
+    "standard": {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.0},
+    "creative": {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.1},
+    "factual": {"temperature": 0.3, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.0},
+}
 
 
 def describe_error(err: Any) -> str:
@@ -90,6 +97,15 @@ class Measurement(Strict):
     sample_hz: float = Field(10.0, gt=0, le=1000)
     idle_baseline_s: float = Field(0.0, ge=0, le=600)
     job_timeout_s: float = Field(3600.0, gt=0)
+    # Thermal gaps (llem.measure.thermal): before each job, wait until its GPUs are back near
+    # idle (temperature and power within the margins of the coolest state seen), at most
+    # gap_max_s. gap_idle_temp_c sets an absolute target temperature instead.
+    thermal_gaps: bool = True
+    gap_max_s: float = Field(60.0, ge=0, le=3600)
+    gap_temp_margin_c: float = Field(3.0, ge=0, le=100)
+    gap_power_margin_w: float = Field(15.0, ge=0)
+    gap_idle_temp_c: float | None = Field(None, ge=0, le=120)
+    gap_poll_s: float = Field(0.5, gt=0, le=60)
 
 
 class Resources(Strict):
@@ -116,12 +132,38 @@ class Point(Strict):
     repetition_penalty: float = Field(1.0, gt=0)
     seed: int = 0
     max_input_tokens: int | None = Field(None, ge=1)
+    # truncate: prompts longer than max_input_tokens are cut (the start is kept);
+    # pad: also extend shorter ones to exactly max_input_tokens by repeating their own tokens.
+    input_policy: Literal["truncate", "pad"] = "truncate"
+    # eos: stop at end-of-sequence or max_new_tokens; fixed: every request decodes exactly
+    # max_new_tokens (min_new_tokens is raised to it).
+    output_policy: Literal["eos", "fixed"] = "eos"
+    preset: str | None = None  # a PRESETS name; fills the sampling fields not written
     streaming: bool = False
     engine: dict[str, Any] = Field(default_factory=dict)  # backend's load-time args, untouched
     generate: dict[str, Any] = Field(default_factory=dict)  # backend-native generate kwargs
     dataset: Dataset = Dataset()
     measurement: Measurement = Measurement()
     resources: Resources = Resources()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in PRESETS:
+                raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+            data = {**PRESETS[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Point:
+        if self.input_policy == "pad" and self.max_input_tokens is None:
+            raise ValueError("input_policy: pad needs max_input_tokens (the length to pad to)")
+        if self.output_policy == "eos" and self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) is over max_new_tokens "
+                             f"({self.max_new_tokens})")
+        return self
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -152,7 +194,7 @@ class Campaign(Strict):
     store: str = "results"
     cycles: int = Field(1, ge=1, le=1000)
     order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
-    seed: int = 0  # for order: shuffled
+    seed: int | None = None  # for order: shuffled; None: drawn at run time and recorded
     models: list[str] = Field(min_length=1)
     backends: list[str] = Field(default_factory=lambda: ["transformers"], min_length=1)
     grid: dict[str, Any] = Field(default_factory=dict)
@@ -163,6 +205,8 @@ class Campaign(Strict):
     vllm: dict[str, Any] = Field(default_factory=dict)
     tensorrt: dict[str, Any] = Field(default_factory=dict)
     noop: dict[str, Any] = Field(default_factory=dict)
+    # backend -> its Python environment (llem.envs.EnvChoice); not part of any job_id
+    environments: dict[str, Any] = Field(default_factory=dict)
     include: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     max_points: int = Field(100_000, ge=1)

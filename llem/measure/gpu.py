@@ -140,6 +140,23 @@ def job_gpus(expected: int) -> tuple[list[Gpu], str | None]:
     return gpus, None
 
 
+def local_gpus() -> tuple[list[dict[str, Any]], str | None]:
+    """Every GPU NVML sees on this machine (not only a job's), for `llem doctor` and dry runs:
+    Gpu.info() plus whether the energy counter answers. ([], reason) without NVML."""
+    n = nvml()
+    if n is None:
+        return [], _nvml_error
+    out: list[dict[str, Any]] = []
+    try:
+        for i in range(n.nvmlDeviceGetCount()):
+            h = n.nvmlDeviceGetHandleByIndex(i)
+            g = Gpu(_text(n.nvmlDeviceGetUUID(h)), i, _text(n.nvmlDeviceGetName(h)), h)
+            out.append({**g.info(), "energy_counter": g.energy_mj() is not None})
+    except Exception as exc:  # a GPU fallen off the bus, a driver mismatch
+        return out, f"NVML query failed: {type(exc).__name__}: {exc}"
+    return out, None
+
+
 def system_info() -> dict[str, Any]:
     """Driver and CUDA driver versions, or empty when NVML is unavailable."""
     n = nvml()

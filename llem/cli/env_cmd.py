@@ -1,0 +1,65 @@
+"""`llem env build` and `llem env list`: each backend's Python environment (jobs/<backend>/)."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from llem.backends import REGISTRY, get_info
+from llem.errors import UserError
+
+
+@click.group("env")
+def env() -> None:
+    """Each backend's own Python environment, where its Ray workers run.
+
+    \b
+      llem env list                  every backend's environment and whether it is ready
+      llem env build vllm            build the vLLM venv from jobs/vllm/ (uv, else pip)
+
+    Venvs live under ~/.cache/llem/envs (LLEM_ENVS_DIR overrides), named by a hash of what
+    they are built from, so every checkout and CI run on the machine reuses them. A grid
+    picks each backend's environment in its `environments:` section (kind: current, venv,
+    pip, uv or image); without one, the default in jobs/<backend>/env.yaml applies.
+    """
+
+
+@env.command("build")
+@click.argument("backend")
+@click.option("--variant", help="Requirements variant from jobs/BACKEND/env.yaml (cuda, cpu). "
+              "Default: cuda when NVML sees a GPU, else cpu.")
+@click.option("--tool", type=click.Choice(["uv", "pip"]), help="Installer; default uv when it "
+              "is on PATH, else pip.")
+@click.option("--force", is_flag=True, help="Rebuild even when a ready venv exists.")
+def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) -> None:
+    """Build BACKEND's venv from jobs/BACKEND/ (reused when it is already ready)."""
+    from llem.env_build import build
+
+    _known(backend)
+    console = Console(stderr=True, highlight=False)
+    marker = build(backend, variant=variant, tool=tool, force=force,
+                   log=lambda line: console.print(line, markup=False))
+    click.echo(marker["python"])
+
+
+@env.command("list")
+@click.option("--quick", is_flag=True, help="Do not run each venv's python to check it.")
+def list_cmd(quick: bool) -> None:
+    """Each backend's environment: kind, state (ready, missing, incomplete, broken), where."""
+    from llem.envs import statuses
+
+    t = Table(title="backend environments")
+    for col in ("backend", "kind", "state", "where", "detail"):
+        t.add_column(col)
+    for st in statuses(sorted(REGISTRY), deep=not quick):
+        color = "green" if st.state == "ready" else "red"
+        t.add_row(st.backend, st.kind, f"[{color}]{st.state}[/]", st.where, st.detail)
+    Console(width=200).print(t)
+
+
+def _known(backend: str) -> None:
+    try:
+        get_info(backend)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None

@@ -1,0 +1,66 @@
+"""`llem export`: a campaign's rows as CSV or JSON Lines, for tools outside Python."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.errors import UserError
+from llem.report.output import atomic_file, check_folder
+
+
+@click.command()
+@click.argument("campaign")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True)
+@click.option("--table", type=click.Choice(["runs", "requests", "samples", "stats"]),
+              default="runs", show_default=True, help="Which view to export.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (written whole or not at all). Default: stdout.")
+@click.option("--store", help=STORE_HELP)
+def export(campaign: str, fmt: str, table: str, output: Path | None, store: str | None) -> None:
+    """Write CAMPAIGN's rows of one view as CSV (with a header) or JSON Lines.
+
+    Rows are ordered by job_id and cycle (and request_index / t_s). List columns (gpu_uuids)
+    are written as DuckDB lists in CSV, JSON arrays in JSON Lines; timestamps as ISO 8601.
+
+    \b
+      llem export demo --format csv -o demo.csv
+      llem export demo --table requests --format jsonl | jq .latency_s
+    """
+    import duckdb
+
+    from llem.report.campaign import Campaign
+
+    camp = Campaign.open(open_store(store), campaign)
+    order = {"runs": "job_id, cycle", "requests": "job_id, cycle, request_index",
+             "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]
+    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
+    if output:
+        check_folder(output, "-o")
+    dest = output or Path(tempfile.mkdtemp(prefix="llem-export-")) / "stdout"
+    try:
+        with atomic_file(dest) as tmp:
+            camp.con.execute(f"COPY (SELECT * FROM {table} WHERE campaign = "
+                             f"{_literal(campaign)} ORDER BY {order}) TO {_literal(tmp)} "
+                             f"({options})")
+        if not output:
+            with open(dest, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
+    except duckdb.Error as exc:
+        raise UserError(f"export failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        camp.close()
+        if not output:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+
+
+def _literal(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+

@@ -1,0 +1,79 @@
+"""`llem report`: one self-contained HTML page (and optionally PNGs) for a campaign."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.errors import UserError
+from llem.report.output import atomic_file, check_folder
+
+
+@click.command()
+@click.argument("campaign")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("report.html"), show_default=True, help="The HTML file to write.")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write every plot as a PNG into this folder (needs Chrome or "
+              "Chromium for kaleido; on Debian: apt-get install chromium).")
+@click.option("--job", help="Job whose power timeline is drawn: a job_id or unique prefix, "
+              "optionally JOB:CYCLE. Default: the job with the most power samples.")
+@click.option("--store", help=STORE_HELP)
+def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
+           store: str | None) -> None:
+    """Write CAMPAIGN's report: configuration, environment, a sortable results table and plots.
+
+    Plots: J/token vs throughput with the Pareto frontier, latency (p50/p99, TTFT) vs
+    energy, each metric by swept parameter, and one job's power timeline with its idle
+    baseline. The page inlines plotly's JavaScript: it opens offline, from a file or e-mail.
+    """
+    import plotly.offline
+
+    from llem.report.campaign import Campaign
+    from llem.report.data import gather
+    from llem.report.figures import all_figures
+    from llem.report.html import page
+
+    camp = Campaign.open(open_store(store), campaign)
+    try:
+        data = gather(camp, job)
+    finally:
+        camp.close()
+    figures = all_figures(data)
+    check_folder(output, "-o")
+    if png_dir:
+        check_folder(png_dir, "--png")
+    staged = _pngs(figures, png_dir) if png_dir else None
+    text = page(data, figures, plotly.offline.get_plotlyjs())
+    with atomic_file(output) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    if staged and png_dir:
+        png_dir.mkdir(exist_ok=True)
+        for p in sorted(staged.iterdir()):
+            os.replace(p, png_dir / p.name)
+        shutil.rmtree(staged, ignore_errors=True)
+    click.echo(f"wrote {output} ({len(data.configs)} configurations, {len(figures)} plots)"
+               + (f" and {len(figures)} PNGs in {png_dir}" if png_dir else ""))
+
+
+def _pngs(figures: list, png_dir: Path) -> Path:
+    """Render the PNGs into a staging folder first, so a failure writes nothing."""
+    import plotly.io as pio
+
+    staged = Path(tempfile.mkdtemp(prefix=".llem-png-", dir=png_dir.resolve().parent))
+    try:
+        pio.write_images([f for _, f in figures], [staged / f"{n}.png" for n, _ in figures],
+                         width=1100, height=520, scale=2)
+    except Exception as exc:  # kaleido: no browser, browser crashed, timeout
+        shutil.rmtree(staged, ignore_errors=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--png: kaleido could not render the plots ({first}); it needs Chrome "
+                        "or Chromium (Debian: apt-get install chromium; or set BROWSER_PATH)") \
+            from None
+    return staged
+

@@ -1,0 +1,57 @@
+"""Command-line values laid over a grid file (or building a one-point campaign without one).
+
+A flag such as --batch-size names one parameter path; it replaces that path wherever the file
+set it (its section, or grid: in nested or dotted form), so the flag always wins and the
+file's axis on that path, if any, collapses to the flag's single value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TOP_LEVEL = ("name", "store", "cycles", "order", "seed", "models", "backends")
+SECTIONS = ("dataset", "measurement", "resources")
+
+
+def one_point(model: str, backend: str, name: str = "quick") -> dict[str, Any]:
+    """The data of a campaign with one model and one backend and no axes (a quick run)."""
+    return {"name": name, "models": [model], "backends": [backend]}
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """data with each override applied; keys are top-level keys or dotted parameter paths."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for path, value in overrides.items():
+        if value is None:
+            continue
+        if path in TOP_LEVEL:
+            out[path] = value
+            continue
+        _remove(out, path)
+        grid = out.get("grid")
+        if not isinstance(grid, dict):
+            grid = {}
+        out["grid"] = {**grid, path: value}
+    return out
+
+
+def _remove(data: dict[str, Any], path: str) -> None:
+    """Drop path from its section and from grid: (as a dotted key or nested maps)."""
+    head, _, rest = path.partition(".")
+    if rest and head in SECTIONS and isinstance(data.get(head), dict):
+        data[head] = _without(data[head], rest)
+    if isinstance(data.get("grid"), dict):
+        data["grid"] = _without(data["grid"], path)
+
+
+def _without(d: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """A copy of d without dotted (written either as 'a.b' or as a: {b: ...})."""
+    out = {k: v for k, v in d.items() if k != dotted}
+    head, _, rest = dotted.partition(".")
+    if rest and isinstance(out.get(head), dict):
+        inner = _without(out[head], rest)
+        if inner:
+            out[head] = inner
+        else:
+            del out[head]
+    return out

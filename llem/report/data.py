@@ -1,0 +1,120 @@
+"""What a report shows, gathered once from the store; the HTML and PNG renderers share it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llem.errors import UserError
+from llem.report.campaign import Campaign
+from llem.report.metrics import HEADLINE
+
+X, Y = "tokens_per_s", "energy_per_token_j"  # the Pareto plane: more tokens/s, fewer J/token
+
+
+@dataclass
+class Timeline:
+    """One job's sampled power (per GPU) and its idle baseline."""
+
+    job_id: str
+    cycle: int
+    label: str
+    points: dict[str, list[tuple[float, float]]]  # GPU (uuid) -> [(t_s, power_w)]
+    idle_w_per_gpu: float | None
+
+
+@dataclass
+class ReportData:
+    campaign: str
+    store: str
+    counts: dict[str, Any]
+    swept: list[str]
+    environment: dict[str, str]
+    fixed: dict[str, str]
+    metrics: list[str]
+    configs: list[dict[str, Any]]  # one per job_id: swept values, backend, stats, pareto
+    timeline: Timeline | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_energy(self) -> bool:
+        return any(c.get(f"{Y}_mean") is not None for c in self.configs)
+
+    def label(self, row: dict[str, Any]) -> str:
+        return ", ".join(f"{s}={row[s]}" for s in self.swept) or row["job_id"]
+
+
+def pareto(rows: list[dict[str, Any]]) -> set[int]:
+    """Indices of rows not dominated: no other row has more tokens/s at no more J/token."""
+    pts = [(i, r[f"{X}_mean"], r[f"{Y}_mean"]) for i, r in enumerate(rows)
+           if r.get(f"{X}_mean") is not None and r.get(f"{Y}_mean") is not None]
+    return {i for i, x, y in pts
+            if not any(x2 >= x and y2 <= y and (x2 > x or y2 < y) for _, x2, y2 in pts)}
+
+
+def gather(camp: Campaign, job: str | None = None) -> ReportData:
+    """Everything the report needs from one campaign."""
+    swept = camp.swept()
+    metrics = [m for m in (*HEADLINE, "itl_p50_s", "idle_power_w") if m in camp.columns]
+    by = list(dict.fromkeys([*swept, "backend", "job_id"]))
+    configs = camp.group_stats(by, metrics)
+    failed = {r["job_id"]: r["n"] for r in camp.sql(
+        "SELECT job_id, count(*) AS n FROM runs WHERE campaign = ? AND status <> 'ok' "
+        "GROUP BY job_id")}
+    front = pareto(configs)
+    for i, c in enumerate(configs):
+        c["pareto"] = i in front
+        c["failed"] = failed.get(c["job_id"], 0)
+    data = ReportData(camp.name, camp.store.uri, camp.counts(), swept, camp.environment(),
+                      camp.fixed_config(), metrics, configs, None)
+    data.timeline = timeline(camp, data, job)
+    if not data.has_energy:
+        reason = data.environment.get("energy_unavailable", "no energy readings in the store")
+        data.notes.append(f"Energy was not measured in this campaign ({reason}): the energy "
+                          "plots are left out; throughput and latency are shown.")
+    if data.timeline is None:
+        data.notes.append("No power samples in this campaign (they come from NVML on GPU "
+                          "jobs): the power timeline is left out.")
+    return data
+
+
+def timeline(camp: Campaign, data: ReportData, job: str | None) -> Timeline | None:
+    """The power samples of `job` (a job_id or a unique prefix, optionally JOB:CYCLE), or of
+    the job with the most samples."""
+    cycle = None
+    if job and ":" in job:
+        job, _, c = job.partition(":")
+        if not c.isdigit():
+            raise UserError(f"--job {job}:{c}: the cycle after ':' must be a number")
+        cycle = int(c)
+    if job:
+        ids = [r["job_id"] for r in camp.sql("SELECT DISTINCT job_id FROM runs WHERE "
+                                             "campaign = ? AND starts_with(job_id, ?)", [job])]
+        if len(ids) != 1:
+            raise UserError(f"--job {job} matches {len(ids)} jobs of campaign '{camp.name}': "
+                            "give a job_id (or a unique prefix) from `llem export`")
+        job = ids[0]
+    where = " AND job_id = ?" if job else ""
+    where += " AND cycle = ?" if cycle is not None else ""
+    params: list[Any] = [p for p in (job, cycle) if p is not None]
+    best = camp.sql(f"SELECT job_id, cycle, count(*) AS n FROM samples WHERE campaign = ? "
+                    f"AND power_w IS NOT NULL{where} GROUP BY ALL ORDER BY n DESC, job_id, "
+                    "cycle LIMIT 1", params)
+    if not best:
+        if job:
+            raise UserError(f"--job {job}: no power samples stored for it")
+        return None
+    jid, cyc = best[0]["job_id"], best[0]["cycle"]
+    rows = camp.sql("SELECT gpu_uuid, t_s, power_w FROM samples WHERE campaign = ? AND "
+                    "job_id = ? AND cycle = ? AND power_w IS NOT NULL ORDER BY gpu_uuid, t_s",
+                    [jid, cyc])
+    points: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        points.setdefault(r["gpu_uuid"] or "gpu", []).append((r["t_s"], r["power_w"]))
+    run = camp.sql("SELECT idle_power_w, gpu_count FROM runs WHERE campaign = ? AND "
+                   "job_id = ? AND cycle = ?", [jid, cyc])
+    idle = run[0]["idle_power_w"] if run else None
+    n = (run[0]["gpu_count"] if run else None) or len(points) or 1
+    conf = next((c for c in data.configs if c["job_id"] == jid), {"job_id": jid})
+    label = f"{data.label(conf) if conf.keys() >= set(data.swept) else jid} (cycle {cyc})"
+    return Timeline(jid, cyc, label, points, idle / n if idle is not None else None)

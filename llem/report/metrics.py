@@ -1,0 +1,52 @@
+"""Metric names users type (j_per_token) resolved to runs columns (energy_per_token_j)."""
+
+from __future__ import annotations
+
+import difflib
+
+from llem.errors import UserError
+
+ALIASES = {
+    "j_per_token": "energy_per_token_j", "joules_per_token": "energy_per_token_j",
+    "energy_per_token": "energy_per_token_j", "net_j_per_token": "energy_net_per_token_j",
+    "j_per_request": "energy_per_request_j", "energy": "energy_j", "joules": "energy_j",
+    "power": "avg_power_w", "power_w": "avg_power_w", "idle_power": "idle_power_w",
+    "throughput": "tokens_per_s", "tok_per_s": "tokens_per_s", "tps": "tokens_per_s",
+    "requests_per_s": "requests_per_s", "duration": "duration_s",
+    "latency": "latency_p50_s", "latency_p50": "latency_p50_s", "latency_p90": "latency_p90_s",
+    "latency_p99": "latency_p99_s", "latency_mean": "latency_mean_s",
+    "ttft": "ttft_p50_s", "ttft_p50": "ttft_p50_s", "ttft_p99": "ttft_p99_s",
+    "itl": "itl_p50_s", "itl_p50": "itl_p50_s", "itl_p99": "itl_p99_s", "tpot": "tpot_mean_s",
+}
+
+# What the report's results table and compare's default show, in this order.
+HEADLINE = ("energy_per_token_j", "tokens_per_s", "latency_p50_s", "latency_p99_s",
+            "ttft_p50_s", "avg_power_w", "energy_j")
+
+
+def resolve(names: list[str], numeric_columns: list[str], what: str = "metric") -> list[str]:
+    """Each name as a numeric runs column; an unknown one is a UserError with a suggestion."""
+    out = []
+    for raw in names:
+        name = raw.strip()
+        col = ALIASES.get(name, name)
+        if col not in numeric_columns:
+            choices = sorted(set(numeric_columns) | set(ALIASES))
+            close = difflib.get_close_matches(name, choices, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise UserError(f"unknown {what} '{name}': {hint}use a numeric column of the runs "
+                            f"view (e.g. {', '.join(HEADLINE[:3])}) or an alias "
+                            "(j_per_token, throughput, ttft, latency_p99)")
+        if col not in out:
+            out.append(col)
+    return out
+
+
+def label(column: str) -> str:
+    """A human axis label: 'energy_per_token_j' -> 'energy per token (J)'."""
+    if column.endswith("_per_s"):
+        return column[: -len("_per_s")].replace("_", " ") + "/s"
+    for suffix, unit in (("_j", "J"), ("_s", "s"), ("_w", "W")):
+        if column.endswith(suffix):
+            return f"{column[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return column.replace("_", " ")
