@@ -8,6 +8,7 @@ import click
 
 from llem import __version__
 from llem.cli.compare_cmd import compare
+from llem.cli.doctor_cmd import doctor
 from llem.cli.env_cmd import env
 from llem.cli.export_cmd import export
 from llem.cli.query_cmd import query, results
@@ -31,10 +32,12 @@ def cli() -> None:
       llem compare CAMPAIGN --by backend     configurations side by side, with CIs
       llem report CAMPAIGN -o report.html    one HTML page with plots
       llem env build vllm                    a backend's own Python environment
+      llem doctor                            GPUs, energy sources, environments, Ray
     """
 
 
-for command in (run, submit, query, results, compare, report, export, tiny_model, env):
+for command in (run, submit, query, results, compare, report, export, tiny_model, env,
+                doctor):
     cli.add_command(command)
 
 
