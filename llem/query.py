@@ -21,16 +21,25 @@ def _sql_str(s: str) -> str:
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
     """A fresh connection (one per thread) with the store's tables as views."""
     con = duckdb.connect()
+    try:
+        _views(con, store)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
                         null_handling=duckdb.func.SPECIAL)
     for table in TABLES:
-        files = store.files(table)
+        files = store.files(table)  # complete llem files only: no temp, partial or foreign
         if not files:
             con.register(f"_{table}_empty", SCHEMAS[table].empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
         elif store.local:
-            glob = _sql_str(store.path(table, "*", "*.parquet"))
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({glob}, "
+            listed = ", ".join(_sql_str(f) for f in files)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], "
                         "union_by_name=true, hive_partitioning=false)")
         else:
             import pyarrow.dataset as ds
@@ -38,6 +47,10 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
             dataset = ds.dataset(files, filesystem=store.fs, format="parquet")
             con.register(f"_{table}_ds", dataset)
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_ds")
+        if files and table == "runs":  # runs rows are the done marks: one per job and cycle
+            lo, hi = con.execute("SELECT min(schema_version), max(schema_version) "
+                                 "FROM runs").fetchall()[0]
+            store.check_versions([v for v in (lo, hi) if v is not None])
     metrics = ",\n  ".join(
         f"avg({m}) AS {m}_mean, stddev_samp({m}) AS {m}_std, "
         f"stddev_samp({m}) / nullif(avg({m}), 0) AS {m}_cv, "
@@ -49,7 +62,6 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
   count(*) AS cycles,
   {metrics}
 FROM runs WHERE status = 'ok' GROUP BY campaign, job_id""")
-    return con
 
 
 def t95(df: int | None) -> float | None:

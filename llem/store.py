@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,9 +23,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llem.config.models import check_name
+from llem.errors import UserError
 from llem.results import SCHEMA_VERSION
 
 TABLES = ("runs", "requests", "samples")
+MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
+# <table>/campaign=<name>/<job_id>-c<cycle>.parquet, job_id being a hex digest (llem.grid)
+DATA_PATH = re.compile(r"(runs|requests|samples)/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
+                       r"[0-9a-f]{8,64}-c[0-9]+\.parquet")
 S, I32, I64, F, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 TS = pa.timestamp("us", tz="UTC")
 
@@ -100,6 +106,10 @@ def _ts_as_int(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, pa.int64()) if f.type == TS else f for f in schema])
 
 
+class StoreError(UserError):
+    """The store cannot be read as asked (another schema version, disk full): one line."""
+
+
 class Store:
     """A store root on a local path or any pyarrow filesystem URI (s3://, gs://, ...)."""
 
@@ -117,9 +127,13 @@ class Store:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def file_for(self, table: str, campaign: str, job_id: str, cycle: int) -> str:
+        """Where a result file goes; a name that would leave the table's folder is refused."""
         check_name(campaign, "campaign name")
         check_name(job_id, "job id")
-        return self.path(table, f"campaign={campaign}", f"{job_id}-c{cycle}.parquet")
+        rel = f"{table}/campaign={campaign}/{job_id}-c{int(cycle)}.parquet"
+        if table not in TABLES or not is_data_path(rel):
+            raise ValueError(f"not a store data path: {rel!r}")
+        return self.path(rel)
 
     def write_result(self, result: dict[str, Any]) -> None:
         """Write a job's requests and samples, then its runs row (the done mark)."""
@@ -131,6 +145,8 @@ class Store:
                             self.file_for(table, run["campaign"], run["job_id"], run["cycle"]))
 
     def _write(self, table: pa.Table, dest: str) -> None:
+        if not dest.startswith(self.root.rstrip("/") + "/") or "/../" in dest:
+            raise ValueError(f"refusing to write outside the store {self.root}: {dest}")
         staging = self.path(".staging")
         self.fs.create_dir(staging, recursive=True)
         self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
@@ -148,19 +164,44 @@ class Store:
             raise
 
     def files(self, table: str, campaign: str | None = None) -> list[str]:
+        """The table's complete data files. Left out (`llem doctor STORE` lists them): hidden
+        and temp files, files not named like llem's, and Parquet files cut short (a foreign
+        copy tool writing in place)."""
         base = self.path(table, f"campaign={campaign}") if campaign else self.path(table)
         sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         return sorted(i.path for i in self.fs.get_file_info(sel)
-                      if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                      and "/." not in i.path[len(self.root):])
+                      if i.type == pafs.FileType.File and is_data_path(i.path[len(self.root):])
+                      and self.complete(i.path, i.size))
+
+    def complete(self, path: str, size: int | None = None) -> bool:
+        """A whole Parquet file starts and ends with PAR1; a truncated one does not end so."""
+        if size is not None and size < 12:
+            return False
+        try:
+            with self.fs.open_input_file(path) as f:
+                n = f.size()
+                return bool(n >= 12 and f.read_at(4, 0) == MAGIC and
+                            f.read_at(4, n - 4) == MAGIC)
+        except OSError:  # vanished between listing and opening, or unreadable
+            return False
 
     def read(self, table: str, campaign: str | None = None,
              columns: list[str] | None = None) -> pa.Table:
+        """The table's rows; a store written by another schema version is a StoreError."""
         files = self.files(table, campaign)
         if not files:
             return SCHEMAS[table].empty_table().select(columns or SCHEMAS[table].names)
-        parts = [pq.read_table(f, filesystem=self.fs, columns=columns) for f in files]
-        return pa.concat_tables(parts, promote_options="permissive")
+        want = columns if columns is None or "schema_version" in columns else \
+            ["schema_version", *columns]
+        parts = [pq.read_table(f, filesystem=self.fs, columns=want) for f in files]
+        t = pa.concat_tables(parts, promote_options="permissive")
+        self.check_versions(t["schema_version"].to_pylist())
+        return t.select(columns) if columns is not None else t
+
+    def check_versions(self, versions: Iterable[int | None]) -> None:
+        msg = check_schema_versions(v for v in versions if v is not None)
+        if msg:
+            raise StoreError(f"store {self.uri}: {msg}")
 
     def done(self, campaign: str) -> set[tuple[str, int]]:
         """(job_id, cycle) pairs already stored with status ok: these are skipped on resume."""
@@ -172,6 +213,11 @@ class Store:
         sel = pafs.FileSelector(self.path("runs"), allow_not_found=True)
         return sorted(i.base_name.split("=", 1)[1] for i in self.fs.get_file_info(sel)
                       if i.type == pafs.FileType.Directory and i.base_name.startswith("campaign="))
+
+
+def is_data_path(rel: str) -> bool:
+    """Is rel (a path under the store root) named as llem names its data files?"""
+    return DATA_PATH.fullmatch(rel.lstrip("/")) is not None
 
 
 def check_schema_versions(versions: Iterable[int]) -> str | None:

@@ -87,6 +87,10 @@ EXPECTED: dict[str, str] = {
                                           r"include rule 1 .* keeps",
     "exclude_covers_include.yaml": r":10: 'exclude\.0': this rule drops every point that "
                                    r"include rule 1",
+    "exclude_drops_everything.yaml": r": the grid is empty: include/exclude rules drop all 2 "
+                                     r"points \(loosen an exclude rule",
+    "include_matches_nothing.yaml": r": the grid is empty: include/exclude rules drop all 2 "
+                                    r"points",
     "include_unknown_key.yaml": r":7: 'include\.0\.batchsize': unknown parameter 'batchsize' "
                                 r"\(did you mean 'batch_size'\?\)",
     "include_not_a_map.yaml": r":5: 'include\.0': must be a map of settings",

@@ -95,6 +95,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     loaded = Loaded(campaign, fixed, axes, smap, path, where)
     _check_datasets(loaded)
     _check_size(loaded)
+    _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
     return loaded
 
@@ -177,6 +178,19 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
         raise smap.error(("models", i), f"model path {resolved} does not exist",
                          hint="build one with `llem tiny-model DIR` or fix the path")
     return str(resolved)
+
+
+def _check_not_empty(loaded: Loaded) -> None:
+    """include/exclude rules that together leave no point: say so, before Ray starts."""
+    c = loaded.campaign
+    if not (c.include or c.exclude):
+        return
+    from llem.grid import count_points, iter_jobs
+
+    if next(iter_jobs(loaded), None) is None:
+        raise ConfigError(f"the grid is empty: include/exclude rules drop all "
+                          f"{count_points(loaded)} points", file=loaded.source.file,
+                          hint="loosen an exclude rule or widen an include rule")
 
 
 def _check_size(loaded: Loaded) -> None:

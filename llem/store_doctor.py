@@ -1,0 +1,153 @@
+"""`llem doctor STORE`: find (and with --clean, remove) what does not belong in a store.
+
+Readers already skip these files (llem.store.Store.files), so a store with them still reads;
+the doctor says what they are, so a user can see why a row they expected is missing:
+
+    staging   a temp file under .staging: a writer died mid-write (kill -9, node lost, disk full)
+    partial   a .parquet file cut short (a copy tool writing in place): unreadable
+    foreign   a file that is not llem's (another name, another schema): moved to .quarantine
+    version   a data file of another schema version: reported, never removed
+
+Staging files younger than STAGING_GRACE_S may belong to a campaign writing right now and
+are left alone. Removing is limited to what llem itself would have written (staging temps
+and partial files); anything else is moved aside to <store>/.quarantine, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from llem.results import SCHEMA_VERSION
+from llem.store import TABLES, Store, check_schema_versions, is_data_path
+
+STAGING_GRACE_S = 120.0
+QUARANTINE = ".quarantine"
+ID_COLUMNS = ("schema_version", "campaign", "job_id", "cycle")
+
+
+@dataclass
+class Finding:
+    path: str  # relative to the store root
+    kind: str  # staging | partial | foreign | version
+    detail: str
+    action: str = "none"  # none | removed | quarantined | kept (too young)
+
+
+@dataclass
+class Report:
+    data_files: dict[str, int]
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> list[Finding]:
+        """Findings still in the store after this run (cleaned ones are gone)."""
+        return [f for f in self.findings if f.action not in ("removed", "quarantined")]
+
+
+def inspect(store: Store, clean: bool = False, now: float | None = None) -> Report:
+    """Walk every file under the store root and classify it; with clean, fix what is safe."""
+    now = time.time() if now is None else now
+    root = store.root.rstrip("/")
+    sel = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+    counts = dict.fromkeys(TABLES, 0)
+    findings: list[Finding] = []
+    for info in sorted(store.fs.get_file_info(sel), key=lambda i: i.path):
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(root):].lstrip("/")
+        if rel.startswith(QUARANTINE + "/"):
+            continue
+        finding = _classify(store, info, rel, now)
+        if finding is None:
+            counts[rel.split("/", 1)[0]] += 1
+            continue
+        if clean:
+            _fix(store, info.path, finding)
+        findings.append(finding)
+    return Report(counts, findings)
+
+
+def _classify(store: Store, info: pafs.FileInfo, rel: str, now: float) -> Finding | None:
+    if rel.startswith(".staging/"):
+        age = now - info.mtime.timestamp() if info.mtime is not None else float("inf")
+        detail = f"temp file of an unfinished write ({info.size} bytes, {age:.0f} s old)"
+        f = Finding(rel, "staging", detail)
+        if age < STAGING_GRACE_S:
+            f.detail += f"; younger than {STAGING_GRACE_S:.0f} s: a campaign may be writing it"
+        return f
+    if not is_data_path(rel):
+        return Finding(rel, "foreign", "not a file llem writes here (name or place)")
+    if not store.complete(info.path, info.size):
+        return Finding(rel, "partial", f"Parquet file cut short ({info.size} bytes): unreadable")
+    try:
+        meta = pq.read_metadata(info.path, filesystem=store.fs)
+        names = set(meta.schema.names)
+        missing = [c for c in ID_COLUMNS if c not in names]
+        if missing:
+            return Finding(rel, "foreign", f"Parquet file without llem's columns {missing}")
+        versions = pq.read_table(info.path, filesystem=store.fs,
+                                 columns=["schema_version"])["schema_version"].to_pylist()
+    except Exception as exc:  # pyarrow: ArrowInvalid / OSError on a damaged footer
+        return Finding(rel, "partial", f"unreadable Parquet: {str(exc).splitlines()[0][:200]}")
+    msg = check_schema_versions(v for v in versions if v is not None)
+    if msg:
+        return Finding(rel, "version", msg)
+    return None
+
+
+def _fix(store: Store, path: str, f: Finding) -> None:
+    if f.kind == "version" or (f.kind == "staging" and "may be writing" in f.detail):
+        f.action = "kept"
+        return
+    if f.kind in ("staging", "partial"):
+        store.fs.delete_file(path)
+        f.action = "removed"
+        return
+    dest = store.path(QUARANTINE, f.path)
+    store.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+    store.fs.move(path, dest)
+    f.action = "quarantined"
+
+
+def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
+    """Print the store's report; exit status 0 when nothing is left to fix, else 1."""
+    import click
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from llem.cli.query_cmd import open_store
+
+    store = open_store(where)
+    report = inspect(store, clean=clean)
+    if as_json:
+        click.echo(json.dumps({"store": store.uri, "schema_version": SCHEMA_VERSION,
+                               "data_files": report.data_files}))
+        for f in report.findings:
+            click.echo(json.dumps(asdict(f)))
+        return 1 if report.problems else 0
+    console = Console(width=200)
+    files = ", ".join(f"{n} {t}" for t, n in report.data_files.items())
+    console.print(f"store {escape(store.uri)}: data files {files} (schema version "
+                  f"{SCHEMA_VERSION})", highlight=False)
+    if report.findings:
+        t = Table(title="files readers skip")
+        for col in ("file", "kind", "what", "action"):
+            t.add_column(col, overflow="fold")
+        for f in report.findings:
+            t.add_row(escape(f.path), f.kind, escape(f.detail), f.action)
+        console.print(t)
+    left = report.problems
+    if not left:
+        done = len(report.findings)
+        console.print(f"store is clean{f' ({done} files fixed)' if done else ''}")
+        return 0
+    hint = "" if clean else "; run `llem doctor STORE --clean` to remove or quarantine them"
+    console.print(f"{len(left)} files need attention{hint}", highlight=False)
+    return 1
+
