@@ -3,6 +3,7 @@ results into the store."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ ORDERS = ("interleaved", "sequential", "shuffled")
               "local Ray.")
 @click.option("--dashboard/--no-dashboard", default=False, show_default=True,
               help="Start the Ray dashboard with the embedded Ray.")
+@click.option("--dry-run", is_flag=True, help="Validate everything and print points, jobs, load "
+              "groups, GPUs and estimated memory per job against the cluster's GPUs, and the "
+              "jobs that can never be placed; run nothing, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No header or progress bar; only the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Tracebacks of failures (internal errors "
               "and failed jobs); without it each is one line.")
@@ -113,6 +117,10 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     from llem.envs import preflight
 
     runtime_envs = preflight(c.backends, c.environments)  # each backend's env, before Ray
+    if flags.get("dry_run"):
+        from llem.cli.dry_run import dry_run
+
+        raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose))
     if c.order == "shuffled" and c.seed is None:  # drawn now, printed and recorded
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     console = Console(stderr=True, quiet=False)

@@ -1,0 +1,114 @@
+"""`llem run --dry-run`: print llem.plan's plan (counts, load groups, memory, placement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llem.config.load import Loaded
+from llem.config.models import Dataset
+from llem.memory import human
+from llem.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
+
+POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
+
+
+def dry_run(loaded: Loaded, address: str | None, verbose: bool) -> int:
+    """Print the plan; exit status 1 when some job can never be placed, else 0."""
+    nodes, where = cluster_nodes(address) if address else local_nodes()
+    base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
+    cache: dict[str, list[str] | None] = {}
+
+    def prompts(ds: Dataset) -> list[str] | None:
+        key = ds.model_dump_json()
+        if key not in cache:
+            from llem.dataset import load_prompts
+
+            cache[key] = None if ds.source == "hf" else load_prompts(ds, base_dir)
+        return cache[key]
+
+    plan = make_plan(loaded, nodes, prompts)
+    console = Console(width=160, highlight=False)
+    render(plan, where, console, verbose)
+    return 1 if any(p.unplaceable for p in plan.points) else 0
+
+
+def _mem(p: PointPlan) -> tuple[str, str, str]:
+    if p.estimate is None:
+        return "?", "?", "?"
+    e = p.estimate
+    return human(e.weights_bytes), human(e.kv_bytes), human(e.total_bytes)
+
+
+def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
+    pts = plan.points
+    console.print(f"dry run of campaign {plan.name}: nothing is run and nothing is written")
+    console.print(f"{len(pts)} points x {plan.cycles} cycles = {plan.jobs} jobs, order "
+                  f"{plan.order}, in {len(plan.groups)} load groups (one model load each)")
+    console.print(f"cluster: {escape(where)}")
+    for n in plan.nodes:
+        kinds = ", ".join(f"{name} {human(m) if m else '?'}" for name, m in
+                          zip(n.gpu_names, n.gpu_memory_bytes)) or \
+            ("no GPU" if n.gpus == 0 else f"{n.accelerator or 'GPU'} memory ?")
+        console.print(f"  node {escape(n.name)}: {n.gpus} GPUs ({escape(kinds)}), "
+                      f"{n.cpus:g} CPUs")
+    t = Table(title="load groups")
+    for col in ("group", "backend", "model", "dtype", "GPUs/job", "points", "jobs",
+                "memory/GPU (max)", "never placed"):
+        t.add_column(col, overflow="fold")
+    for i, g in enumerate(plan.groups):
+        known = [p.estimate.total_bytes for p in g.points if p.estimate is not None]
+        never = sum(1 for p in g.points if p.unplaceable) * plan.cycles
+        t.add_row(str(i + 1), g.backend, escape(g.model), g.dtype, str(g.gpus),
+                  str(len(g.points)), str(len(g.points) * plan.cycles),
+                  human(max(known)) if known else "?", str(never))
+    console.print(t)
+    if len(pts) <= POINTS_SHOWN or verbose:
+        console.print(_points_table(plan))
+    else:
+        console.print(f"({len(pts)} points: --verbose lists each one's memory)")
+    console.print("memory/GPU = weights + KV cache for batch x (input + output) tokens, from "
+                  "the model config and dtype; activations, CUDA context and allocator slack "
+                  "come on top")
+    unknown = sorted({p.unknown for p in pts if p.unknown})
+    for why in unknown:
+        console.print(f"no memory estimate: {escape(why)}")
+    if any(not p.input_known for p in pts):
+        console.print("input length unknown for HF datasets: KV cache counts output tokens "
+                      "only (set max_input_tokens to bound it)")
+    bad = [p for p in pts if p.unplaceable]
+    if not bad:
+        console.print("every job can be placed")
+        return
+    console.print(f"[red]{len(bad) * plan.cycles} jobs can never be placed[/]:")
+    for p in bad[:20]:
+        console.print(f"  {_describe(p.point)} ({plan.cycles} jobs): {escape(str(p.unplaceable))}")
+    if len(bad) > 20:
+        console.print(f"  ... and {len(bad) - 20} more points")
+
+
+def _points_table(plan: Plan) -> Table:
+    t = Table(title="points (each runs once per cycle)")
+    for col in ("group", "batch", "tokens in+out", "GPUs", "weights", "KV cache",
+                "memory/GPU", "placed"):
+        t.add_column(col, overflow="fold")
+    for p in plan.points:
+        w, kv, total = _mem(p)
+        inp = p.point.max_input_tokens
+        tokens = "?" if p.estimate is None else \
+            f"{p.estimate.tokens // p.point.batch_size - p.point.max_new_tokens}" \
+            f"{'' if inp is not None else '~'}+{p.point.max_new_tokens}"
+        t.add_row(str(p.group + 1), str(p.point.batch_size), tokens,
+                  str(p.point.resources.gpus_per_job), w, kv, total,
+                  "no" if p.unplaceable else "yes")
+    return t
+
+
+def _describe(p: Any) -> str:
+    g = p.resources.gpus_per_job
+    return escape(f"{p.backend} {p.model} {p.dtype} batch {p.batch_size} max_new_tokens "
+                  f"{p.max_new_tokens}, {g} GPU{'' if g == 1 else 's'}")

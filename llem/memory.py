@@ -1,0 +1,191 @@
+"""GPU memory a job needs, estimated from the model's config.json before anything loads.
+
+    weights  = parameters x bytes per parameter (dtype; bitsandbytes 4/8-bit on the linear
+               layers, embeddings and norms stay in the compute dtype)
+    KV cache = 2 (K and V) x layers x kv_heads x head_dim x bytes x batch x (input + output)
+
+Parameters are counted from the config the way a decoder-only transformer is built (Llama,
+Mistral, Qwen, GPT-2 key names): embeddings, attention (grouped-query aware), a gated or plain
+MLP, norms, an untied output head. Activations, the CUDA context and allocator slack are not
+included; a dry run says so. With tensor parallelism both terms split over the job's GPUs.
+The config is read from a local folder, the llem:<name> build in the cache (or its recipe
+when not built yet), or the Hugging Face cache / hub; without one the estimate is None with
+the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the estimate needs from a model config."""
+
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    gated_mlp: bool
+    tied: bool
+    qkv_bias: bool
+    dtype: str | None  # the checkpoint's dtype (config torch_dtype / dtype)
+
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    def linear_params(self) -> int:
+        """Attention and MLP matrices of all layers (what bitsandbytes quantizes)."""
+        q = self.heads * self.head_dim
+        kv = self.kv_heads * self.head_dim
+        attn = self.hidden * q + 2 * self.hidden * kv + q * self.hidden
+        mlp = (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
+        return self.layers * (attn + mlp)
+
+    def other_params(self) -> int:
+        """Norms (two per layer and a final one) and q/k/v biases."""
+        bias = (self.heads + 2 * self.kv_heads) * self.head_dim if self.qkv_bias else 0
+        return self.layers * (2 * self.hidden + bias) + self.hidden
+
+    def params(self) -> int:
+        return self.embedding_params() + self.linear_params() + self.other_params()
+
+    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+def shape_of(cfg: dict[str, Any]) -> Shape:
+    """A Shape from config.json (text_config of multimodal configs); KeyError when it lacks
+    a size the estimate needs."""
+    cfg = cfg.get("text_config") or cfg
+
+    def get(*names: str, default: Any = None) -> Any:
+        for n in names:
+            if cfg.get(n) is not None:
+                return cfg[n]
+        if default is None:
+            raise KeyError(names[0])
+        return default
+
+    hidden = int(get("hidden_size", "n_embd", "d_model"))
+    heads = int(get("num_attention_heads", "n_head"))
+    model_type = str(cfg.get("model_type", ""))
+    gpt2 = model_type in ("gpt2", "gpt_bigcode", "gpt_neox", "opt", "gptj")
+    return Shape(
+        vocab=int(get("vocab_size")), hidden=hidden,
+        layers=int(get("num_hidden_layers", "n_layer")), heads=heads,
+        kv_heads=int(get("num_key_value_heads", default=heads)),
+        head_dim=int(get("head_dim", default=hidden // heads)),
+        intermediate=int(get("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)),
+        gated_mlp=not gpt2, tied=bool(cfg.get("tie_word_embeddings", gpt2)),
+        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
+        dtype=cfg.get("torch_dtype") or cfg.get("dtype"))
+
+
+def read_config(model: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The model's config.json as a dict, or (None, why not). Never downloads weights."""
+    if model.startswith("llem:"):
+        return _builtin_config(model[5:]), None
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _read_json(path / "config.json")
+    try:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    except ImportError:
+        return None, "huggingface_hub is not installed"
+    cached = try_to_load_from_cache(model, "config.json")
+    if isinstance(cached, str):
+        return _read_json(Path(cached))
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None, f"config of {model} is not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+    try:
+        return _read_json(Path(hf_hub_download(model, "config.json")))
+    except Exception as exc:
+        return None, f"cannot fetch config of {model}: {type(exc).__name__} (offline, gated " \
+                     "or not a hub id?)"
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"cannot read {path}: {exc}"
+    return (data, None) if isinstance(data, dict) else (None, f"{path} is not a JSON map")
+
+
+def _builtin_config(name: str) -> dict[str, Any]:
+    """llem:<name>'s config.json when built, else the recipe (vocab at its 2048 maximum)."""
+    from llem.config.models import BUILTIN_MODELS
+
+    cache = Path(os.environ.get("LLEM_CACHE", Path.home() / ".cache" / "llem"))
+    built = cache / f"{name}-v1" / "config.json"
+    if built.is_file():
+        data, _ = _read_json(built)
+        if data is not None:
+            return data
+    r = {"hidden_size": 128, "num_layers": 2, "num_heads": 2, "intermediate_size": 256,
+         **BUILTIN_MODELS[name]}
+    return {"model_type": "llama", "vocab_size": 2048, "hidden_size": r["hidden_size"],
+            "num_hidden_layers": r["num_layers"], "num_attention_heads": r["num_heads"],
+            "intermediate_size": r["intermediate_size"], "tie_word_embeddings": False,
+            "torch_dtype": "float32"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes per GPU of one job."""
+
+    params: int
+    weights_bytes: float
+    kv_bytes: float
+    tokens: int  # batch x (input + output) tokens the KV cache holds at its largest
+    dtype: str
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_bytes
+
+
+def estimate(shape: Shape, *, dtype: str, batch_size: int, input_tokens: int,
+             output_tokens: int, gpus: int = 1, quantization: str | None = None) -> Estimate:
+    """Per-GPU bytes of a job: dtype 'auto' is the checkpoint's (float32 when unset);
+    quantization is None, 'bnb-4bit' or 'bnb-8bit'."""
+    real = shape.dtype if dtype == "auto" else dtype
+    real = real if real in BYTES else "float32"
+    b = BYTES[real]
+    linear = shape.linear_params()
+    rest = shape.embedding_params() + shape.other_params()
+    per_linear = {"bnb-4bit": 0.5, "bnb-8bit": 1.0}.get(quantization or "", b)
+    weights = linear * per_linear + rest * b
+    tokens = batch_size * (input_tokens + output_tokens)
+    kv = shape.kv_bytes_per_token(b) * tokens
+    split = max(gpus, 1)
+    return Estimate(shape.params(), weights / split, kv / split, tokens, real)
+
+
+def human(n: float) -> str:
+    """Bytes as GiB (or MiB below 1 GiB), two decimals."""
+    if n >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    return f"{n / 2**20:.2f} MiB"
+
+
+def input_tokens_bound(max_input_tokens: int | None, prompts: list[str] | None) -> int | None:
+    """The longest input a job sends: max_input_tokens when set, else the longest prompt at
+    3 characters per token (a generous bound for BPE vocabularies on English text)."""
+    if max_input_tokens is not None:
+        return max_input_tokens
+    if not prompts:
+        return None
+    return math.ceil(max(len(p) for p in prompts) / 3)
