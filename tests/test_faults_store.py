@@ -171,3 +171,17 @@ def test_copied_store_with_partial_file_reads(tmp_path: Path) -> None:
     dst = Store(tmp_path / "b")
     assert _count(dst) == 4 and _count(dst, "requests") == 6
     assert [f.kind for f in inspect(dst).findings] == ["partial"]
+
+
+def test_llem_doctor_store_cli(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    store.write_result(_results()[0])
+    (tmp_path / "s" / "runs" / "campaign=st" / "junk.csv").write_text("a,b")
+    r = run_cli("doctor", str(tmp_path / "s"))
+    assert r.returncode == 1 and "junk.csv" in r.stdout and "foreign" in r.stdout, r.stdout
+    r = run_cli("doctor", str(tmp_path / "s"), "--clean")
+    assert r.returncode == 0 and "quarantined" in r.stdout, r.stdout
+    r = run_cli("doctor", str(tmp_path / "s"))
+    assert r.returncode == 0 and "store is clean" in r.stdout, r.stdout
+    r = run_cli("doctor", "--clean")
+    assert r.returncode == 2 and "needs a STORE" in r.stderr
