@@ -19,6 +19,7 @@ import llem
 from llem.errors import UserError
 
 EXCLUDES = [".git", ".venv", "results", "*.parquet", "__pycache__", ".staging"]
+AGENT_WAIT_S = 60.0
 AUTH_HINT = ("the cluster wants a token: export RAY_AUTH_MODE=token and put the cluster's "
              "token in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
 
@@ -55,11 +56,17 @@ def submit(grid: Path, address: str, store: str, extra_args: list[str] | None = 
     if env_vars:
         env["env_vars"] = env_vars
     sid = f"llem-{grid.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
-    try:
-        return str(c.submit_job(entrypoint=shlex.join(args), runtime_env=env,
-                                submission_id=sid, metadata={"llem_grid": grid.name}))
-    except Exception as exc:
-        raise UserError(_explain(exc, address)) from None
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return str(c.submit_job(entrypoint=shlex.join(args), runtime_env=env,
+                                    submission_id=sid, metadata={"llem_grid": grid.name}))
+        except Exception as exc:
+            # A head started moments ago answers 500 "No available agent" until its job
+            # agent is up: wait for it rather than fail a submit that would work in seconds.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise UserError(_explain(exc, address)) from None
+            time.sleep(1.0)
 
 
 def follow(address: str, submission_id: str, echo: Any) -> str:
