@@ -113,8 +113,8 @@ EXPECTED: dict[str, str] = {
     "engine_param_unlisted_backend.yaml": r":5: 'grid\.vllm\.max_num_seqs\.0': "
                                           r"'vllm\.max_num_seqs' is a setting of 'vllm', which "
                                           r"is not in backends",
-    "unsupported_param_for_backend.yaml": r":5: 'grid\.min_new_tokens': backend 'tensorrt' does "
-                                          r"not support 'min_new_tokens'",
+    "unsupported_param_for_backend.yaml": r":6: 'grid\.input_policy': backend 'tensorrt' does "
+                                          r"not support 'input_policy'",
     # datasets (prompt files are read by llem.dataset.check_datasets, before Ray starts)
     "dataset_file_without_path.yaml": r":5: 'dataset\.source': dataset\.source is 'file' but "
                                       r"dataset\.path is not set",

@@ -58,7 +58,8 @@ REGISTRY: dict[str, BackendInfo] = {
         BackendInfo(
             "tensorrt",
             "llem.backends.tensorrt_backend:TensorrtBackend",
-            _COMMON | {"repetition_penalty", "max_input_tokens"},
+            _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
+                       "output_policy"},
             streaming=True,
         ),
         BackendInfo(

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,15 @@ def engine_key(spec: LoadSpec, gpu_arch: str, library_version: str) -> str:
 def sampling_kwargs(spec: GenerateSpec) -> dict[str, Any]:
     """GenerateSpec -> tensorrt_llm.SamplingParams kwargs; spec.extra passes through and wins.
 
-    temperature 0 is greedy, written as top_k=1 (TensorRT-LLM's None/0 top_k means "all
-    logits"); top_k 0 ("disabled" in llem) is left to the library default (all logits).
+    temperature 0 is greedy, written as top_k=1 with top_p unset: what SamplingParams itself
+    treats as greedy (its _greedy_decoding). TensorRT-LLM's None/0 top_k means "all logits",
+    so llem's top_k 0 ("disabled") is left to that default. min_new_tokens 0 is left unset
+    (the runtime's default, 1).
     """
     kw: dict[str, Any] = {"max_tokens": spec.max_new_tokens, "seed": spec.seed,
                           "repetition_penalty": spec.repetition_penalty}
+    if spec.min_new_tokens > 0:
+        kw["min_tokens"] = spec.min_new_tokens
     if spec.temperature == 0:
         kw["top_k"] = 1
     else:
@@ -92,6 +97,29 @@ def sampling_kwargs(spec: GenerateSpec) -> dict[str, Any]:
 def engine_cache_root() -> Path:
     base = Path(os.environ.get("LLEM_CACHE") or Path.home() / ".cache" / "llem")
     return base / "trt-engines"
+
+
+def publish_engine(engine_dir: Path, save: Callable[[Path], None],
+                   marker: dict[str, Any]) -> bool:
+    """Save an engine into a temp folder beside engine_dir, mark it, then rename it in.
+
+    A crash mid-save leaves only a dot-folder, never a folder that looks cached; when two
+    workers build the same engine, the first rename wins and the other copy is dropped.
+    Returns whether this call's copy became the cached one.
+    """
+    engine_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_dir.with_name(f".{engine_dir.name}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tmp)
+    (tmp / ENGINE_MARKER).write_text(json.dumps(marker, default=str))
+    try:
+        if engine_dir.exists():
+            raise FileExistsError(engine_dir)
+        os.replace(tmp, engine_dir)
+    except OSError:  # another worker finished the same engine first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    return True
 
 
 class TensorrtBackend:
@@ -114,15 +142,9 @@ class TensorrtBackend:
             self.llm: Any = LLM(model=str(engine_dir), tokenizer=spec.model, **runtime)
         else:
             self.llm = LLM(model=spec.model, build_config=BuildConfig(**build), **llm_kwargs)
-            tmp = engine_dir.with_name(f".{key}.{os.getpid()}")
-            self.llm.save(str(tmp))
-            (tmp / ENGINE_MARKER).write_text(json.dumps(
-                {"key": key, "model": spec.model, "build": build, "gpu_arch": arch,
-                 "tensorrt_llm": tensorrt_llm.__version__}, default=str))
-            if engine_dir.exists():  # another worker finished the same engine first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                os.replace(tmp, engine_dir)
+            publish_engine(engine_dir, lambda tmp: self.llm.save(str(tmp)),
+                           {"key": key, "model": spec.model, "build": build, "gpu_arch": arch,
+                            "tensorrt_llm": tensorrt_llm.__version__})
 
     def _params(self, spec: GenerateSpec) -> Any:
         from tensorrt_llm import SamplingParams
