@@ -28,9 +28,11 @@ from llem.results import SCHEMA_VERSION
 
 TABLES = ("runs", "requests", "samples")
 MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
-# <table>/campaign=<name>/<job_id>-c<cycle>.parquet, job_id being a hex digest (llem.grid)
-DATA_PATH = re.compile(r"(runs|requests|samples)/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
-                       r"[0-9a-f]{8,64}-c[0-9]+\.parquet")
+# <table>/campaign=<name>/<job_id>-c<cycle>.parquet, job_id being a hex digest (llem.grid);
+# sessions/campaign=<name>/<UTC time>-<hex>.parquet, one per driver session
+DATA_PATH = re.compile(r"(?:(?:runs|requests|samples)/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
+                       r"[0-9a-f]{8,64}-c[0-9]+|sessions/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
+                       r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8})\.parquet")
 S, I32, I64, F, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 TS = pa.timestamp("us", tz="UTC")
 

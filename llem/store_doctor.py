@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llem.results import SCHEMA_VERSION
-from llem.store import TABLES, Store, check_schema_versions, is_data_path
+from llem.store import SCHEMAS, TABLES, Store, check_schema_versions, is_data_path
 
 STAGING_GRACE_S = 120.0
 QUARANTINE = ".quarantine"
@@ -55,6 +55,7 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     root = store.root.rstrip("/")
     sel = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     counts = dict.fromkeys(TABLES, 0)
+    counts.setdefault("sessions", 0)
     findings: list[Finding] = []
     for info in sorted(store.fs.get_file_info(sel), key=lambda i: i.path):
         if info.type != pafs.FileType.File:
@@ -87,7 +88,9 @@ def _classify(store: Store, info: pafs.FileInfo, rel: str, now: float) -> Findin
     try:
         meta = pq.read_metadata(info.path, filesystem=store.fs)
         names = set(meta.schema.names)
-        missing = [c for c in ID_COLUMNS if c not in names]
+        table = SCHEMAS.get(rel.split("/", 1)[0])
+        missing = [c for c in ID_COLUMNS if c not in names and (table is None or
+                                                                 c in table.names)]
         if missing:
             return Finding(rel, "foreign", f"Parquet file without llem's columns {missing}")
         versions = pq.read_table(info.path, filesystem=store.fs,

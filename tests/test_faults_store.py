@@ -153,10 +153,12 @@ def test_store_never_writes_outside_its_root(tmp_path: Path, campaign: str,
 
 def test_data_path_names() -> None:
     assert is_data_path("runs/campaign=demo/0123456789abcdef-c0.parquet")
+    assert is_data_path("sessions/campaign=demo/20261123T120000-0123abcd.parquet")
     for bad in ("runs/campaign=demo/x.parquet", "runs/campaign=../0123456789abcdef-c0.parquet",
                 "other/campaign=demo/0123456789abcdef-c0.parquet",
                 "runs/campaign=demo/.0123456789abcdef-c0.parquet",
-                "runs/campaign=demo/0123456789abcdef-c0.parquet.tmp"):
+                "runs/campaign=demo/0123456789abcdef-c0.parquet.tmp",
+                "sessions/campaign=demo/20261123T1200-0123abcd.parquet"):
         assert not is_data_path(bad), bad
 
 
