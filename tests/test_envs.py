@@ -179,3 +179,20 @@ def test_build_is_reused_keyed_and_rebuilt_when_interrupted(
     (jobs / "requirements.txt").write_text("pip>=20\n")
     assert venv_dir("noop", "cpu") != target
     assert os.environ["LLEM_ENVS_DIR"] in str(target)
+
+
+def test_a_clean_clone_reuses_the_built_venv(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The venv's key is what it is built from, not where the checkout is: a copy of
+    jobs/ elsewhere (another clone, a CI checkout) names the same venv folder."""
+    import shutil
+
+    here = {v: venv_dir("vllm", v) for v in ("cpu", "cuda")}
+    shutil.copytree(ROOT / "jobs", tmp_path / "clone" / "jobs")
+    monkeypatch.setenv("LLEM_JOBS_DIR", str(tmp_path / "clone" / "jobs"))
+    assert {v: venv_dir("vllm", v) for v in ("cpu", "cuda")} == here
+    req = tmp_path / "clone" / "jobs" / "vllm" / "requirements-cpu.txt"
+    req.write_text(req.read_text() + "\n# a comment changes nothing\n")
+    assert venv_dir("vllm", "cpu") == here["cpu"]
+    req.write_text(req.read_text() + "six==1.17.0\n")  # a requirement does
+    assert venv_dir("vllm", "cpu") != here["cpu"]

@@ -52,8 +52,16 @@ del hf
 
 t = time.perf_counter()
 backend = load_class("vllm")(LoadSpec(model=model_dir, dtype="float32", seed=0,
-                                      engine={"enforce_eager": True}))
+                                      engine={"enforce_eager": True, "max_num_seqs": 5,
+                                              "max_model_len": 1024,
+                                              "enable_prefix_caching": False}))
 init_s = time.perf_counter() - t
+cfg = backend.llm.llm_engine.vllm_config
+engine_cfg = {"max_num_seqs": cfg.scheduler_config.max_num_seqs,
+              "max_model_len": cfg.model_config.max_model_len,
+              "enforce_eager": cfg.model_config.enforce_eager,
+              "enable_prefix_caching": cfg.cache_config.enable_prefix_caching,
+              "dtype": str(cfg.model_config.dtype), "seed": cfg.model_config.seed}
 
 # observe the token ids vLLM produced inside the backend's own calls
 llm, engine = backend.llm, backend.llm.llm_engine
@@ -94,7 +102,7 @@ print("LLEM_JSON " + json.dumps({
     "batch": rec(batch), "stream": rec(stream), "trunc": rec(trunc), "sampled": rec(sampled),
     "batch_ids": batch_ids[:n_batch], "stream_ids": stream_by_req,
     "trunc_ids": batch_ids[n_batch], "closed_error": closed_error,
-    "init_s": init_s, "batch_s": batch_s, "stream_s": stream_s}))
+    "engine_cfg": engine_cfg, "init_s": init_s, "batch_s": batch_s, "stream_s": stream_s}))
 '''
 
 
@@ -160,3 +168,10 @@ def test_truncation_keeps_first_tokens(result: dict) -> None:
 def test_sampling_params_and_close(result: dict) -> None:
     assert [r["output_tokens"] for r in result["sampled"]] == [MAX_NEW] * 3  # min_new_tokens
     assert result["closed_error"] and "closed" in result["closed_error"]
+
+
+def test_engine_args_reach_vllm_untouched(result: dict) -> None:
+    """The grid's vllm: section is LLM(**engine_args): vLLM's own config shows each value."""
+    assert result["engine_cfg"] == {"max_num_seqs": 5, "max_model_len": 1024,
+                                    "enforce_eager": True, "enable_prefix_caching": False,
+                                    "dtype": "torch.float32", "seed": 0}
