@@ -87,7 +87,7 @@ def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
         if not isinstance(engine["adapter"], str) or not engine["adapter"].strip():
             return "adapter", "must be a path or hub id of a LoRA (PEFT) adapter"
         if not installed("peft"):
-            return "adapter", "LoRA adapters need the peft package: pip install peft"
+            return "adapter", "LoRA adapters need the peft package: pip install 'peft>=0.21'"
     if engine.get("assistant_model") is not None:
         if not isinstance(engine["assistant_model"], str):
             return "assistant_model", "must be a model id or path"
