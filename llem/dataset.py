@@ -7,7 +7,9 @@ file's line, not a failure after Ray is up.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from llem.config.axes import resolve, section_values
 from llem.config.load import Loaded
@@ -16,6 +18,7 @@ from llem.errors import UserError
 from llem.prompts import Prompt, load_builtin, load_file, select
 
 TEXT_COLUMNS = ("prompt", "text", "question", "instruction", "input", "content")
+CHAT_COLUMNS = ("messages", "conversations", "conversation")
 
 
 class _FileProblem(Exception):
@@ -79,14 +82,18 @@ def check_datasets(loaded: Loaded) -> None:
     """Resolve every distinct dataset of the campaign (not every point) and read its prompt
     file; a problem raises UserError naming the grid file, line and key (dataset.path).
 
-    Built-in prompts ship with llem and HF datasets would need the network, so only file
-    datasets are read here; their completeness (source: hf needs a path) is checked when the
-    grid is loaded.
+    Built-in prompts ship with llem; HF datasets are loaded here once (kept for the driver in
+    this process), so an offline machine or a dataset without a text column fails before
+    Ray starts.
     """
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     checked: set[str] = set()
     for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
         ds = resolve({"backend": "noop", "model": "x", **values}).dataset
+        if ds.source == "hf" and ds.model_dump_json() not in checked:
+            checked.add(ds.model_dump_json())
+            _load_hf(ds)  # download (or cache hit) and column detection, before Ray
+            continue
         if ds.source != "file" or str(ds.path) in checked:
             continue
         checked.add(str(ds.path))
@@ -97,23 +104,54 @@ def check_datasets(loaded: Loaded) -> None:
             raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
 
 
+_HF_CACHE: dict[str, list[Prompt]] = {}
+
+
 def _load_hf(ds: Dataset) -> list[Prompt]:
+    """The dataset's prompts (loaded once per process: the pre-flight check and the driver
+    share it). The prompt column is dataset.column, else the first of TEXT_COLUMNS, else a
+    chat column (CHAT_COLUMNS: OpenAI messages or ShareGPT conversations), whose first user
+    turn is the prompt."""
+    key = ds.model_dump_json(include={"path", "split", "column"})
+    if key not in _HF_CACHE:
+        _HF_CACHE[key] = _read_hf(ds)
+    return _HF_CACHE[key]
+
+
+def _read_hf(ds: Dataset) -> list[Prompt]:
     if not ds.path:
         raise UserError("dataset.source is 'hf' but dataset.path (the dataset id) is not set")
     try:
         import datasets
     except ImportError:
         raise UserError("dataset.source 'hf' needs the `datasets` package: "
-                        "pip install datasets") from None
+                        "pip install 'llem[hf]' (or pip install datasets)") from None
+    datasets.disable_progress_bars()
     try:
         data = datasets.load_dataset(ds.path, split=ds.split)
     except Exception as exc:
+        offline = " (offline: HF_HUB_OFFLINE=1 and not in the cache)" if \
+            os.environ.get("HF_HUB_OFFLINE") == "1" else " (offline? gated? a typo?)"
         raise UserError(f"cannot load HF dataset '{ds.path}' (split {ds.split}): "
-                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
-                        "(offline? set dataset.source: file)") from None
-    column = ds.column or next((c for c in TEXT_COLUMNS if c in data.column_names), None)
-    if column is None or column not in data.column_names:
-        raise UserError(f"HF dataset '{ds.path}' has no text column among "
-                        f"{data.column_names}; set dataset.column")
-    return [Prompt(f"{ds.path}-{i}", "hf", str(t)) for i, t in enumerate(data[column])
-            if str(t).strip()]
+                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                        f"{offline}; or use dataset.source: file") from None
+    names = list(data.column_names)
+    column = ds.column or next((c for c in TEXT_COLUMNS + CHAT_COLUMNS if c in names), None)
+    if column is None or column not in names:
+        what = f"column {column!r}" if column else "text column"
+        raise UserError(f"HF dataset '{ds.path}' has no {what} (columns: {', '.join(names)}); "
+                        "set dataset.column")
+    chat = column in CHAT_COLUMNS and ds.column is None
+    texts = (_first_user_turn(v) if chat else v if isinstance(v, str) else str(v)
+             for v in data[column])
+    return [Prompt(f"{ds.path}-{i}", "hf", t) for i, t in enumerate(texts) if t and t.strip()]
+
+
+def _first_user_turn(turns: Any) -> str:
+    """The first human/user message of a chat (OpenAI role/content or ShareGPT from/value)."""
+    if not isinstance(turns, list):
+        return ""
+    for t in turns:
+        if isinstance(t, dict) and (t.get("role") or t.get("from")) in ("user", "human"):
+            return str(t.get("content") or t.get("value") or "")
+    return ""
