@@ -30,6 +30,7 @@ from llem.envs import (
     env_key,
     envs_root,
     job_env,
+    python_problem,
     read_marker,
     requirements_file,
     venv_dir,
@@ -83,6 +84,9 @@ def build(backend: str, variant: str | None = None, tool: str | None = None,
     """Build (or reuse) the backend's venv; returns its ready marker."""
     spec = job_env(backend)
     variant, req = requirements_file(backend, variant)
+    problem = python_problem(backend)
+    if problem:
+        raise UserError(problem)
     target = venv_dir(backend, variant)
     tool = tool or ("uv" if find_uv() else "pip")
     if tool == "uv" and not find_uv():

@@ -53,6 +53,7 @@ class JobEnv(BaseModel):
     packages: list[str] = Field(default_factory=list)  # distributions recorded as the version
     image_uri: str | None = None
     env_vars: dict[str, str] = Field(default_factory=dict)
+    pythons: list[str] = Field(default_factory=list)  # Python minor versions it supports
 
 
 class EnvChoice(BaseModel):
@@ -147,7 +148,7 @@ class EnvStatus:
 
     backend: str
     kind: str
-    state: str  # ready | missing | incomplete | broken | remote
+    state: str  # ready | missing | incomplete | broken | unsupported
     where: str
     detail: str = ""
 
@@ -303,6 +304,9 @@ def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[st
         choice = choice_for(backend, choices)
         kind = kind_for(backend, choice)
         if kind == "venv":
+            problem = None if choice.python else python_problem(backend)
+            if problem:
+                raise UserError(problem)
             st = venv_status(backend, choice.variant, choice.python)
             if st.state != "ready":
                 fix = (f"point environments.{backend}.python at a venv with {backend} and ray "
@@ -320,6 +324,18 @@ def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[st
                     f"'llem[{backend}]'")
         out[backend] = runtime_env(backend, choice)
     return out
+
+
+def python_problem(backend: str) -> str | None:
+    """Why the backend cannot have a venv under this Python (env.yaml `pythons`), if so."""
+    pythons = job_env(backend).pythons
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not pythons or here in pythons:
+        return None
+    return (f"{backend} supports Python {' or '.join(pythons)}; this llem runs on {here}, and "
+            f"Ray needs the same Python in the driver and its workers: install llem under "
+            f"Python {pythons[-1]}, or use a container (environments: {{{backend}: "
+            "{kind: image}})")
 
 
 def missing_modules(backend: str) -> list[str]:
@@ -347,6 +363,10 @@ def statuses(backends: list[str], deep: bool = True) -> list[EnvStatus]:
             variant = requirements_file(b, None)[0] if spec.requirements else None
             st = venv_status(b, variant, deep=deep) if spec.requirements else \
                 EnvStatus(b, "venv", "missing", "-", "no requirements")
+            if st.state == "missing" and python_problem(b):
+                st = EnvStatus(b, "venv", "unsupported", st.where, "needs Python "
+                               f"{' or '.join(spec.pythons)} (llem runs on "
+                               f"{sys.version_info[0]}.{sys.version_info[1]})")
             if spec.default != "venv":
                 missing = missing_modules(b)
                 found = [f"{p} {_dist_version(p)}" for p in spec.packages if _dist_version(p)]

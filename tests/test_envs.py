@@ -214,3 +214,26 @@ def test_kind_current_checks_modules_without_importing_them() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_backend_for_another_python_is_refused_before_building(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """env.yaml `pythons` (TensorRT-LLM 1.2.1: 3.10/3.12): one line before any download."""
+    from llem.envs import statuses
+
+    jobs = tmp_path / "jobs" / "noop"
+    jobs.mkdir(parents=True)
+    (jobs / "requirements.txt").write_text("six\n")
+    (jobs / "env.yaml").write_text("default: venv\nrequirements: {cpu: requirements.txt}\n"
+                                   "pythons: ['2.7']\n")
+    monkeypatch.setenv("LLEM_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("LLEM_ENVS_DIR", str(tmp_path / "envs"))
+    with pytest.raises(UserError, match=r"noop supports Python 2\.7; this llem runs on 3\.\d+"):
+        build("noop", "cpu", tool="pip", log=lambda _: None)
+    assert not (tmp_path / "envs").exists() or not any((tmp_path / "envs").iterdir())
+    with pytest.raises(UserError, match="kind: image"):
+        preflight(["noop"], {})
+    (st,) = statuses(["noop"])
+    assert st.state == "unsupported" and "needs Python 2.7" in st.detail
+    # a venv given explicitly is the user's call: checked as any venv is
+    assert preflight(["noop"], {"noop": {"python": sys.executable}})["noop"]["py_executable"]

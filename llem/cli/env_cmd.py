@@ -46,7 +46,8 @@ def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) 
 @env.command("list")
 @click.option("--quick", is_flag=True, help="Do not run each venv's python to check it.")
 def list_cmd(quick: bool) -> None:
-    """Each backend's environment: kind, state (ready, missing, incomplete, broken), where."""
+    """Each backend's environment: kind, state (ready, missing, incomplete, broken,
+    unsupported), where."""
     from llem.envs import statuses
 
     t = Table(title="backend environments")
