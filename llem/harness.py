@@ -9,17 +9,23 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llem.backends import Backend, GenerateSpec, LoadSpec, RequestRecord, load_class
-from llem.config.models import BUILTIN_MODELS, Point
+from llem.backends import Backend, GenerateSpec, LoadSpec, load_class
+from llem.config.models import BUILTIN_MODELS, Measurement, Point
 from llem.environment import runtime_info
 from llem.grid import Job
+from llem.measure.flops import estimate_flops
 from llem.measure.gpu import visible_devices
 from llem.measure.meter import EnergyMeter, Window
+from llem.measure.stats import cv
 from llem.measure.thermal import ThermalGaps
-from llem.results import failed_result, ok_result
+from llem.results import arrival_pattern, failed_result, ok_result
+from llem.workload import Schedule, Served, dispatch
+
+DEFAULT_GPU_MIN_WINDOW_S = 10.0
 
 
 def resolve_model(model: str) -> str:
@@ -43,19 +49,16 @@ def generate_spec(p: Point) -> GenerateSpec:
                         input_policy=p.input_policy, extra=dict(p.generate))
 
 
-def batches(prompts: list[str], size: int) -> list[list[str]]:
-    return [prompts[i:i + size] for i in range(0, len(prompts), size)]
-
-
 class JobRunner:
     """Serves one load group: loads the backend once, then measures each job it is given."""
 
     def __init__(self, backend: str, load: dict[str, Any], gpus_per_job: int,
-                 extra_env: dict[str, Any] | None = None) -> None:
+                 extra_env: dict[str, Any] | None = None,
+                 meter: EnergyMeter | None = None) -> None:
         self.backend_name = backend
         self.load = load
         self.gpus_per_job = gpus_per_job
-        self.meter = EnergyMeter(gpus_per_job)
+        self.meter = meter or EnergyMeter(gpus_per_job)
         self.thermal = ThermalGaps.for_gpus(self.meter.gpus)
         self.env = {**runtime_info(backend), **(extra_env or {})}
         self.backend: Backend | None = None
@@ -78,6 +81,7 @@ class JobRunner:
                 raise
             self.load_s = time.perf_counter() - t0
             self.loads += 1
+            self.meter.worked()
         return self.backend
 
     def run(self, payload: dict[str, Any], prompts: list[str]) -> dict[str, Any]:
@@ -112,36 +116,71 @@ class JobRunner:
             self.backend = None
 
 
-def measure(backend: Backend, job: Job, prompts: list[str],
-            meter: EnergyMeter) -> tuple[Window, list[tuple[int, int, RequestRecord]],
-                                         dict[str, Any]]:
-    """Warm up, then run the workload inside one energy window, repeated to min_window_s.
+def min_window(m: Measurement, meter: EnergyMeter) -> float:
+    """The configured minimum, or by default 10 s when a GPU counter measures the job (its
+    ~100 ms update period is then under 1% of the window) and 0 otherwise."""
+    if m.min_window_s is not None:
+        return m.min_window_s
+    return DEFAULT_GPU_MIN_WINDOW_S if meter.gpus else 0.0
 
-    Returns the window, (repeat, batch, record) triples and facts about the run.
+
+def warmup(backend: Backend, chunk: list[str], spec: GenerateSpec, m: Measurement,
+           clock: Callable[[], float]) -> tuple[int, bool | None]:
+    """Run the same batch until its latency settles: the CV of the last warmup_window
+    latencies below warmup_cv (converged), or warmup_requests requests ran (not converged).
+
+    Returns (requests run, converged); converged is None when warmup is off. The same batch
+    each time, so latencies differ only by the system's state, not by the prompts.
+    """
+    if m.warmup_requests == 0:
+        return 0, None
+    lat: list[float] = []
+    n = 0
+    while n < m.warmup_requests:
+        t = clock()
+        backend.generate(chunk, spec)
+        lat.append(clock() - t)
+        n += len(chunk)
+        if len(lat) >= m.warmup_window:
+            c = cv(lat[-m.warmup_window:])
+            if c is not None and c < m.warmup_cv:
+                return n, True
+    return n, False
+
+
+def measure(backend: Backend, job: Job, prompts: list[str],
+            meter: EnergyMeter) -> tuple[Window, list[Served], dict[str, Any]]:
+    """Idle baseline, warmup, then the workload inside one energy window, repeated until
+    the window is at least min_window long.
+
+    Returns the window, the served requests and facts about the run.
     """
     p, m = job.point, job.point.measurement
     spec = generate_spec(p)
-    chunks = batches(prompts, p.batch_size)
-    warm = 0
-    while warm < m.warmup_requests:
-        chunk = chunks[(warm // p.batch_size) % len(chunks)]
-        backend.generate(chunk, spec)
-        warm += len(chunk)
-    idle = meter.idle_baseline(m.idle_baseline_s)
-    records: list[tuple[int, int, RequestRecord]] = []
+    cap = min(p.batch_size, m.max_concurrency or p.batch_size)
+    clock = meter.clock
+    idle = meter.idle_baseline(m.idle_baseline_s)  # after the thermal gap, before warmup
+    warm, converged = warmup(backend, prompts[:cap], spec, m, clock)
+    meter.worked()
+    floor = min_window(m, meter)
+    served: list[Served] = []
+    schedule = Schedule(arrival_pattern(m), m.request_rate, m.arrival_seed)
     meter.begin(m.sample_hz)
-    t0 = time.perf_counter()
+    t0 = clock()
     repeats = 0
     while True:
-        for b, chunk in enumerate(chunks):
-            out = backend.generate(chunk, spec)
-            if len(out) != len(chunk):
-                raise RuntimeError(f"backend returned {len(out)} records for {len(chunk)} "
-                                   "prompts")
-            records.extend((repeats, b, r) for r in out)
+        arrivals = schedule.next_pass(len(prompts), clock())
+        served.extend(dispatch(backend, prompts, arrivals, cap, spec, repeats, clock,
+                               meter.sleep))
         repeats += 1
-        if time.perf_counter() - t0 >= m.min_window_s or repeats >= m.max_repeats:
+        if clock() - t0 >= floor or repeats >= m.max_repeats:
             break
     window = meter.end()
-    return window, records, {"t0": t0, "repeats": repeats, "warmup_requests": warm,
-                             "idle_power_w": idle}
+    cfg = getattr(backend, "model_config", None)
+    flops = estimate_flops(cfg, [(s.record.input_tokens, s.record.output_tokens)
+                                 for s in served])
+    return window, served, {"t0": t0, "repeats": repeats, "warmup_requests": warm,
+                            "warmup_converged": converged, "min_window_s": floor,
+                            "min_window_reached": window.duration_s >= floor,
+                            "flops_estimate": flops, "idle": idle,
+                            "arrival_rate_achieved": schedule.achieved_rate(served)}

@@ -66,9 +66,9 @@ FROM runs WHERE status = 'ok' GROUP BY campaign, job_id""")
 
 def t95(df: int | None) -> float | None:
     """Two-sided 95% Student-t critical value for df degrees of freedom."""
-    from scipy import stats
+    from llem.measure.stats import t_critical
 
-    return float(stats.t.ppf(0.975, df)) if df is not None and df >= 1 else None
+    return t_critical(df) if df is not None else None
 
 
 def run_sql(store: Store, sql: str) -> pa.Table:

@@ -38,12 +38,15 @@ TS = pa.timestamp("us", tz="UTC")
 
 _ID = [("schema_version", pa.int16()), ("campaign", S), ("job_id", S), ("cycle", I32)]
 _F = ["duration_s", "tokens_per_s", "total_tokens_per_s", "requests_per_s",
-      *[f"{m}_{s}_s" for m in ("latency", "ttft", "itl") for s in ("mean", "p50", "p90", "p99")],
+      *[f"{m}_{s}_s" for m in ("latency", "e2e_latency", "ttft", "itl")
+        for s in ("mean", "p50", "p90", "p99")],
       "tpot_mean_s", "energy_j", "energy_per_token_j", "energy_per_request_j", "avg_power_w",
       "idle_power_w", "energy_net_j", "energy_net_per_token_j", "gpu_energy_j",
       "gpu_energy_sampled_j", "energy_counter_to_sampled", "cpu_energy_j", "dram_energy_j",
       "model_load_s", "temperature", "top_p", "repetition_penalty", "min_window_s",
-      "gpu_power_limit_w"]
+      "gpu_power_limit_w", "request_rate", "arrival_rate_achieved", "flops_estimate",
+      "tflops_per_s_estimate", "co2_estimate_g", "grid_intensity_g_per_kwh", "idle_s",
+      "idle_temperature_c", "idle_sm_clock_mhz", "idle_since_work_s"]
 SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema(_ID + [
         ("load_key", S), ("status", S), ("error", S), ("traceback", S),
@@ -66,13 +69,17 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("worker_pid", I64), ("model_loads", I32), ("gpu_count", I32),
         ("gpu_uuids", pa.list_(S)), ("mig_mode", B), ("gpu_energy_j_per_gpu", pa.list_(F)),
         ("num_requests", I64), ("input_tokens", I64), ("output_tokens", I64),
-        ("repeats", I32), ("warmup_requests", I32),
+        ("repeats", I32), ("warmup_requests", I32), ("warmup_converged", B),
+        ("min_window_reached", B), ("idle_just_worked", B), ("arrival", S),
+        ("max_concurrency", I32), ("gpu_energy_sampled_j_per_gpu", pa.list_(F)),
+        ("idle_power_w_per_gpu", pa.list_(F)),
         *[(k, F) for k in _F],
     ]),
     "requests": pa.schema(_ID + [
         ("request_index", I32), ("repeat", I32), ("batch_index", I32), ("input_tokens", I32),
         ("output_tokens", I32),
-        *[(k, F) for k in ("start_s", "end_s", "latency_s", "ttft_s", "itl_mean_s",
+        *[(k, F) for k in ("arrival_s", "wait_s", "start_s", "end_s", "latency_s",
+                           "e2e_latency_s", "ttft_s", "itl_mean_s",
                            "itl_p50_s", "itl_p99_s", "tpot_s")],
         ("token_times_s", pa.list_(F)),
         *[(k, F) for k in ("queue_s", "prefill_s", "decode_s")],

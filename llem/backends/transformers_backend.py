@@ -69,6 +69,9 @@ class TransformersBackend:
 
         self.model, self.assistant, self.load_facts = apply_options(self.model, opts,
                                                                     load_assistant)
+        # plain dict of the loaded model's dimensions, for the FLOPs estimate (llem.measure.flops)
+        self.model_config = {k: v for k, v in self.model.config.to_dict().items()
+                             if isinstance(v, int | float | str | bool | None)}
         self.eos = set(_ids(self.model.generation_config.eos_token_id) or
                        _ids(self.tokenizer.eos_token_id))
 

@@ -89,13 +89,30 @@ class Dataset(Strict):
 
 
 class Measurement(Strict):
-    """How a job is measured; recorded with every result."""
+    """How a job is measured; recorded with every result (llem.harness, README "How llem
+    measures")."""
 
-    warmup_requests: int = Field(2, ge=0, le=10_000)
-    min_window_s: float = Field(0.0, ge=0, le=3600)  # repeat the workload until this long
-    max_repeats: int = Field(100, ge=1)
+    # Warmup: batches of the first prompts until the last warmup_window batch latencies have
+    # a CV below warmup_cv, or warmup_requests requests ran (the cap); 0 turns it off.
+    warmup_requests: int = Field(10, ge=0, le=10_000)
+    warmup_cv: float = Field(0.05, gt=0, le=10)
+    warmup_window: int = Field(3, ge=2, le=1000)
+    # Repeat the workload until the window is this long. None: 10 s when the job's energy
+    # comes from a GPU energy counter (its ~100 ms resolution is then < 1%), else 0.
+    min_window_s: float | None = Field(None, ge=0, le=3600)
+    max_repeats: int = Field(10_000, ge=1)
     sample_hz: float = Field(10.0, gt=0, le=1000)
-    idle_baseline_s: float = Field(0.0, ge=0, le=600)
+    # Idle baseline per GPU before warmup (after the thermal gap); 0 turns it off.
+    idle_baseline_s: float = Field(5.0, ge=0, le=600)
+    # Request arrivals (as vLLM's benchmark): request_rate None is offline (all queued at
+    # once); else requests arrive at request_rate per second, with exponential (poisson,
+    # seeded by arrival_seed) or constant gaps. max_concurrency caps requests in flight.
+    request_rate: float | None = Field(None, gt=0)
+    arrival: Literal["poisson", "constant"] = "poisson"
+    arrival_seed: int = 0
+    max_concurrency: int | None = Field(None, ge=1)
+    # CO2 estimate = energy x this grid carbon intensity (gCO2e/kWh); None: no estimate.
+    grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
     job_timeout_s: float = Field(3600.0, gt=0)
     # Thermal gaps (llem.measure.thermal): before each job, wait until its GPUs are back near
     # idle (temperature and power within the margins of the coolest state seen), at most

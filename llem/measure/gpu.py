@@ -184,10 +184,11 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self.t0 = 0.0
 
-    def start(self) -> None:
+    def start(self, t0: float | None = None) -> None:
+        """Sample from now on; times are seconds since t0 (the window's start)."""
+        self.t0 = self.clock() if t0 is None else t0
         if not self.gpus:
             return
-        self.t0 = self.clock()
         self._thread = threading.Thread(target=self._run, name="llem-sampler", daemon=True)
         self._thread.start()
 
@@ -207,5 +208,6 @@ class Sampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        if self.gpus and not (self.rows and self.rows[-1]["t_s"] == self.clock() - self.t0):
             self.take()  # a last sample at the window's end
         return self.rows

@@ -1,0 +1,127 @@
+"""The harness on the tiny model through the real transformers backend, with a simulated GPU
+(the only fake): minimum window and repeats, warmup convergence, idle baseline, arrivals,
+FLOPs and the rows' per-token figures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fake_gpu import FakeGpu
+
+from llem.config import load_text
+from llem.grid import iter_jobs
+from llem.harness import JobRunner
+from llem.measure.flops import estimate_flops
+from llem.measure.meter import EnergyMeter
+from llem.store import to_table
+
+PROMPTS = ["Explain why the sky is blue.", "Write a haiku about energy.",
+           "Summarise: Ray schedules actors on GPUs.", "Count to five."]
+
+
+def _runner(tiny_model: Path, gpu: FakeGpu | None) -> JobRunner:
+    meter = EnergyMeter(1, gpus=[gpu] if gpu else [], rapl_root=Path("/nonexistent"))
+    return JobRunner("transformers", {"model": str(tiny_model), "dtype": "float32",
+                                      "engine": {}, "gpus": 0}, 1, meter=meter)
+
+
+def _jobs(tiny_model: Path, grid: str, measurement: str):
+    return list(iter_jobs(load_text(f"""
+name: h
+models: [{tiny_model}]
+backends: [transformers]
+grid: {{dtype: float32, {grid}}}
+dataset: {{num_prompts: 4}}
+measurement: {{{measurement}}}
+""")))
+
+
+def test_min_window_repeats_and_per_token_figures(tiny_model: Path) -> None:
+    gpu = FakeGpu(time.perf_counter, lambda t: 200.0)
+    runner = _runner(tiny_model, gpu)
+    [job] = _jobs(tiny_model, "batch_size: 2, max_new_tokens: 4, output_policy: fixed",
+                  "warmup_requests: 2, idle_baseline_s: 0.3, min_window_s: 3.0, "
+                  "thermal_gaps: false")
+    res = runner.run(job.payload(), PROMPTS)
+    run = res["run"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["repeats"] > 1 and run["min_window_reached"] and run["duration_s"] >= 3.0
+    assert run["num_requests"] == 4 * run["repeats"] == len(res["requests"])
+    assert run["output_tokens"] == 4 * 4 * run["repeats"]  # fixed output: 4 tokens each
+    assert run["energy_j"] == pytest.approx(200.0 * run["duration_s"], abs=2 * 0.1 * 200)
+    assert run["energy_per_token_j"] == pytest.approx(run["energy_j"] / run["output_tokens"])
+    assert run["energy_per_request_j"] == pytest.approx(run["energy_j"] / run["num_requests"])
+    assert run["tokens_per_s"] == pytest.approx(run["output_tokens"] / run["duration_s"])
+    assert run["idle_power_w"] == pytest.approx(200.0, rel=0.1)
+    assert run["idle_s"] == pytest.approx(0.3, abs=0.1) and run["idle_just_worked"] is True
+    assert run["energy_counter_to_sampled"] == pytest.approx(1.0, abs=0.25)
+    assert run["min_window_s"] == 3.0 and run["warmup_requests"] == 2
+    reps = {r["repeat"] for r in res["requests"]}
+    assert reps == set(range(run["repeats"]))
+    assert len(res["samples"]) >= 5
+    cfg = runner.backend.model_config  # type: ignore[union-attr]
+    flops = estimate_flops(cfg, [(r["input_tokens"], r["output_tokens"])
+                                 for r in res["requests"]])
+    assert run["flops_estimate"] == flops and flops > 0
+    assert run["tflops_per_s_estimate"] == pytest.approx(flops / 1e12 / run["duration_s"])
+    for table in ("runs", "requests", "samples"):  # the store's fixed schemas take them
+        to_table(table, [run] if table == "runs" else res[table])
+
+
+def test_default_min_window_follows_the_energy_source(tiny_model: Path) -> None:
+    """No GPU counter: no minimum (one pass); the default with a GPU is 10 s."""
+    from llem.harness import DEFAULT_GPU_MIN_WINDOW_S, min_window
+
+    runner = _runner(tiny_model, None)
+    [job] = _jobs(tiny_model, "batch_size: 4, max_new_tokens: 2", "warmup_requests: 0")
+    run = runner.run(job.payload(), PROMPTS)["run"]
+    assert run["status"] == "ok" and run["repeats"] == 1 and run["min_window_s"] == 0.0
+    assert run["idle_power_w"] is None and run["energy_j"] is None
+    gpu_meter = EnergyMeter(1, gpus=[FakeGpu(time.perf_counter, lambda t: 1.0)],
+                            rapl_root=Path("/nonexistent"))
+    assert min_window(job.point.measurement, gpu_meter) == DEFAULT_GPU_MIN_WINDOW_S == 10.0
+
+
+def test_warmup_converges_or_hits_the_cap(tiny_model: Path) -> None:
+    runner = _runner(tiny_model, None)
+    loose, strict = _jobs(tiny_model, "batch_size: 1, max_new_tokens: 2",
+                          "warmup_requests: 12, warmup_window: 3, warmup_cv: [10.0, 1.0e-9]")
+    if loose.point.measurement.warmup_cv != 10.0:
+        loose, strict = strict, loose
+    a = runner.run(loose.payload(), PROMPTS)["run"]
+    assert a["warmup_converged"] is True and a["warmup_requests"] == 3  # first full window
+    b = runner.run(strict.payload(), PROMPTS)["run"]
+    assert b["warmup_converged"] is False and b["warmup_requests"] == 12  # the cap
+
+
+def test_constant_arrivals_and_concurrency(tiny_model: Path) -> None:
+    runner = _runner(tiny_model, None)
+    [job] = _jobs(tiny_model, "batch_size: 4, max_new_tokens: 2",
+                  "warmup_requests: 0, arrival: constant, request_rate: 20, "
+                  "max_concurrency: 2")
+    res = runner.run(job.payload(), PROMPTS * 2)
+    run, reqs = res["run"], res["requests"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["arrival"] == "constant" and run["request_rate"] == 20.0
+    arrivals = [r["arrival_s"] - reqs[0]["arrival_s"] for r in reqs]
+    assert arrivals == pytest.approx([i / 20 for i in range(8)], abs=1e-9)
+    assert 0 <= reqs[0]["arrival_s"] < 0.1  # the schedule starts with the window
+    assert run["arrival_rate_achieved"] == pytest.approx(20.0)
+    for r in reqs:  # never served before it arrived; e2e = wait + service
+        assert r["start_s"] >= r["arrival_s"] - 1e-9 and r["wait_s"] >= -1e-9
+        assert r["e2e_latency_s"] == pytest.approx(r["wait_s"] + r["latency_s"])
+    per_batch: dict[int, int] = {}
+    for r in reqs:
+        per_batch[r["batch_index"]] = per_batch.get(r["batch_index"], 0) + 1
+    assert max(per_batch.values()) <= 2  # the concurrency limit caps each dispatch
+
+
+def test_bad_arrival_config_is_a_validation_error(tiny_model: Path) -> None:
+    from llem.errors import UserError
+
+    with pytest.raises(UserError, match="request_rate"):
+        _jobs(tiny_model, "batch_size: 1", "request_rate: 0")
+    with pytest.raises(UserError, match="arrival"):
+        _jobs(tiny_model, "batch_size: 1", "arrival: bursty")
