@@ -45,16 +45,32 @@ def cpu_model() -> str | None:
 
 
 @functools.cache
-def git_commit() -> str | None:
-    """The llem checkout's commit, when llem runs from a git checkout."""
-    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+def git_commit(root: Path | None = None) -> str | None:
+    """The llem checkout's commit (12 hex digits) when llem runs from a git checkout: reads
+    .git directly (no git binary needed), following a worktree's `gitdir:` file and
+    packed refs."""
+    top = root or Path(__file__).resolve().parent.parent
+    git = top / ".git"
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (head.parent / ref[5:]).read_text().strip()[:12]
-        return ref[:12]
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = git.read_text().strip()
+            git = (top / text.removeprefix("gitdir:").strip()).resolve()
+        ref = (git / "HEAD").read_text().strip()
+        if not ref.startswith("ref: "):
+            return ref[:12]
+        name = ref[5:]
+        common = git
+        if (git / "commondir").is_file():  # worktrees keep refs in the main .git
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+        for base in (git, common):
+            if (base / name).is_file():
+                return (base / name).read_text().strip()[:12]
+        for line in (common / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + name):
+                return line.split()[0][:12]
     except OSError:
-        return None
+        pass
+    return None
 
 
 def runtime_info(backend: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from llem.store import SCHEMAS, TABLES, Store
 
-STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "avg_power_w",
+STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "energy_net_per_token_j",
+                 "avg_power_w",
                  "latency_p50_s", "latency_p99_s", "ttft_p50_s", "itl_p50_s", "duration_s")
 
 

@@ -248,3 +248,40 @@ def test_arrival_schedules() -> None:
     assert 1999 / a[-1] == pytest.approx(10.0, rel=0.1)  # mean rate ~10/s
     with pytest.raises(ValueError):
         Schedule("poisson", None)
+
+
+def test_t_critical_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare GPU node may lack scipy: the table and expansion agree with scipy."""
+    import sys
+
+    from scipy import stats
+
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    for df in (1, 4, 30, 31, 60, 500):
+        assert t_critical(df) == pytest.approx(float(stats.t.ppf(0.975, df)), rel=1e-4)
+
+
+# ---- environment: the llem commit from .git, as checkouts really lay it out ---------------
+
+
+def test_git_commit_worktree_and_packed_refs(tmp_path: Path) -> None:
+    import subprocess
+
+    from llem.environment import git_commit
+
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=cwd, check=True, capture_output=True, text=True).stdout
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    (repo / "f").write_text("x")
+    git("add", "f", cwd=repo)
+    git("commit", "-qm", "c", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    assert git_commit.__wrapped__(repo) == head[:12]
+    git("pack-refs", "--all", cwd=repo)  # refs/heads/main now only in packed-refs
+    assert git_commit.__wrapped__(repo) == head[:12]
+    git("worktree", "add", "-q", str(tmp_path / "wt"), "-b", "other", cwd=repo)
+    assert git_commit.__wrapped__(tmp_path / "wt") == head[:12]
+    assert git_commit.__wrapped__(tmp_path) is None  # not a checkout

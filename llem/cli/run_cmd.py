@@ -160,6 +160,10 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if summary.skipped:
         console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
     _print_summary(console, summary)
+    if not quiet and summary.ok:
+        from llem.cli.stats_table import print_cycle_stats
+
+        print_cycle_stats(console, st, c.name)
     if not quiet:
         for reason in sorted(unavailable):
             console.print(f"energy not measured: {reason}")

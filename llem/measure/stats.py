@@ -29,12 +29,27 @@ def safe_div(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+# Two-sided 95% Student-t critical values for df 1..30 (scipy.stats.t.ppf(0.975, df)), used
+# where scipy is not installed (a bare GPU node); beyond 30 a Cornish-Fisher expansion.
+_T95 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
+        2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
+        2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
+        2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
+
+
 def t_critical(df: int, confidence: float = 0.95) -> float | None:
-    """Two-sided Student-t critical value (scipy), None for df < 1."""
+    """Two-sided Student-t critical value, None for df < 1 (scipy when installed)."""
     if df < 1:
         return None
-    from scipy import stats
-
+    try:
+        from scipy import stats
+    except ImportError:
+        if confidence != 0.95:
+            raise
+        if df <= len(_T95):
+            return _T95[df - 1]
+        z = 1.959964
+        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 

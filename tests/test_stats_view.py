@@ -1,0 +1,44 @@
+"""The `stats` DuckDB view and the table `llem run` prints from it, against hand values."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from llem.cli.stats_table import print_cycle_stats
+from llem.measure.stats import cycle_stats
+from llem.query import run_sql
+from llem.store import Store
+
+
+def _row(job_id: str, cycle: int, tps: float, jpt: float | None) -> dict:
+    return {"schema_version": 1, "campaign": "s", "job_id": job_id, "cycle": cycle,
+            "status": "ok", "backend": "transformers", "model": "m", "batch_size": 4,
+            "max_new_tokens": 8, "tokens_per_s": tps, "energy_per_token_j": jpt,
+            "started_at": 1.0, "finished_at": 2.0}
+
+
+def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    tps, jpt = [10.0, 12.0, 14.0], [0.5, 0.52, 0.48]
+    for c in range(3):
+        store.write_result({"run": _row("a", c, tps[c], jpt[c]), "requests": [], "samples": []})
+    store.write_result({"run": _row("b", 0, 7.0, None), "requests": [], "samples": []})
+    rows = {r["job_id"]: r for r in run_sql(store, "SELECT * FROM stats").to_pylist()}
+    a, want = rows["a"], cycle_stats(tps)
+    assert a["cycles"] == 3
+    assert a["tokens_per_s_mean"] == pytest.approx(want["mean"])
+    assert a["tokens_per_s_std"] == pytest.approx(want["std"])
+    assert a["tokens_per_s_ci95"] == pytest.approx(want["ci95"])  # 4.3027 * 2 / sqrt(3)
+    assert a["tokens_per_s_cv"] == pytest.approx(want["cv"])
+    assert a["energy_per_token_j_cv"] == pytest.approx(cycle_stats(jpt)["cv"])
+    assert rows["b"]["tokens_per_s_ci95"] is None  # one cycle: no spread
+
+    buf = io.StringIO()
+    print_cycle_stats(Console(file=buf, width=200), store, "s")
+    text = buf.getvalue()
+    assert "12.0 ± 5.0" in text and "CV 16.7%" in text  # 4.3027 * 2 / sqrt(3) = 4.97
+    assert text.count("transformers") == 1  # the single-cycle config is not shown
