@@ -55,7 +55,7 @@ def run_job(runner: Any, p: Any, prompts: list[str], cycle: int = 0) -> dict[str
     from llem.grid import Job
     from llem.store import to_table
 
-    job = Job("gpu-measure", p, cycle, job_id=f"j{abs(hash(p.model_dump_json())) % 10**8}",
+    job = Job("gpu-measure", p, cycle, job_id=f"{abs(hash(p.model_dump_json())) % 16**8:08x}",
               load_key="gpu-measure")
     res = runner.run(job.payload(), prompts)
     run = res["run"]
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rest-s", type=float, default=15.0, help="rest before the rested idle")
     args = ap.parse_args(argv)
     scale = 0.05 if args.tiny else 1.0  # smoke: every duration 20x shorter
+    warm = 2 if args.tiny else 10  # warmup cap, in batches
     gpus = 0 if args.cpu else 1
     dtype = "float32" if args.cpu else "bfloat16"
     out_dir = Path(os.environ.get("OUT", "out"))
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      **m)
 
     # streaming: true per-token times through the real streamer (also warms the model up)
-    run = run_job(runner, p_(warmup_requests=10 * args.batch, min_window_s=0), prompts)["run"]
+    run = run_job(runner, p_(warmup_requests=warm * args.batch, min_window_s=0), prompts)["run"]
     figs["first_warmup"] = pick(run, "warmup_requests", "warmup_converged")
     sp = p_(warmup_requests=0, min_window_s=0).model_copy(update={"streaming": True})
     res = run_job(runner, sp, prompts)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 2. J/token over cycles of one configuration (default min window: 10 s on a GPU)
     cycles = []
     for c in range(args.cycles):
-        m: dict[str, Any] = {"idle_baseline_s": idle_s, "warmup_requests": 6 * args.batch}
+        m: dict[str, Any] = {"idle_baseline_s": idle_s, "warmup_requests": warm * args.batch}
         if args.cpu or args.tiny:
             m["min_window_s"] = 10.0 * scale
         run = run_job(runner, p_(**m), prompts, cycle=c)["run"]

@@ -25,17 +25,18 @@ def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     tps, jpt = [10.0, 12.0, 14.0], [0.5, 0.52, 0.48]
     for c in range(3):
-        store.write_result({"run": _row("a", c, tps[c], jpt[c]), "requests": [], "samples": []})
-    store.write_result({"run": _row("b", 0, 7.0, None), "requests": [], "samples": []})
+        store.write_result({"run": _row("aaaaaaaa", c, tps[c], jpt[c]), "requests": [],
+                            "samples": []})
+    store.write_result({"run": _row("bbbbbbbb", 0, 7.0, None), "requests": [], "samples": []})
     rows = {r["job_id"]: r for r in run_sql(store, "SELECT * FROM stats").to_pylist()}
-    a, want = rows["a"], cycle_stats(tps)
+    a, want = rows["aaaaaaaa"], cycle_stats(tps)
     assert a["cycles"] == 3
     assert a["tokens_per_s_mean"] == pytest.approx(want["mean"])
     assert a["tokens_per_s_std"] == pytest.approx(want["std"])
     assert a["tokens_per_s_ci95"] == pytest.approx(want["ci95"])  # 4.3027 * 2 / sqrt(3)
     assert a["tokens_per_s_cv"] == pytest.approx(want["cv"])
     assert a["energy_per_token_j_cv"] == pytest.approx(cycle_stats(jpt)["cv"])
-    assert rows["b"]["tokens_per_s_ci95"] is None  # one cycle: no spread
+    assert rows["bbbbbbbb"]["tokens_per_s_ci95"] is None  # one cycle: no spread
 
     buf = io.StringIO()
     print_cycle_stats(Console(file=buf, width=200), store, "s")
