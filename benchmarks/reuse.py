@@ -11,26 +11,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.figures import Figure
+
 GRID = """
 name: bench-reuse
 models: [{a}, {b}]
 backends: [transformers]
 grid:
   dtype: float32
-  batch_size: [1, 2, 4]
-  max_new_tokens: [4, 8]
-  streaming: [false, true]
+  batch_size: {batch_sizes}
+  max_new_tokens: {tokens}
+  streaming: {streaming}
 dataset: {{num_prompts: 4}}
 measurement: {{warmup_requests: 0}}
 """
 
 
-def main() -> None:
-    import ray
-
+def run(batch_sizes: str = "[1, 2, 4]", tokens: str = "[4, 8]",
+        streaming: str = "[false, true]") -> list[Figure]:
+    """24 points by default (2 models x 3 batch sizes x 2 lengths x streaming on/off)."""
+    from benchmarks.common import local_ray
     from llem.config import load_text
     from llem.dataset import load_prompts
-    from llem.driver import Driver, connect
+    from llem.driver import Driver
     from llem.grid import iter_jobs
     from llem.harness import JobRunner
     from llem.store import Store
@@ -40,7 +43,8 @@ def main() -> None:
     os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
     a = build_tiny_model(tmp / "model-a", seed=1)
     b = build_tiny_model(tmp / "model-b", seed=2)
-    loaded = load_text(GRID.format(a=a, b=b))
+    loaded = load_text(GRID.format(a=a, b=b, batch_sizes=batch_sizes, tokens=tokens,
+                                   streaming=streaming))
     jobs = list(iter_jobs(loaded))
     prompts = load_prompts(jobs[0].point.dataset, tmp)
 
@@ -56,13 +60,21 @@ def main() -> None:
         runner.close()
     per_job_s = time.perf_counter() - t0
 
-    connect(None, num_cpus=2)
-    t0 = time.perf_counter()
-    summary = Driver(loaded, Store(tmp / "store")).run()
-    llem_s = time.perf_counter() - t0
-    ray.shutdown()
+    with local_ray(num_gpus=0):
+        t0 = time.perf_counter()
+        summary = Driver(loaded, Store(tmp / "store")).run()
+        llem_s = time.perf_counter() - t0
     assert summary.ok == len(jobs), summary.errors
-    print(f"jobs: {len(jobs)}  (24 points over 2 models)")
+    print(f"jobs: {len(jobs)} over 2 models")
     print(f"model loads: llem {summary.model_loads} vs reload-per-job {reloads}")
     print(f"wall time:   llem {llem_s:.1f} s vs reload-per-job {per_job_s:.1f} s "
           f"-> ratio {llem_s / per_job_s:.2f}")
+    note = f"{len(jobs)} jobs, 2 models"
+    return [Figure("3 reuse", "model loads llem / reload per job", summary.model_loads,
+                   reloads, "loads", "llem", "per job", None, note),
+            Figure("3 reuse", "wall time llem / reload per job", llem_s, per_job_s, "s",
+                   "llem", "per job", None, note)]
+
+
+def main() -> list[Figure]:
+    return run()

@@ -95,11 +95,12 @@ SCHEMAS: dict[str, pa.Schema] = {
 def to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows -> a table with the fixed schema; runs' engine_* columns are appended typed."""
     schema = SCHEMAS[name]
-    extra = sorted({k for r in rows for k in r if k not in schema.names})
+    names = frozenset(schema.names)  # schema.names builds a new list on every access
+    extra = sorted({k for r in rows for k in r if k not in names})
     unknown = [k for k in extra if not k.startswith("engine_")]
     if unknown:
         raise ValueError(f"columns not in the {name} schema: {unknown}")
-    fixed = [{k: v for k, v in r.items() if k in schema.names} for r in rows]
+    fixed = [{k: v for k, v in r.items() if k in names} for r in rows]
     for r in fixed:
         for col in ("started_at", "finished_at"):
             if isinstance(r.get(col), float):

@@ -1,0 +1,237 @@
+"""Campaign makespan: one null-backend grid run by llem, one job after another, and Ray Tune.
+
+The grid's jobs have known durations (noop backend: token_s x max_new_tokens, no warmup),
+so the ideal makespan is known: the durations bin-packed onto the GPUs (longest first;
+never below sum / GPUs nor below the longest job). All three sides run the very same jobs
+through llem's JobRunner, on the same local Ray with 4 declared GPUs:
+
+  llem        the real Driver: load groups on worker actors, results into the store
+  sequential  the predecessor's way: one job after another in one process, a fresh
+              backend per job, each result written to the store
+  Ray Tune    tune.grid_search over the jobs, one GPU per trial (its defaults otherwise)
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.figures import Figure
+
+GPUS = 4
+TOKEN_S = 0.005  # seconds per generated token of the noop backend
+
+
+def grid_text(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
+              batches: tuple[int, ...] = (1, 2, 4), name: str = "bench-makespan",
+              token_s: float = TOKEN_S) -> str:
+    """models x tokens x batches noop jobs; a job lasts token_s x max_new_tokens x batches."""
+    return f"""
+name: {name}
+max_points: {models * len(tokens) * len(batches)}
+models: [{", ".join(f"m{i}" for i in range(models))}]
+backends: [noop]
+noop: {{token_s: {token_s}}}
+grid:
+  max_new_tokens: [{", ".join(map(str, tokens))}]
+  batch_size: [{", ".join(map(str, batches))}]
+dataset: {{num_prompts: {max(batches)}}}
+measurement: {{warmup_requests: 0, thermal_gaps: false}}
+resources: {{gpus_per_job: 1}}
+"""
+
+
+def durations(jobs: list[Any]) -> list[float]:
+    """Each job's known duration: one sleep of token_s x max_new_tokens per batch."""
+    out = []
+    for j in jobs:
+        p = j.point
+        batches = -(-p.dataset.num_prompts // p.batch_size)
+        out.append(float(p.engine.get("token_s", 0)) * p.max_new_tokens * batches
+                   + float(p.engine.get("request_s", 0)) * batches)
+    return out
+
+
+def ideal_makespan(durs: list[float], gpus: int = GPUS) -> float:
+    """The ideal: sum of durations / GPUs, or the longest job if that is longer. No
+    schedule beats it; for many short jobs a perfect packing comes within a job of it."""
+    return max(sum(durs) / gpus, max(durs, default=0.0))
+
+
+def lpt_makespan(durs: list[float], gpus: int = GPUS) -> float:
+    """Longest-first greedy packing of the durations (a good scheduler with no per-job
+    cost; within 4/3 of the optimal packing), printed beside the ideal."""
+    loads = [0.0] * gpus
+    for d in sorted(durs, reverse=True):
+        heapq.heapreplace(loads, loads[0] + d)
+    return max(loads)
+
+
+def sequential(jobs: list[Any], prompts: list[str], store: Any) -> float:
+    """The predecessor: each job in turn, a fresh backend per job, result written."""
+    from llem.harness import JobRunner
+
+    t0 = time.perf_counter()
+    for job in jobs:
+        p = job.point
+        runner = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
+                                       "engine": dict(p.engine), "gpus": 0}, 0)
+        result = runner.run(job.payload(), prompts)
+        assert result["run"]["status"] == "ok", result["run"]["error"]
+        store.write_result(result)
+        runner.close()
+    return time.perf_counter() - t0
+
+
+def _trial(config: dict[str, Any], payloads: list[dict[str, Any]],
+           prompts: list[str]) -> None:
+    """One Tune trial: one job, a fresh backend (Tune has no notion of a shared load)."""
+    from ray import tune
+
+    from llem.harness import JobRunner
+
+    payload = payloads[config["job"]]
+    p = payload["point"]
+    runner = JobRunner(p["backend"], {"model": p["model"], "dtype": p["dtype"],
+                                      "engine": dict(p["engine"]), "gpus": 0}, 0)
+    result = runner.run(payload, prompts)
+    runner.close()
+    tune.report({"ok": result["run"]["status"] == "ok",
+                 "duration_s": result["run"].get("duration_s") or 0.0})
+
+
+def ray_tune(jobs: list[Any], prompts: list[str], storage: Path,
+             reuse_actors: bool = True) -> float:
+    """tune.grid_search over the jobs, one GPU per trial (and no CPU, as llem's actors).
+
+    reuse_actors=True is Tune at its fastest (a trial actor serves the next trial instead of
+    a fresh process per trial); the trial still builds its backend anew, as Tune knows no
+    shared model load.
+    """
+    from ray import cloudpickle, tune
+
+    import benchmarks
+
+    cloudpickle.register_pickle_by_value(benchmarks)  # Tune's workers need not import it
+    payloads = [j.payload() for j in jobs]
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, payloads=payloads, prompts=prompts),
+        {"cpu": 0, "gpu": 1})
+    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(reuse_actors=reuse_actors),
+                       param_space={"job": tune.grid_search(list(range(len(payloads))))},
+                       run_config=tune.RunConfig(storage_path=str(storage), name="makespan",
+                                                 verbose=0))
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    elapsed = time.perf_counter() - t0
+    bad = [r for r in grid if r.error or not r.metrics.get("ok")]
+    assert not bad and len(grid) == len(jobs), f"{len(bad)} Tune trials failed"
+    return elapsed
+
+
+def llem_driver(loaded: Any, store: Any) -> float:
+    """llem's real Driver on the connected Ray; the wall time of Driver.run."""
+    from llem.driver import Driver
+
+    t0 = time.perf_counter()
+    summary = Driver(loaded, store).run()
+    elapsed = time.perf_counter() - t0
+    assert summary.ok == summary.total and not summary.failed, summary.errors[:3]
+    return elapsed
+
+
+def overhead(n: int, tmp: Path) -> tuple[float, float]:
+    """Per-job cost of n zero-length jobs (4 load groups): llem's Driver on Ray vs the same
+    jobs run in-process by JobRunner with the same store writes (no Ray, no scheduling).
+
+    Returns seconds per job for each; llem's includes starting its actors.
+    """
+    from llem.config import load_text
+    from llem.dataset import load_prompts
+    from llem.grid import iter_jobs
+    from llem.store import Store
+
+    per_model = max(1, n // GPUS)
+    loaded = load_text(grid_text(GPUS, tuple(range(1, per_model + 1)), (1,),
+                                 name="bench-overhead", token_s=0))
+    jobs = list(iter_jobs(loaded))
+    prompts = load_prompts(jobs[0].point.dataset, tmp)
+    llem_s = llem_driver(loaded, Store(tmp / "overhead-llem"))
+    inline_s = sequential(jobs, prompts, Store(tmp / "overhead-inline"))
+    return llem_s / len(jobs), inline_s / len(jobs)
+
+
+def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
+        batches: tuple[int, ...] = (1, 2, 4), sides: tuple[str, ...] = (
+            "llem", "sequential", "tune"), zero_jobs: int = 1000) -> list[Figure]:
+    import logging
+
+    from benchmarks.common import local_ray
+    from llem.config import load_text
+    from llem.dataset import load_prompts
+    from llem.grid import iter_jobs
+    from llem.store import Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="llem-bench-makespan-"))
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    loaded = load_text(grid_text(models, tokens, batches))
+    jobs = list(iter_jobs(loaded))
+    prompts = load_prompts(jobs[0].point.dataset, tmp)
+    durs = durations(jobs)
+    ideal = ideal_makespan(durs)
+    lpt = lpt_makespan(durs)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    took: dict[str, float] = {}
+    per_job: tuple[float, float] | None = None
+    with local_ray(GPUS):
+        if zero_jobs:
+            per_job = overhead(zero_jobs, tmp)
+        for side in sides:
+            if side == "llem":
+                took[side] = llem_driver(loaded, Store(tmp / "llem"))
+            elif side == "sequential":
+                took[side] = sequential(jobs, prompts, Store(tmp / "sequential"))
+            elif side == "tune":
+                took[side] = ray_tune(jobs, prompts, tmp / "tune")
+    print(f"{len(jobs)} jobs on {GPUS} declared GPUs; sum of durations {sum(durs):.1f} s, "
+          f"ideal makespan {ideal:.2f} s (longest-first packing {lpt:.2f} s)")
+    for side, s in took.items():
+        print(f"  {side:<10} {s:7.2f} s  = {s / ideal:.2f} x ideal")
+    out = figures(took, ideal, len(jobs))
+    if per_job:
+        print(f"{zero_jobs} zero-length jobs: llem {per_job[0] * 1e3:.1f} ms/job (actor starts "
+              f"included) vs in-process loop {per_job[1] * 1e3:.1f} ms/job")
+        out.append(Figure("2 overhead", "per job, llem on Ray / in-process loop",
+                          per_job[0] * 1e3, per_job[1] * 1e3, "ms/job", "llem", "in-process",
+                          "value <= 20", f"{zero_jobs} zero-length jobs"))
+    return out
+
+
+def figures(took: dict[str, float], ideal: float, n: int) -> list[Figure]:
+    out = []
+    note = f"{n} jobs, {GPUS} GPUs"
+    if "llem" in took:
+        out.append(Figure("1 makespan", "llem / ideal", took["llem"], ideal, "s", "llem",
+                          "ideal", "<= 1.05", note))
+    if "llem" in took and "sequential" in took:
+        out.append(Figure("1 makespan", "llem / one after another", took["llem"],
+                          took["sequential"], "s", "llem", "sequential", None, note))
+    if "llem" in took and "tune" in took:
+        out.append(Figure("1 makespan", "llem / Ray Tune", took["llem"], took["tune"], "s",
+                          "llem", "Tune", "< 1", note))
+    if "tune" in took:
+        out.append(Figure("1 makespan", "Ray Tune / ideal", took["tune"], ideal, "s", "Tune",
+                          "ideal", None, note))
+    return out
+
+
+def main() -> list[Figure]:
+    return run()
+
+
+if __name__ == "__main__":
+    main()

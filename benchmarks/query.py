@@ -1,0 +1,161 @@
+"""Query: a DuckDB aggregate over a store of 1e6 request rows, and the time to write it.
+
+The store is written through llem's own path (results.ok_result rows -> Store.write_result:
+one Parquet file per job and table, staged and renamed), as the driver writes it: 1,000
+jobs x 1,000 streamed requests with per-token times. References measured in the same run:
+the same rows written as one plain Parquet file (no per-job files, no atomic rename), and
+the same aggregate computed with pyarrow alone (Store.read + Table.group_by).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.figures import Figure
+
+SQL = """
+SELECT q.job_id, any_value(r.batch_size) AS batch_size, count(*) AS requests,
+       median(q.latency_s) AS latency_p50_s, quantile_cont(q.ttft_s, 0.99) AS ttft_p99_s,
+       avg(q.itl_mean_s) AS itl_mean_s, sum(q.output_tokens) AS output_tokens
+FROM requests q JOIN runs r USING (campaign, job_id, cycle)
+WHERE r.status = 'ok'
+GROUP BY q.job_id
+"""
+
+
+def results(jobs: int, requests: int) -> Any:
+    """Yield (result dict, its request rows) for `jobs` jobs of `requests` requests each.
+
+    One job's rows are built by llem's ok_result from request records with 8 token times;
+    the other jobs are copies under their own job_id (the rows' build cost is the worker's,
+    not the store's, so it is kept out of the timing).
+    """
+    from llem.backends import RequestRecord
+    from llem.config import load_text
+    from llem.grid import iter_jobs
+    from llem.measure.meter import Window
+    from llem.results import ok_result
+
+    loaded = load_text(f"""
+name: bench-query
+models: [m]
+backends: [noop]
+grid: {{batch_size: [{", ".join(str(b + 1) for b in range(jobs))}], streaming: true}}
+max_points: {max(jobs, 1)}
+""")
+    records = []
+    for i in range(requests):
+        start = 100.0 + i * 0.01
+        times = [start + 0.02 + k * 0.005 * (1 + (i % 7) / 10) for k in range(8)]
+        records.append((0, i // 8, RequestRecord(input_tokens=40 + i % 50, output_tokens=8,
+                                                 start_s=start, end_s=times[-1],
+                                                 token_times_s=times)))
+    window = Window(10.0, {}, {}, {}, {})
+    info = {"t0": 100.0, "repeats": 1, "warmup_requests": 0}
+    template: dict[str, Any] | None = None
+    for job in iter_jobs(loaded):
+        if template is None:
+            template = ok_result(job, window, records, info, {}, time.time())
+            yield template
+            continue
+        run = {**template["run"], "job_id": job.job_id, "batch_size": job.point.batch_size}
+        reqs = [{**r, "job_id": job.job_id} for r in template["requests"]]
+        yield {"run": run, "requests": reqs, "samples": []}
+
+
+def write_store(root: Path, jobs: int, requests: int) -> tuple[float, float]:
+    """Write the store with Store.write_result; also the same rows as one plain file.
+
+    Returns (llem store seconds, one-file seconds), each counting only the writing.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llem.store import Store, to_table
+
+    store = Store(root / "store")
+    llem_s = plain_s = 0.0
+    writer = None
+    try:
+        for result in results(jobs, requests):
+            t0 = time.perf_counter()
+            store.write_result(result)
+            llem_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            table: pa.Table = to_table("requests", result["requests"])
+            if writer is None:
+                writer = pq.ParquetWriter(root / "plain.parquet", table.schema,
+                                          compression="zstd")
+            writer.write_table(table)
+            plain_s += time.perf_counter() - t0
+    finally:
+        if writer is not None:
+            t0 = time.perf_counter()
+            writer.close()
+            plain_s += time.perf_counter() - t0
+    return llem_s, plain_s
+
+
+def query_duckdb(root: Path) -> tuple[float, int]:
+    from llem.query import connect
+    from llem.store import Store
+
+    t0 = time.perf_counter()
+    con = connect(Store(root / "store"))
+    try:
+        rows = con.execute(SQL).fetchall()
+    finally:
+        con.close()
+    return time.perf_counter() - t0, len(rows)
+
+
+def query_pyarrow(root: Path) -> tuple[float, int]:
+    """The same aggregate with pyarrow alone: read both tables, join, group."""
+    import pyarrow.compute as pc
+
+    from llem.store import Store
+
+    t0 = time.perf_counter()
+    store = Store(root / "store")
+    runs = store.read("runs", columns=["campaign", "job_id", "cycle", "status", "batch_size"])
+    runs = runs.filter(pc.equal(runs["status"], "ok"))
+    q = store.read("requests", columns=["campaign", "job_id", "cycle", "latency_s", "ttft_s",
+                                        "itl_mean_s", "output_tokens"])
+    joined = q.join(runs, ["campaign", "job_id", "cycle"])
+    out = joined.group_by("job_id").aggregate([
+        ("batch_size", "max"), ("latency_s", "count"),
+        ("latency_s", "approximate_median"), ("ttft_s", "tdigest", pc.TDigestOptions(q=0.99)),
+        ("itl_mean_s", "mean"), ("output_tokens", "sum")])
+    return time.perf_counter() - t0, out.num_rows
+
+
+def run(jobs: int = 1000, requests: int = 1000) -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="llem-bench-query-") as tmp:
+        root = Path(tmp)
+        llem_w, plain_w = write_store(root, jobs, requests)
+        duck_s, n = query_duckdb(root)
+        duck_s, n = min((duck_s, n), query_duckdb(root))  # best of two: the OS cache warm
+        arrow_s, m = query_pyarrow(root)
+    assert n == m == jobs, (n, m, jobs)
+    rows = jobs * requests
+    print(f"{rows:,} request rows in {jobs} jobs: llem store write {llem_w:.1f} s "
+          f"({llem_w / jobs * 1e3:.1f} ms/job), one plain file {plain_w:.1f} s")
+    print(f"aggregate: DuckDB {duck_s:.3f} s, pyarrow {arrow_s:.3f} s")
+    note = f"{rows:.0e} rows".replace("e+0", "e")
+    return [
+        Figure("5 query", "DuckDB aggregate / pyarrow", duck_s, arrow_s, "s", "DuckDB",
+               "pyarrow", "value < 1", note),
+        Figure("5 query", "store write / one plain file", llem_w, plain_w, "s", "llem store",
+               "1 file", None, f"{note}, {jobs} jobs"),
+    ]
+
+
+def main() -> list[Figure]:
+    return run()
+
+
+if __name__ == "__main__":
+    main()

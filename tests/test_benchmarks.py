@@ -1,0 +1,79 @@
+"""The benchmarks' smallest configurations, so bench code cannot rot (`make bench` is not
+part of `make test`; no timing is asserted here, only that each benchmark runs end to end
+and returns figures with their two absolute numbers)."""
+
+from __future__ import annotations
+
+import pytest
+
+import benchmarks
+from benchmarks import lazy, makespan_compare, overhead_cpu, query, reuse
+from benchmarks.__main__ import BENCHMARKS
+from benchmarks.figures import Figure, render
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray4(llem_cache):
+    """One local Ray with 4 declared GPUs for every benchmark below (they reuse it)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, num_gpus=4, include_dashboard=False,
+             namespace="llem", logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _check(figs: list[Figure], items: set[str]) -> None:
+    assert {f.item for f in figs} == items
+    for f in figs:
+        assert f.value >= 0 and f.ref > 0, f
+        assert f.met in (True, False, None)
+    render(figs)  # the table builds
+
+
+def test_every_benchmark_is_listed() -> None:
+    assert benchmarks.__doc__
+    for name in BENCHMARKS:
+        assert callable(__import__(f"benchmarks.{name}", fromlist=["main"]).main)
+
+
+def test_figure_goals() -> None:
+    f = Figure("1", "x", 2.0, 4.0, "s", goal="<= 0.5")
+    assert (f.ratio, f.met) == (0.5, True)
+    assert Figure("1", "x", 3.0, 1.0, "s", goal="value < 2").met is False
+    assert Figure("1", "x", 3.0, 1.0, "s").met is None
+
+
+def test_ideal_makespan_bin_packs() -> None:
+    assert makespan_compare.ideal_makespan([3, 3, 2, 2, 2], gpus=2) == 6
+    assert makespan_compare.ideal_makespan([5, 1, 1], gpus=4) == 5  # the longest job bounds it
+    assert makespan_compare.lpt_makespan([3, 3, 2, 2, 2], gpus=2) == 7  # greedy is not optimal
+
+
+def test_makespan_overhead_and_tune(ray4, tmp_path) -> None:
+    figs = makespan_compare.run(models=2, tokens=(1,), batches=(1,), zero_jobs=4)
+    _check(figs, {"1 makespan", "2 overhead"})
+
+
+def test_reuse(ray4) -> None:
+    figs = reuse.run(batch_sizes="[1, 2]", tokens="1", streaming="false")
+    _check(figs, {"3 reuse"})
+    assert figs[0].value == 2 and figs[0].ref == 4  # 2 models: 2 loads vs one per job
+
+
+def test_lazy_joins_the_running_ray(ray4) -> None:
+    one = lazy.measure(1000)  # one subprocess, through the real config + driver path
+    assert one["points"] == 1000 and one["first_dispatch_s"] > 0 and one["peak_rss_mb"] > 0
+    _check(lazy.figures(one, one), {"4 lazy"})
+
+
+def test_query(tmp_path) -> None:
+    _check(query.run(jobs=3, requests=5), {"5 query"})
+
+
+def test_overhead_cpu(llem_cache) -> None:
+    _check(overhead_cpu.run(rounds=1, batch=1, tokens=2, prompts=1), {"6 overhead"})
