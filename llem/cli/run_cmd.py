@@ -38,6 +38,13 @@ ORDERS = ("interleaved", "sequential", "shuffled")
 @click.option("--max-new-tokens", type=click.IntRange(1), help="Output tokens per request.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), help="Decoding preset "
               "(temperature, top_p, top_k, repetition penalty).")
+@click.option("--temperature", type=click.FloatRange(0), help="Sampling temperature (0: greedy).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling.")
+@click.option("--top-k", type=click.IntRange(0), help="Top-k sampling (0: off).")
+@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
+@click.option("--min-new-tokens", type=click.IntRange(0), help="Tokens decoded before EOS "
+              "may stop a request.")
+@click.option("--sampling-seed", type=int, help="Seed of sampling (the grid's seed:).")
 @click.option("--gpus", type=click.IntRange(0), help="GPUs per job (default without GRID: 1 "
               "where this machine has a GPU, else 0).")
 @click.option("--cycles", type=click.IntRange(1, 1000), help="Repeats of every point.")
@@ -93,6 +100,9 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
         "seed": flags.get("seed"), "dataset.num_prompts": flags.get("num_prompts"),
         "batch_size": flags.get("batch_size"), "dtype": flags.get("dtype"),
         "max_new_tokens": flags.get("max_new_tokens"), "preset": flags.get("preset"),
+        "temperature": flags.get("temperature"), "top_p": flags.get("top_p"),
+        "top_k": flags.get("top_k"), "repetition_penalty": flags.get("repetition_penalty"),
+        "min_new_tokens": flags.get("min_new_tokens"), "grid.seed": flags.get("sampling_seed"),
         "resources.gpus_per_job": flags.get("gpus"),
         "measurement.thermal_gaps": False if flags.get("no_gaps") else None,
     }

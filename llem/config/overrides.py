@@ -19,12 +19,15 @@ def one_point(model: str, backend: str, name: str = "quick") -> dict[str, Any]:
 
 
 def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """data with each override applied; keys are top-level keys or dotted parameter paths."""
+    """data with each override applied; keys are top-level keys or dotted parameter paths
+    ('grid.<path>' names a parameter whose name is also a top-level key, e.g. grid.seed)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for path, value in overrides.items():
         if value is None:
             continue
-        if path in TOP_LEVEL:
+        if path.startswith("grid."):  # explicitly a parameter (seed is also a top-level key)
+            path = path[len("grid."):]
+        elif path in TOP_LEVEL:
             out[path] = value
             continue
         _remove(out, path)
