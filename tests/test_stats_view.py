@@ -41,5 +41,8 @@ def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
     buf = io.StringIO()
     print_cycle_stats(Console(file=buf, width=200), store, "s")
     text = buf.getvalue()
-    assert "12.0 ± 5.0" in text and "CV 16.7%" in text  # 4.3027 * 2 / sqrt(3) = 4.97
+    line = next(ln for ln in text.splitlines() if "transformers m b4 n8" in ln)
+    cells = [c.strip() for c in line.replace("│", "|").split("|") if c.strip()]
+    # tok/s 12.0 ± 4.3027 * 2 / sqrt(3) = 4.97, CV 2/12; J/token 0.5 ± 0.0497, CV 4%
+    assert cells[1:] == ["3", "12.0", "5.0", "16.7%", "0.5", "0.04968", "4.0%"]
     assert text.count("transformers") == 1  # the single-cycle config is not shown

@@ -10,24 +10,17 @@ from rich.table import Table
 
 from llem.store import Store
 
-SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"),
-         ("latency_p50_s", "p50 latency (s)", ".4g"))
+SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"))
 
 
-def _cell(row: dict[str, Any], metric: str, fmt: str) -> str:
-    m, ci, cv = (row.get(f"{metric}_{k}") for k in ("mean", "ci95", "cv"))
-    if m is None:
-        return "n/a"
-    text = format(m, fmt)
-    if ci is not None:
-        text += f" ± {format(ci, fmt)}"
-    if cv is not None:
-        text += f" (CV {cv:.1%})"
-    return text
+def _config(r: dict[str, Any]) -> str:
+    model = str(r["model"]).rstrip("/").rsplit("/", 1)[-1]
+    return f"{r['backend']} {model} b{r['batch_size']} n{r['max_new_tokens']}"
 
 
 def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int = 20) -> None:
-    """Mean ± 95% CI (t) and CV per configuration with 2+ cycles; nothing when none has."""
+    """Mean, 95% CI half-width (t) and CV per configuration with 2+ cycles; a metric nobody
+    measured (energy on a CPU-only machine) is left out; nothing when no config repeats."""
     from llem.query import run_sql
 
     safe = campaign.replace("'", "''")
@@ -35,13 +28,21 @@ def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int 
                           "ORDER BY backend, model, batch_size, max_new_tokens").to_pylist()
     if not rows:
         return
-    t = Table(title="across cycles: mean ± 95% CI (t), CV")
-    for col in ("backend", "model", "batch", "new tokens", "cycles", *(s[1] for s in SHOWN)):
-        t.add_column(col, justify="left" if col in ("backend", "model") else "right")
+    shown = [s for s in SHOWN if any(r.get(f"{s[0]}_mean") is not None for r in rows)]
+    t = Table(title="across cycles: mean, ±95% CI (t), CV")
+    t.add_column("configuration")
+    t.add_column("cycles", justify="right")
+    for _, label, _ in shown:
+        for col in (label, "±95%", "CV"):
+            t.add_column(col, justify="right")
     for r in rows[:limit]:
-        t.add_row(str(r["backend"]), str(r["model"])[-40:], str(r["batch_size"]),
-                  str(r["max_new_tokens"]), str(r["cycles"]),
-                  *(_cell(r, m, f) for m, _, f in SHOWN))
+        cells = [_config(r), str(r["cycles"])]
+        for metric, _, fmt in shown:
+            m, ci, cv = (r.get(f"{metric}_{k}") for k in ("mean", "ci95", "cv"))
+            cells += [format(m, fmt) if m is not None else "n/a",
+                      format(ci, fmt) if ci is not None else "",
+                      f"{cv:.1%}" if cv is not None else ""]
+        t.add_row(*cells)
     console.print(t)
     if len(rows) > limit:
         console.print(f"({len(rows) - limit} more: llem query \"SELECT * FROM stats\")")
