@@ -196,3 +196,25 @@ def test_vllm_request_stats_become_durations_or_nothing() -> None:
                               num_generation_tokens=1)
     assert _durations(partial) == {"decode_s": 2.0}  # one token: no time per output token
     assert _durations(None) == {}
+
+
+def test_engine_kwargs_pass_through_over_few_defaults() -> None:
+    """What LLM(...) receives, built without vLLM: grid values win, the model is the load
+    key's, several GPUs get tensor parallelism over vLLM's own worker processes."""
+    from llem.backends import LoadSpec
+    from llem.backends.vllm_backend import engine_kwargs
+
+    spec = LoadSpec(model="m", dtype="bfloat16", gpus=4, seed=3, engine={
+        "max_num_seqs": 64, "speculative_config": {"method": "ngram", "num_speculative_tokens": 4},
+        "kv_cache_dtype": "fp8", "model": "other", "seed": 9})
+    assert engine_kwargs(spec) == {
+        "model": "m", "dtype": "bfloat16", "seed": 9, "disable_log_stats": False,
+        "tensor_parallel_size": 4, "distributed_executor_backend": "mp", "max_num_seqs": 64,
+        "speculative_config": {"method": "ngram", "num_speculative_tokens": 4},
+        "kv_cache_dtype": "fp8"}
+    assert engine_kwargs(LoadSpec(model="m", dtype="auto")) == {
+        "model": "m", "dtype": "auto", "seed": 0, "disable_log_stats": False}
+    one = engine_kwargs(LoadSpec(model="m", dtype="auto", gpus=1,
+                                 engine={"disable_log_stats": True}))
+    assert one["tensor_parallel_size"] == 1 and "distributed_executor_backend" not in one
+    assert one["disable_log_stats"] is True  # then vLLM records no stats: null columns

@@ -48,20 +48,32 @@ def _durations(stats: Any) -> dict[str, float]:
     return out
 
 
+def engine_kwargs(spec: LoadSpec) -> dict[str, Any]:
+    """LLM(...) arguments: the grid's engine args untouched, over llem's few defaults.
+
+    With several GPUs the worker actor already holds them all, so vLLM's workers are its
+    own processes on those GPUs ("mp"); left to itself, vLLM picks its Ray executor inside a
+    placement group and would ask Ray for GPUs this actor has taken.
+    """
+    kwargs: dict[str, Any] = {"dtype": spec.dtype, "seed": spec.seed,
+                              # stats on: fills RequestOutput.metrics (queue/prefill/...)
+                              "disable_log_stats": False}
+    if spec.gpus > 0:
+        kwargs["tensor_parallel_size"] = spec.gpus
+    if spec.gpus > 1:
+        kwargs["distributed_executor_backend"] = "mp"
+    kwargs.update(spec.engine)
+    kwargs["model"] = spec.model  # the load key's model is the model, whatever engine says
+    return kwargs
+
+
 class VllmBackend:
     """One vllm.LLM. Engine args pass to LLM(...) untouched and win over our defaults."""
 
     def __init__(self, spec: LoadSpec) -> None:
         from vllm import LLM
 
-        kwargs: dict[str, Any] = {"dtype": spec.dtype, "seed": spec.seed,
-                                  # stats on: fills RequestOutput.metrics (queue/prefill/...)
-                                  "disable_log_stats": False}
-        if spec.gpus > 0:
-            kwargs["tensor_parallel_size"] = spec.gpus
-        kwargs.update(spec.engine)
-        kwargs["model"] = spec.model  # the load key's model is the model, whatever engine says
-        self.llm: LLM | None = LLM(**kwargs)
+        self.llm: LLM | None = LLM(**engine_kwargs(spec))
 
     def _engine(self) -> LLM:
         if self.llm is None:
