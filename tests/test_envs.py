@@ -237,3 +237,28 @@ def test_backend_for_another_python_is_refused_before_building(
     assert st.state == "unsupported" and "needs Python 2.7" in st.detail
     # a venv given explicitly is the user's call: checked as any venv is
     assert preflight(["noop"], {"noop": {"python": sys.executable}})["noop"]["py_executable"]
+
+
+def test_cli_env_list_for_a_grid(tmp_path: Path) -> None:
+    """`llem env list GRID`: each backend's chosen environment, checked as `llem run` checks
+    it, with the fix; pip/uv/image are installed or pulled by Ray at worker start."""
+    import json
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(_grid("environments:\n  vllm: {variant: cpu}\n",
+                          backends="[transformers, vllm, noop]"))
+    env = {"LLEM_ENVS_DIR": str(tmp_path / "none")}
+    table = run_cli("env", "list", str(grid), env=env)
+    assert table.returncode == 0 and "environments of e" in table.stdout, table.stderr
+    proc = run_cli("env", "list", str(grid), "--json", env=env)
+    rows = {r["backend"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert list(rows) == ["transformers", "vllm", "noop"]
+    assert (rows["transformers"]["kind"], rows["transformers"]["state"]) == ("current", "ready")
+    assert (rows["vllm"]["kind"], rows["vllm"]["state"]) == ("venv", "missing")
+    assert "run `llem env build vllm --variant cpu`" in rows["vllm"]["detail"]
+    grid.write_text(_grid("environments:\n  vllm: {kind: pip, packages: [vllm==0.32.0]}\n"))
+    proc = run_cli("env", "list", str(grid), "--json", env=env)
+    (vl,) = [r for r in map(json.loads, proc.stdout.splitlines()) if r["backend"] == "vllm"]
+    assert vl["state"] == "on demand" and vl["detail"].endswith("vllm==0.32.0")
+    bad = run_cli("env", "list", str(tmp_path / "nope.yaml"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +20,7 @@ def env() -> None:
 
     \b
       llem env list                  every backend's environment and whether it is ready
+      llem env list grid.yaml        the environments that grid's backends would run in
       llem env build vllm            build the vLLM venv from jobs/vllm/ (uv, else pip)
 
     Venvs live under ~/.cache/llem/envs (LLEM_ENVS_DIR overrides), named by a hash of what
@@ -44,17 +49,36 @@ def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) 
 
 
 @env.command("list")
+@click.argument("grid", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quick", is_flag=True, help="Do not run each venv's python to check it.")
-def list_cmd(quick: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per environment.")
+def list_cmd(grid: Path | None, quick: bool, as_json: bool) -> None:
     """Each backend's environment: kind, state (ready, missing, incomplete, broken,
-    unsupported), where."""
+    unsupported, on demand), where.
+
+    With GRID: the environment each of its backends would run in (its `environments:`
+    section, else the defaults), checked as `llem run` checks them, with the fix for each.
+    """
     from llem.envs import statuses
 
-    t = Table(title="backend environments")
+    if grid is not None:
+        from llem.config import load_campaign
+        from llem.env_status import grid_statuses
+
+        c = load_campaign(grid).campaign
+        rows = grid_statuses(c.backends, c.environments, deep=not quick)
+        title = f"environments of {c.name}"
+    else:
+        rows, title = statuses(sorted(REGISTRY), deep=not quick), "backend environments"
+    if as_json:
+        for st in rows:
+            click.echo(json.dumps(dataclasses.asdict(st)))
+        return
+    t = Table(title=title)
     for col in ("backend", "kind", "state", "where", "detail"):
         t.add_column(col)
-    for st in statuses(sorted(REGISTRY), deep=not quick):
-        color = "green" if st.state == "ready" else "red"
+    for st in rows:
+        color = {"ready": "green", "on demand": "yellow"}.get(st.state, "red")
         t.add_row(st.backend, st.kind, f"[{color}]{st.state}[/]", st.where, st.detail)
     Console(width=200).print(t)
 
