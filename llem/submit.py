@@ -19,7 +19,7 @@ import llem
 from llem.errors import UserError
 
 EXCLUDES = [".git", ".venv", "results", "*.parquet", "__pycache__", ".staging"]
-AGENT_WAIT_S = 60.0
+AGENT_WAIT_S = 180.0
 AUTH_HINT = ("the cluster wants a token: export RAY_AUTH_MODE=token and put the cluster's "
              "token in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
 
