@@ -6,6 +6,7 @@ job runs inline in a unit test.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -66,6 +67,7 @@ class JobRunner:
         self.loads = 0
         self.load_s: float | None = None
         self.jobs_run = 0
+        self.model_path: str | None = None
 
     def ensure_loaded(self) -> Backend:
         """Load the model on first use; a failed load fails every job of the group fast."""
@@ -75,6 +77,7 @@ class JobRunner:
             t0 = time.perf_counter()
             try:
                 spec = LoadSpec(**{**self.load, "model": resolve_model(self.load["model"])})
+                self.model_path = spec.model
                 self.backend = load_class(self.backend_name)(spec)
             except Exception as exc:
                 self.load_error = f"model load failed: {type(exc).__name__}: {exc}"
@@ -91,7 +94,8 @@ class JobRunner:
         gap = self.thermal.wait(job.point.measurement)  # back near idle before this job
         try:
             backend = self.ensure_loaded()
-            window, records, info = measure(backend, job, prompts, self.meter)
+            cfg = getattr(backend, "model_config", None) or local_config(self.model_path)
+            window, records, info = measure(backend, job, prompts, self.meter, cfg)
             result = ok_result(job, window, records, info, self.context(), started)
         except Exception as exc:
             result = failed_result(job, exc, traceback.format_exc(), self.context(), started)
@@ -148,8 +152,21 @@ def warmup(backend: Backend, chunk: list[str], spec: GenerateSpec, m: Measuremen
     return n, False
 
 
-def measure(backend: Backend, job: Job, prompts: list[str],
-            meter: EnergyMeter) -> tuple[Window, list[Served], dict[str, Any]]:
+def local_config(model: str | None) -> dict[str, Any] | None:
+    """config.json of a model in a local folder (for the FLOPs estimate of backends that do
+    not expose their model's config); None for hub ids or unreadable files."""
+    if not model:
+        return None
+    try:
+        cfg = json.loads((Path(model) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def measure(backend: Backend, job: Job, prompts: list[str], meter: EnergyMeter,
+            model_config: dict[str, Any] | None = None
+            ) -> tuple[Window, list[Served], dict[str, Any]]:
     """Idle baseline, warmup, then the workload inside one energy window, repeated until
     the window is at least min_window long.
 
@@ -176,9 +193,8 @@ def measure(backend: Backend, job: Job, prompts: list[str],
         if clock() - t0 >= floor or repeats >= m.max_repeats:
             break
     window = meter.end()
-    cfg = getattr(backend, "model_config", None)
-    flops = estimate_flops(cfg, [(s.record.input_tokens, s.record.output_tokens)
-                                 for s in served])
+    flops = estimate_flops(model_config, [(s.record.input_tokens, s.record.output_tokens)
+                                          for s in served])
     return window, served, {"t0": t0, "repeats": repeats, "warmup_requests": warm,
                             "warmup_converged": converged, "min_window_s": floor,
                             "min_window_reached": window.duration_s >= floor,

@@ -65,6 +65,11 @@ def test_min_window_repeats_and_per_token_figures(tiny_model: Path) -> None:
     flops = estimate_flops(cfg, [(r["input_tokens"], r["output_tokens"])
                                  for r in res["requests"]])
     assert run["flops_estimate"] == flops and flops > 0
+    from llem.harness import local_config  # what backends without a model_config get
+
+    assert estimate_flops(local_config(str(tiny_model)), [(5, 4)]) == \
+        estimate_flops(cfg, [(5, 4)])
+    assert local_config("org/hub-id") is None and local_config(None) is None
     assert run["tflops_per_s_estimate"] == pytest.approx(flops / 1e12 / run["duration_s"])
     for table in ("runs", "requests", "samples"):  # the store's fixed schemas take them
         to_table(table, [run] if table == "runs" else res[table])
