@@ -21,6 +21,7 @@ from llem.backends.tensorrt_backend import (
     engine_cache_root,
     engine_key,
     model_identity,
+    perf_durations,
     publish_engine,
     sampling_kwargs,
     split_engine_args,
@@ -56,15 +57,15 @@ def test_engine_args_split_into_build_config_and_llm_untouched() -> None:
 @pytest.mark.parametrize(("spec", "expect"), [
     # greedy: top_k=1 with top_p unset is what SamplingParams itself calls greedy
     (GenerateSpec(max_new_tokens=64), {"max_tokens": 64, "seed": 0, "repetition_penalty": 1.0,
-                                       "top_k": 1}),
+                                       "top_k": 1, "return_perf_metrics": True}),
     (GenerateSpec(max_new_tokens=8, temperature=0.7, top_p=0.9, top_k=0, seed=3,
                   repetition_penalty=1.1, min_new_tokens=8),
      {"max_tokens": 8, "seed": 3, "repetition_penalty": 1.1, "temperature": 0.7, "top_p": 0.9,
-      "min_tokens": 8}),  # top_k 0 (llem: disabled) left to the library's "all logits"
-    (GenerateSpec(max_new_tokens=8, temperature=1.0, top_k=50, extra={"top_k": 5,
-                                                                       "ignore_eos": True}),
+      "min_tokens": 8, "return_perf_metrics": True}),  # top_k 0: the library's "all logits"
+    (GenerateSpec(max_new_tokens=8, temperature=1.0, top_k=50, extra={
+        "top_k": 5, "ignore_eos": True, "return_perf_metrics": False}),
      {"max_tokens": 8, "seed": 0, "repetition_penalty": 1.0, "temperature": 1.0,
-      "top_p": 1.0, "top_k": 5, "ignore_eos": True}),  # generate: extras pass through, win
+      "top_p": 1.0, "top_k": 5, "ignore_eos": True, "return_perf_metrics": False}),  # extras win
 ])
 def test_sampling_params_mapping(spec: GenerateSpec, expect: dict) -> None:
     assert sampling_kwargs(spec) == expect
@@ -168,3 +169,25 @@ def test_publish_engine_is_atomic_and_first_wins(tmp_path: Path,
     assert publish_engine(root / "def456", save, {}) is True  # the retry cleans it up
     assert not (root / f".def456.{os.getpid()}").exists()
 
+
+
+def test_runtime_perf_metrics_become_durations_or_nothing() -> None:
+    """RequestPerfMetrics.timing_metrics (timedelta stamps in TensorRT-LLM's own tests and
+    clients) -> queue/prefill/decode seconds, the columns vLLM's stats fill; a missing
+    stamp or no metrics (return_perf_metrics off) leaves them null."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    def completion(**stamps: object) -> SimpleNamespace:
+        return SimpleNamespace(request_perf_metrics=SimpleNamespace(
+            timing_metrics=SimpleNamespace(**stamps)))
+
+    full = completion(arrival_time=timedelta(seconds=100), first_scheduled_time=timedelta(
+        seconds=100.25), first_token_time=timedelta(seconds=100.75),
+        last_token_time=timedelta(seconds=102.75))
+    assert perf_durations(full) == {"queue_s": 0.25, "prefill_s": 0.5, "decode_s": 2.0}
+    floats = completion(arrival_time=0.0, first_scheduled_time=5.0, first_token_time=5.5,
+                        last_token_time=None)
+    assert perf_durations(floats) == {"prefill_s": 0.5}
+    assert perf_durations(SimpleNamespace(request_perf_metrics=None)) == {}
+    assert perf_durations(SimpleNamespace()) == {}

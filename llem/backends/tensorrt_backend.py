@@ -90,8 +90,34 @@ def sampling_kwargs(spec: GenerateSpec) -> dict[str, Any]:
         kw.update(temperature=spec.temperature, top_p=spec.top_p)
         if spec.top_k > 0:
             kw["top_k"] = spec.top_k
+    kw["return_perf_metrics"] = True  # the runtime's own per-request timing (perf_durations)
     kw.update(spec.extra)
     return kw
+
+
+def perf_durations(completion: Any) -> dict[str, float]:
+    """TensorRT-LLM's RequestPerfMetrics.timing_metrics as durations in seconds.
+
+    Same intervals as the vLLM backend's: queue (arrival -> first scheduled), prefill
+    (-> first token), decode (-> last token). A stamp the runtime did not fill (None or 0)
+    leaves its durations out, so their columns stay null.
+    """
+    timing = getattr(getattr(completion, "request_perf_metrics", None), "timing_metrics", None)
+    if timing is None:
+        return {}
+
+    def seconds(name: str) -> float:
+        v: Any = getattr(timing, name, None)
+        if hasattr(v, "total_seconds"):  # a datetime.timedelta
+            v = v.total_seconds()
+        return float(v) if v else 0.0
+
+    ts = {k: seconds(f"{k}_time") for k in ("arrival", "first_scheduled", "first_token",
+                                              "last_token")}
+    spans = {"queue_s": ("arrival", "first_scheduled"),
+             "prefill_s": ("first_scheduled", "first_token"),
+             "decode_s": ("first_token", "last_token")}
+    return {name: ts[b] - ts[a] for name, (a, b) in spans.items() if ts[a] > 0 and ts[b] > 0}
 
 
 def engine_cache_root() -> Path:
@@ -172,7 +198,8 @@ class TensorrtBackend:
         end = time.perf_counter()
         return [RequestRecord(input_tokens=len(o.prompt_token_ids or []),
                               output_tokens=len(o.outputs[0].token_ids), start_s=start,
-                              end_s=end, text=o.outputs[0].text) for o in outputs]
+                              end_s=end, text=o.outputs[0].text,
+                              metrics=perf_durations(o.outputs[0])) for o in outputs]
 
     async def _stream_all(self, inputs: list[Any], params: Any) -> list[RequestRecord]:
         return list(await asyncio.gather(*(self._stream_one(i, params) for i in inputs)))
@@ -193,7 +220,8 @@ class TensorrtBackend:
         return RequestRecord(input_tokens=len(last.prompt_token_ids or []),
                              output_tokens=len(stamps), start_s=start,
                              end_s=stamps[-1] if stamps else time.perf_counter(),
-                             token_times_s=stamps, text=last.outputs[0].text)
+                             token_times_s=stamps, text=last.outputs[0].text,
+                             metrics=perf_durations(last.outputs[0]))
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
