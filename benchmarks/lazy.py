@@ -1,9 +1,9 @@
 """Lazy expansion: time to first job dispatched and driver peak memory, 1e6-point grid.
 
-Each grid runs in a fresh subprocess (peak RSS via resource.getrusage is per process and
-never goes down) through the real path: grid text -> config -> Driver.run on a local Ray,
-stopped the moment the first job is handed to a worker actor. A 1-point grid run the same
-way is the reference: if expansion is lazy, a million points cost what one point costs.
+Each grid runs in a fresh subprocess (its peak RSS is its own and never goes down)
+through the real path: grid text -> config -> Driver.run on a local Ray, stopped the
+moment the first job is handed to a worker actor. A 1-point grid run the same way is the
+reference: if expansion is lazy, a million points cost what one point costs.
 Ray's start is timed apart (a fixed cost of any Ray driver, not of the grid).
 """
 
@@ -42,41 +42,62 @@ resources: {{gpus_per_job: 1}}
 """
 
 
-class _Dispatched(Exception):  # a signal to stop the driver, not an error
-    pass
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM, the high-water mark of its own memory map.
+
+    resource.getrusage's ru_maxrss is not used: Linux carries the parent's high-water mark
+    into a child across fork + exec, so a child of a 600 MB parent reports >= 600 MB.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Dispatched(BaseException):
+    """Raised at the first dispatch to stop the driver there (BaseException: no handler
+    for ordinary errors catches it; the driver's cleanup still runs)."""
 
 
 def child(points: int, store: str) -> dict[str, float]:
-    """In the subprocess: time config + driver up to the first dispatched job."""
-    import resource
+    """In the subprocess: time config + driver up to the first dispatched job.
 
+    The first dispatch is the driver's first Job.payload() call: the payload is built only
+    to hand a job to a worker actor (`actor.run.remote(job.payload(), ...)`).
+    """
     t0 = time.perf_counter()
     import ray
 
     from llem.config import load_text
     from llem.driver import Driver, connect
+    from llem.grid import Job
     from llem.store import Store
 
     connect(None, num_cpus=1, num_gpus=4)
     ray_s = time.perf_counter() - t0
     text = grid_text(points)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    t0 = time.perf_counter()
+    rss_before = peak_rss_mb()
     first: list[float] = []
 
-    class FirstDispatch(Driver):
-        def _feed(self, a):  # type: ignore[no-untyped-def]
-            super()._feed(a)
-            if self._inflight and not first:
-                first.append(time.perf_counter() - t0)
-                raise _Dispatched
+    def payload(self: Job) -> dict[str, object]:
+        first.append(time.perf_counter() - t0)
+        raise _Dispatched
 
+    Job.payload = payload  # type: ignore[method-assign]
+    t0 = time.perf_counter()
     loaded = load_text(text)
-    with contextlib.suppress(_Dispatched):
-        FirstDispatch(loaded, Store(store)).run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with contextlib.suppress(_Dispatched, KeyboardInterrupt):
+        Driver(loaded, Store(store)).run()
+    peak = peak_rss_mb()
     ray.shutdown()
+    if not first:
+        raise RuntimeError("the driver finished without dispatching a job")
     return {"points": points, "first_dispatch_s": first[0], "peak_rss_mb": peak,
             "rss_before_grid_mb": rss_before, "ray_start_s": ray_s}
 

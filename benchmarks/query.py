@@ -1,6 +1,6 @@
 """Query: a DuckDB aggregate over a store of 1e6 request rows, and the time to write it.
 
-The store is written through llem's own path (results.ok_result rows -> Store.write_result:
+The store is written through llem's own path (harness rows -> Store.write_result:
 one Parquet file per job and table, staged and renamed), as the driver writes it: 1,000
 jobs x 1,000 streamed requests with per-token times. References measured in the same run:
 the same rows written as one plain Parquet file (no per-job files, no atomic rename), and
@@ -27,38 +27,36 @@ GROUP BY q.job_id
 
 
 def results(jobs: int, requests: int) -> Any:
-    """Yield (result dict, its request rows) for `jobs` jobs of `requests` requests each.
+    """Yield `jobs` job results of `requests` streamed requests each (8 tokens apiece).
 
-    One job's rows are built by llem's ok_result from request records with 8 token times;
-    the other jobs are copies under their own job_id (the rows' build cost is the worker's,
-    not the store's, so it is kept out of the timing).
+    The first job really runs: llem's harness (JobRunner) over the noop backend, which
+    streams token times. The other jobs are copies of its rows under their own job_id
+    (building rows is the worker's cost, not the store's, and is kept out of the timing).
     """
-    from llem.backends import RequestRecord
     from llem.config import load_text
     from llem.grid import iter_jobs
-    from llem.measure.meter import Window
-    from llem.results import ok_result
+    from llem.harness import JobRunner
 
     loaded = load_text(f"""
 name: bench-query
+max_points: {max(jobs, 1)}
 models: [m]
 backends: [noop]
-grid: {{batch_size: [{", ".join(str(b + 1) for b in range(jobs))}], streaming: true}}
-max_points: {max(jobs, 1)}
+grid: {{batch_size: [{", ".join(str(b + 1) for b in range(jobs))}], max_new_tokens: 8,
+        streaming: true}}
+dataset: {{num_prompts: {requests}}}
+measurement: {{warmup_requests: 0, thermal_gaps: false}}
 """)
-    records = []
-    for i in range(requests):
-        start = 100.0 + i * 0.01
-        times = [start + 0.02 + k * 0.005 * (1 + (i % 7) / 10) for k in range(8)]
-        records.append((0, i // 8, RequestRecord(input_tokens=40 + i % 50, output_tokens=8,
-                                                 start_s=start, end_s=times[-1],
-                                                 token_times_s=times)))
-    window = Window(10.0, {}, {}, {}, {})
-    info = {"t0": 100.0, "repeats": 1, "warmup_requests": 0}
     template: dict[str, Any] | None = None
     for job in iter_jobs(loaded):
         if template is None:
-            template = ok_result(job, window, records, info, {}, time.time())
+            p = job.point
+            runner = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
+                                           "engine": dict(p.engine), "gpus": 0}, 0)
+            prompts = [f"prompt {i} " + "word " * (i % 50) for i in range(requests)]
+            template = runner.run(job.payload(), prompts)
+            assert template["run"]["status"] == "ok", template["run"]["error"]
+            assert len(template["requests"]) == requests
             yield template
             continue
         run = {**template["run"], "job_id": job.job_id, "batch_size": job.point.batch_size}
