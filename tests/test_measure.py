@@ -188,9 +188,10 @@ def test_rapl_unreadable_and_absent(tmp_path: Path) -> None:
     assert zones == [] and "no readable RAPL" in (reason or "")
 
 
-def test_meter_uses_rapl_without_gpu(tmp_path: Path) -> None:
+def test_meter_uses_rapl_without_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = _zone(tmp_path, "package-0", "intel-rapl:0", 0, 10**12)
-    meter = EnergyMeter(0, rapl_root=tmp_path)
+    monkeypatch.setenv("LLEM_POWERCAP_ROOT", str(tmp_path))  # as a container mount would
+    meter = EnergyMeter(0)
     meter.begin()
     (pkg / "energy_uj").write_text("3000000\n")
     w = meter.end()

@@ -8,6 +8,7 @@ never a guess.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,13 +90,15 @@ class EnergyMeter:
     def __init__(self, gpus_per_job: int, *, gpus: list[Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep,
-                 rapl_root: Path = POWERCAP) -> None:
+                 rapl_root: Path | None = None) -> None:
         if gpus is None:
             self.gpus, gpu_reason = job_gpus(gpus_per_job)
         else:
             self.gpus, gpu_reason = list(gpus), None if gpus else "no GPU given"
         self.clock, self.sleep = clock, sleep
-        zones, rapl_reason = domains(rapl_root)
+        # LLEM_POWERCAP_ROOT: where a container mounts the host's /sys/class/powercap
+        root = rapl_root or Path(os.environ.get("LLEM_POWERCAP_ROOT") or POWERCAP)
+        zones, rapl_reason = domains(root)
         self.rapl = RaplReader(zones) if zones else None
         self.idle_power_w: dict[str, float | None] = {g.uuid: None for g in self.gpus}
         self.last_idle: Idle | None = None
