@@ -21,8 +21,12 @@ def _config(r: dict[str, Any]) -> str:
 def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int = 20) -> None:
     """Mean, 95% CI half-width (t) and CV per configuration with 2+ cycles; a metric nobody
     measured (energy on a CPU-only machine) is left out; nothing when no config repeats."""
-    from llem.query import run_sql
-
+    try:
+        from llem.query import run_sql
+    except ImportError as exc:  # a worker-only install (e.g. a GPU node without duckdb)
+        console.print(f"(cycle statistics not shown: {exc}; `llem query` shows them where "
+                      "duckdb is installed)")
+        return
     safe = campaign.replace("'", "''")
     rows = run_sql(store, f"SELECT * FROM stats WHERE campaign = '{safe}' AND cycles >= 2 "
                           "ORDER BY backend, model, batch_size, max_new_tokens").to_pylist()
