@@ -127,7 +127,11 @@ def test_idle_baseline_records_state_and_just_worked() -> None:
     assert hot is not None and hot.since_work_s == pytest.approx(2.0) and hot.just_worked
     clock.sleep(100.0)
     assert meter.idle_baseline(1.0).just_worked is False
-    assert meter.idle_baseline(0) is None  # off
+    assert meter.idle_baseline(0) is None  # off: the next window has no (stale) baseline
+    meter.begin(10.0, thread=False)
+    clock.sleep(1.0)
+    w = meter.end()
+    assert w.idle is None and w.idle_power_w == {gpu.uuid: None}
 
 
 def test_sampler_thread_real_clock() -> None:

@@ -123,7 +123,9 @@ class EnergyMeter:
     def idle_baseline(self, seconds: float) -> Idle | None:
         """Mean power of each GPU over `seconds` of idling (model loaded, context up), from
         the energy counter, with the state the GPUs started in. None without GPUs."""
-        if not self.gpus or seconds <= 0:
+        if not self.gpus or seconds <= 0:  # off: no stale baseline of an earlier job
+            self.idle_power_w = {g.uuid: None for g in self.gpus}
+            self.last_idle = None
             return None
         state = [g.sample() for g in self.gpus]
         start = self.clock()
