@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figs: dict[str, Any] = {"env": {k: v for k, v in runtime_info("transformers").items()
                                     if k.endswith("version") or k in ("cpu_model", "host")},
                             "gpus": meter.gpu_info(), "energy_method": meter.method,
-                            "energy_unavailable": meter.reason, "idle": {}}
+                            "energy_unavailable": meter.reason, "idle": {},
+                            "power_source": [g.power_source() for g in meter.gpus]}
     figs["idle"]["cold_before_cuda"] = idle_fig(meter.idle_baseline(idle_s))
 
     cache = Path(os.environ.get("LLEM_CACHE", Path(tempfile.gettempdir()) / "llem-gpu-measure"))
@@ -168,10 +169,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. counter vs integrated power, by window length
     figs["windows"] = []
     for w in [float(x) * scale for x in args.windows.split(",")]:
-        run = run_job(runner, p_(warmup_requests=args.batch, min_window_s=w), prompts)["run"]
+        res = run_job(runner, p_(warmup_requests=args.batch, min_window_s=w), prompts)
+        run = res["run"]
         row = pick(run, "min_window_s", "duration_s", "repeats", "gpu_energy_j",
                    "gpu_energy_sampled_j", "energy_counter_to_sampled", "avg_power_w",
                    "tokens_per_s", "flops_estimate", "tflops_per_s_estimate")
+        row["samples"] = len(res["samples"])
+        row["sample_fields_seen"] = sorted({k for smp in res["samples"] for k, v in smp.items()
+                                            if v is not None})
         r = row["energy_counter_to_sampled"]
         row["within_2pct"] = abs(r - 1) <= 0.02 if r is not None else None
         figs["windows"].append(row)

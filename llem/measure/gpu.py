@@ -68,6 +68,18 @@ class Gpu:
         except Exception:
             return None
 
+    def power_source(self) -> str | None:
+        """Which reading power_w() gets: 'instant' (NVML_FI_DEV_POWER_INSTANT) or 'average'
+        (nvmlDeviceGetPowerUsage, a 1 s running mean on Hopper); recorded by the GPU proof."""
+        n = nvml()
+        try:
+            fv = n.nvmlDeviceGetFieldValues(self.handle, [n.NVML_FI_DEV_POWER_INSTANT])[0]
+            if fv.nvmlReturn == 0:
+                return "instant"
+        except Exception:
+            pass
+        return "average" if self.call("nvmlDeviceGetPowerUsage") is not None else None
+
     def call(self, name: str, *args: Any) -> Any:
         """An NVML device query by name; None when this driver/binding lacks it or it fails."""
         fn = getattr(nvml(), name, None)
