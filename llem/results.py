@@ -12,6 +12,7 @@ from itertools import pairwise
 from typing import Any
 
 from llem.config.models import Measurement
+from llem.credentials import redact
 from llem.grid import Job, canonical
 from llem.measure.meter import Window
 from llem.measure.stats import mean, pct, safe_div, summary
@@ -171,7 +172,9 @@ def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
 def failed_result(job: Job, exc: BaseException, tb: str, ctx: dict[str, Any],
                   started: float) -> dict[str, Any]:
     """A failure is a result too: one row with status failed and the error."""
+    # a library may echo a credential in its error: masked before it reaches the store
     run = {**config_columns(job), **context_columns(ctx), "status": "failed",
-           "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-8000:],
+           "error": redact(f"{type(exc).__name__}: {exc}")[:2000],
+           "traceback": redact(tb[-8000:]),
            "started_at": started, "finished_at": time.time()}
     return {"run": run, "requests": [], "samples": []}

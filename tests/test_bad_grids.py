@@ -91,6 +91,9 @@ EXPECTED: dict[str, str] = {
                                      r"points \(loosen an exclude rule",
     "include_matches_nothing.yaml": r": the grid is empty: include/exclude rules drop all 2 "
                                     r"points",
+    "token_in_engine_args.yaml": r":5: 'transformers\.token': looks like a credential; llem "
+                                 r"does not take credentials from grid files",
+    "token_shaped_value.yaml": r":5: 'grid\.generate\.note\.1': looks like a credential",
     "include_unknown_key.yaml": r":7: 'include\.0\.batchsize': unknown parameter 'batchsize' "
                                 r"\(did you mean 'batch_size'\?\)",
     "include_not_a_map.yaml": r":5: 'include\.0': must be a map of settings",

@@ -5,6 +5,8 @@ It never stands in for a real backend in a test about measurement. Engine args:
   request_s         seconds per batch (default 0)
   token_s           seconds per generated token per batch, streamed (default 0)
 Generate kwargs (grid `generate.*`), for fault tests:
+  fail_env          raise RuntimeError quoting this environment variable's value (a library
+                    that leaks a credential in its error message)
   fail              raise RuntimeError with this text
   exit              os._exit with this code: the worker process dies
 """
@@ -24,6 +26,8 @@ class NoopBackend:
 
     def generate(self, prompts: list[str], spec: GenerateSpec) -> list[RequestRecord]:
         extra = spec.extra
+        if extra.get("fail_env"):
+            raise RuntimeError(f"auth failed with {os.environ.get(str(extra['fail_env']))}")
         if extra.get("fail"):
             raise RuntimeError(f"noop backend asked to fail: {extra['fail']}")
         if extra.get("exit"):

@@ -16,6 +16,7 @@ from llem.cli.report_cmd import report
 from llem.cli.run_cmd import run
 from llem.cli.submit_cmd import submit
 from llem.cli.tools_cmd import tiny_model
+from llem.credentials import redact
 from llem.errors import UserError
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="llem", standalone_mode=False)
     except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

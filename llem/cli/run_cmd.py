@@ -19,6 +19,7 @@ from llem.config.load import Loaded, from_data, load_campaign
 from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.overrides import one_point
 from llem.config.yaml_source import SourceMap
+from llem.credentials import redact
 from llem.dataset import check_datasets
 from llem.errors import UserError
 from llem.grid import count_points
@@ -85,7 +86,7 @@ def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     except Exception as exc:
         if verbose:
             raise
-        first = (str(exc).splitlines() or [""])[0][:300]
+        first = redact((str(exc).splitlines() or [""])[0][:300])
         click.echo(f"error: internal error: {type(exc).__name__}: {first} (run again with "
                    "--verbose for the traceback)", err=True)
         sys.exit(1)

@@ -66,6 +66,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         raise smap.error((), f"the file must be a map of settings (key: value lines), not "
                          f"{kind}", hint="see configs/demo.yaml for an example", line=1)
     data = merge_overrides(data, overrides or {})
+    _refuse_credentials(data, (), smap)
     known = list(Campaign.model_fields)
     for key in data:
         if key not in known:
@@ -178,6 +179,28 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
         raise smap.error(("models", i), f"model path {resolved} does not exist",
                          hint="build one with `llem tiny-model DIR` or fix the path")
     return str(resolved)
+
+
+def _refuse_credentials(value: Any, loc: tuple[Any, ...], smap: SourceMap) -> None:
+    """A token in a grid file would be hashed into job ids and stored with every row: refuse
+    it, without echoing it, and say where credentials go instead."""
+    from llem.credentials import looks_secret
+
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if looks_secret(str(k), v):
+                raise smap.error((*loc, k), "looks like a credential; llem does not take "
+                                 "credentials from grid files (they would be stored with "
+                                 "every result)", hint="set HF_TOKEN (or another credential "
+                                 "variable) in the environment, or LLEM_SECRETS_FILE")
+            _refuse_credentials(v, (*loc, k), smap)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if looks_secret("", v):
+                raise smap.error((*loc, i), "looks like a credential; llem does not take "
+                                 "credentials from grid files",
+                                 hint="set HF_TOKEN in the environment, or LLEM_SECRETS_FILE")
+            _refuse_credentials(v, (*loc, i), smap)
 
 
 def _check_not_empty(loaded: Loaded) -> None:

@@ -1,0 +1,106 @@
+"""Credentials (HF token, cloud keys): read from the environment or a file, handed to worker
+actors as a constructor argument, and masked wherever text leaves llem.
+
+Why not Ray's runtime_env env_vars: Ray writes a runtime_env into its logs, the dashboard and
+a submitted job's metadata. An actor's constructor arguments are only pickled into the
+object store, so the token reaches the worker process and nothing that Ray displays.
+
+Sources, later wins: the environment (ENV_NAMES), HF_TOKEN_PATH (huggingface_hub's token
+file), LLEM_SECRETS_FILE (KEY=VALUE lines, `#` comments). A grid file must not hold one:
+llem.config refuses it (it would be hashed into job ids and stored with every row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_TOKEN", "NGC_API_KEY",
+             "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+             "AZURE_STORAGE_KEY", "OPENAI_API_KEY")
+MASK = "***"
+MIN_LEN = 8  # shorter values are not masked (they would mask ordinary words)
+# Shapes of well-known tokens, masked even when llem was not told about them.
+PATTERNS = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_-]{20,}|"
+                      r"sk-[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16})\b")
+# Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
+SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_)?(?:token|api_?key|"
+                        r"password|passwd|secret|secret_key|access_key)$")
+
+_known: set[str] = set()
+_collected = False
+
+
+def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The credentials this process can see, by variable name; each is remembered for redact."""
+    env = os.environ if environ is None else environ
+    found = {k: env[k] for k in ENV_NAMES if env.get(k)}
+    token_path = env.get("HF_TOKEN_PATH")
+    if token_path and Path(token_path).is_file():
+        found["HF_TOKEN"] = Path(token_path).read_text().strip()
+    secrets_file = env.get("LLEM_SECRETS_FILE")
+    if secrets_file:
+        found.update(read_secrets_file(Path(secrets_file)))
+    remember(found.values())
+    return found
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; a missing or malformed file is a UserError that shows no value."""
+    from llem.errors import UserError
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"LLEM_SECRETS_FILE {path}: cannot read it ({type(exc).__name__})") \
+            from None
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            raise UserError(f"LLEM_SECRETS_FILE {path}:{n}: expected KEY=VALUE (the line is "
+                            "not shown: it may hold a secret)")
+        out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def remember(values: Iterable[object]) -> None:
+    """Values to mask from now on in this process."""
+    for v in values:
+        if isinstance(v, str) and len(v) >= MIN_LEN:
+            _known.add(v)
+
+
+def install(found: dict[str, str]) -> None:
+    """In a worker: set the credentials where libraries look for them, and mask them."""
+    remember(found.values())
+    for k, v in found.items():
+        os.environ[k] = v
+
+
+def redact(text: str) -> str:
+    """text with every known credential and token-shaped string replaced by ***."""
+    global _collected
+    if not _collected:  # this process's own environment, once
+        _collected = True
+        with contextlib.suppress(Exception):
+            collect()
+    if not text:
+        return text
+    for v in sorted(_known, key=len, reverse=True):
+        text = text.replace(v, MASK)
+    return PATTERNS.sub(MASK, text)
+
+
+def looks_secret(key: str, value: object) -> bool:
+    """A grid value that is a credential: a secret-named key with text, or a token shape."""
+    if isinstance(value, str):
+        name = key.rsplit(".", 1)[-1]
+        return bool(SECRET_KEY.match(name) and value.strip()) or bool(PATTERNS.search(value))
+    return False
