@@ -26,7 +26,8 @@ def test_collect_from_env_and_files(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(PLANTED + "\n")
     secrets = tmp_path / "secrets.env"
-    secrets.write_text("# keys\nexport WANDB_API_KEY='wandb-planted-123456'\nCUSTOM_KEY=abc12345xyz\n")
+    secrets.write_text("# keys\nexport WANDB_API_KEY='wandb-planted-123456'\n"
+                       "CUSTOM_KEY=abc12345xyz\n")
     found = collect({"HF_TOKEN_PATH": str(token_file), "LLEM_SECRETS_FILE": str(secrets),
                      "NGC_API_KEY": "nvapi-ngc-planted-0001", "PATH": "/usr/bin"})
     assert found == {"HF_TOKEN": PLANTED, "WANDB_API_KEY": "wandb-planted-123456",
@@ -70,9 +71,8 @@ def _grep_tree(root: Path, needle: str) -> list[str]:
             data = p.read_bytes()
         except OSError:
             continue
-        if needle.encode() in data:
-            hits.append(str(p))
-        elif p.suffix == ".parquet" and needle in str(pq.read_table(p).to_pylist()):
+        if needle.encode() in data or (p.suffix == ".parquet" and
+                                       needle in str(pq.read_table(p).to_pylist())):
             hits.append(str(p))
     return hits
 
