@@ -133,3 +133,20 @@ def test_cycle_orders_and_recorded_seed() -> None:
     assert shuffled == order(order="shuffled", seed=5)  # the seed reproduces the order
     assert shuffled != order(order="shuffled", seed=6)
     assert sorted(shuffled) == sorted(inter)
+
+
+def test_flags_reach_every_point_without_running(tmp_path: Path) -> None:
+    """The flag -> parameter path table of load_for_run, checked on the resolved points."""
+    from llem.cli.run_cmd import load_for_run
+
+    flags = {"model": "llem:tiny", "backend": "noop", "gpus": 0, "gap_max_s": 5.0,
+             "no_gaps": False, "temperature": 0.3, "top_p": 0.8, "top_k": 7,
+             "repetition_penalty": 1.2, "min_new_tokens": 2, "sampling_seed": 4,
+             "max_new_tokens": 9, "preset": "standard", "num_prompts": 3}
+    (job,) = list(iter_jobs(load_for_run(None, flags)))
+    p = job.point
+    assert p.measurement.gap_max_s == 5.0 and p.measurement.thermal_gaps is True
+    assert (p.temperature, p.top_p, p.top_k, p.repetition_penalty, p.min_new_tokens,
+            p.seed, p.max_new_tokens, p.dataset.num_prompts) == (0.3, 0.8, 7, 1.2, 2, 4, 9, 3)
+    (job,) = list(iter_jobs(load_for_run(None, {**flags, "no_gaps": True})))
+    assert job.point.measurement.thermal_gaps is False

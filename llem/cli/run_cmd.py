@@ -54,6 +54,8 @@ ORDERS = ("interleaved", "sequential", "shuffled")
               "recorded with each result as order_seed).")
 @click.option("--name", help="Campaign name (default without GRID: quick).")
 @click.option("--no-gaps", is_flag=True, help="No thermal gaps between jobs on a GPU.")
+@click.option("--gap-max-s", type=click.FloatRange(0, 3600), help="Longest thermal gap: wait at "
+              "most this long for a GPU to be back near idle before a job (default 60).")
 @click.option("--store", help="Results store (path or URI); overrides the file's store.")
 @click.option("--address", help="Ray cluster address; default RAY_ADDRESS, else an embedded "
               "local Ray.")
@@ -106,6 +108,7 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
         "min_new_tokens": flags.get("min_new_tokens"), "grid.seed": flags.get("sampling_seed"),
         "resources.gpus_per_job": flags.get("gpus"),
         "measurement.thermal_gaps": False if flags.get("no_gaps") else None,
+        "measurement.gap_max_s": flags.get("gap_max_s"),
     }
     if grid is not None:
         return load_campaign(grid, overrides)
