@@ -11,6 +11,7 @@ schemas keep all-null columns typed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
@@ -158,19 +159,25 @@ class Store:
         if not dest.startswith(self.root.rstrip("/") + "/") or "/../" in dest:
             raise ValueError(f"refusing to write outside the store {self.root}: {dest}")
         staging = self.path(".staging")
-        self.fs.create_dir(staging, recursive=True)
-        self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
         tmp = f"{staging}/{uuid.uuid4().hex}.tmp"
         try:
+            self.fs.create_dir(staging, recursive=True)
+            self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
             with self.fs.open_output_stream(tmp) as out:
                 pq.write_table(table, out, compression="zstd")
             if self.local:
                 os.replace(tmp, dest)  # atomic on one filesystem
             else:
                 self.fs.move(tmp, dest)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                rel = dest[len(self.root):].lstrip("/")
+                raise StoreError(f"store {self.uri}: disk full (or over quota) writing {rel}; "
+                                 "nothing partial was left, results stored before it are "
+                                 "intact: free space (or use another --store) and run again "
+                                 "to resume") from None
             raise
 
     def files(self, table: str, campaign: str | None = None) -> list[str]:

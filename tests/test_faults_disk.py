@@ -1,0 +1,137 @@
+"""Disk full while writing: one clear error, no partial file, earlier results intact.
+
+Where this machine lets the test mount a tiny tmpfs, the disk really fills; the fault
+injection (a filesystem whose writes fail with ENOSPC past a byte budget) runs everywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pytest
+
+from llem.query import run_sql
+from llem.store import Store, StoreError
+from llem.store_doctor import inspect
+from tests.conftest import run_cli
+from tests.test_faults_store import _results
+
+
+class _FullStream:
+    """An output stream that writes its real file until the budget is spent, then ENOSPC."""
+
+    def __init__(self, real: Any, budget: list[int]) -> None:
+        self.real, self.budget, self.closed = real, budget, False
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.budget[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.budget[0] -= len(data)
+        return int(self.real.write(data))
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def tell(self) -> int:
+        return int(self.real.tell())
+
+    def close(self) -> None:
+        self.closed = True
+        self.real.close()
+
+    def __enter__(self) -> _FullStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FullDisk:
+    """A LocalFileSystem whose output streams fail once `budget` bytes were written."""
+
+    def __init__(self, budget: int) -> None:
+        self.real, self.budget = pafs.LocalFileSystem(), [budget]
+
+    def open_output_stream(self, path: str) -> _FullStream:
+        return _FullStream(self.real.open_output_stream(path), self.budget)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_enospc_is_one_clear_error_and_leaves_nothing_partial(tmp_path: Path) -> None:
+    results = _results(2)
+    store = Store(tmp_path / "s")
+    store.write_result(results[0])
+    before = {t: store.files(t) for t in ("runs", "requests")}
+    store.fs = FullDisk(budget=600)  # type: ignore[assignment]
+    with pytest.raises(StoreError) as err:
+        store.write_result(results[1])
+    msg = str(err.value)
+    assert "disk full (or over quota) writing requests/campaign=st/" in msg
+    assert "run again to resume" in msg and "\n" not in msg
+    store.fs = pafs.LocalFileSystem()
+    assert {t: store.files(t) for t in ("runs", "requests")} == before
+    assert list((tmp_path / "s" / ".staging").iterdir()) == []  # the temp file was removed
+    assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
+    assert inspect(store).findings == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 1 MiB tmpfs, or skip where mounting is not allowed."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:100]}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def test_real_full_disk(tiny_disk: Path) -> None:
+    store = Store(tiny_disk / "s")
+    results = _results(2)
+    (tiny_disk / "ballast").write_bytes(b"\0" * (1024 * 1024 - 200 * 1024))
+    written = 0
+    with pytest.raises(StoreError, match="disk full"):
+        for i in range(10_000):
+            r = results[i % len(results)]
+            r["run"] = {**r["run"], "cycle": i}
+            for row in r["requests"]:
+                row["cycle"] = i
+            store.write_result(r)
+            written += 1
+    assert written > 0
+    assert len(store.files("runs")) == written  # each stored job is whole; nothing partial
+    assert [f.kind for f in inspect(store).findings if f.kind != "staging"] == []
+    assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": written}]
+
+
+@pytest.mark.slow
+def test_llem_run_on_a_full_disk(tiny_disk: Path, llem_cache: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "g.yaml"
+    grid.write_text("""
+name: full
+models: [m]
+backends: [noop]
+cycles: 200
+grid: {batch_size: 1, max_new_tokens: 4}
+dataset: {num_prompts: 64}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+""")
+    (tiny_disk / "ballast").write_bytes(b"\0" * (1024 * 1024 - 300 * 1024))
+    r = run_cli("run", str(grid), "--store", str(tiny_disk / "s"), "--quiet", timeout=300)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert last.startswith("error: store ") and "disk full" in last, last
+    store = Store(tiny_disk / "s")
+    assert len(store.files("runs")) > 0
+    assert [f.kind for f in inspect(store).findings if f.kind != "staging"] == []
