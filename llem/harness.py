@@ -27,6 +27,7 @@ from llem.results import arrival_pattern, failed_result, ok_result
 from llem.workload import Schedule, Served, dispatch
 
 DEFAULT_GPU_MIN_WINDOW_S = 10.0
+DEFAULT_WARMUP_BATCHES = 10
 
 
 def resolve_model(model: str) -> str:
@@ -133,14 +134,17 @@ def warmup(backend: Backend, chunk: list[str], spec: GenerateSpec, m: Measuremen
     """Run the same batch until its latency settles: the CV of the last warmup_window
     latencies below warmup_cv (converged), or warmup_requests requests ran (not converged).
 
-    Returns (requests run, converged); converged is None when warmup is off. The same batch
+    Returns (requests run, converged); converged is None when warmup is off. The default cap
+    is DEFAULT_WARMUP_BATCHES batches, so that any batch size can converge. The same batch
     each time, so latencies differ only by the system's state, not by the prompts.
     """
-    if m.warmup_requests == 0:
+    cap = DEFAULT_WARMUP_BATCHES * len(chunk) if m.warmup_requests is None else \
+        m.warmup_requests
+    if cap == 0:
         return 0, None
     lat: list[float] = []
     n = 0
-    while n < m.warmup_requests:
+    while n < cap:
         t = clock()
         backend.generate(chunk, spec)
         lat.append(clock() - t)

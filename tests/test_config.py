@@ -144,7 +144,7 @@ def test_list_of_dicts_is_dependent_alternatives() -> None:
     pts = points(load("grid:\n  batch_size: 4\n  measurement:\n    - {}\n"
                       "    - {warmup_requests: 5, sample_hz: 20}\n"))
     got = {(p["measurement"]["warmup_requests"], p["measurement"]["sample_hz"]) for p in pts}
-    assert got == {(10, 10.0), (5, 20.0)}  # {} = the defaults, no override
+    assert got == {(None, 10.0), (5, 20.0)}  # {} = the defaults, no override
     assert {p["batch_size"] for p in pts} == {4}
 
 
@@ -247,7 +247,7 @@ def test_cycles_do_not_change_job_id() -> None:
 def test_points_resolving_to_the_same_configuration_are_deduped() -> None:
     assert len(points(load("grid:\n  dtype: [float32, fp32, FP32]\n"))) == 1
     assert len(points(load("grid:\n  batch_size: [1, 1, 2]\n"))) == 2
-    assert len(points(load("grid:\n  measurement: [{}, {warmup_requests: 10}]\n"))) == 1
+    assert len(points(load("grid:\n  measurement: [{}, {warmup_requests: null}]\n"))) == 1
     # two load combos resolving to the same load ({} vs the default): one group, one job
     loaded = load("grid:\n  variants: [{}, {dtype: auto}]\n")
     assert len(list(groups(loaded))) == 1 and len(list(iter_jobs(loaded))) == 1

@@ -99,6 +99,15 @@ def test_warmup_converges_or_hits_the_cap(tiny_model: Path) -> None:
     assert a["warmup_converged"] is True and a["warmup_requests"] == 3  # first full window
     b = runner.run(strict.payload(), PROMPTS)["run"]
     assert b["warmup_converged"] is False and b["warmup_requests"] == 12  # the cap
+    from llem.backends import GenerateSpec
+    from llem.config.models import Measurement
+    from llem.harness import warmup
+
+    never = Measurement(warmup_cv=1e-12)  # default cap: 10 batches, whatever their size
+    assert warmup(runner.backend, PROMPTS[:2], GenerateSpec(max_new_tokens=1), never,
+                  time.perf_counter) == (20, False)
+    assert warmup(runner.backend, PROMPTS[:2], GenerateSpec(max_new_tokens=1),
+                  Measurement(warmup_requests=0), time.perf_counter) == (0, None)
 
 
 def test_constant_arrivals_and_concurrency(tiny_model: Path) -> None:

@@ -93,8 +93,9 @@ class Measurement(Strict):
     measures")."""
 
     # Warmup: batches of the first prompts until the last warmup_window batch latencies have
-    # a CV below warmup_cv, or warmup_requests requests ran (the cap); 0 turns it off.
-    warmup_requests: int = Field(10, ge=0, le=10_000)
+    # a CV below warmup_cv, or warmup_requests requests ran (the cap; None: 10 batches);
+    # 0 turns it off.
+    warmup_requests: int | None = Field(None, ge=0, le=100_000)
     warmup_cv: float = Field(0.05, gt=0, le=10)
     warmup_window: int = Field(3, ge=2, le=1000)
     # Repeat the workload until the window is this long. None: 10 s when the job's energy
