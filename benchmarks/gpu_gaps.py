@@ -61,6 +61,7 @@ def main() -> None:
     from llem.config.load import from_data
     from llem.config.yaml_source import SourceMap
     from llem.driver import Driver, connect
+    from llem.envs import EnvChoice, runtime_env
     from llem.harness import resolve_model
     from llem.measure.gpu import local_gpus, system_info
     from llem.store import Store
@@ -85,7 +86,11 @@ def main() -> None:
     where = connect(None, num_gpus=None if not args.cpu else 0)
     print(f"model built in {build_s:.1f} s; Ray {where}; {args.jobs} jobs back to back",
           flush=True)
-    summary = Driver(loaded, Store(str(tmp / "store")), on_result=on_result).run()
+    # The driver's own Python runs the worker (kind current); its package check is skipped
+    # so a machine without accelerate (not needed for one GPU) still runs the proof.
+    envs = {"transformers": runtime_env("transformers", EnvChoice())}
+    summary = Driver(loaded, Store(str(tmp / "store")), on_result=on_result,
+                     runtime_envs=envs).run()
     gpus, reason = local_gpus()
     report = {"device": [g.get("name") for g in gpus] or reason, "system": system_info(),
               "settings": data, "model_build_s": build_s, "elapsed_s": summary.elapsed_s,
