@@ -152,3 +152,51 @@ def test_kill_9_store_writer_loop(tmp_path: Path) -> None:
           f"{rows[-1]}, requests rows "
           f"{run_sql(store, 'SELECT count(*) AS n FROM requests').to_pylist()[0]['n']}"
           f", kills that left a temp file {mid_write}")
+
+
+SLOW_GPU_GRID = """
+name: stopme
+models: [m]
+backends: [noop]
+cycles: 50
+grid: {batch_size: 1, max_new_tokens: 4}
+dataset: {num_prompts: 2}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+resources: {gpus_per_job: 1}
+noop: {request_s: 0.3, load_s: [0, 0.01]}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_workers_and_frees_gpus(ray_address: str, tmp_path: Path,
+                                             sig: signal.Signals) -> None:
+    """Two GPU workers busy; a signal to the driver: it exits within a bounded time with a
+    summary, and Ray's declared GPUs are all free again."""
+    import ray
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SLOW_GPU_GRID)
+    root = tmp_path / "store"
+    total = ray.cluster_resources()["GPU"]
+    p = driver(grid, root, ray_address)
+    deadline = time.monotonic() + 120
+    while ray.available_resources().get("GPU", 0) > 0 or not Store(root).files("runs"):
+        assert p.poll() is None, p.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "the workers never took both GPUs"
+        time.sleep(0.2)
+    t0 = time.monotonic()
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    stopped_s = time.monotonic() - t0
+    text = err.decode()
+    assert p.returncode == 130, text[-3000:]
+    assert ("interrupted" in text or "aborted" in text) and "Traceback" not in text, text[-3000:]
+    while ray.available_resources().get("GPU", 0) < total:
+        assert time.monotonic() - t0 < 60, ray.available_resources()
+        time.sleep(0.1)
+    freed_s = time.monotonic() - t0
+    stored = check_store(Store(root))
+    assert 0 < stored < 100
+    print(f"\n{sig.name}: driver exited in {stopped_s:.1f}s, {total:g} GPUs free after "
+          f"{freed_s:.1f}s, {stored} results stored intact")

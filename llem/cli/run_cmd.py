@@ -3,9 +3,12 @@ results into the store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +171,7 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
                         status=f"ok {s.ok} failed {s.failed} | last: {energy} {tps}")
 
     driver = Driver(loaded, st, on_result=on_result, runtime_envs=runtime_envs)
-    with progress:
+    with progress, stop_on_sigterm():
         summary = driver.run()
         progress.update(task, total=summary.total, completed=summary.total, status="done")
     if summary.skipped:
@@ -190,6 +193,24 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
         else:
             console.print("(run again with --verbose for the failed jobs' tracebacks)")
     raise SystemExit(1 if summary.failed and not summary.ok else 0)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler's kill, `timeout`, systemd) stops the campaign as Ctrl-C does:
+    workers killed, their GPUs freed, the summary printed; the default would just die."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        old = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (llem run called from a library)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _print_summary(console: Console, s: Any) -> None:
