@@ -58,6 +58,24 @@ def gpu_checks(gpus: list[dict[str, Any]], reason: str | None,
     return out
 
 
+CUDA_TORCH = 'make install TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"'
+
+
+def torch_checks(torch_version: str | None, have_gpus: bool) -> list[Check]:
+    """Is the driver's torch able to use the GPUs? Read from its version (a +cpu local
+    version is a CPU-only build), without importing torch."""
+    if torch_version is None:
+        return [Check("gpu", "torch", "warn", "not installed (the transformers backend needs "
+                      "it)", "pip install 'llem[transformers]'")]
+    cpu_build = torch_version.endswith("+cpu")
+    if have_gpus and cpu_build:
+        return [Check("gpu", "torch", "fail", f"torch {torch_version} is a CPU-only build; "
+                      "GPU jobs would run on the CPU", CUDA_TORCH)]
+    kind = "CPU-only build" if cpu_build else "ROCm build" if "+rocm" in torch_version else \
+        "CUDA build"  # PyPI's Linux wheels carry no local version and are CUDA builds
+    return [Check("gpu", "torch", "ok", f"torch {torch_version} ({kind})")]
+
+
 def energy_checks(gpus: list[dict[str, Any]], rapl_reason: str | None,
                   rapl_zones: list[str]) -> list[Check]:
     """The energy sources llem reads (NVML counter, RAPL) and codecarbon's presence."""
@@ -153,6 +171,7 @@ def machine_checks(address: str | None = None, deep: bool = True) -> list[Check]
     gpus, reason = local_gpus()
     zones, rapl_reason = domains()
     return [*gpu_checks(gpus, reason, system_info()),
+            *torch_checks(_version("torch"), bool(gpus)),
             *energy_checks(gpus, rapl_reason, [z.name for z in zones]),
             *backend_checks(deep), *ray_checks(address)]
 

@@ -9,7 +9,7 @@ from importlib import metadata
 import pytest
 
 from llem.backends import REGISTRY
-from llem.doctor import energy_checks, gpu_checks
+from llem.doctor import energy_checks, gpu_checks, torch_checks
 from llem.measure.gpu import local_gpus
 from llem.measure.rapl import domains
 from tests.conftest import run_cli
@@ -85,3 +85,12 @@ def test_cluster_view_probes_each_gpu_node(ray_gpus) -> None:  # type: ignore[no
     assert info["gpus"] == 2.0
     (node,) = info["nodes"]
     assert node["alive"] and node["gpus"] == 2.0 and node["gpu_info"] == local_gpus()[0]
+
+
+def test_a_cpu_only_torch_on_a_gpu_machine_fails_with_the_fix() -> None:
+    (bad,) = torch_checks("2.13.0+cpu", have_gpus=True)
+    assert bad.state == "fail" and "CPU-only build" in bad.detail
+    assert "--index-url https://download.pytorch.org/whl/cu" in bad.fix
+    assert torch_checks("2.13.0+cpu", have_gpus=False)[0].state == "ok"
+    assert torch_checks("2.11.0", have_gpus=True)[0].detail == "torch 2.11.0 (CUDA build)"
+    assert torch_checks(None, have_gpus=False)[0].state == "warn"

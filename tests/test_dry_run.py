@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from llem.config import load_campaign
 from llem.memory import estimate, shape_of
 from llem.plan import Node, make_plan
@@ -115,14 +117,30 @@ def test_placement_against_the_gpus_a_cluster_reports(tmp_path: Path) -> None:
 
 
 def test_dry_run_of_a_one_line_run_and_of_a_bad_grid(tmp_path: Path) -> None:
-    r = run_cli("run", "--model", "llem:tiny", "-n", "4", "--batch-size", "2", "--dry-run",
-                "--store", str(tmp_path / "s"))
+    quick = ["run", "--model", "llem:tiny", "-n", "4", "--batch-size", "2", "--cycles", "2",
+             "--max-new-tokens", "2", "--store", str(tmp_path / "s")]
+    r = run_cli(*quick, "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "1 points x 1 cycles = 1 jobs" in " ".join(r.stdout.split())
-    assert "every job can be placed" in r.stdout and not (tmp_path / "s").exists()
+    out = " ".join(r.stdout.split())
+    assert "1 points x 2 cycles = 2 jobs" in out and "every job can be placed" in out
+    assert "0 of 2 jobs already done (status ok); a run skips them and runs 2" in out
+    assert not (tmp_path / "s").exists()
     write_grid(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text(GRID.replace("batch_size: [8, 32]", "batch_size: [8, 0]"))
     r = run_cli("run", str(bad), "--dry-run")
     assert r.returncode == 2 and "batch_size" in r.stderr and "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+@pytest.mark.slow
+def test_dry_run_counts_what_the_store_already_holds(tmp_path: Path, llem_cache: Path) -> None:
+    quick = ["run", "--model", "llem:tiny", "-n", "2", "--batch-size", "2", "--max-new-tokens",
+             "2", "--no-gaps", "--store", str(tmp_path / "s")]
+    assert run_cli(*quick, "--quiet").returncode == 0
+    before = sorted(p.name for p in (tmp_path / "s").rglob("*"))
+    r = run_cli(*quick, "--cycles", "3", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "1 of 3 jobs already done (status ok); a run skips them and runs 2" in \
+        " ".join(r.stdout.split())
+    assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == before  # nothing written

@@ -17,8 +17,9 @@ from llem.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
 POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
 
 
-def dry_run(loaded: Loaded, address: str | None, verbose: bool) -> int:
-    """Print the plan; exit status 1 when some job can never be placed, else 0."""
+def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | None = None) -> int:
+    """Print the plan; exit status 1 when some job can never be placed, else 0. With store,
+    also how many jobs it already holds with status ok (a real run skips them)."""
     nodes, where = cluster_nodes(address) if address else local_nodes()
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     cache: dict[str, list[str] | None] = {}
@@ -34,7 +35,25 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool) -> int:
     plan = make_plan(loaded, nodes, prompts)
     console = Console(width=160, highlight=False)
     render(plan, where, console, verbose)
+    if store is not None:
+        console.print(escape(_resumed(plan, store)))
     return 1 if any(p.unplaceable for p in plan.points) else 0
+
+
+def _resumed(plan: Plan, uri: str) -> str:
+    """How many of the plan's jobs the store already holds with status ok (read only)."""
+    from llem.grid import job_id_of
+    from llem.store import Store
+
+    try:
+        st = Store(uri)
+        done = st.done(plan.name)
+    except Exception as exc:  # an unreachable bucket: the plan stands, say why
+        return f"store {uri}: not readable ({type(exc).__name__}); resume not counted"
+    n = sum(1 for p in plan.points for c in range(plan.cycles)
+            if (job_id_of(p.point), c) in done)
+    return f"store {st.uri}: {n} of {plan.jobs} jobs already done (status ok); a run skips " \
+        f"them and runs {plan.jobs - n}"
 
 
 def _mem(p: PointPlan) -> tuple[str, str, str]:

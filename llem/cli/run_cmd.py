@@ -137,7 +137,8 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("dry_run"):
         from llem.cli.dry_run import dry_run
 
-        raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose))
+        raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
+                                 store or c.store))
     if c.order == "shuffled" and c.seed is None:  # drawn now, printed and recorded
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     console = Console(stderr=True, quiet=False)
