@@ -22,6 +22,7 @@ def _sql_str(s: str) -> str:
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
     """A fresh connection (one per thread) with the store's tables as views."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # it writes to stdout: not in CSV/JSON
     try:
         _views(con, store)
     except BaseException:

@@ -3,6 +3,7 @@ read back from the store's `stats` view (so it shows exactly what a query would)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.console import Console
@@ -13,9 +14,36 @@ from llem.store import Store
 SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"))
 
 
-def _config(r: dict[str, Any]) -> str:
-    model = str(r["model"]).rstrip("/").rsplit("/", 1)[-1]
-    return f"{r['backend']} {model} b{r['batch_size']} n{r['max_new_tokens']}"
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def labels(points: dict[str, str]) -> dict[str, str]:
+    """job_id -> 'key=value ...' over the settings that differ between the campaign's
+    configurations (the swept ones); the backend and model name always lead."""
+    flat = {j: _flat(json.loads(p)) for j, p in points.items()}
+    keys = sorted({k for f in flat.values() for k in f})
+    varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat.values()}) > 1
+               and k not in ("backend", "model")]
+    out = {}
+    for j, f in flat.items():
+        model = str(f.get("model", "")).rstrip("/").rsplit("/", 1)[-1]
+        parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in varying]
+        out[j] = " ".join([str(f.get("backend", "")), model, *parts])
+    return out
+
+
+def sort_key(point_json: str | None) -> tuple[Any, ...]:
+    """Configurations in the order of their settings, numbers as numbers (4 before 16)."""
+    f = _flat(json.loads(point_json)) if point_json else {}
+    return tuple((0, v, "") if isinstance(v, int | float) and not isinstance(v, bool)
+                 else (1, 0, json.dumps(v)) for _, v in sorted(f.items()))
 
 
 def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int = 20) -> None:
@@ -28,10 +56,15 @@ def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int 
                       "duckdb is installed)")
         return
     safe = campaign.replace("'", "''")
-    rows = run_sql(store, f"SELECT * FROM stats WHERE campaign = '{safe}' AND cycles >= 2 "
-                          "ORDER BY backend, model, batch_size, max_new_tokens").to_pylist()
+    rows = run_sql(store, f"SELECT * FROM stats WHERE campaign = '{safe}' AND cycles >= 2"
+                   ).to_pylist()
     if not rows:
         return
+    points = {r["job_id"]: r["p"] for r in run_sql(
+        store, f"SELECT job_id, any_value(point_json) AS p FROM runs WHERE campaign = '{safe}' "
+               "AND status = 'ok' GROUP BY job_id").to_pylist() if r["p"]}
+    names = labels(points)
+    rows.sort(key=lambda r: (sort_key(points.get(r["job_id"])), r["job_id"]))
     shown = [s for s in SHOWN if any(r.get(f"{s[0]}_mean") is not None for r in rows)]
     t = Table(title="across cycles: mean, ±95% CI (t), CV")
     t.add_column("configuration")
@@ -40,7 +73,7 @@ def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int 
         for col in (label, "±95%", "CV"):
             t.add_column(col, justify="right")
     for r in rows[:limit]:
-        cells = [_config(r), str(r["cycles"])]
+        cells = [names.get(r["job_id"], r["job_id"]), str(r["cycles"])]
         for metric, _, fmt in shown:
             m, ci, cv = (r.get(f"{metric}_{k}") for k in ("mean", "ci95", "cv"))
             cells += [format(m, fmt) if m is not None else "n/a",
