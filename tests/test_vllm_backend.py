@@ -98,7 +98,8 @@ try:
 except RuntimeError as e:
     closed_error = str(e)
 print("LLEM_JSON " + json.dumps({
-    "hf_in": [len(i) for i in hf_in], "hf_out": hf_out, "hf_trunc": hf_trunc,
+    "prompts": prompts, "hf_in": [len(i) for i in hf_in], "hf_out": hf_out,
+    "hf_trunc": hf_trunc,
     "batch": rec(batch), "stream": rec(stream), "trunc": rec(trunc), "sampled": rec(sampled),
     "batch_ids": batch_ids[:n_batch], "stream_ids": stream_by_req,
     "trunc_ids": batch_ids[n_batch], "closed_error": closed_error,
@@ -157,6 +158,26 @@ def test_greedy_matches_transformers(result: dict) -> None:
     assert result["stream_ids"] == result["hf_out"]
     assert [r["output_tokens"] for r in result["batch"]] == [len(t) for t in result["hf_out"]]
     assert [r["output_tokens"] for r in result["stream"]] == [len(t) for t in result["hf_out"]]
+
+
+def test_greedy_matches_transformers_of_another_environment(result: dict,
+                                                            tiny_model: Path) -> None:
+    """The same check across environments: vLLM in its venv (transformers 5.19) against
+    transformers' greedy generate in this test's own environment (the driver's stack)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    ours = []
+    for prompt in result["prompts"]:
+        x = torch.tensor([tok(prompt)["input_ids"]])
+        with torch.inference_mode():
+            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=MAX_NEW,
+                               do_sample=False, pad_token_id=tok.pad_token_id)
+        ours.append(y[0, x.shape[1]:].tolist())
+    assert [len(ids) for ids in ours] and ours == result["batch_ids"] == result["stream_ids"]
+    assert len({tuple(ids) for ids in ours}) == len(ours)  # outputs differ: not trivial
 
 
 def test_truncation_keeps_first_tokens(result: dict) -> None:
