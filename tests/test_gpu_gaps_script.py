@@ -22,9 +22,11 @@ def test_gpu_gaps_script_cpu_smoke(tmp_path: Path, llem_cache: Path) -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu_gaps.json").read_text())
-    assert report["ok"] == 2 and report["failed"] == 0
-    assert [j["cycle"] for j in report["jobs"]] == [0, 1]
+    assert report["ok"] == 4 and report["failed"] == 0  # 2 jobs with gaps off, then 2 on
+    assert [(j["thermal_gaps"], j["cycle"]) for j in report["jobs"]] == \
+        [(False, 0), (False, 1), (True, 0), (True, 1)]
+    assert report["summary"]["off"]["jobs"] == 1 and report["summary"]["on"]["jobs"] == 2
     for j in report["jobs"]:  # no GPU here: the gap columns exist and say nothing
         assert j["status"] == "ok" and j["output_tokens"] == 8 * 8  # 8 prompts x 8 fixed tokens
         assert j["gap_s"] is None and j["start_temperature_c"] is None
-    assert "job c1 ok: gap n/a s" in proc.stdout
+    assert "job 4 (gaps on, c1) ok: gap n/a s" in proc.stdout
