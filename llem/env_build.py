@@ -30,6 +30,7 @@ from llem.envs import (
     env_key,
     envs_root,
     job_env,
+    llem_source_dir,
     python_problem,
     read_marker,
     requirements_file,
@@ -91,6 +92,7 @@ def build(backend: str, variant: str | None = None, tool: str | None = None,
     tool = tool or ("uv" if find_uv() else "pip")
     if tool == "uv" and not find_uv():
         raise UserError("--tool uv: uv is not on PATH (pip install uv, or use --tool pip)")
+    llem_source_dir()  # the worker's PYTHONPATH link to this llem, on this node too
     with _lock(envs_root() / f".{backend}-{variant}.lock"):
         marker = read_marker(target)
         if marker is not None and not force:

@@ -171,6 +171,9 @@ def test_build_is_reused_keyed_and_rebuilt_when_interrupted(
     assert not (target / "half").exists() and any("removing" in ln for ln in logs)
     assert marker["backend_packages"]["pip"] and marker["python"] == str(target / "bin/python")
     assert (tmp_path / "envs" / "noop-cpu").resolve() == target.resolve()
+    # and the link through which the worker imports this llem (made on every node built on)
+    (src,) = (tmp_path / "envs" / ".llem-src").iterdir()
+    assert (src / "llem").resolve() == (ROOT / "llem").resolve()
     again = build("noop", "cpu", tool="pip", log=logs.append)
     assert again == marker and "nothing to do" in logs[-1]  # reused, not rebuilt
     # a changed comment is the same env; a changed requirement is another (key, folder)
