@@ -144,3 +144,25 @@ def test_dry_run_counts_what_the_store_already_holds(tmp_path: Path, llem_cache:
     assert "1 of 3 jobs already done (status ok); a run skips them and runs 2" in \
         " ".join(r.stdout.split())
     assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("family", ["llama", "llama-tied", "mistral", "qwen2", "qwen3", "gpt2"])
+def test_parameter_count_matches_transformers_models(family: str) -> None:
+    """The config-only count equals the parameters of the model transformers builds from the
+    same config (small sizes; grouped-query attention where the family has it)."""
+    import transformers as tr
+
+    small = {"vocab_size": 1000, "hidden_size": 256, "intermediate_size": 512,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    cfg = {
+        "llama": lambda: tr.LlamaConfig(**small),
+        "llama-tied": lambda: tr.LlamaConfig(**small, tie_word_embeddings=True),
+        "mistral": lambda: tr.MistralConfig(**small),
+        "qwen2": lambda: tr.Qwen2Config(**small, tie_word_embeddings=False),
+        "qwen3": lambda: tr.Qwen3Config(**small, head_dim=128),
+        "gpt2": lambda: tr.GPT2Config(vocab_size=1000, n_embd=256, n_layer=2, n_head=4,
+                                      n_positions=128),
+    }[family]()
+    model = tr.AutoModelForCausalLM.from_config(cfg)
+    real = sum(p.numel() for p in model.parameters())
+    assert shape_of(json.loads(cfg.to_json_string())).params() == real
