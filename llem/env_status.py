@@ -5,6 +5,7 @@ backend instead of stopping at the first problem).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any
 
@@ -54,8 +55,10 @@ def _one(backend: str, choices: dict[str, Any], deep: bool) -> EnvStatus:
     except UserError as exc:
         return EnvStatus(backend, kind, "broken", "-", str(exc))
     if kind == "image":
+        podman = "" if shutil.which("podman") else " (podman is not on this machine's PATH)"
         return EnvStatus(backend, kind, "on demand", renv["image_uri"],
-                         f"pulled by Ray when a worker starts; needs {backend}, llem and ray "
+                         f"pulled and run by Ray with podman on each node when a worker "
+                         f"starts{podman}; the image needs {backend}, llem and ray "
                          f"{driver_ray_version()}")
     packages = choice.packages
     if packages is None:

@@ -263,5 +263,9 @@ def test_cli_env_list_for_a_grid(tmp_path: Path) -> None:
     proc = run_cli("env", "list", str(grid), "--json", env=env)
     (vl,) = [r for r in map(json.loads, proc.stdout.splitlines()) if r["backend"] == "vllm"]
     assert vl["state"] == "on demand" and vl["detail"].endswith("vllm==0.32.0")
+    grid.write_text(_grid("environments:\n  vllm: {kind: image, image_uri: reg/v:1}\n"))
+    proc = run_cli("env", "list", str(grid), "--json", env=env)
+    (vl,) = [r for r in map(json.loads, proc.stdout.splitlines()) if r["backend"] == "vllm"]
+    assert (vl["state"], vl["where"]) == ("on demand", "reg/v:1") and "podman" in vl["detail"]
     bad = run_cli("env", "list", str(tmp_path / "nope.yaml"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
