@@ -1,4 +1,6 @@
-"""The measurement harness: warmup, window, repeats. Written once for every backend.
+"""The measurement harness, written once for every backend: idle baseline, warmup until
+latency settles, then the workload (served at its arrival pattern) inside one energy window,
+repeated until the window is long enough for the energy counter's resolution.
 
 JobRunner is plain Python (no Ray): the Ray actor in worker.py only calls it, so the same
 job runs inline in a unit test.
