@@ -76,3 +76,14 @@ def describe(address: str) -> dict[str, Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The alive nodes: id and total resources (GPU, CPU, accelerator_type:X, custom);
+    the driver places workers on them (llem.placement)."""
+    return [{"node_id": n["NodeID"], "resources": dict(n.get("Resources") or {})}
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def is_alive(node_id: str) -> bool:
+    return any(n["node_id"] == node_id for n in alive_nodes())

@@ -1,8 +1,15 @@
-"""The Ray driver: groups -> worker actors -> results streamed into the store.
+"""The Ray driver: groups -> worker actors on chosen nodes -> results streamed into the store.
 
-One actor per load group (the model loads once per group); a group's jobs are fed to its
-actor a couple at a time; each result is written the moment it arrives (ray.wait loop).
-Jobs already stored with status ok are skipped, so re-running a campaign resumes it.
+Scheduling, in order: every load group is checked against the cluster's nodes first (a job
+no node can ever run is a UserError before any actor starts); groups are started largest
+first (longest-processing-time order keeps the makespan near ideal), each on a node the
+driver picks (llem.placement), one call in flight per actor; once every group has
+started, a group with many jobs left is split onto idle GPU sets (same load key, a second
+model load). A worker process that dies is restarted by Ray (max_restarts) and the job it
+was running is retried up to scheduling.retries times, then stored as failed with the cause;
+the jobs of a lost node go back to the queue. Jobs already stored with status ok are
+skipped, so re-running a campaign resumes it. Ctrl-C kills the actors and returns the
+summary of what was stored.
 """
 
 from __future__ import annotations
@@ -10,23 +17,35 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from llem.cluster_info import alive_nodes, is_alive
 from llem.config.load import Loaded
 from llem.dataset import load_prompts
 from llem.envs import preflight
 from llem.errors import UserError
 from llem.grid import Group, Job, canonical, groups
+from llem.monitor import Metrics
+from llem.neighbours import Neighbours
+from llem.placement import Books, Need, infeasible_message
 from llem.results import failed_result
 from llem.store import Store
 from llem.worker import NAMESPACE, start_worker
 
-PIPELINE = 2  # calls queued per actor, so the next job starts without a driver round trip
+# One call in flight per actor: when a worker process dies, the call it was running is
+# known exactly (with two queued, the reply of a finished call can die with the process and
+# the wrong job would be blamed). The next call is sent before the result is stored, so an
+# actor waits one round trip between jobs, not the store's write.
+PIPELINE = 1
+NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
+AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
 
 
 @dataclass
@@ -36,6 +55,10 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     model_loads: int = 0
+    retried: int = 0  # jobs sent again after their worker process died
+    rescheduled: int = 0  # jobs sent again after their node was lost
+    workers: int = 0  # worker actors started (a split group counts twice)
+    interrupted: bool = False
     energy_j: float = 0.0
     output_tokens: int = 0
     elapsed_s: float = 0.0
@@ -43,16 +66,32 @@ class Summary:
 
 
 @dataclass
-class _Active:
-    """A running group: its actor, its remaining jobs, its calls in flight."""
+class _GroupRun:
+    """A load group being run: its jobs not yet sent, shared by its workers."""
 
     group: Group
+    need: Need
+    todo: deque[Job]
+    workers: int = 0
+
+
+@dataclass
+class _Worker:
+    """One actor serving a group on a node; calls run in the order they were sent."""
+
+    run: _GroupRun
     actor: Any
-    jobs: Iterator[Job]
-    needs: tuple[float, float]  # (gpus, cpus) reserved while it lives
-    inflight: int = 0
-    exhausted: bool = False
-    loads: int = 0
+    node_id: str
+    index: int
+    ready_ref: Any
+    created: float
+    inflight: deque[tuple[Any, Job]] = field(default_factory=deque)
+    gpus: str = ""  # its devices as the neighbour columns name them
+    since: float = field(default_factory=time.time)  # when the head call probably started
+    restarts: int = 0
+    loads: dict[int, int] = field(default_factory=dict)  # pid -> model loads in it
+    started: bool = False
+    restarting: bool = False  # after a crash: no calls until it answers ready again
 
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
@@ -71,16 +110,6 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     return "embedded"
 
 
-def _capacity() -> tuple[float, float]:
-    res = ray.cluster_resources()
-    return float(res.get("GPU", 0)), float(res.get("CPU", 0))
-
-
-def _needs(g: Group) -> tuple[float, float]:
-    r = g.first.resources
-    return (float(r.gpus_per_job), r.cpus_per_job if r.gpus_per_job == 0 else 0.0)
-
-
 class Driver:
     """Runs one campaign to completion; on_result is called after each stored result."""
 
@@ -92,13 +121,20 @@ class Driver:
         self.runtime_envs = runtime_envs if runtime_envs is not None else preflight(
             loaded.campaign.backends, loaded.campaign.environments)
         self.campaign = loaded.campaign.name
+        self.sched = loaded.campaign.scheduling
         self.store = store
         self.on_result = on_result or (lambda r, s: None)
         self.summary = Summary()
         self.base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
         self._prompts: dict[str, Any] = {}
-        self._inflight: dict[Any, tuple[_Active, Job]] = {}
-        self._active: list[_Active] = []
+        self._calls: dict[Any, _Worker] = {}
+        self._workers: list[_Worker] = []
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._neighbours = Neighbours()
+        self._index = 0
+        self._pending: deque[_GroupRun] = deque()  # groups waiting for a node
+        self.books = Books()
+        self.metrics: Metrics | None = None
 
     def prompts_ref(self, job: Job) -> Any:
         key = canonical(job.point.dataset.model_dump(mode="json"))
@@ -106,59 +142,114 @@ class Driver:
             self._prompts[key] = ray.put(load_prompts(job.point.dataset, self.base_dir))
         return self._prompts[key]
 
+    # -- the loop ------------------------------------------------------------------------
+
     def run(self) -> Summary:
         t0 = time.perf_counter()
+        self.books = Books.from_nodes(alive_nodes(), self.sched.exclusive_node)
+        queue = deque(self._plan())
         done = self.store.done(self.campaign)
-        total_gpus, total_cpus = _capacity()
-        free = [total_gpus, total_cpus]
-        pending = groups(self.loaded)
-        next_group: Group | None = None
-        index = 0
+        self.metrics = Metrics(self.campaign)
+        checked = time.monotonic()
         try:
             while True:
-                # Start groups while their resources fit.
-                while True:
-                    if next_group is None:
-                        next_group = next(pending, None)
-                        if next_group is None:
-                            break
-                    gpus, cpus = _needs(next_group)
-                    if gpus > total_gpus or (gpus == 0 and cpus > total_cpus):
-                        raise UserError(
-                            f"jobs of {next_group.first.backend}/{next_group.first.model} need "
-                            f"{gpus:g} GPUs and {cpus:g} CPUs; the cluster has {total_gpus:g} "
-                            f"GPUs and {total_cpus:g} CPUs (resources.gpus_per_job)")
-                    if gpus > free[0] or cpus > free[1]:
-                        break
-                    jobs = self._pending_jobs(next_group, done)
-                    first = next(jobs, None)
-                    if first is not None:
-                        self.prompts_ref(first)  # bad prompt files fail before any actor
-                        actor = start_worker(self.campaign, next_group, index,
-                                             self.runtime_envs.get(next_group.first.backend))
-                        index += 1
-                        free[0] -= gpus
-                        free[1] -= cpus
-                        self._active.append(_Active(next_group, actor, _chain(first, jobs),
-                                                    (gpus, cpus)))
-                    next_group = None
-                for a in self._active:
-                    self._feed(a)
-                if not self._inflight:
+                if time.monotonic() - checked > NODE_CHECK_S:
+                    self._check_nodes()
+                    checked = time.monotonic()
+                self._start(queue, done)
+                self._unrunnable()
+                for w in list(self._workers):
+                    self._feed(w)
+                    self._check_start(w)
+                if not (self._calls or self._pending or queue or
+                        any(w.run.todo for w in self._workers)):
                     break
-                ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    self._collect(ref)
-                for a in [a for a in self._active if a.exhausted and not a.inflight]:
-                    self._retire(a)
-                    free[0] += a.needs[0]
-                    free[1] += a.needs[1]
+                refs = list(self._calls)
+                if refs:
+                    ray.wait(refs, num_returns=1, timeout=1.0)
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                    for ref in ready:
+                        if ref in self._calls:
+                            self._collect(ref)
+                else:
+                    time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
+                for w in [w for w in self._workers if not w.inflight and not w.run.todo]:
+                    self._retire(w)
+                self.metrics.state(len(self._calls) + sum(len(p.todo) for p in self._pending)
+                                   + sum(len(w.run.todo) for w in self._workers),
+                                   len(self._workers))
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
         finally:
-            for a in self._active:
-                ray.kill(a.actor)
-            self._active.clear()
+            for w in list(self._workers):
+                self._retire(w)
             self.summary.elapsed_s = time.perf_counter() - t0
+            self._write_session()
         return self.summary
+
+    def _plan(self) -> list[Group]:
+        """All load groups, largest first; refuse any that no node can ever run."""
+        plan = sorted(groups(self.loaded), key=lambda g: -g.size_hint)
+        for g in plan:
+            need = Need.of(g.first.resources)
+            if not self.books.feasible(need):
+                raise UserError(infeasible_message(g.first.backend, g.first.model, need,
+                                                   self.books))
+        return plan
+
+    def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
+        """Start workers while a node has room: waiting groups in order, backfilling a
+        later group when the first does not fit; once all have started, split."""
+        while True:
+            for gr in list(self._pending):
+                node = self.books.place(gr.need)
+                if node is not None:
+                    self._pending.remove(gr)
+                    self._spawn(gr, node)
+                    break
+            else:
+                if not queue or len(self._pending) >= AHEAD:
+                    break
+                g = queue.popleft()  # materialised only now: grids stay lazy
+                jobs = deque(self._pending_jobs(g, done))
+                if jobs:
+                    self.prompts_ref(jobs[0])  # bad prompt files fail before any actor
+                    self._pending.append(_GroupRun(g, Need.of(g.first.resources), jobs))
+        if not queue and not self._pending:
+            self._split()
+
+    def _unrunnable(self) -> None:
+        """Waiting groups that no alive node can run any more (their nodes were lost)."""
+        for gr in [g for g in self._pending if not self.books.feasible(g.need)]:
+            self._pending.remove(gr)
+            why = (f"no alive node can run this job any more ({gr.need.describe()}): "
+                   f"{self.books.describe()}")
+            self.summary.errors.append(why[:300])
+            jobs = list(gr.todo)
+            gr.todo.clear()
+            for job in jobs:
+                self._store(None, failed_result(job, WorkerDied(why), why, {}, time.time()))
+
+    def _split(self) -> None:
+        """Every group has started: give the longest remaining ones another worker."""
+        for gr in sorted({id(w.run): w.run for w in self._workers}.values(),
+                         key=lambda r: -len(r.todo)):
+            if len(gr.todo) < self.sched.split_min_jobs * gr.workers:
+                continue
+            node = self.books.place(gr.need)
+            if node is not None:
+                self._spawn(gr, node)
+
+    def _spawn(self, gr: _GroupRun, node: str) -> None:
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+        actor = start_worker(self.campaign, gr.group, self._index,
+                             self.runtime_envs.get(gr.group.first.backend), strategy,
+                             self.sched.max_restarts)
+        self._index += 1
+        gr.workers += 1
+        self.summary.workers += 1
+        self._workers.append(_Worker(gr, actor, node, self._index - 1, actor.ready.remote(),
+                                     time.monotonic()))
 
     def _pending_jobs(self, group: Group, done: set[tuple[str, int]]) -> Iterator[Job]:
         for job in group.jobs():
@@ -168,26 +259,68 @@ class Driver:
                 continue
             yield job
 
-    def _feed(self, a: _Active) -> None:
-        while not a.exhausted and a.inflight < PIPELINE:
-            job = next(a.jobs, None)
-            if job is None:
-                a.exhausted = True
-                break
-            ref = a.actor.run.remote(job.payload(), self.prompts_ref(job))
-            self._inflight[ref] = (a, job)
-            a.inflight += 1
+    def _feed(self, w: _Worker) -> None:
+        while w.run.todo and len(w.inflight) < PIPELINE and not w.restarting:
+            job = w.run.todo.popleft()
+            ref = w.actor.run.remote(job.payload(), self.prompts_ref(job))
+            w.inflight.append((ref, job))
+            self._calls[ref] = w
+
+    def _check_start(self, w: _Worker) -> None:
+        """Watch a starting or restarting worker: a restarting actor refuses calls, so it
+        is probed (ready) until it answers; one that cannot start fails its jobs clearly."""
+        if w.started:
+            return
+        ready, _ = ray.wait([w.ready_ref], timeout=0)
+        if ready:
+            try:
+                ray.get(w.ready_ref)
+            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
+                if time.monotonic() - w.created <= self.sched.start_timeout_s:
+                    time.sleep(0.05)
+                    w.ready_ref = w.actor.ready.remote()
+                    return
+            except ray.exceptions.RayError as exc:
+                if not w.inflight:  # no call will report it: give the worker up here
+                    self._abandon(w, f"the worker could not start: {_first_line(exc)}")
+                    return
+            w.started, w.restarting = True, False
+        elif time.monotonic() - w.created > self.sched.start_timeout_s:
+            self._abandon(w, f"the worker did not start within {self.sched.start_timeout_s:g} "
+                          "s (its runtime environment or Python may lack ray or llem)")
+
+    # -- results and faults --------------------------------------------------------------
 
     def _collect(self, ref: Any) -> None:
-        a, job = self._inflight.pop(ref)
-        a.inflight -= 1
+        w = self._calls[ref]
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayError as exc:  # the worker process died
-            result = failed_result(job, exc, str(exc), {}, time.time())
-            a.exhausted = True  # its actor is gone; the group's remaining jobs are dropped
-            self.summary.errors.append(f"worker for {job.point.model} died: {exc}"[:300])
+        except ray.exceptions.RayError as exc:
+            self._worker_fault(w, exc)
+            return
+        self._remove_call(w, ref)
+        self._feed(w)
+        self._store(w, result)
+
+    def _remove_call(self, w: _Worker, ref: Any) -> Job:
+        self._calls.pop(ref, None)
+        for i, (r, job) in enumerate(w.inflight):
+            if r == ref:
+                del w.inflight[i]
+                return job
+        raise KeyError(ref)
+
+    def _store(self, w: _Worker | None, result: dict[str, Any],
+               attempts: int | None = None) -> None:
         run = result["run"]
+        key = (run["job_id"], run["cycle"])
+        run["attempts"] = self._attempts.get(key, 0) + 1 if attempts is None else attempts
+        run["exclusive_node"] = self.sched.exclusive_node
+        if w is not None:
+            if not run.get("node_id"):
+                run["node_id"] = w.node_id
+            if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
+                self._attribute(w, run)
         self.store.write_result(result)
         s = self.summary
         if run["status"] == "ok":
@@ -196,16 +329,142 @@ class Driver:
             s.output_tokens += run.get("output_tokens") or 0
         else:
             s.failed += 1
-            s.errors.append(f"{job.job_id} c{job.cycle}: {run['error']}"[:300])
-        a.loads = max(a.loads, run.get("model_loads") or 0)
+            s.errors.append(f"{run['job_id']} c{run['cycle']}: {run['error']}"[:300])
+        if self.metrics:
+            self.metrics.result(run)
         self.on_result(run, s)
 
-    def _retire(self, a: _Active) -> None:
-        self.summary.model_loads += a.loads
-        ray.kill(a.actor)
-        self._active.remove(a)
+    def _attribute(self, w: _Worker, run: dict[str, Any]) -> None:
+        """Neighbour columns: the other jobs on this node during the job's window."""
+        if run.get("finished_at"):  # the next call on this actor starts about now
+            w.since = max(w.since, float(run["finished_at"]))
+        if run.get("gpu_uuids") or run.get("visible_devices"):
+            w.gpus = ",".join(run.get("gpu_uuids") or []) or str(run["visible_devices"])
+        running = [(f"{o.inflight[0][1].job_id}-c{o.inflight[0][1].cycle}", o.gpus, o.since)
+                   for o in self._workers if o is not w and o.node_id == w.node_id
+                   and o.inflight]
+        run["neighbor_jobs"], run["neighbor_gpus"] = self._neighbours.record(
+            w.node_id, f"{run['job_id']}-c{run['cycle']}", w.gpus, run.get("started_at"),
+            run.get("finished_at"), running)
+        pid, loads = run.get("worker_pid"), run.get("model_loads")
+        if pid is not None and loads is not None:
+            w.loads[int(pid)] = max(w.loads.get(int(pid), 0), int(loads))
+
+    def _worker_fault(self, w: _Worker, exc: Exception) -> None:
+        """The actor's process or node died: store what finished, retry or fail the rest."""
+        refs = [r for r, _ in w.inflight]
+        ray.wait(refs, num_returns=len(refs), timeout=10.0)
+        culprit: Job | None = None
+        cause = exc
+        again: list[Job] = []
+        for ref, job in list(w.inflight):
+            self._remove_call(w, ref)
+            try:
+                self._store(w, ray.get(ref, timeout=0))
+            except ray.exceptions.RayError as e:
+                if culprit is None:
+                    culprit, cause = job, e
+                else:
+                    again.append(job)
+        node_lost = isinstance(cause, ray.exceptions.ActorUnschedulableError) or \
+            not is_alive(w.node_id)
+        if node_lost:
+            self.books.lose(w.node_id)
+            jobs = ([culprit] if culprit else []) + again
+            self.summary.rescheduled += len(jobs)
+            self.summary.errors.append(f"node {w.node_id[:12]} lost: {len(jobs)} jobs "
+                                       "rescheduled")
+            w.run.todo.extendleft(reversed(jobs))
+            self._drop(w, release=False)
+            return
+        w.restarts += 1
+        if culprit is not None:
+            key = culprit.key
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+            n = self._attempts[key]
+            if n > self.sched.retries:
+                msg = f"worker process died {n} times running this job: {_first_line(cause)}"
+                self._store(w, failed_result(culprit, WorkerDied(msg), str(cause), {},
+                                             time.time()), attempts=n)
+            else:
+                self.summary.retried += 1
+                again.insert(0, culprit)
+        w.run.todo.extendleft(reversed(again))
+        if w.restarts > self.sched.max_restarts or \
+                isinstance(cause, ray.exceptions.ActorDiedError):
+            self._abandon(w, f"worker died {w.restarts} times (scheduling.max_restarts "
+                          f"{self.sched.max_restarts}): {_first_line(cause)}")
+        else:  # Ray restarts the process; probe it before sending calls again
+            w.started, w.restarting, w.created = False, True, time.monotonic()
+            w.ready_ref = w.actor.ready.remote()
+
+    def _abandon(self, w: _Worker, why: str) -> None:
+        """Give the worker up; its group's jobs become failed rows unless others serve it."""
+        jobs = [job for _, job in w.inflight]
+        if w.run.workers == 1:  # the group's last worker: nobody will run the rest
+            jobs += list(w.run.todo)
+            w.run.todo.clear()
+        else:
+            w.run.todo.extendleft(reversed(jobs))
+            jobs = []
+        self._drop(w, release=True)
+        self.summary.errors.append(why[:300])
+        for job in jobs:
+            self._store(w, failed_result(job, WorkerDied(why), why, {}, time.time()))
+
+    def _drop(self, w: _Worker, release: bool) -> None:
+        """Kill a failed worker; a group left with jobs and no worker waits for a node."""
+        for ref, _ in list(w.inflight):
+            self._calls.pop(ref, None)
+        w.inflight.clear()
+        if w in self._workers:
+            self._workers.remove(w)
+            if release:
+                self.books.release(w.node_id, w.run.need)
+            w.run.workers -= 1
+            self._count_loads(w)
+        ray.kill(w.actor)
+        if w.run.todo and w.run.workers == 0 and w.run not in self._pending:
+            self._pending.appendleft(w.run)
+
+    def _retire(self, w: _Worker) -> None:
+        if w in self._workers:
+            self._workers.remove(w)
+            self.books.release(w.node_id, w.run.need)
+            w.run.workers -= 1
+            self._count_loads(w)
+        ray.kill(w.actor)
+
+    def _count_loads(self, w: _Worker) -> None:
+        n = sum(w.loads.values())
+        w.loads.clear()
+        self.summary.model_loads += n
+        if self.metrics:
+            self.metrics.loaded(n)
+
+    def _check_nodes(self) -> None:
+        """Nodes that joined become usable; nodes that left are booked as lost."""
+        alive = {n["node_id"]: n["resources"] for n in alive_nodes()}
+        for node_id, res in alive.items():
+            self.books.add(node_id, res)
+        for node_id in list(self.books.nodes):
+            if node_id not in alive:
+                self.books.lose(node_id)
+
+    def _write_session(self) -> None:
+        s = self.summary
+        self.store.write_session(self.campaign, {
+            "jobs": s.total, "ok": s.ok, "failed": s.failed, "skipped": s.skipped,
+            "model_loads": s.model_loads, "workers": s.workers, "retried": s.retried,
+            "rescheduled": s.rescheduled, "interrupted": s.interrupted,
+            "elapsed_s": s.elapsed_s, "energy_j": s.energy_j,
+            "output_tokens": s.output_tokens, "exclusive_node": self.sched.exclusive_node})
 
 
-def _chain(first: Job, rest: Iterator[Job]) -> Iterator[Job]:
-    yield first
-    yield from rest
+class WorkerDied(RuntimeError):
+    """The cause stored in a failed row when the worker, not the job's code, failed."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]

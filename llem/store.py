@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +28,7 @@ from llem.config.models import check_name
 from llem.errors import UserError
 from llem.results import SCHEMA_VERSION
 
-TABLES = ("runs", "requests", "samples")
+TABLES = ("runs", "requests", "samples", "sessions")
 MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
 # <table>/campaign=<name>/<job_id>-c<cycle>.parquet, job_id being a hex digest (llem.grid);
 # sessions/campaign=<name>/<UTC time>-<hex>.parquet, one per driver session
@@ -74,6 +75,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("min_window_reached", B), ("idle_just_worked", B), ("arrival", S),
         ("max_concurrency", I32), ("gpu_energy_sampled_j_per_gpu", pa.list_(F)),
         ("idle_power_w_per_gpu", pa.list_(F)),
+        # scheduling (llem.driver): worker deaths survived, neighbours on the node
+        ("attempts", I32), ("exclusive_node", B), ("neighbor_jobs", pa.list_(S)),
+        ("neighbor_gpus", pa.list_(S)),
         *[(k, F) for k in _F],
     ]),
     "requests": pa.schema(_ID + [
@@ -84,6 +88,14 @@ SCHEMAS: dict[str, pa.Schema] = {
                            "itl_p50_s", "itl_p99_s", "tpot_s")],
         ("token_times_s", pa.list_(F)),
         *[(k, F) for k in ("queue_s", "prefill_s", "decode_s")],
+    ]),
+    # one row per driver session (llem run / submit): what it ran, model loads, interrupted
+    "sessions": pa.schema([
+        ("schema_version", pa.int16()), ("campaign", S), ("session_id", S),
+        ("started_at", TS), ("finished_at", TS),
+        *[(k, I64) for k in ("jobs", "ok", "failed", "skipped", "model_loads", "workers",
+                             "retried", "rescheduled", "output_tokens")],
+        ("interrupted", B), ("exclusive_node", B), ("elapsed_s", F), ("energy_j", F),
     ]),
     "samples": pa.schema(_ID + [
         ("t_s", F), ("gpu_uuid", S), ("gpu_index", I32),
@@ -154,6 +166,17 @@ class Store:
             if rows or table == "runs":
                 self._write(to_table(table, rows),
                             self.file_for(table, run["campaign"], run["job_id"], run["cycle"]))
+
+    def write_session(self, campaign: str, row: dict[str, Any]) -> None:
+        """One row per driver session, beside the campaign's runs (the model-load count)."""
+        check_name(campaign, "campaign name")
+        now = time.time()
+        sid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}-{uuid.uuid4().hex[:8]}"
+        full = {"schema_version": SCHEMA_VERSION, "campaign": campaign, "session_id": sid,
+                "started_at": now - float(row.get("elapsed_s") or 0.0), "finished_at": now,
+                **row}
+        self._write(to_table("sessions", [full]),
+                    self.path("sessions", f"campaign={campaign}", f"{sid}.parquet"))
 
     def _write(self, table: pa.Table, dest: str) -> None:
         if not dest.startswith(self.root.rstrip("/") + "/") or "/../" in dest:

@@ -10,7 +10,7 @@ import ray
 
 from llem.grid import Group
 from llem.harness import JobRunner
-from llem.measure.gpu import WORKER_ENV
+from llem.measure.gpu import WORKER_ENV, visible_devices
 
 NAMESPACE = "llem"
 
@@ -24,7 +24,14 @@ class WorkerActor(JobRunner):
 
     def ready(self) -> dict[str, Any]:
         return {"node_id": self.env["node_id"], "pid": os.getpid(),
-                "gpus": self.meter.gpu_info()}
+                "gpus": self.meter.gpu_info(), "visible_devices": visible_devices()}
+
+    def __repr__(self) -> str:
+        """The name the dashboard's actor table and log prefixes show: what runs where."""
+        model = self.load["model"].rsplit("/", 1)[-1][:40]
+        gpus = visible_devices() if self.gpus_per_job else None
+        return (f"llem:{self.backend_name}:{model}:gpu={gpus or 'none'}:"
+                f"node={self.env['node_id'][:8]}")
 
     def stats(self) -> dict[str, Any]:
         return {"model_loads": self.loads, "jobs_run": self.jobs_run}
@@ -37,8 +44,14 @@ def actor_name(campaign: str, group: Group, index: int) -> str:
 
 
 def start_worker(campaign: str, group: Group, index: int,
-                 runtime_env: dict[str, Any] | None = None) -> Any:
-    """Create the group's actor: num_gpus = GPUs per job, exclusive; CPU jobs take CPUs."""
+                 runtime_env: dict[str, Any] | None = None, strategy: Any = None,
+                 max_restarts: int = 0) -> Any:
+    """Create the group's actor: num_gpus = GPUs per job, exclusive; CPU jobs take CPUs.
+
+    A job of n GPUs is one actor with num_gpus=n, so its GPUs are on one node. strategy
+    (the driver's node choice) and max_restarts (Ray restarts a dead worker process, the
+    driver resends its calls) come from the driver.
+    """
     p = group.first
     r = p.resources
     env_vars = {**WORKER_ENV}
@@ -52,8 +65,10 @@ def start_worker(campaign: str, group: Group, index: int,
         # A GPU actor reserves its GPUs, not a core (num_gpus alone also takes a CPU).
         "num_cpus": r.cpus_per_job if r.gpus_per_job == 0 else 0,
         "resources": dict(r.custom), "runtime_env": renv, "lifetime": None,
-        "max_concurrency": 1,
+        "max_concurrency": 1, "max_restarts": max_restarts, "max_task_retries": 0,
     }
+    if strategy is not None:
+        options["scheduling_strategy"] = strategy
     if r.accelerator_type:
         options["accelerator_type"] = r.accelerator_type
     load = {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),

@@ -9,6 +9,9 @@ Generate kwargs (grid `generate.*`), for fault tests:
                     that leaks a credential in its error message)
   fail              raise RuntimeError with this text
   exit              os._exit with this code: the worker process dies
+  exit_once         a file path: the first call that finds it absent creates it, then dies
+                    (os._exit(3)) mid-job: a crash that a retry survives
+  exit_after_s      with exit or exit_once: die this many seconds into the call
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ class NoopBackend:
             raise RuntimeError(f"auth failed with {os.environ.get(str(extra['fail_env']))}")
         if extra.get("fail"):
             raise RuntimeError(f"noop backend asked to fail: {extra['fail']}")
-        if extra.get("exit"):
-            os._exit(int(extra["exit"]))
+        once = extra.get("exit_once")
+        if extra.get("exit") or (once and _claim(str(once))):
+            time.sleep(float(extra.get("exit_after_s", 0)))
+            os._exit(int(extra.get("exit") or 3))
         start = time.perf_counter()
         token_s = float(self.engine.get("token_s", 0))
         times = None
@@ -49,6 +54,15 @@ class NoopBackend:
 
     def close(self) -> None:
         pass
+
+
+def _claim(path: str) -> bool:
+    """Create path if absent (atomically); True for the one caller that created it."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def _input_len(prompt: str, spec: GenerateSpec) -> int:

@@ -178,6 +178,10 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if summary.skipped:
         console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
     _print_summary(console, summary)
+    if summary.interrupted:
+        console.print(f"interrupted: workers stopped; {summary.ok + summary.failed} results "
+                      "stored in this session. Run the same command again to resume.")
+        raise SystemExit(130)
     if not quiet and summary.ok:
         from llem.cli.stats_table import print_cycle_stats
 
@@ -216,10 +220,11 @@ def stop_on_sigterm() -> Iterator[None]:
 
 def _print_summary(console: Console, s: Any) -> None:
     t = Table(title="campaign summary")
-    for col in ("jobs", "ok", "failed", "skipped", "model loads", "energy (J)", "tokens",
-                "wall (s)"):
+    for col in ("jobs", "ok", "failed", "skipped", "model loads", "workers", "retried",
+                "energy (J)", "tokens", "wall (s)"):
         t.add_column(col, justify="right")
     t.add_row(str(s.total), str(s.ok), str(s.failed), str(s.skipped), str(s.model_loads),
+              str(s.workers), str(s.retried + s.rescheduled),
               f"{s.energy_j:.1f}" if s.energy_j else "n/a", str(s.output_tokens),
               f"{s.elapsed_s:.1f}")
     console.print(t)

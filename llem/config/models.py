@@ -135,6 +135,21 @@ class Resources(Strict):
     custom: dict[str, float] = Field(default_factory=dict)  # Ray custom resources
 
 
+class Scheduling(Strict):
+    """How the driver places and retries jobs; not part of any job_id (llem.driver)."""
+
+    # a job whose worker process died (OOM kill, segfault) is run again this many times
+    retries: int = Field(2, ge=0, le=100)
+    # restarts of one worker actor (Ray max_restarts) before its group is given up
+    max_restarts: int = Field(5, ge=0, le=1000)
+    # one measured job per node: no neighbours share its CPUs, memory bandwidth or power
+    exclusive_node: bool = False
+    # a group with at least this many jobs left gets a second worker on an idle GPU set
+    split_min_jobs: int = Field(8, ge=2)
+    # seconds a worker may take to start (runtime env, imports) before the job fails
+    start_timeout_s: float = Field(600.0, gt=0)
+
+
 class Point(Strict):
     """One resolved configuration: a grid point. Its canonical JSON hashes to the job_id."""
 
@@ -225,6 +240,7 @@ class Campaign(Strict):
     noop: dict[str, Any] = Field(default_factory=dict)
     # backend -> its Python environment (llem.envs.EnvChoice); not part of any job_id
     environments: dict[str, Any] = Field(default_factory=dict)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
     include: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     max_points: int = Field(100_000, ge=1)
