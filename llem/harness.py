@@ -88,6 +88,7 @@ class JobRunner:
             self.load_s = time.perf_counter() - t0
             self.loads += 1
             self.meter.worked()
+            self.thermal.context_created()
         return self.backend
 
     def run(self, payload: dict[str, Any], prompts: list[str]) -> dict[str, Any]:

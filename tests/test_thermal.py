@@ -132,3 +132,30 @@ def test_the_harness_waits_before_each_job_and_records_the_gap(llem_cache: objec
     assert second["gap_reached"] is True
     assert second["gap_s"] == pytest.approx(math.ceil(10 * math.log(5) / 0.5) * 0.5)
     assert second["start_temperature_c"] <= 38.0
+
+
+def test_power_target_is_idle_with_the_model_loaded() -> None:
+    """Measured on an H100: 70 W cold, ~120 W idle once a CUDA context exists. A target from
+    before the load (70 + 15 W) would never be reached; after context_created the target is
+    the loaded idle power, and a cooled GPU starts its job without waiting out gap_max_s."""
+    gpu = SimGpu(idle_c=35.0, idle_w=70.0, tau_s=10.0)
+    gaps = gaps_for(gpu)          # worker start, no context: 35 C, 70 W
+    gpu.idle_w = 120.0            # the model loads: idle power with a context
+    gpu.heat(35.0, 120.0)
+    gaps.context_created()
+    gpu.heat(65.0, 300.0)         # a job ends
+    m = Measurement(gap_temp_margin_c=3.0, gap_power_margin_w=15.0, gap_poll_s=0.5,
+                    gap_max_s=60.0)
+    gap = gaps.wait(m)
+    assert gap.reached is True
+    assert gap.target_power_w == pytest.approx(135.0)
+    assert gap.target_temperature_c == pytest.approx(38.0)
+    # power: 180 exp(-t/10) <= 15 -> 24.8 s; temperature: 30 exp(-t/10) <= 3 -> 23.0 s
+    assert gap.gap_s == pytest.approx(math.ceil(10 * math.log(180 / 15) / 0.5) * 0.5)
+    assert gap.gap_s < 30.0
+    old = SimGpu(idle_c=35.0, idle_w=70.0, tau_s=10.0)
+    without = gaps_for(old)       # the same story without context_created
+    old.idle_w = 120.0
+    old.heat(65.0, 300.0)
+    stuck = without.wait(m)
+    assert stuck.reached is False and stuck.gap_s == pytest.approx(60.0)

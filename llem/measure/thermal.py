@@ -1,11 +1,11 @@
 """Thermal gaps: before a job, wait until its GPUs are back near idle, so back-to-back jobs do
 not inherit the previous job's heat (a hot GPU draws more power for the same work).
 
-"Near idle" is the coolest state seen on each GPU since the worker started (its temperature
-and power with the model loaded and nothing running) plus a margin, or an absolute
-temperature (gap_idle_temp_c). The wait is bounded (gap_max_s); what happened is recorded
-with the result: the gap's length, whether idle was reached, and the temperature and power
-the job started at.
+"Near idle" is the coolest state seen on each GPU (its temperature since the worker started,
+its power since the model loaded: idle with a CUDA context, see context_created) plus a
+margin, or an absolute temperature (gap_idle_temp_c). The wait is bounded (gap_max_s);
+what happened is recorded with the result: the gap's length, whether idle was reached, and
+the temperature and power the job started at.
 
 The readings come from a source (by default llem.measure.gpu, the only NVML reader); clock
 and sleep are injectable so the wait logic runs unchanged against a simulated GPU in tests.
@@ -84,6 +84,18 @@ class ThermalGaps:
             for key in ("temperature_c", "power_w"):
                 if r.get(key) is not None and (low.get(key) is None or r[key] < low[key]):
                     low[key] = r[key]
+
+    def context_created(self) -> None:
+        """Re-take the idle power once the model is loaded. A CUDA context raises a GPU's idle
+        power for good (on an H100 here: 70 W cold, ~120 W with a context, for minutes after
+        any work, clocks held high), so a power target from before the load is never reached
+        and every gap would run to gap_max_s. Temperature keeps its coolest reading."""
+        readings = self._read()
+        if len(readings) != len(self.coolest):
+            return
+        for low, r in zip(self.coolest, readings):
+            if r.get("power_w") is not None:
+                low["power_w"] = r["power_w"]
 
     def targets(self, m: Measurement) -> tuple[list[float | None], list[float | None]]:
         """Per GPU: the temperature and power a job may start at."""
