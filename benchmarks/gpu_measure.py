@@ -165,6 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figs["streaming"] = pick(res["run"], "ttft_p50_s", "ttft_p99_s", "itl_mean_s", "itl_p50_s",
                              "itl_p99_s", "tpot_mean_s", "tokens_per_s")
     log(f"streaming: {figs['streaming']}")
+    # open-loop Poisson arrivals at 8 requests/s, at most 8 in flight, streaming
+    ap = p_(warmup_requests=0, min_window_s=0, request_rate=8.0 / scale, arrival="poisson",
+            max_concurrency=8).model_copy(update={"streaming": True})
+    res = run_job(runner, ap, prompts)
+    figs["poisson"] = pick(res["run"], "request_rate", "arrival_rate_achieved",
+                           "e2e_latency_p50_s", "e2e_latency_p99_s", "ttft_p50_s",
+                           "ttft_p99_s", "duration_s")
+    log(f"poisson: {figs['poisson']}")
 
     # 1. counter vs integrated power, by window length
     figs["windows"] = []

@@ -29,4 +29,5 @@ def test_gpu_measure_smoke(tiny_model: Path, llem_cache: Path, tmp_path: Path) -
     assert figs["cycles"]["energy_per_token_j"]["n"] == 0  # no energy source on this machine
     assert len(figs["cycles"]["runs"]) == 2 and figs["overhead"]["ratio"] > 0
     assert figs["streaming"]["ttft_p50_s"] > 0
+    assert figs["poisson"]["arrival_rate_achieved"] > 0
     assert "4. tokens/s llem" in proc.stdout
