@@ -76,3 +76,27 @@ def render(figures: list[Figure], title: str = "llem benchmarks") -> Any:
 def dump(figures: list[Figure], path: str) -> None:
     with open(path, "w") as fh:
         json.dump([f.as_dict() for f in figures], fh, indent=1)
+
+
+def load(path: str) -> list[Figure]:
+    with open(path) as fh:
+        rows = json.load(fh)
+    return [Figure(**{k: v for k, v in r.items() if k not in ("ratio", "met")}) for r in rows]
+
+
+def markdown(figures: list[Figure]) -> str:
+    """The same table as Markdown, for benchmarks/RESULTS.md."""
+    lines = ["| item | figure | measured | reference | ratio | goal | met |",
+             "|---|---|---:|---:|---:|---|:-:|"]
+    for f in figures:
+        met = {True: "yes", False: "**no**", None: "-"}[f.met]
+        lines.append(f"| {f.item} | {f.name}" + (f" ({f.note})" if f.note else "")
+                     + f" | {f.value_label} {fmt(f.value, f.unit)} | {f.ref_label} "
+                     f"{fmt(f.ref, f.unit)} | {f.ratio:.3f} | {f.goal or '-'} | {met} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.figures FIGURES.json -> Markdown table
+    import sys
+
+    print(markdown(load(sys.argv[1])))

@@ -9,7 +9,7 @@ import pytest
 import benchmarks
 from benchmarks import lazy, makespan_compare, overhead_cpu, query, reuse
 from benchmarks.__main__ import BENCHMARKS
-from benchmarks.figures import Figure, render
+from benchmarks.figures import Figure, dump, load, markdown, render
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,14 @@ def test_figure_goals() -> None:
     assert (f.ratio, f.met) == (0.5, True)
     assert Figure("1", "x", 3.0, 1.0, "s", goal="value < 2").met is False
     assert Figure("1", "x", 3.0, 1.0, "s").met is None
+
+
+def test_figures_round_trip_to_markdown(tmp_path) -> None:
+    figs = [Figure("5 query", "a / b", 0.5, 2.0, "s", "DuckDB", "pyarrow", "value < 1")]
+    dump(figs, str(tmp_path / "f.json"))
+    assert load(str(tmp_path / "f.json")) == figs
+    assert "| 5 query | a / b | DuckDB 0.500 s | pyarrow 2.000 s | 0.250 | value < 1 | yes |" \
+        in markdown(figs)
 
 
 def test_ideal_makespan_bin_packs() -> None:
