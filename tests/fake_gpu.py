@@ -27,7 +27,7 @@ class FakeClock:
 class FakeGpu:
     def __init__(self, clock: Callable[[], float], power: Callable[[float], float],
                  uuid: str = "GPU-fake-0", index: int = 0, period_s: float = 0.1,
-                 temperature_c: float = 40.0, sm_clock_mhz: float = 1980.0) -> None:
+                 temperature_c: float = 40, sm_clock_mhz: float = 1980) -> None:
         self.clock, self.power, self.uuid, self.index = clock, power, uuid, index
         self.name = "Fake H100"
         self.period_s = period_s
@@ -51,7 +51,7 @@ class FakeGpu:
 
     def sample(self) -> dict[str, Any]:
         return {"power_w": self.power_w(), "temperature_c": self.temperature_c,
-                "sm_clock_mhz": self.sm_clock_mhz, "gpu_util_pct": 50.0, "mem_used_mib": 1024.0}
+                "sm_clock_mhz": self.sm_clock_mhz, "gpu_util_pct": 50, "mem_used_mib": 1024.0}
 
     def info(self) -> dict[str, Any]:
         return {"uuid": self.uuid, "index": self.index, "name": self.name,

@@ -113,7 +113,7 @@ def test_multi_gpu_window_sums_and_keeps_per_gpu() -> None:
 
 def test_idle_baseline_records_state_and_just_worked() -> None:
     clock = FakeClock()
-    gpu = FakeGpu(clock, lambda t: 72.0, temperature_c=33.0, sm_clock_mhz=345.0)
+    gpu = FakeGpu(clock, lambda t: 72.0, temperature_c=33, sm_clock_mhz=345)  # ints, as NVML
     meter = EnergyMeter(1, gpus=[gpu], clock=clock, sleep=clock.sleep,
                         rapl_root=Path("/nonexistent"))
     cold = meter.idle_baseline(5.0)
