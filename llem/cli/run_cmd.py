@@ -45,7 +45,8 @@ ORDERS = ("interleaved", "sequential", "shuffled")
 @click.option("--temperature", type=click.FloatRange(0), help="Sampling temperature (0: greedy).")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling.")
 @click.option("--top-k", type=click.IntRange(0), help="Top-k sampling (0: off).")
-@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
+@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True),
+              help="Repetition penalty (1: off).")
 @click.option("--min-new-tokens", type=click.IntRange(0), help="Tokens decoded before EOS "
               "may stop a request.")
 @click.option("--sampling-seed", type=int, help="Seed of sampling (the grid's seed:).")
@@ -77,6 +78,7 @@ def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
       llem run configs/demo.yaml
       llem run configs/demo.yaml --batch-size 4 --cycles 3   flags override the file
       llem run --model llem:tiny -n 100 --batch-size 4 --precision bf16
+      llem run grid.yaml --dry-run     counts, load groups, memory per job; runs nothing
 
     Each job runs on its own worker (its own GPUs, exclusively); jobs sharing a model load
     share a worker. Results already in the store with status ok are skipped, so running
