@@ -166,3 +166,23 @@ def test_parameter_count_matches_transformers_models(family: str) -> None:
     model = tr.AutoModelForCausalLM.from_config(cfg)
     real = sum(p.numel() for p in model.parameters())
     assert shape_of(json.loads(cfg.to_json_string())).params() == real
+
+
+def test_dry_run_json_carries_the_exact_bytes(tmp_path: Path) -> None:
+    grid = write_grid(tmp_path)
+    r = run_cli("run", str(grid), "--dry-run", "--json", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr  # no GPU here: every job is never placed
+    plan = json.loads(r.stdout)
+    assert (plan["points"], plan["cycles"], plan["jobs"], plan["never_placed_jobs"]) == \
+        (4, 3, 12, 12)
+    assert [(g["dtype"], g["points"], g["jobs"]) for g in plan["load_groups"]] == \
+        [("bfloat16", 2, 6), ("float32", 2, 6)]
+    for p in plan["plan"]:
+        n = 2 if p["dtype"] == "bfloat16" else 4
+        assert p["params"] == PARAMS and p["weights_bytes_per_gpu"] == PARAMS * n
+        assert p["kv_tokens"] == p["batch_size"] * (512 + 256)
+        assert p["kv_cache_bytes_per_gpu"] == p["kv_tokens"] * 2 * L * NKV * HEAD * n
+        assert p["never_placed"] == "needs 1 GPU on one node; the cluster has no GPU"
+    assert plan["store"]["jobs_done"] == 0 and not (tmp_path / "never-written").exists()
+    r = run_cli("run", str(grid), "--json", cwd=tmp_path)
+    assert r.returncode == 2 and "--json goes with --dry-run" in r.stderr

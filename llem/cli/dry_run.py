@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -17,9 +19,11 @@ from llem.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
 POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
 
 
-def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | None = None) -> int:
-    """Print the plan; exit status 1 when some job can never be placed, else 0. With store,
-    also how many jobs it already holds with status ok (a real run skips them)."""
+def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | None = None,
+            as_json: bool = False) -> int:
+    """Print the plan (a table, or one JSON object); exit status 1 when some job can never
+    be placed, else 0. With store, also how many jobs it already holds with status ok (a
+    real run skips them)."""
     nodes, where = cluster_nodes(address) if address else local_nodes()
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     cache: dict[str, list[str] | None] = {}
@@ -33,14 +37,18 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
         return cache[key]
 
     plan = make_plan(loaded, nodes, prompts)
-    console = Console(width=160, highlight=False)
-    render(plan, where, console, verbose)
-    if store is not None:
-        console.print(escape(_resumed(plan, store)))
+    resumed = _resumed(plan, store) if store is not None else None
+    if as_json:
+        click.echo(json.dumps(as_data(plan, where, resumed)))
+    else:
+        console = Console(width=160, highlight=False)
+        render(plan, where, console, verbose)
+        if resumed is not None:
+            console.print(escape(resumed["text"]))
     return 1 if any(p.unplaceable for p in plan.points) else 0
 
 
-def _resumed(plan: Plan, uri: str) -> str:
+def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
     """How many of the plan's jobs the store already holds with status ok (read only)."""
     from llem.grid import job_id_of
     from llem.store import Store
@@ -49,11 +57,44 @@ def _resumed(plan: Plan, uri: str) -> str:
         st = Store(uri)
         done = st.done(plan.name)
     except Exception as exc:  # an unreachable bucket: the plan stands, say why
-        return f"store {uri}: not readable ({type(exc).__name__}); resume not counted"
+        return {"uri": uri, "done": None, "text": f"store {uri}: not readable "
+                f"({type(exc).__name__}); resume not counted"}
     n = sum(1 for p in plan.points for c in range(plan.cycles)
             if (job_id_of(p.point), c) in done)
-    return f"store {st.uri}: {n} of {plan.jobs} jobs already done (status ok); a run skips " \
-        f"them and runs {plan.jobs - n}"
+    return {"uri": st.uri, "done": n, "text": f"store {st.uri}: {n} of {plan.jobs} jobs already "
+            f"done (status ok); a run skips them and runs {plan.jobs - n}"}
+
+
+def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan as plain data (`--dry-run --json`): sizes in bytes."""
+    from llem.grid import job_id_of
+
+    points = []
+    for p in plan.points:
+        e = p.estimate
+        points.append({
+            "group": p.group + 1, "job_id": job_id_of(p.point), "backend": p.point.backend,
+            "model": p.point.model, "batch_size": p.point.batch_size,
+            "max_new_tokens": p.point.max_new_tokens, "gpus_per_job":
+            p.point.resources.gpus_per_job, "dtype": e.dtype if e else p.point.dtype,
+            "params": e.params if e else None, "kv_tokens": e.tokens if e else None,
+            "weights_bytes_per_gpu": e.weights_bytes if e else None,
+            "kv_cache_bytes_per_gpu": e.kv_bytes if e else None,
+            "memory_bytes_per_gpu": e.total_bytes if e else None,
+            "input_length_known": p.input_known, "no_estimate": p.unknown,
+            "never_placed": p.unplaceable})
+    groups = [{"group": i + 1, "backend": g.backend, "model": g.model, "dtype": g.dtype,
+               "gpus_per_job": g.gpus, "points": len(g.points),
+               "jobs": len(g.points) * plan.cycles} for i, g in enumerate(plan.groups)]
+    nodes = [{"name": n.name, "gpus": n.gpus, "gpu_names": n.gpu_names,
+              "gpu_memory_bytes": n.gpu_memory_bytes, "cpus": n.cpus,
+              "accelerator": n.accelerator} for n in plan.nodes]
+    return {"campaign": plan.name, "points": len(plan.points), "cycles": plan.cycles,
+            "jobs": plan.jobs, "order": plan.order, "load_groups": groups,
+            "cluster": {"where": where, "nodes": nodes}, "plan": points,
+            "never_placed_jobs": sum(1 for p in plan.points if p.unplaceable) * plan.cycles,
+            "store": None if resumed is None else
+            {"uri": resumed["uri"], "jobs_done": resumed["done"]}}
 
 
 def _mem(p: PointPlan) -> tuple[str, str, str]:

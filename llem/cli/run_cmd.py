@@ -68,6 +68,8 @@ ORDERS = ("interleaved", "sequential", "shuffled")
 @click.option("--dry-run", is_flag=True, help="Validate everything and print points, jobs, load "
               "groups, GPUs and estimated memory per job against the cluster's GPUs, and the "
               "jobs that can never be placed; run nothing, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as one JSON "
+              "object (sizes in bytes).")
 @click.option("--quiet", "-q", is_flag=True, help="No header or progress bar; only the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Tracebacks of failures (internal errors "
               "and failed jobs); without it each is one line.")
@@ -129,6 +131,8 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
 
 
 def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
+    if flags.get("as_json") and not flags.get("dry_run"):
+        raise click.UsageError("--json goes with --dry-run")
     loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
     check_datasets(loaded)  # prompt files too, before Ray starts
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
@@ -140,7 +144,7 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
         from llem.cli.dry_run import dry_run
 
         raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
-                                 store or c.store))
+                                 store or c.store, as_json=flags.get("as_json", False)))
     if c.order == "shuffled" and c.seed is None:  # drawn now, printed and recorded
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     console = Console(stderr=True, quiet=False)
