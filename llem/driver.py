@@ -161,6 +161,7 @@ class Driver:
                 for w in list(self._workers):
                     self._feed(w)
                     self._check_start(w)
+                    self._check_timeout(w)
                 if not (self._calls or self._pending or queue or
                         any(w.run.todo for w in self._workers)):
                     break
@@ -285,9 +286,27 @@ class Driver:
                     self._abandon(w, f"the worker could not start: {_first_line(exc)}")
                     return
             w.started, w.restarting = True, False
+            w.since = max(w.since, time.time())  # its first call runs from about now
         elif time.monotonic() - w.created > self.sched.start_timeout_s:
             self._abandon(w, f"the worker did not start within {self.sched.start_timeout_s:g} "
                           "s (its runtime environment or Python may lack ray or llem)")
+
+    def _check_timeout(self, w: _Worker) -> None:
+        """A call running past its job's measurement.job_timeout_s is a hang: the worker is
+        killed (its GPUs freed), the job stored as failed, and the worker's queued jobs go
+        back to the group for a fresh worker. A hang is not retried: it would hang again."""
+        if not w.started or not w.inflight or w not in self._workers:
+            return
+        ref, job = w.inflight[0]
+        limit = job.point.measurement.job_timeout_s
+        if time.time() - w.since <= limit:
+            return
+        why = (f"timed out after {limit:g} s (measurement.job_timeout_s): the backend hung, "
+               "or the job needs a longer timeout")
+        self._remove_call(w, ref)
+        w.run.todo.extendleft(reversed([j for _, j in w.inflight]))
+        self._drop(w, release=True)
+        self._store(w, failed_result(job, JobTimeout(why), why, {}, time.time()))
 
     # -- results and faults --------------------------------------------------------------
 
@@ -396,6 +415,7 @@ class Driver:
                           f"{self.sched.max_restarts}): {_first_line(cause)}")
         else:  # Ray restarts the process; probe it before sending calls again
             w.started, w.restarting, w.created = False, True, time.monotonic()
+            w.since = time.time()  # the resent head call starts after the restart
             w.ready_ref = w.actor.ready.remote()
 
     def _abandon(self, w: _Worker, why: str) -> None:
@@ -463,6 +483,10 @@ class Driver:
 
 class WorkerDied(RuntimeError):
     """The cause stored in a failed row when the worker, not the job's code, failed."""
+
+
+class JobTimeout(RuntimeError):
+    """The cause stored in a failed row when a job ran past measurement.job_timeout_s."""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from llem.credentials import collect, install
 from llem.grid import Group
 from llem.harness import JobRunner
 from llem.measure.gpu import WORKER_ENV, visible_devices
@@ -18,7 +19,9 @@ NAMESPACE = "llem"
 class WorkerActor(JobRunner):
     """JobRunner plus what only Ray knows (node id)."""
 
-    def __init__(self, backend: str, load: dict[str, Any], gpus_per_job: int) -> None:
+    def __init__(self, backend: str, load: dict[str, Any], gpus_per_job: int,
+                 credentials: dict[str, str] | None = None) -> None:
+        install(credentials or {})  # HF_TOKEN etc. for the backend's libraries, masked
         node = ray.get_runtime_context().get_node_id()
         super().__init__(backend, load, gpus_per_job, {"node_id": node})
 
@@ -74,4 +77,5 @@ def start_worker(campaign: str, group: Group, index: int,
     load = {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),
             "gpus": r.gpus_per_job}
     cls = ray.remote(WorkerActor)
-    return cls.options(**options).remote(p.backend, load, r.gpus_per_job)
+    # credentials travel as an argument, never in runtime_env (Ray logs and shows that)
+    return cls.options(**options).remote(p.backend, load, r.gpus_per_job, collect())

@@ -12,6 +12,7 @@ Generate kwargs (grid `generate.*`), for fault tests:
   exit_once         a file path: the first call that finds it absent creates it, then dies
                     (os._exit(3)) mid-job: a crash that a retry survives
   exit_after_s      with exit or exit_once: die this many seconds into the call
+  hang_s            sleep this long in the call (a hung backend, for the per-job timeout)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class NoopBackend:
         if extra.get("exit") or (once and _claim(str(once))):
             time.sleep(float(extra.get("exit_after_s", 0)))
             os._exit(int(extra.get("exit") or 3))
+        time.sleep(float(extra.get("hang_s", 0)))
         start = time.perf_counter()
         token_s = float(self.engine.get("token_s", 0))
         times = None
