@@ -50,7 +50,8 @@ def vllm_python() -> Path:
     jobs/vllm/requirements-cpu.txt and the build steps: the first run on a machine builds it
     (about 2 minutes, 3.8 GB), every later run and clone reuses it in well under a second.
     """
-    proc = run_cli("env", "build", "vllm", "--variant", "cpu", timeout=1800)
+    # pip, the installer this venv was measured with (uv is also installed for the uv-kind test)
+    proc = run_cli("env", "build", "vllm", "--variant", "cpu", "--tool", "pip", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return Path(proc.stdout.strip().splitlines()[-1])
 
