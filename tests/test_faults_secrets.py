@@ -15,6 +15,7 @@ import pytest
 from llem.credentials import collect, looks_secret, read_secrets_file, redact
 from llem.errors import UserError
 from tests.conftest import run_cli
+from tests.test_submit import head  # noqa: F401  (the fixture: a real `ray start --head`)
 
 # Not shaped like any known token: only the exact-value mask can hide it.
 PLANTED = "Planted-7f3a9c2e-NotShapedLikeAToken"
@@ -119,3 +120,32 @@ grid:
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert os.environ.get("HF_TOKEN") != PLANTED
+
+
+@pytest.mark.slow
+def test_submit_sends_no_credential(head, tmp_path: Path,  # noqa: F811
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`llem submit` with a token in its environment: not in the job's entrypoint,
+    runtime_env, metadata or logs, nor anywhere under the head's temp dir; named (not
+    shown) in a note."""
+    from ray.job_submission import JobSubmissionClient
+
+    address, _ = head
+    grid_dir = tmp_path / "grid"
+    grid_dir.mkdir()
+    (grid_dir / "g.yaml").write_text("name: sub\nmodels: [m]\nbackends: [noop]\n"
+                                     "grid: {batch_size: 1, max_new_tokens: 2}\n")
+    r = run_cli("submit", str(grid_dir / "g.yaml"), "--address", address, "--store",
+                str(tmp_path / "store"), "--wait",
+                env={"RAY_AUTH_MODE": "disabled", "HF_TOKEN": PLANTED}, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "not sent with the job: HF_TOKEN" in r.stderr
+    assert PLANTED not in r.stdout + r.stderr
+    client = JobSubmissionClient(address)
+    jobs = [j for j in client.list_jobs() if (j.submission_id or "").startswith("llem-g-")]
+    assert jobs
+    for j in jobs:
+        assert PLANTED not in repr(j)
+        assert PLANTED not in client.get_job_logs(j.submission_id)
+    for base in tmp_path_factory.getbasetemp().glob("ray*"):
+        assert _grep_tree(base, PLANTED) == []

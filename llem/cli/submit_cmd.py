@@ -33,6 +33,13 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     click.echo(f"submitted {sid}")
     click.echo(f"dashboard: {dashboard_url(address)}")
     click.echo(f"store: {target}")
+    from llem.credentials import collect
+
+    held = sorted(collect())  # names only: a value never leaves this machine with the job
+    if held:
+        click.echo(f"not sent with the job: {', '.join(held)} (Ray shows a job's runtime_env "
+                   "and metadata); the job uses the credentials set where its Ray runs, or "
+                   "LLEM_SECRETS_FILE there", err=True)
     if wait:
         status = follow(address, sid, click.echo)
         click.echo(f"job {sid}: {status}")
