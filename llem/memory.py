@@ -194,11 +194,50 @@ def human(n: float) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def input_tokens_bound(max_input_tokens: int | None, prompts: list[str] | None) -> int | None:
-    """The longest input a job sends: max_input_tokens when set, else the longest prompt at
-    3 characters per token (a generous bound for BPE vocabularies on English text)."""
-    if max_input_tokens is not None:
-        return max_input_tokens
-    if not prompts:
+def tokenizer_file(model: str) -> Path | None:
+    """The model's tokenizer.json when it is on this machine (a folder, a built llem:<name>,
+    or the Hugging Face cache); never downloads."""
+    if model.startswith("llem:"):
+        cache = Path(os.environ.get("LLEM_CACHE", Path.home() / ".cache" / "llem"))
+        path = cache / f"{model[5:]}-v1" / "tokenizer.json"
+    elif Path(model).expanduser().is_dir():
+        path = Path(model).expanduser() / "tokenizer.json"
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        cached = try_to_load_from_cache(model, "tokenizer.json")
+        return Path(cached) if isinstance(cached, str) else None
+    return path if path.is_file() else None
+
+
+def count_tokens(model: str, prompts: list[str]) -> list[int] | None:
+    """Each prompt's token count with the model's own tokenizer (special tokens included),
+    or None when its tokenizer.json is not on this machine or cannot be read."""
+    path = tokenizer_file(model)
+    if path is None:
         return None
-    return math.ceil(max(len(p) for p in prompts) / 3)
+    try:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(path))
+        return [len(e.ids) for e in tok.encode_batch(prompts)]
+    except Exception:  # a tokenizer.json this tokenizers version cannot read
+        return None
+
+
+def input_tokens_bound(max_input_tokens: int | None, prompts: list[str] | None,
+                       counts: list[int] | None = None) -> tuple[int | None, bool]:
+    """(the longest input a job sends, exact?): the longest prompt in the model's own tokens
+    (counts) capped at max_input_tokens; max_input_tokens when counts are unknown; else the
+    longest prompt at 3 characters per token (a generous bound for BPE vocabularies on
+    English text)."""
+    if counts:
+        longest = max(counts)
+        return (min(longest, max_input_tokens) if max_input_tokens else longest), True
+    if max_input_tokens is not None:
+        return max_input_tokens, True
+    if not prompts:
+        return None, False
+    return math.ceil(max(len(p) for p in prompts) / 3), False

@@ -16,7 +16,15 @@ from typing import Any
 from llem.config.load import Loaded
 from llem.config.models import Dataset, Point
 from llem.grid import groups
-from llem.memory import Estimate, estimate, human, input_tokens_bound, read_config, shape_of
+from llem.memory import (
+    Estimate,
+    count_tokens,
+    estimate,
+    human,
+    input_tokens_bound,
+    read_config,
+    shape_of,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class PointPlan:
     unknown: str | None  # why there is no estimate
     input_known: bool  # False: the prompts' length was not known (HF dataset)
     unplaceable: str | None  # why no node can ever run it
+    input_exact: bool = False  # True: counted with the model's tokenizer (or a fixed length)
 
 
 @dataclass
@@ -156,29 +165,39 @@ def make_plan(loaded: Loaded, nodes: list[Node],
         plan.groups.append(GroupPlan(first.backend, first.model, first.dtype,
                                      first.resources.gpus_per_job))
         for p in g.points():
-            est, why, known = _estimate(p, shapes, prompts)
+            est, why, known, exact = _estimate(p, shapes, prompts)
             need = est.total_bytes if est is not None else None
             plan.groups[-1].points.append(
-                PointPlan(p, len(plan.groups) - 1, est, why, known, place(p, need, nodes)))
+                PointPlan(p, len(plan.groups) - 1, est, why, known, place(p, need, nodes),
+                          exact))
     return plan
 
 
-def _estimate(p: Point, shapes: dict[str, Any],
+def _estimate(p: Point, cache: dict[Any, Any],
               prompts: Callable[[Dataset], list[str] | None]) -> tuple[Estimate | None,
-                                                                      str | None, bool]:
+                                                                      str | None, bool, bool]:
+    """(estimate or None, why none, input length known, input length exact)."""
     if p.backend == "noop":
-        return None, "the noop backend loads no model", True
-    if p.model not in shapes:
+        return None, "the noop backend loads no model", True, True
+    if p.model not in cache:
         cfg, why = read_config(p.model)
         try:
-            shapes[p.model] = (shape_of(cfg), None) if cfg is not None else (None, why)
+            cache[p.model] = (shape_of(cfg), None) if cfg is not None else (None, why)
         except (KeyError, ValueError, TypeError) as exc:
-            shapes[p.model] = (None, f"config of {p.model} lacks {exc}")
-    shape, why = shapes[p.model]
+            cache[p.model] = (None, f"config of {p.model} lacks {exc}")
+    shape, why = cache[p.model]
     if shape is None:
-        return None, why, True
-    inp = input_tokens_bound(p.max_input_tokens, prompts(p.dataset))
+        return None, why, True, True
+    texts = prompts(p.dataset)
+    inp: int | None
+    if p.input_policy == "pad" and p.max_input_tokens is not None:
+        inp, exact = p.max_input_tokens, True  # every prompt is made exactly this long
+    else:
+        key = (p.model, p.dataset.model_dump_json())
+        if key not in cache:
+            cache[key] = count_tokens(p.model, texts) if texts else None
+        inp, exact = input_tokens_bound(p.max_input_tokens, texts, cache[key])
     est = estimate(shape, dtype=p.dtype, batch_size=p.batch_size, input_tokens=inp or 0,
                    output_tokens=p.max_new_tokens, gpus=p.resources.gpus_per_job,
                    quantization=quantization_of(p))
-    return est, None, inp is not None
+    return est, None, inp is not None, exact

@@ -186,3 +186,32 @@ def test_dry_run_json_carries_the_exact_bytes(tmp_path: Path) -> None:
     assert plan["store"]["jobs_done"] == 0 and not (tmp_path / "never-written").exists()
     r = run_cli("run", str(grid), "--json", cwd=tmp_path)
     assert r.returncode == 2 and "--json goes with --dry-run" in r.stderr
+
+
+def test_input_length_is_counted_with_the_models_tokenizer(tiny_model: Path,
+                                                           tmp_path: Path) -> None:
+    """llem:tiny's tokenizer is on this machine: the KV cache's input length is the longest
+    selected prompt in its tokens (BOS included), as transformers' tokenizer counts it; a
+    max_input_tokens below it caps it; without a tokenizer it is marked as estimated."""
+    from transformers import AutoTokenizer
+
+    from llem.config import load_text
+    from llem.dataset import load_prompts
+
+    grid = ("name: n\nmodels: [llem:tiny]\ndataset: {num_prompts: 16}\n"
+            "grid: {max_input_tokens: [null, 40], max_new_tokens: 8}\n")
+    loaded = load_text(grid, base_dir=tmp_path)
+    plan = make_plan(loaded, [Node("n", 0, [], [], 2.0)],
+                     lambda ds: load_prompts(ds, tmp_path))
+    texts = load_prompts(plan.points[0].point.dataset, tmp_path)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    longest = max(len(tok(t)["input_ids"]) for t in texts)
+    assert longest > 40
+    inputs = {p.point.max_input_tokens: (p.estimate.tokens - 8, p.input_exact)
+              for p in plan.points if p.estimate is not None}
+    assert inputs == {None: (longest, True), 40: (40, True)}
+    (tmp_path / "cfg-only").mkdir()
+    (tmp_path / "cfg-only" / "config.json").write_text(json.dumps(CONFIG))
+    elsewhere = load_text(grid.replace("llem:tiny", "./cfg-only"), base_dir=tmp_path)
+    (p, _) = make_plan(elsewhere, [], lambda ds: load_prompts(ds, tmp_path)).points
+    assert p.input_exact is False  # no tokenizer.json there: 3 characters a token

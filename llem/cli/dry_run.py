@@ -81,7 +81,8 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str,
             "weights_bytes_per_gpu": e.weights_bytes if e else None,
             "kv_cache_bytes_per_gpu": e.kv_bytes if e else None,
             "memory_bytes_per_gpu": e.total_bytes if e else None,
-            "input_length_known": p.input_known, "no_estimate": p.unknown,
+            "input_length_known": p.input_known, "input_length_exact": p.input_exact,
+            "no_estimate": p.unknown,
             "never_placed": p.unplaceable})
     groups = [{"group": i + 1, "backend": g.backend, "model": g.model, "dtype": g.dtype,
                "gpus_per_job": g.gpus, "points": len(g.points),
@@ -132,8 +133,9 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
     else:
         console.print(f"({len(pts)} points: --verbose lists each one's memory)")
     console.print("memory/GPU = weights + KV cache for batch x (input + output) tokens, from "
-                  "the model config and dtype; activations, CUDA context and allocator slack "
-                  "come on top")
+                  "the model config and dtype; input = the longest prompt in the model's own "
+                  "tokens (~: its tokenizer is not here, 3 characters a token); activations, "
+                  "CUDA context and allocator slack come on top")
     unknown = sorted({p.unknown for p in pts if p.unknown})
     for why in unknown:
         console.print(f"no memory estimate: {escape(why)}")
@@ -158,10 +160,9 @@ def _points_table(plan: Plan) -> Table:
         t.add_column(col, overflow="fold")
     for p in plan.points:
         w, kv, total = _mem(p)
-        inp = p.point.max_input_tokens
         tokens = "?" if p.estimate is None else \
             f"{p.estimate.tokens // p.point.batch_size - p.point.max_new_tokens}" \
-            f"{'' if inp is not None else '~'}+{p.point.max_new_tokens}"
+            f"{'' if p.input_exact else '~'}+{p.point.max_new_tokens}"
         t.add_row(str(p.group + 1), str(p.point.batch_size), tokens,
                   str(p.point.resources.gpus_per_job), w, kv, total,
                   "no" if p.unplaceable else "yes")
