@@ -133,14 +133,23 @@ def ray_tune(jobs: list[Any], prompts: list[str], storage: Path,
     return elapsed
 
 
-def llem_driver(loaded: Any, store: Any) -> float:
-    """llem's real Driver on the connected Ray; the wall time of Driver.run."""
+def llem_driver(loaded: Any, store: Any, label: str = "llem") -> float:
+    """llem's real Driver on the connected Ray; the wall time of Driver.run. Also prints
+    when the first result arrived (actor start and first load) and the model loads."""
     from llem.driver import Driver
 
+    first: list[float] = []
+
+    def on_result(run: dict[str, Any], summary: Any) -> None:
+        if not first:
+            first.append(time.perf_counter() - t0)
+
     t0 = time.perf_counter()
-    summary = Driver(loaded, store).run()
+    summary = Driver(loaded, store, on_result=on_result).run()
     elapsed = time.perf_counter() - t0
     assert summary.ok == summary.total and not summary.failed, summary.errors[:3]
+    print(f"  {label}: {summary.ok} jobs in {elapsed:.2f} s, first result after "
+          f"{first[0]:.2f} s, {summary.model_loads} model loads")
     return elapsed
 
 
@@ -160,7 +169,7 @@ def overhead(n: int, tmp: Path) -> tuple[float, float]:
                                  name="bench-overhead", token_s=0))
     jobs = list(iter_jobs(loaded))
     prompts = load_prompts(jobs[0].point.dataset, tmp)
-    llem_s = llem_driver(loaded, Store(tmp / "overhead-llem"))
+    llem_s = llem_driver(loaded, Store(tmp / "overhead-llem"), "llem, zero-length jobs")
     inline_s = sequential(jobs, prompts, Store(tmp / "overhead-inline"))
     return llem_s / len(jobs), inline_s / len(jobs)
 

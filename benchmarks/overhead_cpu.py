@@ -52,7 +52,7 @@ def bare_loop(backend: Any, prompts: list[str], batch: int,
     return out_tokens / wall, out_tokens / (time.process_time() - c0)
 
 
-def run(rounds: int = 9, batch: int = 4, tokens: int = 16, prompts: int = 8,
+def run(rounds: int = 15, batch: int = 4, tokens: int = 16, prompts: int = 16,
         threads: int = 1) -> list[Figure]:
     import torch
 
