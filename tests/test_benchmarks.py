@@ -67,6 +67,13 @@ def test_makespan_overhead_and_tune(ray4, tmp_path) -> None:
     _check(figs, {"1 makespan", "2 overhead"})
 
 
+def test_packed_makespan(ray4) -> None:
+    """The cluster work's benchmark, once it is there (listed in BENCHMARKS when present)."""
+    makespan = pytest.importorskip("benchmarks.makespan")
+    _check(makespan.figures(makespan.run(jobs=8, gpus=4, job_s=0.01, models=2)),
+           {"1 makespan", "2 overhead"})
+
+
 def test_reuse(ray4) -> None:
     figs = reuse.run(batch_sizes="[1, 2]", tokens="1", streaming="false")
     _check(figs, {"3 reuse"})
