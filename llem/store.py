@@ -205,8 +205,18 @@ class Store:
 
     def files(self, table: str, campaign: str | None = None) -> list[str]:
         """The table's complete data files. Left out (`llem doctor STORE` lists them): hidden
-        and temp files, files not named like llem's, and Parquet files cut short (a foreign
-        copy tool writing in place)."""
+        and temp files, files not named like llem's, Parquet files cut short (a foreign copy
+        tool writing in place), and requests/samples of a job-cycle with no runs file (its
+        driver died before the done mark): a reader sees a job whole or not at all."""
+        found = self._listed(table, campaign)
+        if table in ("requests", "samples"):
+            done = {f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[-1]
+                    for f in self._listed("runs", campaign)}
+            found = [f for f in found if f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[-1]
+                     in done]
+        return found
+
+    def _listed(self, table: str, campaign: str | None) -> list[str]:
         base = self.path(table, f"campaign={campaign}") if campaign else self.path(table)
         sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         return sorted(i.path for i in self.fs.get_file_info(sel)

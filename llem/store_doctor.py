@@ -5,12 +5,15 @@ the doctor says what they are, so a user can see why a row they expected is miss
 
     staging   a temp file under .staging: a writer died mid-write (kill -9, node lost, disk full)
     partial   a .parquet file cut short (a copy tool writing in place): unreadable
+    orphan    a job's requests/samples file without its runs row (the done mark, written
+              last): the driver died between them; views still show its rows until removed
+              (or until a rerun rewrites the job)
     foreign   a file that is not llem's (another name, another schema): moved to .quarantine
     version   a data file of another schema version: reported, never removed
 
-Staging files younger than STAGING_GRACE_S may belong to a campaign writing right now and
-are left alone. Removing is limited to what llem itself would have written (staging temps
-and partial files); anything else is moved aside to <store>/.quarantine, never deleted.
+Staging and orphan files younger than STAGING_GRACE_S may belong to a campaign writing right now and
+are left alone. Removing is limited to what llem itself would have written (staging temps,
+partial and orphan files); anything else is moved aside to <store>/.quarantine, never deleted.
 """
 
 from __future__ import annotations
@@ -57,13 +60,15 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     counts = dict.fromkeys(TABLES, 0)
     counts.setdefault("sessions", 0)
     findings: list[Finding] = []
-    for info in sorted(store.fs.get_file_info(sel), key=lambda i: i.path):
-        if info.type != pafs.FileType.File:
-            continue
+    infos = [i for i in sorted(store.fs.get_file_info(sel), key=lambda i: i.path)
+             if i.type == pafs.FileType.File]
+    done = {i.path[len(root):].lstrip("/").split("/", 1)[1] for i in infos
+            if i.path[len(root):].lstrip("/").startswith("runs/")}
+    for info in infos:
         rel = info.path[len(root):].lstrip("/")
         if rel.startswith(QUARANTINE + "/"):
             continue
-        finding = _classify(store, info, rel, now)
+        finding = _classify(store, info, rel, now) or _orphan(info, rel, done, now)
         if finding is None:
             counts[rel.split("/", 1)[0]] += 1
             continue
@@ -73,9 +78,25 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     return Report(counts, findings)
 
 
+def _age(info: pafs.FileInfo, now: float) -> float:
+    return now - info.mtime.timestamp() if info.mtime is not None else float("inf")
+
+
+def _orphan(info: pafs.FileInfo, rel: str, done: set[str], now: float) -> Finding | None:
+    """A requests/samples file whose job-cycle has no runs file: the job never finished."""
+    table, _, rest = rel.partition("/")
+    if table not in ("requests", "samples") or rest in done:
+        return None
+    f = Finding(rel, "orphan", "rows of a job with no runs row (its driver died before the "
+                "job's done mark); rerunning the campaign rewrites it")
+    if _age(info, now) < STAGING_GRACE_S:
+        f.detail += f"; younger than {STAGING_GRACE_S:.0f} s: a campaign may be writing it"
+    return f
+
+
 def _classify(store: Store, info: pafs.FileInfo, rel: str, now: float) -> Finding | None:
     if rel.startswith(".staging/"):
-        age = now - info.mtime.timestamp() if info.mtime is not None else float("inf")
+        age = _age(info, now)
         detail = f"temp file of an unfinished write ({info.size} bytes, {age:.0f} s old)"
         f = Finding(rel, "staging", detail)
         if age < STAGING_GRACE_S:
@@ -104,10 +125,10 @@ def _classify(store: Store, info: pafs.FileInfo, rel: str, now: float) -> Findin
 
 
 def _fix(store: Store, path: str, f: Finding) -> None:
-    if f.kind == "version" or (f.kind == "staging" and "may be writing" in f.detail):
+    if f.kind == "version" or "may be writing" in f.detail:
         f.action = "kept"
         return
-    if f.kind in ("staging", "partial"):
+    if f.kind in ("staging", "partial", "orphan"):
         store.fs.delete_file(path)
         f.action = "removed"
         return

@@ -47,7 +47,10 @@ def _plant_strays(root: Path) -> dict[str, str]:
     (camp / "notes.txt").write_text("my notes")
     pq.write_table(pa.table({"x": [1, 2]}), camp / "data.parquet")
     (root / "README").write_text("hand-written")
-    return {".staging/dead.tmp": "staging", "runs/campaign=st/0123456789abcdef-c7.parquet":
+    req = sorted((root / "requests" / "campaign=st").glob("*.parquet"))[0]
+    shutil.copy(req, req.with_name("0123456789abcdee-c0.parquet"))  # no runs file: orphan
+    return {"requests/campaign=st/0123456789abcdee-c0.parquet": "orphan",
+            ".staging/dead.tmp": "staging", "runs/campaign=st/0123456789abcdef-c7.parquet":
             "partial", "runs/campaign=st/.hidden.parquet": "foreign",
             "runs/campaign=st/notes.txt": "foreign",
             "runs/campaign=st/data.parquet": "foreign", "README": "foreign"}
@@ -75,6 +78,7 @@ def test_store_with_strays_reads_and_doctor_cleans(tmp_path: Path) -> None:
     assert actions[".staging/dead.tmp"] == "removed"
     assert actions["runs/campaign=st/0123456789abcdef-c7.parquet"] == "removed"
     assert actions["README"] == "quarantined"
+    assert actions["requests/campaign=st/0123456789abcdee-c0.parquet"] == "removed"
     assert (tmp_path / ".quarantine" / "runs" / "campaign=st" / "notes.txt").read_text() == \
         "my notes"
     assert not cleaned.problems
