@@ -111,7 +111,9 @@ def test_real_full_disk(tiny_disk: Path) -> None:
             written += 1
     assert written > 0
     assert len(store.files("runs")) == written  # each stored job is whole; nothing partial
-    assert [f.kind for f in inspect(store).findings if f.kind != "staging"] == []
+    # a job cut short by the full disk may leave its requests file without its runs row:
+    # an orphan, which readers skip; nothing partial
+    assert {f.kind for f in inspect(store).findings} <= {"staging", "orphan"}
     assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": written}]
 
 
@@ -134,4 +136,6 @@ measurement: {warmup_requests: 0, thermal_gaps: false}
     assert last.startswith("error: store ") and "disk full" in last, last
     store = Store(tiny_disk / "s")
     assert len(store.files("runs")) > 0
-    assert [f.kind for f in inspect(store).findings if f.kind != "staging"] == []
+    # a job cut short by the full disk may leave its requests file without its runs row:
+    # an orphan, which readers skip; nothing partial
+    assert {f.kind for f in inspect(store).findings} <= {"staging", "orphan"}
