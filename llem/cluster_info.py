@@ -9,6 +9,7 @@ A node whose probe fails is still listed, with its Ray-reported GPU count and no
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
@@ -16,6 +17,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 PROBE_TIMEOUT_S = 60.0
+NAMESPACE = "llem"  # llem's actors live in this Ray namespace
 
 
 def _probe() -> list[dict[str, Any]]:
@@ -87,3 +89,19 @@ def alive_nodes() -> list[dict[str, Any]]:
 
 def is_alive(node_id: str) -> bool:
     return any(n["node_id"] == node_id for n in alive_nodes())
+
+
+def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
+            dashboard: bool = False) -> str:
+    """Join the cluster at address/RAY_ADDRESS, else start an embedded local Ray."""
+    if ray.is_initialized():
+        return "existing"
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
+                 log_to_driver=False)
+        return target
+    # address="local": always a new Ray, never one another process on this host started
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
+             include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
+    return "embedded"

@@ -14,21 +14,19 @@ summary of what was stored.
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from llem.cluster_info import alive_nodes, is_alive
+from llem.cluster_info import alive_nodes, connect, is_alive
 from llem.config.load import Loaded
 from llem.dataset import load_prompts
+from llem.driver_state import MATERIALISE, GroupRun, Summary, Worker
 from llem.envs import preflight
 from llem.errors import UserError
 from llem.grid import Group, Job, canonical, groups
@@ -37,7 +35,7 @@ from llem.neighbours import Neighbours
 from llem.placement import Books, Need, infeasible_message
 from llem.results import failed_result
 from llem.store import Store
-from llem.worker import NAMESPACE, start_worker
+from llem.worker import start_worker
 
 # One call in flight per actor: when a worker process dies, the call it was running is
 # known exactly (with two queued, the reply of a finished call can die with the process and
@@ -46,68 +44,6 @@ from llem.worker import NAMESPACE, start_worker
 PIPELINE = 1
 NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
 AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
-
-
-@dataclass
-class Summary:
-    total: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
-    model_loads: int = 0
-    retried: int = 0  # jobs sent again after their worker process died
-    rescheduled: int = 0  # jobs sent again after their node was lost
-    workers: int = 0  # worker actors started (a split group counts twice)
-    interrupted: bool = False
-    energy_j: float = 0.0
-    output_tokens: int = 0
-    elapsed_s: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _GroupRun:
-    """A load group being run: its jobs not yet sent, shared by its workers."""
-
-    group: Group
-    need: Need
-    todo: deque[Job]
-    workers: int = 0
-
-
-@dataclass
-class _Worker:
-    """One actor serving a group on a node; calls run in the order they were sent."""
-
-    run: _GroupRun
-    actor: Any
-    node_id: str
-    index: int
-    ready_ref: Any
-    created: float
-    inflight: deque[tuple[Any, Job]] = field(default_factory=deque)
-    gpus: str = ""  # its devices as the neighbour columns name them
-    since: float = field(default_factory=time.time)  # when the head call probably started
-    restarts: int = 0
-    loads: dict[int, int] = field(default_factory=dict)  # pid -> model loads in it
-    started: bool = False
-    restarting: bool = False  # after a crash: no calls until it answers ready again
-
-
-def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
-            dashboard: bool = False) -> str:
-    """Join the cluster at address/RAY_ADDRESS, else start an embedded local Ray."""
-    if ray.is_initialized():
-        return "existing"
-    target = address or os.environ.get("RAY_ADDRESS")
-    if target:
-        ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
-                 log_to_driver=False)
-        return target
-    # address="local": always a new Ray, never one another process on this host started
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
-             include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
-    return "embedded"
 
 
 class Driver:
@@ -127,12 +63,12 @@ class Driver:
         self.summary = Summary()
         self.base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
         self._prompts: dict[str, Any] = {}
-        self._calls: dict[Any, _Worker] = {}
-        self._workers: list[_Worker] = []
+        self._calls: dict[Any, Worker] = {}
+        self._workers: list[Worker] = []
         self._attempts: dict[tuple[str, int], int] = {}
         self._neighbours = Neighbours()
         self._index = 0
-        self._pending: deque[_GroupRun] = deque()  # groups waiting for a node
+        self._pending: deque[GroupRun] = deque()  # groups waiting for a node
         self.books = Books()
         self.metrics: Metrics | None = None
 
@@ -154,7 +90,7 @@ class Driver:
         try:
             while True:
                 if time.monotonic() - checked > NODE_CHECK_S:
-                    self._check_nodes()
+                    self.books.sync(alive_nodes())
                     checked = time.monotonic()
                 self._start(queue, done)
                 self._unrunnable()
@@ -163,7 +99,7 @@ class Driver:
                     self._check_start(w)
                     self._check_timeout(w)
                 if not (self._calls or self._pending or queue or
-                        any(w.run.todo for w in self._workers)):
+                        any(w.run.more() for w in self._workers)):
                     break
                 refs = list(self._calls)
                 if refs:
@@ -174,10 +110,10 @@ class Driver:
                             self._collect(ref)
                 else:
                     time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
-                for w in [w for w in self._workers if not w.inflight and not w.run.todo]:
+                for w in [w for w in self._workers if not w.inflight and not w.run.more()]:
                     self._retire(w)
-                self.metrics.state(len(self._calls) + sum(len(p.todo) for p in self._pending)
-                                   + sum(len(w.run.todo) for w in self._workers),
+                self.metrics.state(len(self._calls) + sum(p.left() for p in self._pending)
+                                   + sum(w.run.left() for w in self._workers),
                                    len(self._workers))
         except KeyboardInterrupt:
             self.summary.interrupted = True
@@ -190,7 +126,7 @@ class Driver:
 
     def _plan(self) -> list[Group]:
         """All load groups, largest first; refuse any that no node can ever run."""
-        plan = sorted(groups(self.loaded), key=lambda g: -g.size_hint)
+        plan = sorted(groups(self.loaded), key=lambda g: -self._size(g))
         for g in plan:
             need = Need.of(g.first.resources)
             if not self.books.feasible(need):
@@ -198,26 +134,44 @@ class Driver:
                                                    self.books))
         return plan
 
+    def _size(self, g: Group) -> int:
+        """A group's job count for longest-first order: exact where include/exclude make
+        the size hint loose and the group is small enough to count quickly."""
+        c = self.loaded.campaign
+        if (c.include or c.exclude) and g.size_hint <= MATERIALISE:
+            return sum(1 for _ in g.points()) * c.cycles
+        return g.size_hint
+
     def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
-        """Start workers while a node has room: waiting groups in order, backfilling a
-        later group when the first does not fit; once all have started, split."""
+        """Start workers while a node has room: waiting groups, largest first (backfilling a
+        later one when the first does not fit); once all have started, one more worker for
+        a running group whose remaining jobs outweigh its start and model load (split)."""
         while True:
-            for gr in list(self._pending):
-                node = self.books.place(gr.need)
-                if node is not None:
-                    self._pending.remove(gr)
-                    self._spawn(gr, node)
-                    break
+            fit = [g for g in self._pending if self.books.can_place(g.need)]
+            while not fit and queue and len(self._pending) < AHEAD:
+                g = queue.popleft()
+                gr = GroupRun.of(g, Need.of(g.first.resources), self._pending_jobs(g, done))
+                if gr.more():  # a group whose jobs are all stored starts no worker
+                    self.prompts_ref(gr.back[0])  # bad prompt files fail before any actor
+                    self._pending.append(gr)
+                    if self.books.can_place(gr.need):
+                        fit.append(gr)
+            if fit:  # every group must run once anyway: they go before any split
+                target = max(fit, key=lambda g: g.left())
+                self._pending.remove(target)
+            elif queue or self._pending:
+                return  # a split now could keep a waiting (wider) group off its node
             else:
-                if not queue or len(self._pending) >= AHEAD:
-                    break
-                g = queue.popleft()  # materialised only now: grids stay lazy
-                jobs = deque(self._pending_jobs(g, done))
-                if jobs:
-                    self.prompts_ref(jobs[0])  # bad prompt files fail before any actor
-                    self._pending.append(_GroupRun(g, Need.of(g.first.resources), jobs))
-        if not queue and not self._pending:
-            self._split()
+                splits = [(g.split_piece(self.sched.split_min_jobs), id(g), g) for g in
+                          {id(w.run): w.run for w in self._workers}.values()
+                          if self.books.can_place(g.need)]
+                piece, _, split = max(splits, key=lambda x: x[:2], default=(0, 0, None))
+                if split is None or not piece:
+                    return
+                target = split
+            node = self.books.place(target.need)
+            assert node is not None
+            self._spawn(target, node)
 
     def _unrunnable(self) -> None:
         """Waiting groups that no alive node can run any more (their nodes were lost)."""
@@ -226,22 +180,13 @@ class Driver:
             why = (f"no alive node can run this job any more ({gr.need.describe()}): "
                    f"{self.books.describe()}")
             self.summary.errors.append(why[:300])
-            jobs = list(gr.todo)
-            gr.todo.clear()
+            jobs = list(gr.back)  # the rest were never tried: a later run picks them up
+            gr.back.clear()
+            gr.source = iter(())
             for job in jobs:
                 self._store(None, failed_result(job, WorkerDied(why), why, {}, time.time()))
 
-    def _split(self) -> None:
-        """Every group has started: give the longest remaining ones another worker."""
-        for gr in sorted({id(w.run): w.run for w in self._workers}.values(),
-                         key=lambda r: -len(r.todo)):
-            if len(gr.todo) < self.sched.split_min_jobs * gr.workers:
-                continue
-            node = self.books.place(gr.need)
-            if node is not None:
-                self._spawn(gr, node)
-
-    def _spawn(self, gr: _GroupRun, node: str) -> None:
+    def _spawn(self, gr: GroupRun, node: str) -> None:
         strategy = NodeAffinitySchedulingStrategy(node, soft=False)
         actor = start_worker(self.campaign, gr.group, self._index,
                              self.runtime_envs.get(gr.group.first.backend), strategy,
@@ -249,7 +194,7 @@ class Driver:
         self._index += 1
         gr.workers += 1
         self.summary.workers += 1
-        self._workers.append(_Worker(gr, actor, node, self._index - 1, actor.ready.remote(),
+        self._workers.append(Worker(gr, actor, node, self._index - 1, actor.ready.remote(),
                                      time.monotonic()))
 
     def _pending_jobs(self, group: Group, done: set[tuple[str, int]]) -> Iterator[Job]:
@@ -260,14 +205,14 @@ class Driver:
                 continue
             yield job
 
-    def _feed(self, w: _Worker) -> None:
-        while w.run.todo and len(w.inflight) < PIPELINE and not w.restarting:
-            job = w.run.todo.popleft()
+    def _feed(self, w: Worker) -> None:
+        while len(w.inflight) < PIPELINE and not w.restarting and w.run.more():
+            job = w.run.take()
             ref = w.actor.run.remote(job.payload(), self.prompts_ref(job))
             w.inflight.append((ref, job))
             self._calls[ref] = w
 
-    def _check_start(self, w: _Worker) -> None:
+    def _check_start(self, w: Worker) -> None:
         """Watch a starting or restarting worker: a restarting actor refuses calls, so it
         is probed (ready) until it answers; one that cannot start fails its jobs clearly."""
         if w.started:
@@ -291,7 +236,7 @@ class Driver:
             self._abandon(w, f"the worker did not start within {self.sched.start_timeout_s:g} "
                           "s (its runtime environment or Python may lack ray or llem)")
 
-    def _check_timeout(self, w: _Worker) -> None:
+    def _check_timeout(self, w: Worker) -> None:
         """A call running past its job's measurement.job_timeout_s is a hang: the worker is
         killed (its GPUs freed), the job stored as failed, and the worker's queued jobs go
         back to the group for a fresh worker. A hang is not retried: it would hang again."""
@@ -304,7 +249,7 @@ class Driver:
         why = (f"timed out after {limit:g} s (measurement.job_timeout_s): the backend hung, "
                "or the job needs a longer timeout")
         self._remove_call(w, ref)
-        w.run.todo.extendleft(reversed([j for _, j in w.inflight]))
+        w.run.give_back([j for _, j in w.inflight])
         self._drop(w, release=True)
         self._store(w, failed_result(job, JobTimeout(why), why, {}, time.time()))
 
@@ -321,7 +266,7 @@ class Driver:
         self._feed(w)
         self._store(w, result)
 
-    def _remove_call(self, w: _Worker, ref: Any) -> Job:
+    def _remove_call(self, w: Worker, ref: Any) -> Job:
         self._calls.pop(ref, None)
         for i, (r, job) in enumerate(w.inflight):
             if r == ref:
@@ -329,7 +274,7 @@ class Driver:
                 return job
         raise KeyError(ref)
 
-    def _store(self, w: _Worker | None, result: dict[str, Any],
+    def _store(self, w: Worker | None, result: dict[str, Any],
                attempts: int | None = None) -> None:
         run = result["run"]
         key = (run["job_id"], run["cycle"])
@@ -353,7 +298,7 @@ class Driver:
             self.metrics.result(run)
         self.on_result(run, s)
 
-    def _attribute(self, w: _Worker, run: dict[str, Any]) -> None:
+    def _attribute(self, w: Worker, run: dict[str, Any]) -> None:
         """Neighbour columns: the other jobs on this node during the job's window."""
         if run.get("finished_at"):  # the next call on this actor starts about now
             w.since = max(w.since, float(run["finished_at"]))
@@ -365,11 +310,12 @@ class Driver:
         run["neighbor_jobs"], run["neighbor_gpus"] = self._neighbours.record(
             w.node_id, f"{run['job_id']}-c{run['cycle']}", w.gpus, run.get("started_at"),
             run.get("finished_at"), running)
+        w.run.observe(run)
         pid, loads = run.get("worker_pid"), run.get("model_loads")
         if pid is not None and loads is not None:
             w.loads[int(pid)] = max(w.loads.get(int(pid), 0), int(loads))
 
-    def _worker_fault(self, w: _Worker, exc: Exception) -> None:
+    def _worker_fault(self, w: Worker, exc: Exception) -> None:
         """The actor's process or node died: store what finished, retry or fail the rest."""
         refs = [r for r, _ in w.inflight]
         ray.wait(refs, num_returns=len(refs), timeout=10.0)
@@ -393,7 +339,7 @@ class Driver:
             self.summary.rescheduled += len(jobs)
             self.summary.errors.append(f"node {w.node_id[:12]} lost: {len(jobs)} jobs "
                                        "rescheduled")
-            w.run.todo.extendleft(reversed(jobs))
+            w.run.give_back(jobs)
             self._drop(w, release=False)
             return
         w.restarts += 1
@@ -408,7 +354,7 @@ class Driver:
             else:
                 self.summary.retried += 1
                 again.insert(0, culprit)
-        w.run.todo.extendleft(reversed(again))
+        w.run.give_back(again)
         if w.restarts > self.sched.max_restarts or \
                 isinstance(cause, ray.exceptions.ActorDiedError):
             self._abandon(w, f"worker died {w.restarts} times (scheduling.max_restarts "
@@ -418,21 +364,22 @@ class Driver:
             w.since = time.time()  # the resent head call starts after the restart
             w.ready_ref = w.actor.ready.remote()
 
-    def _abandon(self, w: _Worker, why: str) -> None:
+    def _abandon(self, w: Worker, why: str) -> None:
         """Give the worker up; its group's jobs become failed rows unless others serve it."""
         jobs = [job for _, job in w.inflight]
         if w.run.workers == 1:  # the group's last worker: nobody will run the rest
-            jobs += list(w.run.todo)
-            w.run.todo.clear()
+            jobs += list(w.run.back)  # tried before; the never-tried rest is left for a
+            w.run.back.clear()        # later run of the same command
+            w.run.source = iter(())
         else:
-            w.run.todo.extendleft(reversed(jobs))
+            w.run.give_back(jobs)
             jobs = []
         self._drop(w, release=True)
         self.summary.errors.append(why[:300])
         for job in jobs:
             self._store(w, failed_result(job, WorkerDied(why), why, {}, time.time()))
 
-    def _drop(self, w: _Worker, release: bool) -> None:
+    def _drop(self, w: Worker, release: bool) -> None:
         """Kill a failed worker; a group left with jobs and no worker waits for a node."""
         for ref, _ in list(w.inflight):
             self._calls.pop(ref, None)
@@ -444,10 +391,10 @@ class Driver:
             w.run.workers -= 1
             self._count_loads(w)
         ray.kill(w.actor)
-        if w.run.todo and w.run.workers == 0 and w.run not in self._pending:
+        if w.run.workers == 0 and w.run not in self._pending and w.run.more():
             self._pending.appendleft(w.run)
 
-    def _retire(self, w: _Worker) -> None:
+    def _retire(self, w: Worker) -> None:
         if w in self._workers:
             self._workers.remove(w)
             self.books.release(w.node_id, w.run.need)
@@ -455,30 +402,16 @@ class Driver:
             self._count_loads(w)
         ray.kill(w.actor)
 
-    def _count_loads(self, w: _Worker) -> None:
+    def _count_loads(self, w: Worker) -> None:
         n = sum(w.loads.values())
         w.loads.clear()
         self.summary.model_loads += n
         if self.metrics:
             self.metrics.loaded(n)
 
-    def _check_nodes(self) -> None:
-        """Nodes that joined become usable; nodes that left are booked as lost."""
-        alive = {n["node_id"]: n["resources"] for n in alive_nodes()}
-        for node_id, res in alive.items():
-            self.books.add(node_id, res)
-        for node_id in list(self.books.nodes):
-            if node_id not in alive:
-                self.books.lose(node_id)
-
     def _write_session(self) -> None:
-        s = self.summary
         self.store.write_session(self.campaign, {
-            "jobs": s.total, "ok": s.ok, "failed": s.failed, "skipped": s.skipped,
-            "model_loads": s.model_loads, "workers": s.workers, "retried": s.retried,
-            "rescheduled": s.rescheduled, "interrupted": s.interrupted,
-            "elapsed_s": s.elapsed_s, "energy_j": s.energy_j,
-            "output_tokens": s.output_tokens, "exclusive_node": self.sched.exclusive_node})
+            **self.summary.columns(), "exclusive_node": self.sched.exclusive_node})
 
 
 class WorkerDied(RuntimeError):
@@ -492,3 +425,6 @@ class JobTimeout(RuntimeError):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+__all__ = ["Driver", "Summary", "WorkerDied", "connect"]

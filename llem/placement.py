@@ -81,8 +81,20 @@ class Books:
         if node_id not in self.nodes:
             self.nodes[node_id] = Node(node_id, dict(resources), dict(resources))
 
+    def sync(self, alive: list[dict[str, Any]]) -> None:
+        """Nodes that joined become usable; nodes that left are booked as lost."""
+        ids = {n["node_id"] for n in alive}
+        for n in alive:
+            self.add(n["node_id"], n["resources"])
+        for node_id in self.nodes:
+            if node_id not in ids:
+                self.lose(node_id)
+
     def feasible(self, need: Need) -> bool:
         return any(n.alive and can_ever_fit(n.total, need) for n in self.nodes.values())
+
+    def can_place(self, need: Need) -> bool:
+        return any(n.fits(need, self.exclusive) for n in self.nodes.values())
 
     def place(self, need: Need) -> str | None:
         """A node with room now: the tightest fit, so large GPU sets stay free for TP jobs."""

@@ -8,19 +8,20 @@ from typing import Any
 
 import ray
 
+from llem.cluster_info import NAMESPACE
 from llem.credentials import collect, install
 from llem.grid import Group
 from llem.harness import JobRunner
 from llem.measure.gpu import WORKER_ENV, visible_devices
-
-NAMESPACE = "llem"
 
 
 class WorkerActor(JobRunner):
     """JobRunner plus what only Ray knows (node id)."""
 
     def __init__(self, backend: str, load: dict[str, Any], gpus_per_job: int,
+                 env: dict[str, str] | None = None,
                  credentials: dict[str, str] | None = None) -> None:
+        os.environ.update(env or {})  # before any backend library is imported
         install(credentials or {})  # HF_TOKEN etc. for the backend's libraries, masked
         node = ray.get_runtime_context().get_node_id()
         super().__init__(backend, load, gpus_per_job, {"node_id": node})
@@ -61,15 +62,21 @@ def start_worker(campaign: str, group: Group, index: int,
     if "LLEM_CACHE" in os.environ:
         env_vars["LLEM_CACHE"] = os.environ["LLEM_CACHE"]
     renv = dict(runtime_env or {})
-    renv["env_vars"] = {**env_vars, **renv.get("env_vars", {})}
+    env_vars.update(renv.pop("env_vars", {}))
+    if renv:  # its own Python (venv, pip, image): Ray sets the variables at process start
+        renv["env_vars"] = env_vars
+    # else the driver's Python: the actor sets them itself (before any backend import), so
+    # Ray can hand it a prestarted worker process instead of starting one (seconds each)
     options: dict[str, Any] = {
         "name": actor_name(campaign, group, index), "namespace": NAMESPACE,
         "num_gpus": r.gpus_per_job,
         # A GPU actor reserves its GPUs, not a core (num_gpus alone also takes a CPU).
         "num_cpus": r.cpus_per_job if r.gpus_per_job == 0 else 0,
-        "resources": dict(r.custom), "runtime_env": renv, "lifetime": None,
+        "resources": dict(r.custom), "lifetime": None,
         "max_concurrency": 1, "max_restarts": max_restarts, "max_task_retries": 0,
     }
+    if renv:
+        options["runtime_env"] = renv
     if strategy is not None:
         options["scheduling_strategy"] = strategy
     if r.accelerator_type:
@@ -78,4 +85,4 @@ def start_worker(campaign: str, group: Group, index: int,
             "gpus": r.gpus_per_job}
     cls = ray.remote(WorkerActor)
     # credentials travel as an argument, never in runtime_env (Ray logs and shows that)
-    return cls.options(**options).remote(p.backend, load, r.gpus_per_job, collect())
+    return cls.options(**options).remote(p.backend, load, r.gpus_per_job, env_vars, collect())
