@@ -85,3 +85,39 @@ def follow(address: str, submission_id: str, echo: Any) -> str:
 
 def dashboard_url(address: str) -> str:
     return address.rstrip("/") + "/#/jobs"
+
+
+def job_info(address: str, submission_id: str) -> dict[str, Any]:
+    """Status, message, entrypoint and times of a submitted campaign (JobSubmissionClient)."""
+    c = client(address)
+    try:
+        info = c.get_job_info(submission_id)
+    except Exception as exc:
+        raise UserError(_job_error(exc, address, submission_id)) from None
+    return {"id": submission_id, "status": str(info.status), "message": info.message,
+            "entrypoint": info.entrypoint, "start_time": info.start_time,
+            "end_time": info.end_time, "metadata": dict(info.metadata or {})}
+
+
+def job_logs(address: str, submission_id: str) -> str:
+    c = client(address)
+    try:
+        return str(c.get_job_logs(submission_id))
+    except Exception as exc:
+        raise UserError(_job_error(exc, address, submission_id)) from None
+
+
+def stop(address: str, submission_id: str) -> bool:
+    """Ask Ray to stop the job (SIGTERM to the driver, which kills its workers)."""
+    c = client(address)
+    try:
+        return bool(c.stop_job(submission_id))
+    except Exception as exc:
+        raise UserError(_job_error(exc, address, submission_id)) from None
+
+
+def _job_error(exc: Exception, address: str, submission_id: str) -> str:
+    text = str(exc)
+    if "404" in text or "does not exist" in text or "not found" in text.lower():
+        return f"no job {submission_id!r} on the cluster at {address} (llem submit prints the id)"
+    return _explain(exc, address)

@@ -115,3 +115,46 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+
+
+def test_status_logs_stop(head, tmp_path: Path, llem_cache: Path) -> None:
+    """A slow campaign submitted without --wait: status, logs, stop, then STOPPED; the
+    stopped campaign stored only whole results (resumable)."""
+    import re
+    import time
+
+    address, _ = head
+    env = {"RAY_AUTH_MODE": "disabled"}
+    (tmp_path / "g.yaml").write_text("""
+name: slow
+models: [m]
+backends: [noop]
+grid: {seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], max_new_tokens: 2}
+noop: {request_s: 1.0}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+""")
+    store = tmp_path / "store"
+    r = run_cli("submit", str(tmp_path / "g.yaml"), "--address", address, "--store",
+                str(store), env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    job = re.search(r"submitted (\S+)", r.stdout).group(1)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(store.glob("runs/*/*.parquet")):
+        time.sleep(1)
+    s = run_cli("status", job, "--address", address, env=env)
+    assert s.returncode == 0 and f"{job}: RUNNING" in s.stdout, s.stdout + s.stderr
+    logs = run_cli("logs", job, "--address", address, env=env)
+    assert logs.returncode == 0
+    stopped = run_cli("stop", job, "--address", address, env=env)
+    assert stopped.returncode == 0 and f"stopping {job}" in stopped.stdout
+    while time.monotonic() < deadline:
+        s = run_cli("status", job, "--address", address, "--json", env=env)
+        if json.loads(s.stdout)["status"] not in ("RUNNING", "PENDING"):
+            break
+        time.sleep(1)
+    assert json.loads(s.stdout)["status"] == "STOPPED" and s.returncode == 1
+    n = len(list(store.glob("runs/*/*.parquet")))
+    assert 1 <= n < 12
+    unknown = run_cli("status", "llem-nope", "--address", address, env=env)
+    assert unknown.returncode == 2 and "no job 'llem-nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

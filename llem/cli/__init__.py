@@ -14,7 +14,7 @@ from llem.cli.export_cmd import export
 from llem.cli.query_cmd import query, results
 from llem.cli.report_cmd import report
 from llem.cli.run_cmd import run
-from llem.cli.submit_cmd import submit
+from llem.cli.submit_cmd import logs, status, stop, submit
 from llem.cli.tools_cmd import tiny_model
 from llem.credentials import redact
 from llem.errors import UserError
@@ -29,6 +29,7 @@ def cli() -> None:
     \b
       llem run configs/demo.yaml             run a grid on an embedded local Ray
       llem submit grid.yaml --address URL    run it as a Ray Job on a cluster
+      llem status JOB / logs JOB -f / stop JOB   follow or stop a submitted campaign
       llem query "SELECT * FROM runs"        DuckDB over the results
       llem compare CAMPAIGN --by backend     configurations side by side, with CIs
       llem report CAMPAIGN -o report.html    one HTML page with plots
@@ -37,8 +38,8 @@ def cli() -> None:
     """
 
 
-for command in (run, submit, query, results, compare, report, export, tiny_model, env,
-                doctor):
+for command in (run, submit, status, logs, stop, query, results, compare, report, export,
+                tiny_model, env, doctor):
     cli.add_command(command)
 
 

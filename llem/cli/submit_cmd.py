@@ -45,3 +45,69 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
         click.echo(f"job {sid}: {status}")
         if status != "SUCCEEDED":
             raise SystemExit(1)
+
+
+ADDRESS = click.option("--address", envvar="RAY_ADDRESS", required=True,
+                       help="The cluster's dashboard address, e.g. http://HEAD:8265 "
+                       "(or RAY_ADDRESS).")
+
+
+@click.command()
+@click.argument("job")
+@ADDRESS
+@click.option("--json", "as_json", is_flag=True, help="Print the job's info as JSON.")
+def status(job: str, address: str, as_json: bool) -> None:
+    """Status of a submitted campaign JOB (the id `llem submit` printed): PENDING, RUNNING,
+    SUCCEEDED, FAILED or STOPPED, with Ray's message. Exit 1 when it failed or stopped."""
+    import json
+    import time
+
+    from llem.submit import job_info
+
+    info = job_info(address, job)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"{job}: {info['status']}")
+        if info["message"]:
+            click.echo(f"  {info['message']}")
+        for key in ("start_time", "end_time"):
+            if info[key]:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info[key] / 1000))
+                click.echo(f"  {key.replace('_', ' ')}: {when}")
+        click.echo(f"  entrypoint: {info['entrypoint']}")
+    if info["status"] in ("FAILED", "STOPPED"):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("job")
+@ADDRESS
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job "
+              "ends; exit 1 unless it succeeded.")
+def logs(job: str, address: str, follow: bool) -> None:
+    """The driver's output of a submitted campaign JOB (progress, summary, errors)."""
+    from llem.submit import follow as do_follow
+    from llem.submit import job_logs
+
+    if not follow:
+        click.echo(job_logs(address, job), nl=False)
+        return
+    final = do_follow(address, job, click.echo)
+    click.echo(f"job {job}: {final}")
+    if final != "SUCCEEDED":
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("job")
+@ADDRESS
+def stop(job: str, address: str) -> None:
+    """Stop a submitted campaign JOB: its driver gets SIGTERM and kills its workers; what
+    was stored stays, and submitting the same grid again resumes it."""
+    from llem.submit import stop as do_stop
+
+    if do_stop(address, job):
+        click.echo(f"stopping {job}")
+    else:
+        click.echo(f"{job} had already ended")
