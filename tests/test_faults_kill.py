@@ -43,29 +43,25 @@ noop: {{request_s: 0.01}}
 
 @pytest.fixture(scope="module")
 def ray_address(llem_cache: Path):
-    """A local Ray that `llem run --address` processes join (token auth off, as a dev box)."""
+    """A local Ray that `llem run --address` processes join. This process's auth settings
+    are left alone (Ray reads them once per process: changing them here would break every
+    later ray.init in the session); the drivers use the same mode and ~/.ray/auth_token."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    old = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False,
              namespace="llem", logging_level="ERROR", log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-        if old is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = old
 
 
 def driver(grid: Path, store: Path, address: str, *extra: str,
            env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"
+    env["RAY_AUTH_MODE"] = os.environ.get("RAY_AUTH_MODE") or "token"  # Ray 2.60's default
     env.update(env_extra or {})
     return subprocess.Popen([sys.executable, "-m", "llem", "run", str(grid), "--store",
                              str(store), "--address", address, *extra],
