@@ -28,14 +28,14 @@ TOKEN_S = 0.005  # seconds per generated token of the noop backend
 
 def grid_text(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
               batches: tuple[int, ...] = (1, 2, 4), name: str = "bench-makespan",
-              token_s: float = TOKEN_S) -> str:
+              token_s: float = TOKEN_S, load_s: float = 0.0) -> str:
     """models x tokens x batches noop jobs; a job lasts token_s x max_new_tokens x batches."""
     return f"""
 name: {name}
 max_points: {models * len(tokens) * len(batches)}
 models: [{", ".join(f"m{i}" for i in range(models))}]
 backends: [noop]
-noop: {{token_s: {token_s}}}
+noop: {{token_s: {token_s}, load_s: {load_s}}}
 grid:
   max_new_tokens: [{", ".join(map(str, tokens))}]
   batch_size: [{", ".join(map(str, batches))}]
@@ -177,7 +177,11 @@ def overhead(n: int, tmp: Path) -> tuple[float, float]:
 
 def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
         batches: tuple[int, ...] = (1, 2, 4), sides: tuple[str, ...] = (
-            "llem", "sequential", "tune"), zero_jobs: int = 1000) -> list[Figure]:
+            "llem", "sequential", "tune"), zero_jobs: int = 1000,
+        load_s: float = 0.0) -> list[Figure]:
+    """load_s > 0: every backend construction ("model load") sleeps that long; llem loads
+    once per worker, Tune and the one-after-another loop once per job. The ideal counts the
+    jobs' durations only."""
     import logging
 
     from benchmarks.common import local_ray
@@ -188,7 +192,7 @@ def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 
 
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-makespan-"))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    loaded = load_text(grid_text(models, tokens, batches))
+    loaded = load_text(grid_text(models, tokens, batches, load_s=load_s))
     jobs = list(iter_jobs(loaded))
     prompts = load_prompts(jobs[0].point.dataset, tmp)
     durs = durations(jobs)
@@ -207,11 +211,12 @@ def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 
                 took[side] = sequential(jobs, prompts, Store(tmp / "sequential"))
             elif side == "tune":
                 took[side] = ray_tune(jobs, prompts, tmp / "tune")
-    print(f"{len(jobs)} jobs on {GPUS} declared GPUs; sum of durations {sum(durs):.1f} s, "
+    loads = f", a {load_s:g} s model load per backend" if load_s else ""
+    print(f"{len(jobs)} jobs on {GPUS} declared GPUs{loads}; sum of durations {sum(durs):.1f} s, "
           f"ideal makespan {ideal:.2f} s (longest-first packing {lpt:.2f} s)")
     for side, s in took.items():
         print(f"  {side:<10} {s:7.2f} s  = {s / ideal:.2f} x ideal")
-    out = figures(took, ideal, len(jobs))
+    out = figures(took, ideal, len(jobs), load_s)
     if per_job:
         print(f"{zero_jobs} zero-length jobs: llem {per_job[0] * 1e3:.1f} ms/job (actor starts "
               f"included) vs in-process loop {per_job[1] * 1e3:.1f} ms/job")
@@ -221,9 +226,10 @@ def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 
     return out
 
 
-def figures(took: dict[str, float], ideal: float, n: int) -> list[Figure]:
+def figures(took: dict[str, float], ideal: float, n: int,
+            load_s: float = 0.0) -> list[Figure]:
     out = []
-    note = f"{n} jobs, {GPUS} GPUs"
+    note = f"{n} jobs, {GPUS} GPUs" + (f", {load_s:g} s model load" if load_s else "")
     if "llem" in took:
         out.append(Figure("1 makespan", "llem / ideal", took["llem"], ideal, "s", "llem",
                           "ideal", "<= 1.05", note))
@@ -240,7 +246,9 @@ def figures(took: dict[str, float], ideal: float, n: int) -> list[Figure]:
 
 
 def main() -> list[Figure]:
-    return run()
+    """The null grid by all three; then with a 0.5 s model load, llem vs Tune only (one
+    after another would take 216 x 0.5 s longer and adds nothing new)."""
+    return run() + run(sides=("llem", "tune"), zero_jobs=0, load_s=0.5)
 
 
 if __name__ == "__main__":

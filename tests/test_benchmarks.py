@@ -63,7 +63,7 @@ def test_ideal_makespan_bin_packs() -> None:
 
 
 def test_makespan_overhead_and_tune(ray4, tmp_path) -> None:
-    figs = makespan_compare.run(models=2, tokens=(1,), batches=(1,), zero_jobs=4)
+    figs = makespan_compare.run(models=2, tokens=(1,), batches=(1,), zero_jobs=4, load_s=0.01)
     _check(figs, {"1 makespan", "2 overhead"})
 
 
