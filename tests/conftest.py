@@ -12,6 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LLEM = [sys.executable, "-m", "llem"]
 
+# Ray reads RAY_AUTH_MODE once per process and caches it: a module that switched it for its
+# own local cluster made every later in-process ray.init fail ("Authentication token is
+# missing") depending on test order. One mode for this pytest process's own Ray clusters;
+# CLI subprocesses (run_cli) still get Ray's default unless a test asks otherwise.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
 
 @pytest.fixture(scope="session")
 def llem_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,7 +65,7 @@ def vllm_python() -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it: a subprocess, argument list, no shell."""
-    full_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     full_env.update(env or {})
     return subprocess.run([*LLEM, *args], cwd=cwd or ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env, check=False)
