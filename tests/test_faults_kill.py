@@ -25,6 +25,10 @@ from llem.query import run_sql
 from llem.store import Store
 from llem.store_doctor import inspect
 
+# imported here, not inside a test: compiling a module while Ray's threads run can trip
+# CPython 3.11's "AST constructor recursion depth mismatch"
+from tests.test_faults_secrets import PLANTED, _grep_tree
+
 KILLS = int(os.environ.get("LLEM_KILLS", "6"))  # driver lives; 20 for the full proof
 WRITER_KILLS = 20
 GRID = """
@@ -205,8 +209,6 @@ def test_credentials_reach_cluster_workers_and_no_log(ray_address: str, tmp_path
     actor argument: the failing job quotes it (masked); Ray's logs never hold it."""
     import ray
     from ray._private.worker import global_worker
-
-    from tests.test_faults_secrets import PLANTED, _grep_tree
 
     assert os.environ.get("HF_TOKEN") != PLANTED
     grid = tmp_path / "grid.yaml"
