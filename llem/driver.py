@@ -26,7 +26,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from llem.cluster_info import alive_nodes, connect, is_alive
 from llem.config.load import Loaded
 from llem.dataset import load_prompts
-from llem.driver_state import MATERIALISE, GroupRun, Summary, Worker
+from llem.driver_state import (
+    GroupRun,
+    JobTimeout,
+    Summary,
+    Worker,
+    WorkerDied,
+    first_line,
+    group_size,
+)
 from llem.envs import preflight
 from llem.errors import UserError
 from llem.grid import Group, Job, canonical, groups
@@ -126,21 +134,13 @@ class Driver:
 
     def _plan(self) -> list[Group]:
         """All load groups, largest first; refuse any that no node can ever run."""
-        plan = sorted(groups(self.loaded), key=lambda g: -self._size(g))
+        plan = sorted(groups(self.loaded), key=lambda g: -group_size(g, self.loaded.campaign))
         for g in plan:
             need = Need.of(g.first.resources)
             if not self.books.feasible(need):
                 raise UserError(infeasible_message(g.first.backend, g.first.model, need,
                                                    self.books))
         return plan
-
-    def _size(self, g: Group) -> int:
-        """A group's job count for longest-first order: exact where include/exclude make
-        the size hint loose and the group is small enough to count quickly."""
-        c = self.loaded.campaign
-        if (c.include or c.exclude) and g.size_hint <= MATERIALISE:
-            return sum(1 for _ in g.points()) * c.cycles
-        return g.size_hint
 
     def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
         """Start workers while a node has room: waiting groups, largest first (backfilling a
@@ -228,7 +228,7 @@ class Driver:
                     return
             except ray.exceptions.RayError as exc:
                 if not w.inflight:  # no call will report it: give the worker up here
-                    self._abandon(w, f"the worker could not start: {_first_line(exc)}")
+                    self._abandon(w, f"the worker could not start: {first_line(exc)}")
                     return
             w.started, w.restarting = True, False
             w.since = max(w.since, time.time())  # its first call runs from about now
@@ -284,7 +284,7 @@ class Driver:
             if not run.get("node_id"):
                 run["node_id"] = w.node_id
             if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
-                self._attribute(w, run)
+                self._neighbours.attribute(w, self._workers, run)
         self.store.write_result(result)
         s = self.summary
         if run["status"] == "ok":
@@ -297,23 +297,6 @@ class Driver:
         if self.metrics:
             self.metrics.result(run)
         self.on_result(run, s)
-
-    def _attribute(self, w: Worker, run: dict[str, Any]) -> None:
-        """Neighbour columns: the other jobs on this node during the job's window."""
-        if run.get("finished_at"):  # the next call on this actor starts about now
-            w.since = max(w.since, float(run["finished_at"]))
-        if run.get("gpu_uuids") or run.get("visible_devices"):
-            w.gpus = ",".join(run.get("gpu_uuids") or []) or str(run["visible_devices"])
-        running = [(f"{o.inflight[0][1].job_id}-c{o.inflight[0][1].cycle}", o.gpus, o.since)
-                   for o in self._workers if o is not w and o.node_id == w.node_id
-                   and o.inflight]
-        run["neighbor_jobs"], run["neighbor_gpus"] = self._neighbours.record(
-            w.node_id, f"{run['job_id']}-c{run['cycle']}", w.gpus, run.get("started_at"),
-            run.get("finished_at"), running)
-        w.run.observe(run)
-        pid, loads = run.get("worker_pid"), run.get("model_loads")
-        if pid is not None and loads is not None:
-            w.loads[int(pid)] = max(w.loads.get(int(pid), 0), int(loads))
 
     def _worker_fault(self, w: Worker, exc: Exception) -> None:
         """The actor's process or node died: store what finished, retry or fail the rest."""
@@ -348,7 +331,7 @@ class Driver:
             self._attempts[key] = self._attempts.get(key, 0) + 1
             n = self._attempts[key]
             if n > self.sched.retries:
-                msg = f"worker process died {n} times running this job: {_first_line(cause)}"
+                msg = f"worker process died {n} times running this job: {first_line(cause)}"
                 self._store(w, failed_result(culprit, WorkerDied(msg), str(cause), {},
                                              time.time()), attempts=n)
             else:
@@ -358,7 +341,7 @@ class Driver:
         if w.restarts > self.sched.max_restarts or \
                 isinstance(cause, ray.exceptions.ActorDiedError):
             self._abandon(w, f"worker died {w.restarts} times (scheduling.max_restarts "
-                          f"{self.sched.max_restarts}): {_first_line(cause)}")
+                          f"{self.sched.max_restarts}): {first_line(cause)}")
         else:  # Ray restarts the process; probe it before sending calls again
             w.started, w.restarting, w.created = False, True, time.monotonic()
             w.since = time.time()  # the resent head call starts after the restart
@@ -412,19 +395,6 @@ class Driver:
     def _write_session(self) -> None:
         self.store.write_session(self.campaign, {
             **self.summary.columns(), "exclusive_node": self.sched.exclusive_node})
-
-
-class WorkerDied(RuntimeError):
-    """The cause stored in a failed row when the worker, not the job's code, failed."""
-
-
-class JobTimeout(RuntimeError):
-    """The cause stored in a failed row when a job ran past measurement.job_timeout_s."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
 __all__ = ["Driver", "Summary", "WorkerDied", "connect"]

@@ -130,3 +130,24 @@ class Worker:
     loads: dict[int, int] = field(default_factory=dict)  # pid -> model loads in it
     started: bool = False
     restarting: bool = False  # after a crash: no calls until it answers ready again
+
+
+def group_size(g: Group, c: Any) -> int:
+    """A group's job count for longest-first order: exact where include/exclude make the
+    size hint loose and the group is small enough to count quickly (c: the Campaign)."""
+    if (c.include or c.exclude) and g.size_hint <= MATERIALISE:
+        return sum(1 for _ in g.points()) * int(c.cycles)
+    return g.size_hint
+
+
+class WorkerDied(RuntimeError):
+    """The cause stored in a failed row when the worker, not the job's code, failed."""
+
+
+class JobTimeout(RuntimeError):
+    """The cause stored in a failed row when a job ran past measurement.job_timeout_s."""
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]

@@ -60,6 +60,7 @@ models: [a, b, c, d]
 backends: [noop]
 grid: {batch_size: [1, 2, 4], max_new_tokens: 2}
 noop: {request_s: 0.3}
+dataset: {num_prompts: 4}
 measurement: {warmup_requests: 0}
 resources: {gpus_per_job: 1}
 """, tmp_path)
@@ -143,6 +144,7 @@ models: [a, b, c]
 backends: [noop]
 grid: {batch_size: [1, 2], max_new_tokens: 2}
 noop: {request_s: 0.2}
+dataset: {num_prompts: 2}
 measurement: {warmup_requests: 0}
 resources: {gpus_per_job: 1}
 scheduling: {exclusive_node: true}
@@ -189,6 +191,28 @@ scheduling: {{retries: 1, max_restarts: 10}}
     assert s.retried >= 4
 
 
+def test_a_large_group_is_split_across_idle_gpus(cluster, tmp_path) -> None:
+    """One load group of 40 half-second jobs on 4 idle GPUs: once a job is timed, the group
+    gets more workers (same load key, one model load each); every job stored once."""
+    s = _run("""
+name: split
+models: [m]
+backends: [noop]
+grid: {{seed: [{}], max_new_tokens: 2}}
+noop: {{request_s: 0.5}}
+dataset: {{num_prompts: 1}}
+measurement: {{warmup_requests: 0, thermal_gaps: false}}
+resources: {{gpus_per_job: 1}}
+""".format(", ".join(str(i) for i in range(40))), tmp_path)
+    assert (s.ok, s.failed) == (40, 0)
+    assert s.workers >= 2 and s.model_loads == s.workers
+    rows = _rows(tmp_path, "SELECT job_id, load_key, node_id, visible_devices, worker_pid "
+                 "FROM runs")
+    assert len({r["job_id"] for r in rows}) == 40 and len({r["load_key"] for r in rows}) == 1
+    assert len({r["worker_pid"] for r in rows}) == s.workers
+    assert len({(r["node_id"], r["visible_devices"]) for r in rows}) == s.workers
+
+
 def test_node_lost_mid_campaign_reschedules_its_jobs(cluster, tmp_path) -> None:
     """A 1-GPU node D takes the largest group first (tightest fit); it is removed after
     its first result; its jobs finish on the other nodes, each stored once."""
@@ -209,7 +233,8 @@ backends: [noop]
 grid:
   batch_size: [1, 2, 3, 4, 5, 6]
   max_new_tokens: 2
-noop: {request_s: 0.4}
+noop: {request_s: 1.0}
+dataset: {num_prompts: 2}
 measurement: {warmup_requests: 0}
 resources: {gpus_per_job: 1}
 """, tmp_path, on_result)
