@@ -9,25 +9,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from llem.config.axes import dotted
 from llem.store import Store
 
 SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"))
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
 
 def labels(points: dict[str, str]) -> dict[str, str]:
     """job_id -> 'key=value ...' over the settings that differ between the campaign's
     configurations (the swept ones); the backend and model name always lead."""
-    flat = {j: _flat(json.loads(p)) for j, p in points.items()}
+    flat = {j: dotted(json.loads(p)) for j, p in points.items()}
     keys = sorted({k for f in flat.values() for k in f})
     varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat.values()}) > 1
                and k not in ("backend", "model")]
@@ -41,7 +33,7 @@ def labels(points: dict[str, str]) -> dict[str, str]:
 
 def sort_key(point_json: str | None) -> tuple[Any, ...]:
     """Configurations in the order of their settings, numbers as numbers (4 before 16)."""
-    f = _flat(json.loads(point_json)) if point_json else {}
+    f = dotted(json.loads(point_json)) if point_json else {}
     return tuple((0, v, "") if isinstance(v, int | float) and not isinstance(v, bool)
                  else (1, 0, json.dumps(v)) for _, v in sorted(f.items()))
 

@@ -106,9 +106,15 @@ def _flatten(d: dict[str, Any], prefix: str, loc: Loc) -> list[tuple[str, Any, L
     return out
 
 
+def dotted(d: dict[str, Any]) -> dict[str, Any]:
+    """Nested maps as dotted paths (`transformers.quantization.load_in_8bit`), the grid
+    grammar's names: for include/exclude rules and for labelling stored points."""
+    return {p: v for p, v, _ in _flatten(d, "", ())}
+
+
 def flatten_rule(rule: dict[str, Any]) -> dict[str, Any]:
     """An include/exclude rule with nested maps written as dotted paths."""
-    return {p: v for p, v, _ in _flatten(rule, "", ())}
+    return dotted(rule)
 
 
 Where = dict[str, Loc]  # path of a fixed value -> where it was written

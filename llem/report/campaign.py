@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from llem.config.axes import dotted
 from llem.errors import UserError
 from llem.query import connect
 from llem.store import Store
@@ -109,7 +110,7 @@ class Campaign:
         """Parameters every job of the campaign shared (from point_json), as dotted paths."""
         points = [json.loads(r["p"]) for r in self.sql(
             "SELECT DISTINCT point_json AS p FROM runs WHERE campaign = ? ORDER BY p")]
-        flat = [_flatten(p) for p in points]
+        flat = [dotted(p) for p in points]
         if not flat:
             return {}
         return {k: json.dumps(v) if not isinstance(v, str) else v
@@ -144,15 +145,6 @@ class Campaign:
     def close(self) -> None:
         self.con.close()
 
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def config_label(row: dict[str, Any], by: list[str]) -> str:
