@@ -87,33 +87,31 @@ def dashboard_url(address: str) -> str:
     return address.rstrip("/") + "/#/jobs"
 
 
-def job_info(address: str, submission_id: str) -> dict[str, Any]:
-    """Status, message, entrypoint and times of a submitted campaign (JobSubmissionClient)."""
+def _ask(address: str, submission_id: str, method: str) -> Any:
+    """One JobSubmissionClient call about a submitted job; its failure is one UserError
+    line (an unknown id says so)."""
     c = client(address)
     try:
-        info = c.get_job_info(submission_id)
+        return getattr(c, method)(submission_id)
     except Exception as exc:
         raise UserError(_job_error(exc, address, submission_id)) from None
+
+
+def job_info(address: str, submission_id: str) -> dict[str, Any]:
+    """Status, message, entrypoint and times of a submitted campaign (JobSubmissionClient)."""
+    info = _ask(address, submission_id, "get_job_info")
     return {"id": submission_id, "status": str(info.status), "message": info.message,
             "entrypoint": info.entrypoint, "start_time": info.start_time,
             "end_time": info.end_time, "metadata": dict(info.metadata or {})}
 
 
 def job_logs(address: str, submission_id: str) -> str:
-    c = client(address)
-    try:
-        return str(c.get_job_logs(submission_id))
-    except Exception as exc:
-        raise UserError(_job_error(exc, address, submission_id)) from None
+    return str(_ask(address, submission_id, "get_job_logs"))
 
 
 def stop(address: str, submission_id: str) -> bool:
     """Ask Ray to stop the job (SIGTERM to the driver, which kills its workers)."""
-    c = client(address)
-    try:
-        return bool(c.stop_job(submission_id))
-    except Exception as exc:
-        raise UserError(_job_error(exc, address, submission_id)) from None
+    return bool(_ask(address, submission_id, "stop_job"))
 
 
 def _job_error(exc: Exception, address: str, submission_id: str) -> str:
