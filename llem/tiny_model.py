@@ -28,11 +28,17 @@ def is_complete(path: Path) -> bool:
 def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 2048,
                      hidden_size: int = 128, num_layers: int = 2, num_heads: int = 2,
                      intermediate_size: int = 256, max_position_embeddings: int = 2048,
-                     init_std: float = 0.2, force: bool = False) -> Path:
+                     init_std: float = 0.2, dtype: str = "float32",
+                     force: bool = False) -> Path:
     """Build (or reuse) the model in out_dir; byte-identical for a seed. Returns out_dir.
 
     The vocabulary is at most vocab_size: the builtin prompts may not fill a large one.
+    dtype is what the weights are saved as: bfloat16 halves a large model's disk and load
+    time. A model over 1B parameters is initialised on the GPU when one is visible (a 7B
+    fp32 init on a CPU takes minutes); the weights are then seeded per device kind.
     """
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype {dtype!r}: use float32, bfloat16 or float16")
     out_dir = Path(out_dir).expanduser().resolve()
     head_dim, rest = divmod(hidden_size, max(num_heads, 1))
     if num_heads < 1 or rest or head_dim < 64 or head_dim % 2:
@@ -55,7 +61,8 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 2048,
             _build(tmp, seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
                    num_layers=num_layers, num_heads=num_heads,
                    intermediate_size=intermediate_size,
-                   max_position_embeddings=max_position_embeddings, init_std=init_std)
+                   max_position_embeddings=max_position_embeddings, init_std=init_std,
+                   dtype=dtype)
             _swap_in(tmp, out_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -98,7 +105,7 @@ def _train_tokenizer(vocab_size: int, max_length: int) -> Any:
 
 def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layers: int,
            num_heads: int, intermediate_size: int, max_position_embeddings: int,
-           init_std: float) -> None:
+           init_std: float, dtype: str) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -117,8 +124,16 @@ def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layer
                          initializer_range=init_std, tie_word_embeddings=False,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+    params = num_layers * (4 * hidden_size ** 2 + 3 * hidden_size * intermediate_size)
+    device = "cuda" if params > 1e9 and torch.cuda.is_available() else "cpu"
+    gpus = [torch.cuda.current_device()] if device == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):  # seed the weights, the caller's RNG untouched
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config).float()  # float32 even if a caller set bf16 default
+        with torch.device(device):
+            model = LlamaForCausalLM(config).float()  # float32 even under a bf16 default
+        model = model.to(getattr(torch, dtype))
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(tmp, safe_serialization=True)
+    if device == "cuda":
+        del model
+        torch.cuda.empty_cache()  # the caller (a worker) loads the model next, measured

@@ -151,3 +151,25 @@ def test_head_dim_must_be_at_least_64(tmp_path: Path, hidden: int, heads: int) -
     with pytest.raises(ValueError, match="head_dim"):
         build_tiny_model(tmp_path / "m", hidden_size=hidden, num_heads=heads)
     assert not (tmp_path / "m").exists()
+
+
+def test_bf16_build_saves_bf16_weights(tmp_path: Path) -> None:
+    """dtype is what lands on disk: a 7B shape in bf16 is half the bytes to write and load."""
+    from safetensors import safe_open
+
+    path = build_tiny_model(tmp_path / "m", dtype="bfloat16")
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+    assert dtypes == {"BF16"}
+    with pytest.raises(ValueError, match="dtype 'int8'"):
+        build_tiny_model(tmp_path / "x", dtype="int8")
+
+
+def test_random_7b_is_llama_2_7b_shaped() -> None:
+    """llem:random-7b is the GPU-bound benchmark model: Llama-2-7B's layers, bf16 on disk."""
+    from llem.config.models import BUILTIN_MODELS
+
+    s = BUILTIN_MODELS["random-7b"]
+    layers = s["num_layers"] * (4 * s["hidden_size"] ** 2
+                                + 3 * s["hidden_size"] * s["intermediate_size"])
+    assert 6.4e9 < layers < 6.6e9 and s["dtype"] == "bfloat16"

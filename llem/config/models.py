@@ -214,6 +214,10 @@ BUILTIN_MODELS: dict[str, dict[str, Any]] = {
     "tiny": {},  # 2 layers, hidden 128: CPU demos and tests
     "random-0.8b": {"hidden_size": 2048, "num_layers": 16, "num_heads": 16,
                     "intermediate_size": 5632, "init_std": 0.02},  # loads a GPU
+    # Llama-2-7B's shape (6.5B parameters without its 32k vocabulary), saved in bf16:
+    # decoding at large batches is bound by the GPU, not by the host's kernel launches
+    "random-7b": {"hidden_size": 4096, "num_layers": 32, "num_heads": 32,
+                  "intermediate_size": 11008, "init_std": 0.02, "dtype": "bfloat16"},
 }
 
 SECTIONS = ("dataset", "measurement", "resources")
