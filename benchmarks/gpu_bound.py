@@ -2,7 +2,7 @@
 
 HF generate on the ~0.8B model is bound by the host's kernel launches, whose speed swings
 10-30% between minutes on a shared host, so neither a 2% overhead nor a 2% J/token CV can be
-resolved there (benchmarks/gpu_measure.py, gpu_overhead.py). Here the model has Llama-2-7B's
+resolved there (`--model random-0.8b --batch 32` shows it). Here the model has Llama-2-7B's
 shape (llem:random-7b, bf16) and batches are large, so each decode step is long on the GPU
 and the host's launches hide behind it. Both halves run in one process on one GPU:
 
@@ -32,15 +32,16 @@ sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on th
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from benchmarks.gpu_measure import bare_tokens_per_s, log, pick, point, run_job
+    from benchmarks.gpu_measure import bare_tokens_per_s, log, pick, point, run_job, short_prompts
     from llem.harness import JobRunner, resolve_model
     from llem.measure.meter import EnergyMeter
     from llem.measure.stats import cycle_stats
-    from llem.prompts import load_builtin
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", action="store_true", help="no GPU: smoke-test the code path")
     ap.add_argument("--tiny", action="store_true", help="llem:tiny, short windows")
+    ap.add_argument("--model", default="random-7b",
+                    help="a builtin llem:<model> (random-0.8b: decoding bound by the host)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--max-prompt-tokens", type=int, default=128)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (out / "gpu_bound.json").write_text(json.dumps(figs, indent=1, default=str) + "\n")
 
     t = time.perf_counter()
-    model = resolve_model("llem:tiny" if args.tiny else "llem:random-7b")
+    model = resolve_model("llem:tiny" if args.tiny else f"llem:{args.model}")
     figs["build_s"] = time.perf_counter() - t
     meter = EnergyMeter(gpus)
     runner = JobRunner("transformers", {"model": model, "dtype": dtype, "engine": {},
@@ -73,11 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "parameters": sum(p.numel() for p in backend.model.parameters())}
     log(f"built in {figs['build_s']:.0f} s, loaded {figs['model']['parameters'] / 1e9:.2f}B "
         f"in {figs['model']['load_s']:.0f} s")
-    # short prompts only: a batch pads to its longest, and 256 x 641 tokens of KV cache
-    # would not fit beside 7B; the same prompts go to both sides
-    texts = [p.text for p in load_builtin()
-             if len(backend.tokenizer(p.text).input_ids) <= args.max_prompt_tokens]
-    prompts = (texts * (args.batch // len(texts) + 1))[:args.batch]
+    prompts = short_prompts(backend.tokenizer, args.batch, args.max_prompt_tokens)
     figs["prompts"] = {"distinct": len(set(prompts)), "max_tokens": args.max_prompt_tokens}
     secs = args.seconds * scale
     warm = bare_tokens_per_s(backend, prompts, args.batch, args.new_tokens, 2 * secs)
