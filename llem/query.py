@@ -38,26 +38,25 @@ def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
                         null_handling=duckdb.func.SPECIAL)
     for table in TABLES:
-        files = store.files(table)  # complete llem files only: no temp, partial or foreign
-        if not files:
+        listed = store.listing(table)  # complete llem files only: no temp, partial or foreign
+        if not listed.files:
             con.register(f"_{table}_empty", SCHEMAS[table].empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
-        elif store.local:
-            listed = ", ".join(_sql_str(f) for f in files)
-            if table == "runs":  # runs rows are the done marks: one per job and cycle
-                store.check_versions(_versions(con, listed))
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], "
-                        "union_by_name=true, hive_partitioning=false)")
-        else:
-            import pyarrow.dataset as ds
-
-            dataset = ds.dataset(files, filesystem=store.fs, format="parquet")
-            con.register(f"_{table}_ds", dataset)
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_ds")
-            if table == "runs":
-                lo, hi = con.execute("SELECT min(schema_version), max(schema_version) "
-                                     "FROM runs").fetchall()[0]
-                store.check_versions([v for v in (lo, hi) if v is not None])
+            continue
+        if table == "runs" and store.local:  # runs rows are the done marks: checked first
+            store.check_versions(_versions(con, ", ".join(_sql_str(f) for f in listed.files)))
+        plain = [f for f in listed.files if f not in listed.stale]
+        parts = [(plain, "")] if plain else []
+        for path, pairs in sorted(listed.stale.items()):  # compacted files with rows rewritten
+            keys = ", ".join(_sql_str(f"{j}-c{c}") for j, c in sorted(pairs))
+            parts.append(([path], f" WHERE concat(job_id, '-c', cycle) NOT IN ({keys})"))
+        selects = [f"SELECT * FROM {_source(con, store, f'_{table}_{i}', files)}{where}"
+                   for i, (files, where) in enumerate(parts)]
+        con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(selects))
+        if table == "runs" and not store.local:
+            lo, hi = con.execute("SELECT min(schema_version), max(schema_version) "
+                                 "FROM runs").fetchall()[0]
+            store.check_versions([v for v in (lo, hi) if v is not None])
     metrics = ",\n  ".join(
         f"avg({m}) AS {m}_mean, stddev_samp({m}) AS {m}_std, "
         f"stddev_samp({m}) / nullif(avg({m}), 0) AS {m}_cv, "
@@ -69,6 +68,18 @@ def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
   count(*) AS cycles,
   {metrics}
 FROM runs WHERE status = 'ok' GROUP BY campaign, job_id""")
+
+
+def _source(con: duckdb.DuckDBPyConnection, store: Store, name: str, files: list[str]) -> str:
+    """What a view reads the files through: read_parquet locally, elsewhere a pyarrow
+    dataset over the store's own filesystem (s3://, gs://, ...)."""
+    if store.local:
+        listed = ", ".join(_sql_str(f) for f in files)
+        return f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
+    import pyarrow.dataset as ds
+
+    con.register(name, ds.dataset(files, filesystem=store.fs, format="parquet"))
+    return name
 
 
 def _versions(con: duckdb.DuckDBPyConnection, listed: str) -> list[int]:

@@ -16,7 +16,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,20 @@ import pyarrow.parquet as pq
 from llem.config.models import check_name
 from llem.errors import UserError
 from llem.results import SCHEMA_VERSION
+from llem.store_listing import Listing, done_names, drop_stale, is_compacted
+from llem.store_listing import listing as split_listing
 
 SMALL_ROWS = 64  # tables with fewer rows are written uncompressed (see Store._write)
 TABLES = ("runs", "requests", "samples", "sessions")
 MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
 # <table>/campaign=<name>/<job_id>-c<cycle>.parquet, job_id being a hex digest (llem.grid);
-# sessions/campaign=<name>/<UTC time>-<hex>.parquet, one per driver session
-DATA_PATH = re.compile(r"(?:(?:runs|requests|samples)/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
-                       r"[0-9a-f]{8,64}-c[0-9]+|sessions/campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
-                       r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8})\.parquet")
+# sessions/campaign=<name>/<UTC time>-<hex>.parquet, one per driver session;
+# <table>/campaign=<name>/compact-<UTC time>-<hex>.parquet, written by `llem compact`
+_CAMPAIGN = r"campaign=[A-Za-z0-9][A-Za-z0-9_.-]*/"
+DATA_PATH = re.compile(rf"(?:(?:runs|requests|samples)/{_CAMPAIGN}[0-9a-f]{{8,64}}-c[0-9]+|"
+                       rf"sessions/{_CAMPAIGN}[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{8}}|"
+                       rf"(?:runs|requests|samples|sessions)/{_CAMPAIGN}"
+                       r"compact-[0-9]{8}T[0-9]{6}-[0-9a-f]{8})\.parquet")
 S, I32, I64, F, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 TS = pa.timestamp("us", tz="UTC")
 
@@ -180,6 +185,14 @@ class Store:
                     self.path("sessions", f"campaign={campaign}", f"{sid}.parquet"))
 
     def _write(self, table: pa.Table, dest: str) -> None:
+        # A one-row runs file (~140 columns) does not shrink under zstd, and starting the
+        # codec per column made it 3x slower to write (6.3 vs 1.9 ms): the driver writes one
+        # per job on its critical path (make bench, items 1-2).
+        self.publish(dest, lambda out: pq.write_table(
+            table, out, compression="zstd" if table.num_rows >= SMALL_ROWS else "none"))
+
+    def publish(self, dest: str, write: Callable[[Any], None]) -> None:
+        """Run write(stream) on a temp file under .staging, then rename it to dest."""
         if not dest.startswith(self.root.rstrip("/") + "/") or "/../" in dest:
             raise ValueError(f"refusing to write outside the store {self.root}: {dest}")
         staging = self.path(".staging")
@@ -188,11 +201,7 @@ class Store:
             self.fs.create_dir(staging, recursive=True)
             self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
             with self.fs.open_output_stream(tmp) as out:
-                # A one-row runs file (~140 columns) does not shrink under zstd, and starting
-                # the codec per column made it 3x slower to write (6.3 vs 1.9 ms): the driver
-                # writes one per job on its critical path (make bench, items 1-2).
-                pq.write_table(table, out,
-                               compression="zstd" if table.num_rows >= SMALL_ROWS else "none")
+                write(out)
             if self.local:
                 os.replace(tmp, dest)  # atomic on one filesystem
             else:
@@ -211,22 +220,27 @@ class Store:
     def files(self, table: str, campaign: str | None = None) -> list[str]:
         """The table's complete data files. Left out (`llem doctor STORE` lists them): hidden
         and temp files, files not named like llem's, Parquet files cut short (a foreign copy
-        tool writing in place), and requests/samples of a job-cycle with no runs file (its
-        driver died before the done mark): a reader sees a job whole or not at all."""
-        found = self._listed(table, campaign)
+        tool writing in place), requests/samples of a job-cycle with no runs row (its driver
+        died before the done mark): a reader sees a job whole or not at all; and files whose
+        rows a compacted file already holds (llem.store_listing)."""
+        return self.listing(table, campaign).files
+
+    def listing(self, table: str, campaign: str | None = None) -> Listing:
+        """files() with what compaction adds: hidden sources, stale rows of compacted files."""
+        found = split_listing(self, table, campaign, self._listed(table, campaign))
         if table in ("requests", "samples"):
-            done = {f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[-1]
-                    for f in self._listed("runs", campaign)}
-            found = [f for f in found if f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[-1]
-                     in done]
+            done = done_names(self, self.listing("runs", campaign))
+            found.files = [f for f in found.files if is_compacted(f) or
+                           "/".join(f.rsplit("/", 2)[-2:]) in done]
         return found
 
-    def _listed(self, table: str, campaign: str | None) -> list[str]:
+    def _listed(self, table: str, campaign: str | None) -> list[pafs.FileInfo]:
         base = self.path(table, f"campaign={campaign}") if campaign else self.path(table)
         sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
-        return sorted(i.path for i in self.fs.get_file_info(sel)
-                      if i.type == pafs.FileType.File and is_data_path(i.path[len(self.root):])
-                      and self.complete(i.path, i.size))
+        return sorted((i for i in self.fs.get_file_info(sel)
+                       if i.type == pafs.FileType.File and
+                       is_data_path(i.path[len(self.root):]) and self.complete(i.path, i.size)),
+                      key=lambda i: i.path)
 
     def complete(self, path: str, size: int | None = None) -> bool:
         """A whole Parquet file starts and ends with PAR1; a truncated one does not end so.
@@ -247,12 +261,16 @@ class Store:
     def read(self, table: str, campaign: str | None = None,
              columns: list[str] | None = None) -> pa.Table:
         """The table's rows; a store written by another schema version is a StoreError."""
-        files = self.files(table, campaign)
-        if not files:
+        listed = self.listing(table, campaign)
+        if not listed.files:
             return SCHEMAS[table].empty_table().select(columns or SCHEMAS[table].names)
         want = columns if columns is None or "schema_version" in columns else \
             ["schema_version", *columns]
-        parts = [pq.read_table(f, filesystem=self.fs, columns=want) for f in files]
+        if listed.stale and want is not None:
+            want = [*want, *(c for c in ("job_id", "cycle") if c not in want)]
+        parts = [drop_stale(pq.read_table(f, filesystem=self.fs, columns=want),
+                            listed.stale.get(f, set())).replace_schema_metadata(None)
+                 for f in listed.files]
         t = pa.concat_tables(parts, promote_options="permissive")
         self.check_versions(t["schema_version"].to_pylist())
         return t.select(columns) if columns is not None else t
