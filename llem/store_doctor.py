@@ -10,6 +10,9 @@ the doctor says what they are, so a user can see why a row they expected is miss
               (or until a rerun rewrites the job)
     foreign   a file that is not llem's (another name, another schema): moved to .quarantine
     version   a data file of another schema version: reported, never removed
+    compacted a per-job file whose rows a compacted file already holds (`llem compact` was
+              stopped before deleting it): readers skip it; `llem compact` or --clean
+              removes it
 
 Staging and orphan files younger than STAGING_GRACE_S may belong to a campaign writing right now and
 are left alone. Removing is limited to what llem itself would have written (staging temps,
@@ -27,6 +30,8 @@ import pyarrow.parquet as pq
 
 from llem.results import SCHEMA_VERSION
 from llem.store import SCHEMAS, TABLES, Store, check_schema_versions, is_data_path
+from llem.store_compact import LOCK, finish
+from llem.store_listing import done_names, is_compacted
 
 STAGING_GRACE_S = 120.0
 QUARANTINE = ".quarantine"
@@ -36,7 +41,7 @@ ID_COLUMNS = ("schema_version", "campaign", "job_id", "cycle")
 @dataclass
 class Finding:
     path: str  # relative to the store root
-    kind: str  # staging | partial | foreign | version
+    kind: str  # staging | partial | orphan | foreign | version | compacted
     detail: str
     action: str = "none"  # none | removed | quarantined | kept (too young)
 
@@ -60,21 +65,37 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     counts = dict.fromkeys(TABLES, 0)
     counts.setdefault("sessions", 0)
     findings: list[Finding] = []
+    compacted: set[tuple[str, str]] = set()
     infos = [i for i in sorted(store.fs.get_file_info(sel), key=lambda i: i.path)
              if i.type == pafs.FileType.File]
+    listings = {t: store.listing(t) for t in TABLES}
     done = {i.path[len(root):].lstrip("/").split("/", 1)[1] for i in infos
-            if i.path[len(root):].lstrip("/").startswith("runs/")}
+            if i.path[len(root):].lstrip("/").startswith("runs/")} | \
+        done_names(store, listings["runs"])
+    hidden = {p for t in TABLES for p in listings[t].hidden}
     for info in infos:
         rel = info.path[len(root):].lstrip("/")
-        if rel.startswith(QUARANTINE + "/"):
+        if rel.startswith(QUARANTINE + "/") or rel == LOCK:
             continue
         finding = _classify(store, info, rel, now) or _orphan(info, rel, done, now)
+        if finding is None and info.path in hidden:
+            finding = Finding(rel, "compacted", "rows already in a compacted file (a "
+                              "compaction was stopped before removing it): readers skip it; "
+                              "`llem compact` removes it")
+            if clean:
+                table, part = rel.split("/")[:2]
+                finding.action = "removed"
+                compacted.add((table, part.split("=", 1)[1]))
+            findings.append(finding)
+            continue
         if finding is None:
             counts[rel.split("/", 1)[0]] += 1
             continue
         if clean:
             _fix(store, info.path, finding)
         findings.append(finding)
+    for table, campaign in sorted(compacted):  # sources before the compacted files hiding them
+        finish(store, table, campaign)
     return Report(counts, findings)
 
 
@@ -85,8 +106,8 @@ def _age(info: pafs.FileInfo, now: float) -> float:
 def _orphan(info: pafs.FileInfo, rel: str, done: set[str], now: float) -> Finding | None:
     """A requests/samples file whose job-cycle has no runs file: the job never finished."""
     table, _, rest = rel.partition("/")
-    if table not in ("requests", "samples") or rest in done:
-        return None
+    if table not in ("requests", "samples") or rest in done or is_compacted(rel):
+        return None  # a compacted file holds only rows of jobs with an ok runs row
     f = Finding(rel, "orphan", "rows of a job with no runs row (its driver died before the "
                 "job's done mark); rerunning the campaign rewrites it")
     if _age(info, now) < STAGING_GRACE_S:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from llem import __version__
+from llem.cli.compact_cmd import compact
 from llem.cli.compare_cmd import compare
 from llem.cli.doctor_cmd import doctor
 from llem.cli.env_cmd import env
@@ -35,11 +36,12 @@ def cli() -> None:
       llem report CAMPAIGN -o report.html    one HTML page with plots
       llem env build vllm                    a backend's own Python environment
       llem doctor                            GPUs, energy sources, environments, Ray
+      llem compact STORE --campaign NAME     merge a finished campaign's files (fast queries)
     """
 
 
 for command in (run, submit, status, logs, stop, query, results, compare, report, export,
-                tiny_model, env, doctor):
+                tiny_model, env, doctor, compact):
     cli.add_command(command)
 
 

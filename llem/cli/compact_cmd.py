@@ -1,0 +1,36 @@
+"""`llem compact [STORE]`: merge finished jobs' per-job files into a few files per table."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+
+@click.command()
+@click.argument("store", required=False)
+@click.option("--campaign", help="Only this campaign (default: every campaign in the store).")
+def compact(store: str | None, campaign: str | None) -> None:
+    """Rewrite a campaign's per-job Parquet files (one per job, cycle and table) into one
+    file per table and campaign (more above 512 MiB), so queries over large campaigns read a
+    few footers instead of thousands. Jobs whose runs row is ok are merged; failed ones stay
+    per-job (a rerun replaces them). Readers see every row exactly once throughout, even if
+    it is killed; running it again finishes the job. Safe beside a running campaign: files
+    written meanwhile stay per-job until the next compaction.
+
+    \b
+      llem compact results --campaign demo
+    """
+    from llem.cli.query_cmd import open_store
+    from llem.store_compact import compact as run_compact
+
+    st = open_store(store)
+    t0 = time.perf_counter()
+    done = run_compact(st, campaign)
+    for c in done:
+        if c.sources or c.removed:
+            click.echo(f"{c.campaign} {c.table}: {c.sources} files ({c.rows} rows) -> "
+                       f"{len(c.written)} compacted; {c.removed} removed")
+    merged = sum(c.sources for c in done)
+    click.echo(f"compacted {merged} files of {len({c.campaign for c in done})} campaigns in "
+               f"{time.perf_counter() - t0:.1f} s")
