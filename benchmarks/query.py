@@ -1,10 +1,11 @@
-"""Query: a DuckDB aggregate over a store of 1e6 request rows, and the time to write it.
+"""Query: a DuckDB aggregate over a store of 1e6 request rows, before and after compaction.
 
 The store is written through llem's own path (harness rows -> Store.write_result:
 one Parquet file per job and table, staged and renamed), as the driver writes it: 1,000
-jobs x 1,000 streamed requests with per-token times. References measured in the same run:
-the same rows written as one plain Parquet file (no per-job files, no atomic rename), and
-the same aggregate computed with pyarrow alone (Store.read + Table.group_by).
+jobs x 1,000 streamed requests with per-token times. The aggregate runs through llem's
+views over those per-job files, then again after llem's compaction (llem.store_compact,
+timed: one file per table). Reference measured in the same run: the same aggregate with
+pyarrow alone (Store.read + Table.group_by) over the per-job files.
 """
 
 from __future__ import annotations
@@ -64,47 +65,30 @@ measurement: {{warmup_requests: 0, thermal_gaps: false}}
         yield {"run": run, "requests": reqs, "samples": []}
 
 
-def write_store(root: Path, jobs: int, requests: int) -> tuple[float, float]:
-    """Write root/store with Store.write_result (one file per job and table), and the same
-    rows as root/compact: one file per table, as a compaction of the campaign would leave.
+def write_store(root: Path, jobs: int, requests: int) -> float:
+    """Write the store at root with Store.write_result (one file per job and table);
+    returns the seconds spent writing (building the rows is left out)."""
+    from llem.store import Store
 
-    Returns (per-job store seconds, one-file-per-table seconds), each counting only writing.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    store = Store(root)
+    took = 0.0
+    for result in results(jobs, requests):
+        t0 = time.perf_counter()
+        store.write_result(result)
+        took += time.perf_counter() - t0
+    return took
 
-    from llem.store import Store, to_table
 
-    store = Store(root / "store")
-    compact = root / "compact"
-    name = "00000000-c0.parquet"  # named as llem names data files, so Store.files lists it
-    llem_s = plain_s = 0.0
-    writer = None
-    runs: list[dict[str, Any]] = []
-    try:
-        for result in results(jobs, requests):
-            t0 = time.perf_counter()
-            store.write_result(result)
-            llem_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            table: pa.Table = to_table("requests", result["requests"])
-            if writer is None:
-                part = compact / "requests" / f"campaign={result['run']['campaign']}"
-                part.mkdir(parents=True)
-                writer = pq.ParquetWriter(part / name, table.schema,
-                                          compression="zstd")
-            writer.write_table(table)
-            runs.append(result["run"])
-            plain_s += time.perf_counter() - t0
-    finally:
-        if writer is not None:
-            t0 = time.perf_counter()
-            writer.close()
-            part = compact / "runs" / f"campaign={runs[0]['campaign']}"
-            part.mkdir(parents=True)
-            pq.write_table(to_table("runs", runs), part / name, compression="zstd")
-            plain_s += time.perf_counter() - t0
-    return llem_s, plain_s
+def compact_store(root: Path) -> tuple[float, int, int]:
+    """llem's compaction of the store (the Python API `llem compact` calls): seconds, files
+    merged and files written."""
+    from llem.store import Store
+    from llem.store_compact import compact
+
+    t0 = time.perf_counter()
+    done = compact(Store(root))
+    took = time.perf_counter() - t0
+    return took, sum(c.sources for c in done), sum(len(c.written) for c in done)
 
 
 def query_duckdb(root: Path) -> tuple[float, int]:
@@ -149,25 +133,28 @@ def query_pyarrow(root: Path) -> tuple[float, int]:
 
 def run(jobs: int = 1000, requests: int = 1000) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="llem-bench-query-") as tmp:
-        root = Path(tmp)
-        llem_w, plain_w = write_store(root, jobs, requests)
-        duck_s, n = query_duckdb(root / "store")
-        arrow_s, m = query_pyarrow(root / "store")
-        compact_s, k = query_duckdb(root / "compact")
+        root = Path(tmp) / "store"
+        write_s = write_store(root, jobs, requests)
+        duck_s, n = query_duckdb(root)
+        arrow_s, m = query_pyarrow(root)
+        compact_s, merged, written = compact_store(root)
+        compacted_s, k = query_duckdb(root)
     assert n == m == k == jobs, (n, m, k, jobs)
     rows = jobs * requests
-    print(f"{rows:,} request rows in {jobs} jobs: llem store write {llem_w:.1f} s "
-          f"({llem_w / jobs * 1e3:.1f} ms/job), one file per table {plain_w:.1f} s")
-    print(f"aggregate (views + query): DuckDB {duck_s:.3f} s, pyarrow {arrow_s:.3f} s; "
-          f"DuckDB on one file per table {compact_s:.3f} s")
+    print(f"{rows:,} request rows in {jobs} jobs: llem store write {write_s:.1f} s "
+          f"({write_s / jobs * 1e3:.1f} ms/job); llem compact {compact_s:.1f} s "
+          f"({merged} files -> {written})")
+    print(f"aggregate (views + query): DuckDB per-job files {duck_s:.3f} s, compacted "
+          f"{compacted_s:.3f} s; pyarrow per-job files {arrow_s:.3f} s")
     note = f"{rows:.0e} rows".replace("e+0", "e")
     return [
         Figure("5 query", "DuckDB aggregate / pyarrow, per-job files", duck_s, arrow_s, "s",
-               "DuckDB", "pyarrow", "value < 1", f"{note}, {jobs} jobs"),
-        Figure("5 query", "DuckDB aggregate, one file per table / per-job files", compact_s,
-               duck_s, "s", "1 file", "per job", "value < 1", f"{note}, as compacted"),
-        Figure("5 query", "store write, per-job files / one file per table", llem_w, plain_w,
-               "s", "llem store", "1 file", None, f"{note}, {jobs} jobs"),
+               "DuckDB", "pyarrow", None, f"{note}, {jobs} jobs"),
+        Figure("5 query", "DuckDB aggregate, compacted / per-job files", compacted_s,
+               duck_s, "s", "compacted", "per job", "value < 1",
+               f"{note}, after `llem compact`"),
+        Figure("5 query", "llem compact / store write (per-job files)", compact_s, write_s,
+               "s", "compact", "write", None, f"{note}, {merged} files -> {written}"),
     ]
 
 

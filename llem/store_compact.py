@@ -21,7 +21,8 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from llem.store_listing import (
 
 MAX_BYTES = 512 << 20  # input bytes per compacted file (Parquet, compressed)
 ROW_GROUP = 1 << 17
+READERS = 4  # threads reading sources: pyarrow decodes without the GIL
 LOCK = ".compact.lock"  # at the store root: one compaction at a time (local stores)
 
 
@@ -195,18 +197,20 @@ def _write_chunk(store: Store, campaign: str, table: str, paths: list[str], list
     def write(out: Any) -> None:
         nonlocal rows
         buffered: list[pa.Table] = []
-        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for path in usable:
-                got = _read(store, path, table, listed)
+        pending = 0
+        with pq.ParquetWriter(out, schema, compression="zstd") as writer, \
+                ThreadPoolExecutor(READERS) as pool:
+            for got in _ahead(pool, lambda p: _read(store, p, table, listed), usable):
                 if got is None:
                     continue
                 data, source = got
                 sources.append(source)
                 buffered.append(data)
                 rows += data.num_rows
-                if sum(t.num_rows for t in buffered) >= ROW_GROUP:
+                pending += data.num_rows
+                if pending >= ROW_GROUP:
                     writer.write_table(_conform(buffered, schema), row_group_size=ROW_GROUP)
-                    buffered = []
+                    buffered, pending = [], 0
             if not any(not is_compacted(s.name) for s in sources) and \
                     not any(p in listed.stale for p in usable):
                 raise _Unchanged  # only compacted files, as they were (failed runs left out)
@@ -223,6 +227,14 @@ def _write_chunk(store: Store, campaign: str, table: str, paths: list[str], list
     report.written.append(dest[len(store.root):].lstrip("/"))
 
 
+def _ahead(pool: ThreadPoolExecutor, fn: Callable[[str], Any],
+           paths: list[str]) -> Iterator[Any]:
+    """fn over paths in order, READERS * 4 files read ahead at most (memory stays bounded)."""
+    window = READERS * 4
+    for start in range(0, len(paths), window):
+        yield from pool.map(fn, paths[start:start + window])
+
+
 class _Unchanged(Exception):
     """Nothing new to merge: the staged file is dropped."""
 
@@ -236,7 +248,8 @@ def _read(store: Store, path: str, table: str,
             raw = f.read()
     except FileNotFoundError:
         return None
-    data = pq.read_table(pa.BufferReader(raw))
+    # ParquetFile, one thread: 2.5x faster than read_table on a one-row, 132-column file
+    data = pq.ParquetFile(pa.BufferReader(raw)).read(use_threads=False)
     if table == "runs" and not is_compacted(path) and \
             any(s != "ok" for s in data["status"].to_pylist()):
         return None
