@@ -107,6 +107,17 @@ def t95(df: int | None) -> float | None:
 
 
 def run_sql(store: Store, sql: str) -> pa.Table:
+    """The query's rows; once more, on fresh views, if a listed file vanished meanwhile
+    (`llem compact` deletes the files it merged once the merged file is in place)."""
+    try:
+        return _run_sql(store, sql)
+    except duckdb.IOException as exc:
+        if "No files found" not in str(exc):
+            raise
+        return _run_sql(store, sql)
+
+
+def _run_sql(store: Store, sql: str) -> pa.Table:
     con = connect(store)
     try:
         rel = con.sql(sql)

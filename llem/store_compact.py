@@ -161,7 +161,7 @@ def _compact_table(store: Store, campaign: str, table: str, max_bytes: int,
         return
     chunk: list[str] = []
     size = 0
-    for path in merged + per_job:
+    for path in per_job + merged:  # new files first: a chunk of only old ones is skipped
         if chunk and size + listed.sizes[path] > max_bytes:
             _write_chunk(store, campaign, table, chunk, listed, report)
             chunk, size = [], 0
@@ -194,13 +194,23 @@ def _write_chunk(store: Store, campaign: str, table: str, paths: list[str], list
     sources: list[Source] = []
     rows = 0
 
+    def fresh() -> bool:  # anything to merge but compacted files as they are?
+        return any(not is_compacted(s.name) for s in sources) or \
+            any(p in listed.stale for p in usable)
+
     def write(out: Any) -> None:
         nonlocal rows
         buffered: list[pa.Table] = []
         pending = 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer, \
                 ThreadPoolExecutor(READERS) as pool:
-            for got in _ahead(pool, lambda p: _read(store, p, table, listed), usable):
+            ahead = _ahead(pool, lambda p: None if is_compacted(p) else
+                           _read(store, p, table, listed), usable)
+            for path, got in zip(usable, ahead, strict=True):
+                if is_compacted(path):  # last in the chunk, large: read here, if need be
+                    if not fresh():
+                        raise _Unchanged  # nothing new (failed runs are left out)
+                    got = _read(store, path, table, listed)
                 if got is None:
                     continue
                 data, source = got
@@ -211,9 +221,8 @@ def _write_chunk(store: Store, campaign: str, table: str, paths: list[str], list
                 if pending >= ROW_GROUP:
                     writer.write_table(_conform(buffered, schema), row_group_size=ROW_GROUP)
                     buffered, pending = [], 0
-            if not any(not is_compacted(s.name) for s in sources) and \
-                    not any(p in listed.stale for p in usable):
-                raise _Unchanged  # only compacted files, as they were (failed runs left out)
+            if not fresh():
+                raise _Unchanged
             if buffered:
                 writer.write_table(_conform(buffered, schema), row_group_size=ROW_GROUP)
             writer.add_key_value_metadata({COMPACTED: encode(sources)})

@@ -266,3 +266,26 @@ grid: {{batch_size: {batches}, max_new_tokens: 2}}
     assert [f.name.startswith("compact-") for f in runs.iterdir()] == [True]
     assert run_sql(Store(tmp_path), count).to_pylist() == [{"n": 6, "jobs": 6}]
     assert len(Store(tmp_path).done("resume")) == 6
+
+
+def test_query_retries_when_compaction_deleted_its_files(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Views made just before a compaction deleted the files they list: the query runs once
+    more on fresh views instead of failing."""
+    import llem.query
+
+    store = _store(tmp_path / "s")
+    before = _snapshot(store)
+    connect, calls = llem.query.connect, []
+
+    def connect_then_compact(st: Store):  # type: ignore[no-untyped-def]
+        con = connect(st)
+        if not calls:
+            compact(st)
+        calls.append(1)
+        return con
+
+    monkeypatch.setattr(llem.query, "connect", connect_then_compact)
+    rows = run_sql(store, QUERIES["agg"]).to_pylist()
+    assert len(calls) == 2
+    assert sorted(json.dumps(r, sort_keys=True, default=str) for r in rows) == before["agg"]
