@@ -78,7 +78,12 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, name: str, files: list
         return f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
     import pyarrow.dataset as ds
 
-    con.register(name, ds.dataset(files, filesystem=store.fs, format="parquet"))
+    dataset = ds.dataset(files, filesystem=store.fs, format="parquet")
+    # the first file's schema alone would drop the engine_* columns only others have; this
+    # reads every footer, as union_by_name does locally (`llem compact` leaves few)
+    schema = pa.unify_schemas([f.physical_schema.remove_metadata()
+                               for f in dataset.get_fragments()], promote_options="permissive")
+    con.register(name, ds.dataset(files, filesystem=store.fs, format="parquet", schema=schema))
     return name
 
 

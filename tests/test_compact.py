@@ -185,6 +185,41 @@ def test_job_in_progress_stays_per_job(tmp_path: Path) -> None:
     assert run_sql(store, n).to_pylist()[0]["n"] == 35
 
 
+def test_compacting_beside_a_writer_reads_each_job_whole_once(tmp_path: Path) -> None:
+    """tests/fault_writer.py (the driver's write path: a 2000-row requests file, then the
+    runs row) writes cycle after cycle while compaction runs again and again: at every
+    check each finished cycle is read once, with all its requests."""
+    root = tmp_path / "s"
+    writer = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fault_writer.py"),
+                               str(root), "0"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    store = Store(root)
+    # views list runs, then requests (whose done marks are listed later): a cycle finished
+    # in between may show requests before its runs row, never a part or a double of either
+    sql = ("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(DISTINCT cycle) "
+           "FROM runs) AS cycles, (SELECT count(*) FROM (SELECT cycle, count(*) AS n FROM "
+           "requests GROUP BY cycle) WHERE n != 2000) AS partial, (SELECT count(*) FROM "
+           "requests) AS requests")
+    try:
+        assert writer.stdout is not None and writer.stdout.readline()
+        seen = []
+        for _ in range(4):
+            done = compact(store)
+            got = run_sql(store, sql).to_pylist()[0]
+            assert got["runs"] == got["cycles"] and got["partial"] == 0, got
+            assert got["requests"] >= 2000 * got["runs"], got
+            seen.append((got["runs"], sum(c.sources for c in done)))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert seen[-1][0] > seen[0][0] and sum(n for _, n in seen) > 0, seen
+    compact(store)
+    got = run_sql(store, sql).to_pylist()[0]
+    assert got["runs"] == got["cycles"] == len(store.done("writer")) and got["partial"] == 0
+    assert got["requests"] == 2000 * got["runs"], got
+    runs = root / "runs" / "campaign=writer"
+    assert [f.name.startswith("compact-") for f in runs.iterdir()] == [True]
+
+
 def test_kill_9_during_compaction_loses_and_doubles_nothing(tmp_path: Path) -> None:
     """kill -9 as soon as a compacted file is in place (its sources being deleted), then at
     a few times into the work: after each, every row once; compact again finishes it."""
@@ -212,6 +247,25 @@ def test_kill_9_during_compaction_loses_and_doubles_nothing(tmp_path: Path) -> N
     assert _snapshot(store) == before
     d = run_cli("doctor", str(tmp_path / "s"), "--json")  # only the killed writes' temp files
     assert {json.loads(line).get("kind") for line in d.stdout.splitlines()[1:]} <= {"staging"}
+
+
+def test_store_uri_through_pyarrow_filesystem(tmp_path: Path) -> None:
+    """A file:// URI takes the object-store code paths (pyarrow filesystem moves, dataset
+    views, no lock file): the same rows as the local path, before and after, twice."""
+    _store(tmp_path / "s")
+    uri = Store(f"file://{tmp_path / 's'}")
+    assert not uri.local
+    before = _snapshot(Store(tmp_path / "s"))
+    assert _snapshot(uri) == before
+    r = run_cli("compact", f"file://{tmp_path / 's'}")
+    assert r.returncode == 0, r.stderr
+    assert _snapshot(uri) == before == _snapshot(Store(tmp_path / "s"))
+    for result in _results("{token_s: 0.0}", [4]):
+        uri.write_result(result)
+    before = _snapshot(uri)
+    compact(uri)
+    assert _snapshot(uri) == before == _snapshot(Store(tmp_path / "s"))
+    assert not (tmp_path / "s" / ".compact.lock").exists()
 
 
 @pytest.mark.parametrize("args, message", [
