@@ -10,7 +10,9 @@ Killed at any point, the store reads every row exactly once; running it again fi
 Taken: job-cycles whose runs row is ok (a failed one is re-run and its file replaced, so
 it stays per-job), their requests and samples files, sessions files, and compacted files
 under half the size bound (merged again). Files written while it runs stay per-job, so
-it is safe beside a running campaign (the driver never rewrites an ok job).
+it is safe beside a running campaign (the driver never rewrites an ok job; a file rewritten
+between the identity check and its deletion, by two drivers of one campaign at once, is
+the one window left).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import time
 
 import click
 
+from llem.errors import UserError
+
 
 @click.command()
 @click.argument("store", required=False)
@@ -26,7 +28,11 @@ def compact(store: str | None, campaign: str | None) -> None:
 
     st = open_store(store)
     t0 = time.perf_counter()
-    done = run_compact(st, campaign)
+    try:
+        done = run_compact(st, campaign)
+    except OSError as exc:  # permissions, a vanished mount: what was done so far reads whole
+        raise UserError(f"cannot compact store {st.uri}: {str(exc).splitlines()[0]}; "
+                        "nothing is lost, run it again once fixed") from None
     for c in done:
         if c.sources or c.removed:
             click.echo(f"{c.campaign} {c.table}: {c.sources} files ({c.rows} rows) -> "
