@@ -18,7 +18,8 @@ def compact(store: str | None, campaign: str | None) -> None:
     few footers instead of thousands. Jobs whose runs row is ok are merged; failed ones stay
     per-job (a rerun replaces them). Readers see every row exactly once throughout, even if
     it is killed; running it again finishes the job. Safe beside a running campaign: files
-    written meanwhile stay per-job until the next compaction.
+    written meanwhile stay per-job until the next compaction. STORE: a path or pyarrow
+    filesystem URI (default: the store of the grid file in this directory, else ./results).
 
     \b
       llem compact results --campaign demo
