@@ -53,6 +53,7 @@ def run(jobs: int = 240, gpus: int = 4, job_s: float = 0.3, models: int = 6,
         big_share: float = 0.5) -> dict[str, Any]:
     """Run the campaign through llem's Driver; return the figures as a dict (models >= 2)."""
     from benchmarks.common import local_ray
+    from benchmarks.idle import from_store
     from llem.config import load_text
     from llem.driver import Driver
     from llem.grid import iter_jobs
@@ -62,9 +63,10 @@ def run(jobs: int = 240, gpus: int = 4, job_s: float = 0.3, models: int = 6,
     n = sum(1 for _ in iter_jobs(loaded))
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-pack-"))
     with local_ray(num_gpus=gpus):
-        t0 = time.perf_counter()
+        wall0, t0 = time.time(), time.perf_counter()
         summary = Driver(loaded, Store(tmp / "store")).run()
         makespan = time.perf_counter() - t0
+        wall1 = time.time()
     assert summary.ok == n and not summary.failed, summary.errors[:3]
     busy = n * job_s
     ideal = max(busy / gpus, job_s)
@@ -76,6 +78,9 @@ def run(jobs: int = 240, gpus: int = 4, job_s: float = 0.3, models: int = 6,
           f"{big_share:.0%}; {summary.workers} workers): makespan {makespan:.2f} s, ideal "
           f"{ideal:.2f} s -> {out['makespan_over_ideal']:.3f} x (goal <= 1.05); overhead "
           f"{out['overhead_per_job_ms']:.1f} ms/job (goal <= 20)")
+    idle = from_store(Store(tmp / "store"), loaded.campaign.name, wall0, wall1, gpus, busy)
+    print(f"  {idle.line()}")
+    out["idle"] = idle
     return out
 
 

@@ -5,9 +5,11 @@ no node can ever run is a UserError before any actor starts); groups are started
 first (longest-processing-time order keeps the makespan near ideal), each on a node the
 driver picks (llem.placement), one call in flight per actor; once every group has
 started, a group with many jobs left is split onto idle GPU sets (same load key, a second
-model load). A worker process that dies is restarted by Ray (max_restarts) and the job it
-was running is retried up to scheduling.retries times, then stored as failed with the cause;
-the jobs of a lost node go back to the queue. Jobs already stored with status ok are
+model load). A worker whose group is done serves the next group of the same backend and
+resources in its own process (llem.pool, scheduling.reuse_workers). A worker process that
+dies is restarted by Ray (max_restarts) and the job it was running is retried up to
+scheduling.retries times, then stored as failed with the cause; the jobs of a lost node go
+back to the queue. Jobs already stored with status ok are
 skipped, so re-running a campaign resumes it. Ctrl-C kills the actors and returns the
 summary of what was stored.
 """
@@ -21,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from llem.cluster_info import alive_nodes, connect, is_alive
 from llem.config.load import Loaded
 from llem.dataset import load_prompts
 from llem.driver_state import (
+    START_S,
     GroupRun,
     JobTimeout,
     Summary,
@@ -41,15 +43,10 @@ from llem.grid import Group, Job, canonical, groups
 from llem.monitor import Metrics
 from llem.neighbours import Neighbours
 from llem.placement import Books, Need, infeasible_message
+from llem.pool import Pool
 from llem.results import failed_result
 from llem.store import Store
-from llem.worker import start_worker
 
-# One call in flight per actor: when a worker process dies, the call it was running is
-# known exactly (with two queued, the reply of a finished call can die with the process and
-# the wrong job would be blamed). The next call is sent before the result is stored, so an
-# actor waits one round trip between jobs, not the store's write.
-PIPELINE = 1
 NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
 AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
 
@@ -71,14 +68,13 @@ class Driver:
         self.summary = Summary()
         self.base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
         self._prompts: dict[str, Any] = {}
-        self._calls: dict[Any, Worker] = {}
-        self._workers: list[Worker] = []
         self._attempts: dict[tuple[str, int], int] = {}
         self._neighbours = Neighbours()
-        self._index = 0
         self._pending: deque[GroupRun] = deque()  # groups waiting for a node
         self.books = Books()
         self.metrics: Metrics | None = None
+        self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
+                         self.summary, None)
 
     def prompts_ref(self, job: Job) -> Any:
         key = canonical(job.point.dataset.model_dump(mode="json"))
@@ -94,6 +90,8 @@ class Driver:
         queue = deque(self._plan())
         done = self.store.done(self.campaign)
         self.metrics = Metrics(self.campaign)
+        pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
+                                self.summary, self.metrics)
         checked = time.monotonic()
         try:
             while True:
@@ -101,33 +99,33 @@ class Driver:
                     self.books.sync(alive_nodes())
                     checked = time.monotonic()
                 self._start(queue, done)
+                pool.retire_idle()  # idle workers no group took: their GPUs are free
                 self._unrunnable()
-                for w in list(self._workers):
-                    self._feed(w)
+                for w in list(pool.workers):
+                    pool.feed(w, self.prompts_ref)
                     self._check_start(w)
                     self._check_timeout(w)
-                if not (self._calls or self._pending or queue or
-                        any(w.run.more() for w in self._workers)):
+                if not (pool.calls or self._pending or queue or
+                        any(w.run.more() for w in pool.workers)):
                     break
-                refs = list(self._calls)
+                refs = list(pool.calls)
                 if refs:
                     ray.wait(refs, num_returns=1, timeout=1.0)
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                     for ref in ready:
-                        if ref in self._calls:
+                        if ref in pool.calls:
                             self._collect(ref)
                 else:
                     time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
-                for w in [w for w in self._workers if not w.inflight and not w.run.more()]:
-                    self._retire(w)
-                self.metrics.state(len(self._calls) + sum(p.left() for p in self._pending)
-                                   + sum(w.run.left() for w in self._workers),
-                                   len(self._workers))
+                for w in [w for w in pool.workers if not w.inflight and not w.run.more()]:
+                    pool.finished(w)
+                self.metrics.state(len(pool.calls) + sum(p.left() for p in self._pending)
+                                   + sum(w.run.left() for w in pool.workers),
+                                   len(pool.workers))
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
-            for w in list(self._workers):
-                self._retire(w)
+            pool.close()
             self.summary.elapsed_s = time.perf_counter() - t0
             self._write_session()
         return self.summary
@@ -156,22 +154,25 @@ class Driver:
                     self._pending.append(gr)
                     if self.books.can_place(gr.need):
                         fit.append(gr)
-            if fit:  # every group must run once anyway: they go before any split
-                target = max(fit, key=lambda g: g.left())
+            if fit:  # every group must run once anyway: they go before any split; one an
+                # idle worker can serve first (no process start), then largest first
+                target = max(fit, key=lambda g: (self.pool.reusable(g) is not None, g.left()))
                 self._pending.remove(target)
             elif queue or self._pending:
                 return  # a split now could keep a waiting (wider) group off its node
             else:
-                splits = [(g.split_piece(self.sched.split_min_jobs), id(g), g) for g in
-                          {id(w.run): w.run for w in self._workers}.values()
+                splits = [(g.split_piece(self.sched.split_min_jobs,
+                                         0.0 if self.pool.reusable(g) else START_S), id(g), g)
+                          for g in {id(w.run): w.run for w in self.pool.workers}.values()
                           if self.books.can_place(g.need)]
                 piece, _, split = max(splits, key=lambda x: x[:2], default=(0, 0, None))
                 if split is None or not piece:
                     return
                 target = split
-            node = self.books.place(target.need)
+            idle = self.pool.reusable(target)
+            node = self.books.place(target.need, idle.node_id if idle else None)
             assert node is not None
-            self._spawn(target, node)
+            self.pool.start(target, node)
 
     def _unrunnable(self) -> None:
         """Waiting groups that no alive node can run any more (their nodes were lost)."""
@@ -186,17 +187,6 @@ class Driver:
             for job in jobs:
                 self._store(None, failed_result(job, WorkerDied(why), why, {}, time.time()))
 
-    def _spawn(self, gr: GroupRun, node: str) -> None:
-        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
-        actor = start_worker(self.campaign, gr.group, self._index,
-                             self.runtime_envs.get(gr.group.first.backend), strategy,
-                             self.sched.max_restarts)
-        self._index += 1
-        gr.workers += 1
-        self.summary.workers += 1
-        self._workers.append(Worker(gr, actor, node, self._index - 1, actor.ready.remote(),
-                                     time.monotonic()))
-
     def _pending_jobs(self, group: Group, done: set[tuple[str, int]]) -> Iterator[Job]:
         for job in group.jobs():
             self.summary.total += 1
@@ -204,13 +194,6 @@ class Driver:
                 self.summary.skipped += 1
                 continue
             yield job
-
-    def _feed(self, w: Worker) -> None:
-        while len(w.inflight) < PIPELINE and not w.restarting and w.run.more():
-            job = w.run.take()
-            ref = w.actor.run.remote(job.payload(), self.prompts_ref(job))
-            w.inflight.append((ref, job))
-            self._calls[ref] = w
 
     def _check_start(self, w: Worker) -> None:
         """Watch a starting or restarting worker: a restarting actor refuses calls, so it
@@ -240,7 +223,7 @@ class Driver:
         """A call running past its job's measurement.job_timeout_s is a hang: the worker is
         killed (its GPUs freed), the job stored as failed, and the worker's queued jobs go
         back to the group for a fresh worker. A hang is not retried: it would hang again."""
-        if not w.started or not w.inflight or w not in self._workers:
+        if not w.started or not w.inflight or w not in self.pool.workers:
             return
         ref, job = w.inflight[0]
         limit = job.point.measurement.job_timeout_s
@@ -256,18 +239,18 @@ class Driver:
     # -- results and faults --------------------------------------------------------------
 
     def _collect(self, ref: Any) -> None:
-        w = self._calls[ref]
+        w = self.pool.calls[ref]
         try:
             result = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._worker_fault(w, exc)
             return
         self._remove_call(w, ref)
-        self._feed(w)
+        self.pool.feed(w, self.prompts_ref)
         self._store(w, result)
 
     def _remove_call(self, w: Worker, ref: Any) -> Job:
-        self._calls.pop(ref, None)
+        self.pool.calls.pop(ref, None)
         for i, (r, job) in enumerate(w.inflight):
             if r == ref:
                 del w.inflight[i]
@@ -284,7 +267,7 @@ class Driver:
             if not run.get("node_id"):
                 run["node_id"] = w.node_id
             if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
-                self._neighbours.attribute(w, self._workers, run)
+                self._neighbours.attribute(w, self.pool.workers, run)
         self.store.write_result(result)
         s = self.summary
         if run["status"] == "ok":
@@ -364,33 +347,9 @@ class Driver:
 
     def _drop(self, w: Worker, release: bool) -> None:
         """Kill a failed worker; a group left with jobs and no worker waits for a node."""
-        for ref, _ in list(w.inflight):
-            self._calls.pop(ref, None)
-        w.inflight.clear()
-        if w in self._workers:
-            self._workers.remove(w)
-            if release:
-                self.books.release(w.node_id, w.run.need)
-            w.run.workers -= 1
-            self._count_loads(w)
-        ray.kill(w.actor)
+        self.pool.retire(w, release)
         if w.run.workers == 0 and w.run not in self._pending and w.run.more():
             self._pending.appendleft(w.run)
-
-    def _retire(self, w: Worker) -> None:
-        if w in self._workers:
-            self._workers.remove(w)
-            self.books.release(w.node_id, w.run.need)
-            w.run.workers -= 1
-            self._count_loads(w)
-        ray.kill(w.actor)
-
-    def _count_loads(self, w: Worker) -> None:
-        n = sum(w.loads.values())
-        w.loads.clear()
-        self.summary.model_loads += n
-        if self.metrics:
-            self.metrics.loaded(n)
 
     def _write_session(self) -> None:
         self.store.write_session(self.campaign, {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llem.grid import Group, Job
+from llem.harness import load_of
 from llem.placement import Need
 
 
@@ -60,10 +61,11 @@ class GroupRun:
     workers: int = 0
     job_s: float | None = None  # mean wall time of its finished jobs
     load_s: float = 0.0  # its slowest model load seen
+    load: dict[str, Any] = field(default_factory=dict)  # what its workers load (load_of)
 
     @classmethod
     def of(cls, group: Group, need: Need, jobs: Iterator[Job]) -> GroupRun:
-        gr = cls(group, need, jobs)
+        gr = cls(group, need, jobs, load=load_of(group.first))
         if group.size_hint <= MATERIALISE:
             gr.back = deque(jobs)
             gr.exhausted = True
@@ -102,13 +104,14 @@ class GroupRun:
             self.job_s = d if self.job_s is None else 0.8 * self.job_s + 0.2 * d
         self.load_s = max(self.load_s, float(run.get("model_load_s") or 0.0))
 
-    def split_piece(self, min_jobs: int) -> int:
+    def split_piece(self, min_jobs: int, start_s: float = START_S) -> int:
         """The jobs one more worker would take, if worth its start and model load, else 0.
-        Worth it once a job has been timed: the piece outlasts twice the start cost."""
+        Worth it once a job has been timed: the piece outlasts twice the start cost
+        (start_s: 0 for an idle worker that is reused)."""
         if self.job_s is None or not self.workers:
             return 0
         piece = self.left() // (self.workers + 1)
-        if piece < min_jobs or piece * self.job_s < 2 * (self.load_s + START_S):
+        if piece < min_jobs or piece * self.job_s < 2 * (self.load_s + start_s):
             return 0
         return piece
 

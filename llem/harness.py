@@ -53,6 +53,12 @@ def generate_spec(p: Point) -> GenerateSpec:
                         input_policy=p.input_policy, extra=dict(p.generate))
 
 
+def load_of(p: Point) -> dict[str, Any]:
+    """What a worker loads for a point (LoadSpec fields): the same for a whole load group."""
+    return {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),
+            "gpus": p.resources.gpus_per_job}
+
+
 class JobRunner:
     """Serves one load group: loads the backend once, then measures each job it is given."""
 
@@ -71,6 +77,17 @@ class JobRunner:
         self.load_s: float | None = None
         self.jobs_run = 0
         self.model_path: str | None = None
+
+    def switch(self, backend: str, load: dict[str, Any]) -> None:
+        """Serve another load group in this process (a reused worker, llem.driver): the
+        current model is closed and the next job loads the new one. A no-op for the same."""
+        if (backend, load) == (self.backend_name, self.load):
+            return
+        self.close()  # raises if the library cannot let go: the job becomes a failed row
+        if backend != self.backend_name:
+            self.env = {**self.env, **runtime_info(backend)}
+        self.backend_name, self.load = backend, load
+        self.load_error, self.load_s, self.model_path = None, None, None
 
     def ensure_loaded(self) -> Backend:
         """Load the model on first use; a failed load fails every job of the group fast."""
@@ -91,12 +108,16 @@ class JobRunner:
             self.thermal.context_created()
         return self.backend
 
-    def run(self, payload: dict[str, Any], prompts: list[str]) -> dict[str, Any]:
-        """Measure one job; an exception becomes a failed result, never a crash."""
+    def run(self, payload: dict[str, Any], prompts: list[str],
+            load: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Measure one job; an exception becomes a failed result, never a crash. load (a
+        reused worker): the job's load spec, switched to first if it differs."""
         job = Job.from_payload(payload)
         started = time.time()
         gap = self.thermal.wait(job.point.measurement)  # back near idle before this job
         try:
+            if load is not None:
+                self.switch(job.point.backend, load)
             backend = self.ensure_loaded()
             cfg = getattr(backend, "model_config", None) or local_config(self.model_path)
             window, records, info = measure(backend, job, prompts, self.meter, cfg)

@@ -96,13 +96,14 @@ class Books:
     def can_place(self, need: Need) -> bool:
         return any(n.fits(need, self.exclusive) for n in self.nodes.values())
 
-    def place(self, need: Need) -> str | None:
-        """A node with room now: the tightest fit, so large GPU sets stay free for TP jobs."""
+    def place(self, need: Need, prefer: str | None = None) -> str | None:
+        """A node with room now: prefer (where an idle worker can be reused) if it fits,
+        else the tightest fit, so large GPU sets stay free for TP jobs."""
         fits = [n for n in self.nodes.values() if n.fits(need, self.exclusive)]
         if not fits:
             return None
-        best = min(fits, key=lambda n: (n.free.get("GPU", 0.0), n.free.get("CPU", 0.0),
-                                        n.node_id))
+        best = min(fits, key=lambda n: (n.node_id != prefer, n.free.get("GPU", 0.0),
+                                        n.free.get("CPU", 0.0), n.node_id))
         for k, v in need.amounts:
             best.free[k] = best.free.get(k, 0.0) - v
         best.workers += 1

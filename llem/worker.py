@@ -10,8 +10,8 @@ import ray
 
 from llem.cluster_info import NAMESPACE
 from llem.credentials import collect, install
-from llem.grid import Group
-from llem.harness import JobRunner
+from llem.grid import Group, Job
+from llem.harness import JobRunner, load_of
 from llem.measure.gpu import WORKER_ENV, visible_devices
 
 
@@ -41,10 +41,20 @@ class WorkerActor(JobRunner):
         return {"model_loads": self.loads, "jobs_run": self.jobs_run}
 
 
+def _short(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rsplit("/", 1)[-1])[:40]
+
+
 def actor_name(campaign: str, group: Group, index: int) -> str:
-    """What the dashboard shows: campaign, backend, model, load key."""
-    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", group.first.model.rsplit("/", 1)[-1])[:40]
-    return f"{campaign}/{group.first.backend}/{model}/{group.load_key}-{index}"
+    """The actor's name in the dashboard: campaign, backend, worker number. Not the model: a
+    reused worker serves several load groups in turn; each call is named (call_name)."""
+    return f"{campaign}/{group.first.backend}/worker-{index}"
+
+
+def call_name(job: Job) -> str:
+    """A call's name in the dashboard's task list: backend, model, job id and cycle."""
+    p = job.point
+    return f"{p.backend}/{_short(p.model)}/{job.job_id}-c{job.cycle}"
 
 
 def start_worker(campaign: str, group: Group, index: int,
@@ -81,8 +91,7 @@ def start_worker(campaign: str, group: Group, index: int,
         options["scheduling_strategy"] = strategy
     if r.accelerator_type:
         options["accelerator_type"] = r.accelerator_type
-    load = {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),
-            "gpus": r.gpus_per_job}
     cls = ray.remote(WorkerActor)
     # credentials travel as an argument, never in runtime_env (Ray logs and shows that)
-    return cls.options(**options).remote(p.backend, load, r.gpus_per_job, env_vars, collect())
+    return cls.options(**options).remote(p.backend, load_of(p), r.gpus_per_job, env_vars,
+                                         collect())

@@ -21,6 +21,7 @@ __all__ = [
     "RequestRecord",
     "get_info",
     "load_class",
+    "reloads_in_process",
 ]
 
 # Generation parameters every backend maps to its native API (GenerateSpec fields).
@@ -89,3 +90,9 @@ def load_class(name: str) -> type[Backend]:
     module, _, cls = get_info(name).target.partition(":")
     backend: type[Backend] = getattr(importlib.import_module(module), cls)
     return backend
+
+
+def reloads_in_process(name: str) -> bool:
+    """Whether one worker process may serve several load groups of this backend in turn
+    (Backend.reloads_in_process). Imports the backend's module, never its library."""
+    return bool(getattr(load_class(name), "reloads_in_process", False))

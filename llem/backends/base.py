@@ -7,7 +7,7 @@ only turns prompts into timed completions through its library's own API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,15 @@ class RequestRecord:
 
 
 class Backend(Protocol):
-    """A loaded model. Constructed with a LoadSpec; one instance serves many jobs."""
+    """A loaded model. Constructed with a LoadSpec; one instance serves many jobs.
+
+    reloads_in_process: close() frees the model's memory reliably, so one worker process
+    may serve the next load group (close, then construct the next model) instead of a fresh
+    process per group (llem.driver, scheduling.reuse_workers). False where the library keeps
+    GPU memory or global state past close (vLLM, TensorRT-LLM): those get a fresh process.
+    """
+
+    reloads_in_process: ClassVar[bool]
 
     def __init__(self, spec: LoadSpec) -> None: ...
 

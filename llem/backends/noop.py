@@ -24,6 +24,8 @@ from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
 
 
 class NoopBackend:
+    reloads_in_process = True  # nothing to free
+
     def __init__(self, spec: LoadSpec) -> None:
         self.engine = dict(spec.engine)
         time.sleep(float(self.engine.get("load_s", 0)))

@@ -150,6 +150,7 @@ def publish_engine(engine_dir: Path, save: Callable[[Path], None],
 
 class TensorrtBackend:
     """One tensorrt_llm LLM on a TensorRT engine, built once per engine key and cached."""
+    reloads_in_process = False  # its executor may keep GPU memory: a fresh process per load
 
     def __init__(self, spec: LoadSpec) -> None:
         import tensorrt_llm

@@ -36,6 +36,7 @@ class _StepStamps:
 
 class TransformersBackend:
     """AutoModelForCausalLM on one device (or device_map='auto' across several GPUs)."""
+    reloads_in_process = True  # close() drops the model and empties the CUDA cache
 
     def __init__(self, spec: LoadSpec) -> None:
         import torch

@@ -69,6 +69,7 @@ def engine_kwargs(spec: LoadSpec) -> dict[str, Any]:
 
 class VllmBackend:
     """One vllm.LLM. Engine args pass to LLM(...) untouched and win over our defaults."""
+    reloads_in_process = False  # its engine may keep GPU memory: a fresh process per load
 
     def __init__(self, spec: LoadSpec) -> None:
         from vllm import LLM

@@ -148,6 +148,10 @@ class Scheduling(Strict):
     split_min_jobs: int = Field(8, ge=2)
     # seconds a worker may take to start (runtime env, imports) before the job fails
     start_timeout_s: float = Field(600.0, gt=0)
+    # a worker whose group is done serves the next group of the same backend and resources
+    # in its process (the model is closed, the next loaded) instead of a fresh process;
+    # only for backends that free memory on close (Backend.reloads_in_process)
+    reuse_workers: bool = True
 
 
 class Point(Strict):
