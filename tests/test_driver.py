@@ -102,3 +102,49 @@ grid: {batch_size: [1, 2], max_new_tokens: 2}
     assert (again.ok, again.skipped, again.model_loads) == (0, 4, 0)
     n = run_sql(Store(tmp_path), "SELECT count(*) AS n FROM runs").to_pylist()[0]["n"]
     assert n == 4
+
+
+REUSE = """
+name: reuse
+models: [a, b, c]
+backends: [noop]
+grid: {batch_size: [1, 2], max_new_tokens: 2}
+noop: {request_s: 0.05}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+resources: {gpus_per_job: 2}
+"""
+
+
+def test_one_worker_process_serves_the_groups_in_turn(ray_gpus, tmp_path) -> None:
+    """3 models of one backend, each job on both GPUs: one worker process loads each model
+    in turn (closing the last), and every load is counted once."""
+    _, s = _run(REUSE, tmp_path)
+    assert (s.ok, s.failed, s.workers, s.model_loads) == (6, 0, 1, 3)
+    rows = run_sql(Store(tmp_path), "SELECT model, worker_pid, model_loads, "
+                   "epoch(started_at) AS t FROM runs ORDER BY t").to_pylist()
+    assert len({r["worker_pid"] for r in rows}) == 1
+    order = list(dict.fromkeys(r["model"] for r in rows))   # groups ran one after another
+    assert sorted(order) == ["a", "b", "c"]
+    assert [r["model_loads"] for r in rows] == [1, 1, 2, 2, 3, 3]  # loads so far, per process
+    sess = run_sql(Store(tmp_path), "SELECT model_loads, workers FROM sessions").to_pylist()
+    assert sess == [{"model_loads": 3, "workers": 1}]
+
+
+@pytest.mark.parametrize("how", ["option off", "backend cannot reload"])
+def test_without_reuse_each_group_gets_a_fresh_worker(ray_gpus, tmp_path, monkeypatch,
+                                                      how) -> None:
+    """scheduling.reuse_workers false, or a backend that does not free memory on close
+    (vLLM, TensorRT-LLM): a new worker process per load group, as before."""
+    text = REUSE
+    if how == "option off":
+        text += "scheduling: {reuse_workers: false}\n"
+    else:
+        from llem.backends.noop import NoopBackend
+
+        monkeypatch.setattr(NoopBackend, "reloads_in_process", False)  # read by the driver
+    _, s = _run(text, tmp_path)
+    assert (s.ok, s.failed, s.workers, s.model_loads) == (6, 0, 3, 3)
+    rows = run_sql(Store(tmp_path), "SELECT model, worker_pid, model_loads FROM runs"
+                   ).to_pylist()
+    assert len({r["worker_pid"] for r in rows}) == 3
+    assert {r["model_loads"] for r in rows} == {1}

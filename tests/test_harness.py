@@ -139,3 +139,28 @@ def test_bad_arrival_config_is_a_validation_error(tiny_model: Path) -> None:
         _jobs(tiny_model, "batch_size: 1", "request_rate: 0")
     with pytest.raises(UserError, match="arrival"):
         _jobs(tiny_model, "batch_size: 1", "arrival: bursty")
+
+
+def test_switch_closes_the_model_and_loads_the_next(tiny_model: Path) -> None:
+    """A reused worker (llem.pool): a job of another load group closes the transformers
+    model and loads the new one in the same process; each load is counted once."""
+    from llem.harness import load_of
+
+    runner = _runner(tiny_model, None)
+    [f32] = _jobs(tiny_model, "batch_size: 1, max_new_tokens: 2", "warmup_requests: 0")
+    [bf16] = [j for j in iter_jobs(load_text(f"""
+name: h
+models: [{tiny_model}]
+backends: [transformers]
+grid: {{dtype: bfloat16, batch_size: 1, max_new_tokens: 2}}
+dataset: {{num_prompts: 4}}
+measurement: {{warmup_requests: 0}}
+"""))]
+    rows = []
+    for job in (f32, f32, bf16, f32):
+        load = {**load_of(job.point), "gpus": 0}  # the fake meter's CPU run, as _runner
+        rows.append(runner.run(job.payload(), PROMPTS, load)["run"])
+    assert [r["status"] for r in rows] == ["ok"] * 4, [r.get("error") for r in rows]
+    assert [r["model_loads"] for r in rows] == [1, 1, 2, 3]
+    assert runner.backend is not None and runner.load["dtype"] == "float32"
+    assert str(next(runner.backend.model.parameters()).dtype) == "torch.float32"
