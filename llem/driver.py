@@ -46,13 +46,15 @@ from llem.placement import Books, Need, infeasible_message
 from llem.pool import Pool
 from llem.results import failed_result
 from llem.store import Store
+from llem.store_writer import StoreWriter
 
 NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
 AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
 
 
 class Driver:
-    """Runs one campaign to completion; on_result is called after each stored result."""
+    """Runs one campaign to completion; on_result is called with each result as it is
+    handed to the store's writer thread (llem.store_writer)."""
 
     def __init__(self, loaded: Loaded, store: Store,
                  on_result: Callable[[dict[str, Any], Summary], None] | None = None,
@@ -92,9 +94,11 @@ class Driver:
         self.metrics = Metrics(self.campaign)
         pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                                 self.summary, self.metrics)
+        self.writer = StoreWriter(self.store)
         checked = time.monotonic()
         try:
             while True:
+                self.writer.check()  # a write error (disk full) stops the campaign
                 if time.monotonic() - checked > NODE_CHECK_S:
                     self.books.sync(alive_nodes())
                     checked = time.monotonic()
@@ -126,8 +130,12 @@ class Driver:
             self.summary.interrupted = True
         finally:
             pool.close()
+            self.writer.close()  # every result written before the session row
+            for run in self.writer.lost():
+                self.summary.count(run, -1)
             self.summary.elapsed_s = time.perf_counter() - t0
             self._write_session()
+        self.writer.check()
         return self.summary
 
     def _plan(self) -> list[Group]:
@@ -268,18 +276,11 @@ class Driver:
                 run["node_id"] = w.node_id
             if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
                 self._neighbours.attribute(w, self.pool.workers, run)
-        self.store.write_result(result)
-        s = self.summary
-        if run["status"] == "ok":
-            s.ok += 1
-            s.energy_j += run.get("energy_j") or 0.0
-            s.output_tokens += run.get("output_tokens") or 0
-        else:
-            s.failed += 1
-            s.errors.append(f"{run['job_id']} c{run['cycle']}: {run['error']}"[:300])
+        self.writer.put(result)
+        self.summary.count(run)
         if self.metrics:
             self.metrics.result(run)
-        self.on_result(run, s)
+        self.on_result(run, self.summary)
 
     def _worker_fault(self, w: Worker, exc: Exception) -> None:
         """The actor's process or node died: store what finished, retry or fail the rest."""

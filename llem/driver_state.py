@@ -33,6 +33,17 @@ class Summary:
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def count(self, run: dict[str, Any], n: int = 1) -> None:
+        """Count a stored result (n=-1: take back one that was counted but not written)."""
+        if run["status"] == "ok":
+            self.ok += n
+            self.energy_j += n * (run.get("energy_j") or 0.0)
+            self.output_tokens += n * (run.get("output_tokens") or 0)
+        else:
+            self.failed += n
+            if n > 0:
+                self.errors.append(f"{run['job_id']} c{run['cycle']}: {run['error']}"[:300])
+
     def columns(self) -> dict[str, Any]:
         """The sessions table's row (llem.store.write_session)."""
         return {"jobs": self.total, "ok": self.ok, "failed": self.failed,

@@ -17,6 +17,7 @@ import pytest
 from llem.query import run_sql
 from llem.store import Store, StoreError
 from llem.store_doctor import inspect
+from llem.store_writer import StoreWriter
 from tests.conftest import run_cli
 from tests.test_faults_store import _results
 
@@ -79,6 +80,27 @@ def test_enospc_is_one_clear_error_and_leaves_nothing_partial(tmp_path: Path) ->
     assert list((tmp_path / "s" / ".staging").iterdir()) == []  # the temp file was removed
     assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
     assert inspect(store).findings == []
+
+
+def test_the_driver_writer_thread_stops_at_the_first_error(tmp_path: Path) -> None:
+    """The driver's background writer (llem.store_writer): a full disk is raised on the
+    driver's loop as the same StoreError; the results after it are not written (they run
+    again on resume) and are named, so the session's counts stay exact."""
+    results = _results(2)
+    store = Store(tmp_path / "s")
+    store.write_result(results[0])
+    store.fs = FullDisk(budget=600)  # type: ignore[assignment]
+    writer = StoreWriter(store)
+    for r in results[1:]:
+        writer.put(r)
+    writer.close()
+    with pytest.raises(StoreError, match="disk full"):
+        writer.check()
+    with pytest.raises(StoreError):
+        writer.put(results[0])
+    assert [r["job_id"] for r in writer.lost()] == [r["run"]["job_id"] for r in results[1:]]
+    store.fs = pafs.LocalFileSystem()
+    assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
 
 
 @pytest.fixture
