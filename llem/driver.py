@@ -116,9 +116,11 @@ class Driver:
                 if refs:
                     ray.wait(refs, num_returns=1, timeout=1.0)
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                    for ref in ready:
-                        if ref in pool.calls:
-                            self._collect(ref)
+                    # every ready worker gets its next job before any result is stored:
+                    # workers that finished together do not wait on each other's results
+                    got = [self._collect(ref) for ref in ready if ref in pool.calls]
+                    for w, result in [g for g in got if g is not None]:
+                        self._store(w, result)
                 else:
                     time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
                 for w in [w for w in pool.workers if not w.inflight and not w.run.more()]:
@@ -246,16 +248,18 @@ class Driver:
 
     # -- results and faults --------------------------------------------------------------
 
-    def _collect(self, ref: Any) -> None:
+    def _collect(self, ref: Any) -> tuple[Worker, dict[str, Any]] | None:
+        """A finished call: its worker's next job is sent; the result is returned to store
+        (None when the worker died: handled here)."""
         w = self.pool.calls[ref]
         try:
             result = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._worker_fault(w, exc)
-            return
+            return None
         self._remove_call(w, ref)
         self.pool.feed(w, self.prompts_ref)
-        self._store(w, result)
+        return w, result
 
     def _remove_call(self, w: Worker, ref: Any) -> Job:
         self.pool.calls.pop(ref, None)

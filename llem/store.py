@@ -263,7 +263,10 @@ class Store:
         """The table's rows; a store written by another schema version is a StoreError."""
         listed = self.listing(table, campaign)
         if not listed.files:
-            return SCHEMAS[table].empty_table().select(columns or SCHEMAS[table].names)
+            # from_batches, not Schema.empty_table(): that imports pandas (0.3 s of every
+            # first run's start, before any worker is asked for)
+            empty = pa.Table.from_batches([], schema=SCHEMAS[table])
+            return empty.select(columns or SCHEMAS[table].names)
         want = columns if columns is None or "schema_version" in columns else \
             ["schema_version", *columns]
         if listed.stale and want is not None:

@@ -41,6 +41,9 @@ class WorkerActor(JobRunner):
         return {"model_loads": self.loads, "jobs_run": self.jobs_run}
 
 
+_REMOTE: Any = None  # the Ray actor class of WorkerActor, made on first use
+
+
 def _short(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rsplit("/", 1)[-1])[:40]
 
@@ -91,7 +94,10 @@ def start_worker(campaign: str, group: Group, index: int,
         options["scheduling_strategy"] = strategy
     if r.accelerator_type:
         options["accelerator_type"] = r.accelerator_type
-    cls = ray.remote(WorkerActor)
+    global _REMOTE
+    if _REMOTE is None:  # once: each ray.remote() exports the class again (~30 ms)
+        _REMOTE = ray.remote(WorkerActor)
+    cls = _REMOTE
     # credentials travel as an argument, never in runtime_env (Ray logs and shows that)
     return cls.options(**options).remote(p.backend, load_of(p), r.gpus_per_job, env_vars,
                                          collect())
