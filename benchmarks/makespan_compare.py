@@ -133,9 +133,12 @@ def ray_tune(jobs: list[Any], prompts: list[str], storage: Path,
     return elapsed
 
 
-def llem_driver(loaded: Any, store: Any, label: str = "llem") -> float:
+def llem_driver(loaded: Any, store: Any, label: str = "llem",
+                nominal_s: float | None = None) -> float:
     """llem's real Driver on the connected Ray; the wall time of Driver.run. Also prints
-    when the first result arrived (actor start and first load) and the model loads."""
+    when the first result arrived (actor start and first load) and the model loads, and
+    with nominal_s (the jobs' summed durations) where the GPU time outside jobs went."""
+    from benchmarks.idle import from_store
     from llem.driver import Driver
 
     first: list[float] = []
@@ -144,12 +147,16 @@ def llem_driver(loaded: Any, store: Any, label: str = "llem") -> float:
         if not first:
             first.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
+    wall0, t0 = time.time(), time.perf_counter()
     summary = Driver(loaded, store, on_result=on_result).run()
     elapsed = time.perf_counter() - t0
+    wall1 = time.time()
     assert summary.ok == summary.total and not summary.failed, summary.errors[:3]
     print(f"  {label}: {summary.ok} jobs in {elapsed:.2f} s, first result after "
-          f"{first[0]:.2f} s, {summary.model_loads} model loads")
+          f"{first[0]:.2f} s, {summary.model_loads} model loads, {summary.workers} workers")
+    if nominal_s is not None:
+        idle = from_store(store, loaded.campaign.name, wall0, wall1, GPUS, nominal_s)
+        print(f"    {idle.line()}")
     return elapsed
 
 
@@ -206,7 +213,7 @@ def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 
             per_job = overhead(zero_jobs, tmp)
         for side in sides:
             if side == "llem":
-                took[side] = llem_driver(loaded, Store(tmp / "llem"))
+                took[side] = llem_driver(loaded, Store(tmp / "llem"), nominal_s=sum(durs))
             elif side == "sequential":
                 took[side] = sequential(jobs, prompts, Store(tmp / "sequential"))
             elif side == "tune":
