@@ -8,7 +8,8 @@ Each GPU set (node_id, visible_devices) is a slot. Along a slot, sorted by start
     between groups one job's end -> the next job's start after a change of worker process
                    or load group (a fresh worker, or a reused one loading the next model)
     tail           the slot's last job -> campaign end (nothing left for it: packing)
-    in jobs        a job's wall time (started_at..finished_at) beyond its nominal duration
+    in jobs        a job's wall time (started_at..finished_at) beyond its nominal duration:
+                   the harness's own work, and model loads (a group's first job loads it)
     unused         slots that ran no job at all
 
 They add up to GPUs x makespan - sum of nominal durations, the figure the makespan
