@@ -9,9 +9,9 @@ model load). A worker whose group is done serves the next group of the same back
 resources in its own process (llem.pool, scheduling.reuse_workers). A worker process that
 dies is restarted by Ray (max_restarts) and the job it was running is retried up to
 scheduling.retries times, then stored as failed with the cause; the jobs of a lost node go
-back to the queue. Jobs already stored with status ok are
-skipped, so re-running a campaign resumes it. Ctrl-C kills the actors and returns the
-summary of what was stored.
+back to the queue. Results are written by a background thread (llem.store_writer). Jobs
+already stored with status ok are skipped, so re-running a campaign resumes it. Ctrl-C
+kills the actors and returns the summary of what was stored.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Driver:
                     # workers that finished together do not wait on each other's results
                     got = [self._collect(ref) for ref in ready if ref in pool.calls]
                     for w, result in [g for g in got if g is not None]:
-                        self._store(w, result)
+                        self._store(w, result, placed=True)
                 else:
                     time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
                 for w in [w for w in pool.workers if not w.inflight and not w.run.more()]:
@@ -258,6 +258,7 @@ class Driver:
             self._worker_fault(w, exc)
             return None
         self._remove_call(w, ref)
+        self._place(w, result["run"])  # its neighbours: before its worker's next call
         self.pool.feed(w, self.prompts_ref)
         return w, result
 
@@ -269,17 +270,21 @@ class Driver:
                 return job
         raise KeyError(ref)
 
+    def _place(self, w: Worker, run: dict[str, Any]) -> None:
+        """Where the job ran and who ran beside it (the other workers' calls in flight)."""
+        if not run.get("node_id"):
+            run["node_id"] = w.node_id
+        if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
+            self._neighbours.attribute(w, self.pool.workers, run)
+
     def _store(self, w: Worker | None, result: dict[str, Any],
-               attempts: int | None = None) -> None:
+               attempts: int | None = None, placed: bool = False) -> None:
         run = result["run"]
         key = (run["job_id"], run["cycle"])
         run["attempts"] = self._attempts.get(key, 0) + 1 if attempts is None else attempts
         run["exclusive_node"] = self.sched.exclusive_node
-        if w is not None:
-            if not run.get("node_id"):
-                run["node_id"] = w.node_id
-            if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
-                self._neighbours.attribute(w, self.pool.workers, run)
+        if w is not None and not placed:
+            self._place(w, run)
         self.writer.put(result)
         self.summary.count(run)
         if self.metrics:
