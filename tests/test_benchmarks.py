@@ -92,3 +92,24 @@ def test_query(tmp_path) -> None:
 
 def test_overhead_cpu(llem_cache) -> None:
     _check(overhead_cpu.run(rounds=1, batch=1, tokens=2, prompts=1), {"6 overhead"})
+
+
+def test_idle_breakdown_adds_up() -> None:
+    """benchmarks.idle: per GPU slot, startup + between jobs + between groups + tail + in
+    jobs + unused slots = GPUs x makespan - nominal durations."""
+    from benchmarks.idle import breakdown
+
+    def row(s, f, dev, pid, key):
+        return {"s": s, "f": f, "node_id": "n", "visible_devices": dev, "worker_pid": pid,
+                "load_key": key}
+
+    rows = [row(1.0, 2.0, "0", 7, "a"), row(2.1, 3.1, "0", 7, "a"),   # 0.1 s round trip
+            row(3.6, 4.6, "0", 7, "b"),                               # reused: new group
+            row(2.0, 3.2, "1", 8, "c")]                               # 0.2 s in the job
+    idle = breakdown(rows, start=0.0, end=5.0, gpus=3, nominal_s=4.0)
+    assert (idle.startup_s, idle.between_jobs_s, idle.between_groups_s) == \
+        pytest.approx((3.0, 0.1, 0.5))
+    assert (idle.tail_s, idle.in_jobs_s, idle.unused_s) == pytest.approx((0.4 + 1.8, 0.2, 5.0))
+    assert idle.total_s == pytest.approx(3 * 5.0 - 4.0)
+    assert idle.processes == {7, 8} and (idle.job_switches, idle.group_switches) == (1, 1)
+    assert "between groups 0.50 s x 1" in idle.line()
