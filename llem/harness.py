@@ -153,26 +153,37 @@ def min_window(m: Measurement, meter: EnergyMeter) -> float:
     return DEFAULT_GPU_MIN_WINDOW_S if meter.gpus else 0.0
 
 
-def warmup(backend: Backend, chunk: list[str], spec: GenerateSpec, m: Measurement,
+def warmup(backend: Backend, batches: list[list[str]], spec: GenerateSpec, m: Measurement,
            clock: Callable[[], float]) -> tuple[int, bool | None]:
-    """Run the same batch until its latency settles: the CV of the last warmup_window
-    latencies below warmup_cv (converged), or warmup_requests requests ran (not converged).
+    """Run every batch of the workload once, then the first batch until its latency
+    settles: the CV of the last warmup_window latencies below warmup_cv (converged), or
+    warmup_requests requests ran (not converged).
+
+    The pass over every batch keeps first-time costs out of the window: libraries build and
+    cache kernels per input shape (on an H100, HF generate paid ~3 s the first time it met a
+    new prompt length, then ~0.9 s), and the window repeats exactly these batches. The
+    convergence then repeats the same batch, so latencies differ only by the system's state.
 
     Returns (requests run, converged); converged is None when warmup is off. The default cap
-    is DEFAULT_WARMUP_BATCHES batches, so that any batch size can converge. The same batch
-    each time, so latencies differ only by the system's state, not by the prompts.
+    is one pass plus DEFAULT_WARMUP_BATCHES batches, so that any batch size can converge; a
+    set warmup_requests caps the pass too.
     """
-    cap = DEFAULT_WARMUP_BATCHES * len(chunk) if m.warmup_requests is None else \
-        m.warmup_requests
+    cap = sum(map(len, batches)) + DEFAULT_WARMUP_BATCHES * len(batches[0]) \
+        if m.warmup_requests is None else m.warmup_requests
     if cap == 0:
         return 0, None
-    lat: list[float] = []
     n = 0
+    for batch in batches:
+        if n + len(batch) > cap:
+            break
+        backend.generate(batch, spec)
+        n += len(batch)
+    lat: list[float] = []
     while n < cap:
         t = clock()
-        backend.generate(chunk, spec)
+        backend.generate(batches[0], spec)
         lat.append(clock() - t)
-        n += len(chunk)
+        n += len(batches[0])
         if len(lat) >= m.warmup_window:
             c = cv(lat[-m.warmup_window:])
             if c is not None and c < m.warmup_cv:
@@ -205,7 +216,8 @@ def measure(backend: Backend, job: Job, prompts: list[str], meter: EnergyMeter,
     cap = min(p.batch_size, m.max_concurrency or p.batch_size)
     clock = meter.clock
     idle = meter.idle_baseline(m.idle_baseline_s)  # after the thermal gap, before warmup
-    warm, converged = warmup(backend, prompts[:cap], spec, m, clock)
+    batches = [prompts[i:i + cap] for i in range(0, len(prompts), cap)]
+    warm, converged = warmup(backend, batches, spec, m, clock)
     meter.worked()
     floor = min_window(m, meter)
     served: list[Served] = []

@@ -96,18 +96,45 @@ def test_warmup_converges_or_hits_the_cap(tiny_model: Path) -> None:
     if loose.point.measurement.warmup_cv != 10.0:
         loose, strict = strict, loose
     a = runner.run(loose.payload(), PROMPTS)["run"]
-    assert a["warmup_converged"] is True and a["warmup_requests"] == 3  # first full window
+    # every batch once (4 prompts at batch 1), then the first full convergence window
+    assert a["warmup_converged"] is True and a["warmup_requests"] == 4 + 3
     b = runner.run(strict.payload(), PROMPTS)["run"]
     assert b["warmup_converged"] is False and b["warmup_requests"] == 12  # the cap
     from llem.backends import GenerateSpec
     from llem.config.models import Measurement
     from llem.harness import warmup
 
-    never = Measurement(warmup_cv=1e-12)  # default cap: 10 batches, whatever their size
-    assert warmup(runner.backend, PROMPTS[:2], GenerateSpec(max_new_tokens=1), never,
-                  time.perf_counter) == (20, False)
-    assert warmup(runner.backend, PROMPTS[:2], GenerateSpec(max_new_tokens=1),
+    never = Measurement(warmup_cv=1e-12)  # default cap: a pass + 10 batches, of any size
+    assert warmup(runner.backend, [PROMPTS[:2], PROMPTS[2:]], GenerateSpec(max_new_tokens=1),
+                  never, time.perf_counter) == (4 + 20, False)
+    assert warmup(runner.backend, [PROMPTS[:2]], GenerateSpec(max_new_tokens=1),
                   Measurement(warmup_requests=0), time.perf_counter) == (0, None)
+
+
+def test_warmup_runs_every_batch_of_the_window_first() -> None:
+    """Each input shape the window will meet runs once in warmup (first-time kernel costs
+    stay out of the window), then the first batch repeats until its latency settles."""
+    from llem.backends import GenerateSpec
+    from llem.config.models import Measurement
+    from llem.harness import warmup
+
+    seen: list[list[str]] = []
+
+    class Recorder:
+        def generate(self, prompts: list[str], spec: GenerateSpec) -> list[object]:
+            seen.append(prompts)
+            return []
+
+    ticks = iter(range(1000))
+    batches = [["a", "b"], ["c", "d"], ["e"]]
+    n, ok = warmup(Recorder(), batches, GenerateSpec(max_new_tokens=1),  # type: ignore[arg-type]
+                   Measurement(warmup_window=2), lambda: float(next(ticks)))
+    assert seen[:3] == batches and all(b == ["a", "b"] for b in seen[3:])
+    assert (n, ok) == (5 + 2 * 2, True)  # constant latency: converged after 2
+    seen.clear()
+    n, ok = warmup(Recorder(), batches, GenerateSpec(max_new_tokens=1),  # type: ignore[arg-type]
+                   Measurement(warmup_requests=4, warmup_cv=1e-12), lambda: 0.0)
+    assert seen == [["a", "b"], ["c", "d"]] and (n, ok) == (4, False)  # the cap cuts the pass
 
 
 def test_constant_arrivals_and_concurrency(tiny_model: Path) -> None:

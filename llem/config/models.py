@@ -92,9 +92,9 @@ class Measurement(Strict):
     """How a job is measured; recorded with every result (llem.harness, README "How llem
     measures")."""
 
-    # Warmup: batches of the first prompts until the last warmup_window batch latencies have
-    # a CV below warmup_cv, or warmup_requests requests ran (the cap; None: 10 batches);
-    # 0 turns it off.
+    # Warmup: every batch of the workload once, then the first batch until the last
+    # warmup_window batch latencies have a CV below warmup_cv, or warmup_requests requests
+    # ran (the cap; None: one pass plus 10 batches); 0 turns it off.
     warmup_requests: int | None = Field(None, ge=0, le=100_000)
     warmup_cv: float = Field(0.05, gt=0, le=10)
     warmup_window: int = Field(3, ge=2, le=1000)
