@@ -289,8 +289,9 @@ class Store:
         return {(j, c) for j, c, s in zip(t["job_id"].to_pylist(), t["cycle"].to_pylist(),
                                           t["status"].to_pylist(), strict=True) if s == "ok"}
 
-    def campaigns(self) -> list[str]:
-        sel = pafs.FileSelector(self.path("runs"), allow_not_found=True)
+    def campaigns(self, table: str = "runs") -> list[str]:
+        """The campaigns with a partition in table (runs: every campaign with a result)."""
+        sel = pafs.FileSelector(self.path(table), allow_not_found=True)
         return sorted(i.base_name.split("=", 1)[1] for i in self.fs.get_file_info(sel)
                       if i.type == pafs.FileType.Directory and i.base_name.startswith("campaign="))
 

@@ -68,7 +68,7 @@ def campaigns_of(store: Store, campaign: str | None) -> list[str]:
     info = store.fs.get_file_info(store.root)
     if info.type != pafs.FileType.Directory:
         raise UserError(f"no store at {store.uri}")
-    known = sorted({name for table in TABLES for name in _campaigns(store, table)})
+    known = sorted({name for table in TABLES for name in store.campaigns(table)})
     if campaign is None:
         return known
     try:
@@ -79,12 +79,6 @@ def campaigns_of(store: Store, campaign: str | None) -> list[str]:
         raise UserError(f"no campaign {campaign!r} in store {store.uri} "
                         f"(campaigns: {', '.join(known) or 'none'})")
     return [campaign]
-
-
-def _campaigns(store: Store, table: str) -> list[str]:
-    sel = pafs.FileSelector(store.path(table), allow_not_found=True)
-    return [i.base_name.split("=", 1)[1] for i in store.fs.get_file_info(sel)
-            if i.type == pafs.FileType.Directory and i.base_name.startswith("campaign=")]
 
 
 def compact(store: Store, campaign: str | None = None,

@@ -124,7 +124,10 @@ def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layer
                          initializer_range=init_std, tie_word_embeddings=False,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
-    params = num_layers * (4 * hidden_size ** 2 + 3 * hidden_size * intermediate_size)
+    from llem.measure.flops import shape_of
+
+    shape = shape_of(config.to_dict())
+    params = shape.layer_weights if shape is not None else 0
     device = "cuda" if params > 1e9 and torch.cuda.is_available() else "cpu"
     gpus = [torch.cuda.current_device()] if device == "cuda" else []
     with torch.random.fork_rng(devices=gpus):  # seed the weights, the caller's RNG untouched
