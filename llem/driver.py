@@ -191,10 +191,7 @@ class Driver:
             why = (f"no alive node can run this job any more ({gr.need.describe()}): "
                    f"{self.books.describe()}")
             self.summary.errors.append(why[:300])
-            jobs = list(gr.back)  # the rest were never tried: a later run picks them up
-            gr.back.clear()
-            gr.source = iter(())
-            for job in jobs:
+            for job in gr.stop():
                 self._store(None, failed_result(job, WorkerDied(why), why, {}, time.time()))
 
     def _pending_jobs(self, group: Group, done: set[tuple[str, int]]) -> Iterator[Job]:
@@ -344,9 +341,7 @@ class Driver:
         """Give the worker up; its group's jobs become failed rows unless others serve it."""
         jobs = [job for _, job in w.inflight]
         if w.run.workers == 1:  # the group's last worker: nobody will run the rest
-            jobs += list(w.run.back)  # tried before; the never-tried rest is left for a
-            w.run.back.clear()        # later run of the same command
-            w.run.source = iter(())
+            jobs += w.run.stop()
         else:
             w.run.give_back(jobs)
             jobs = []

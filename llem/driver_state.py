@@ -102,6 +102,15 @@ class GroupRun:
     def give_back(self, jobs: list[Job]) -> None:
         self.back.extendleft(reversed(jobs))
 
+    def stop(self) -> list[Job]:
+        """Run no more of this group: the jobs already pulled (listed, or tried and given
+        back) are returned, to be stored as failed; the never-pulled rest of a lazy source
+        is dropped, for a later run of the same command to pick up."""
+        jobs = list(self.back)
+        self.back.clear()
+        self.source = iter(())
+        return jobs
+
     def left(self) -> int:
         """Jobs left: exact for a listed group, at most this many for a lazy one."""
         if self.exhausted:
