@@ -40,6 +40,12 @@ class Idle:
     processes: set[int] = field(default_factory=set)
 
     @property
+    def scheduling_s(self) -> float:
+        """What the scheduler costs: round trips, load-group switches and the slots' tails
+        (packing); not the worker processes' start nor the harness's time in a job."""
+        return self.between_jobs_s + self.between_groups_s + self.tail_s
+
+    @property
     def total_s(self) -> float:
         return (self.startup_s + self.between_jobs_s + self.between_groups_s + self.tail_s
                 + self.in_jobs_s + self.unused_s)

@@ -1,7 +1,7 @@
 """Campaign makespan: one null-backend grid run by llem, one job after another, and Ray Tune.
 
-The grid's jobs have known durations (noop backend: token_s x max_new_tokens, no warmup),
-so the ideal makespan is known: the durations bin-packed onto the GPUs (longest first;
+The grid's jobs have known durations (noop backend: token_s x max_new_tokens per batch, no
+warmup), so the ideal makespan is known: the durations bin-packed onto the GPUs (longest first;
 never below sum / GPUs nor below the longest job). All three sides run the very same jobs
 through llem's JobRunner, on the same local Ray with 4 declared GPUs:
 
@@ -9,6 +9,13 @@ through llem's JobRunner, on the same local Ray with 4 declared GPUs:
   sequential  the predecessor's way: one job after another in one process, a fresh
               backend per job, each result written to the store
   Ray Tune    tune.grid_search over the jobs, one GPU per trial (its defaults otherwise)
+
+The jobs last 0.15-4.8 s (96 jobs, 8 models, ideal 36 s). A measured GPU job lasts at least
+15 s (5 s idle baseline, warmup, 10 s window), so these are still short; what a scheduler
+costs per job shows. Shorter still, a Ray worker process's start (about 1 s per GPU slot
+on this 2-core machine, in any Ray-based scheduler) outweighs everything else:
+run(tokens=(2, 4, 6, 8, 12, 16, 20, 24, 30), batches=(1, 2, 4), token_s=0.005) is the
+216-job, 8.5 s-ideal grid earlier sessions recorded (1.20-1.22x ideal).
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from typing import Any
 from benchmarks.figures import Figure
 
 GPUS = 4
-TOKEN_S = 0.005  # seconds per generated token of the noop backend
+TOKEN_S = 0.0375  # seconds per generated token of the noop backend
+TOKENS = (4, 8, 12, 16, 24, 32)  # max_new_tokens of the grid
+BATCHES = (1, 4)  # batch sizes over 4 prompts: 4 batches or 1
 
 
-def grid_text(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
-              batches: tuple[int, ...] = (1, 2, 4), name: str = "bench-makespan",
+def grid_text(models: int = 8, tokens: tuple[int, ...] = TOKENS,
+              batches: tuple[int, ...] = BATCHES, name: str = "bench-makespan",
               token_s: float = TOKEN_S, load_s: float = 0.0) -> str:
     """models x tokens x batches noop jobs; a job lasts token_s x max_new_tokens x batches."""
     return f"""
@@ -182,8 +191,8 @@ def overhead(n: int, tmp: Path) -> tuple[float, float]:
     return llem_s / len(jobs), inline_s / len(some)
 
 
-def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 30),
-        batches: tuple[int, ...] = (1, 2, 4), sides: tuple[str, ...] = (
+def run(models: int = 8, tokens: tuple[int, ...] = TOKENS,
+        batches: tuple[int, ...] = BATCHES, token_s: float = TOKEN_S, sides: tuple[str, ...] = (
             "llem", "sequential", "tune"), zero_jobs: int = 1000,
         load_s: float = 0.0) -> list[Figure]:
     """load_s > 0: every backend construction ("model load") sleeps that long; llem loads
@@ -199,7 +208,7 @@ def run(models: int = 8, tokens: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 20, 24, 
 
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-makespan-"))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    loaded = load_text(grid_text(models, tokens, batches, load_s=load_s))
+    loaded = load_text(grid_text(models, tokens, batches, token_s=token_s, load_s=load_s))
     jobs = list(iter_jobs(loaded))
     prompts = load_prompts(jobs[0].point.dataset, tmp)
     durs = durations(jobs)
@@ -254,7 +263,7 @@ def figures(took: dict[str, float], ideal: float, n: int,
 
 def main() -> list[Figure]:
     """The null grid by all three; then with a 0.5 s model load, llem vs Tune only (one
-    after another would take 216 x 0.5 s longer and adds nothing new)."""
+    after another would take 0.5 s per job longer and adds nothing new)."""
     return run() + run(sides=("llem", "tune"), zero_jobs=0, load_s=0.5)
 
 

@@ -111,5 +111,6 @@ def test_idle_breakdown_adds_up() -> None:
         pytest.approx((3.0, 0.1, 0.5))
     assert (idle.tail_s, idle.in_jobs_s, idle.unused_s) == pytest.approx((0.4 + 1.8, 0.2, 5.0))
     assert idle.total_s == pytest.approx(3 * 5.0 - 4.0)
+    assert idle.scheduling_s == pytest.approx(0.1 + 0.5 + 0.4 + 1.8)  # no startup, in jobs
     assert idle.processes == {7, 8} and (idle.job_switches, idle.group_switches) == (1, 1)
     assert "between groups 0.50 s x 1" in idle.line()
