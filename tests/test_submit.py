@@ -3,76 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
+import re
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.ray_head import ray_head
 
 pytestmark = pytest.mark.slow
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct ports free right now (bound together, so the OS gives different ones)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory):
-    """A Ray head node started by the `ray` CLI, token auth disabled, as a user starts one.
-
-    Every port is picked free and the head runs in its own process group (`ray start
-    --block`), so it neither collides with nor stops (as `ray stop` would) any other Ray on
-    this machine; the fixture waits until the dashboard answers.
-    """
-    tmp = tmp_path_factory.mktemp("ray")
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    gcs, dash, agent, agent_grpc, rt_env, metrics, nm, om, client = free_ports(9)
-    log = (tmp / "ray-start.log").open("w")
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
-         f"--port={gcs}", f"--dashboard-port={dash}", "--include-dashboard=true",
-         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
-         f"--runtime-env-agent-port={rt_env}", f"--metrics-export-port={metrics}",
-         f"--node-manager-port={nm}", f"--object-manager-port={om}",
-         f"--ray-client-server-port={client}", f"--temp-dir={tmp}", "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None, (tmp / "ray-start.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the Ray head did not start in 180 s"
-        time.sleep(1)
-    yield address, env
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    log.close()
+    """A `ray start --head` of its own (tests.ray_head): dashboard address and env."""
+    with ray_head(tmp_path_factory.mktemp("ray")) as h:
+        yield h.dashboard, h.env
 
 
 def test_submit_and_wait(head, tmp_path: Path, llem_cache: Path) -> None:
@@ -115,14 +62,9 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
-
-
 def test_status_logs_stop(head, tmp_path: Path, llem_cache: Path) -> None:
     """A slow campaign submitted without --wait: status, logs, stop, then STOPPED; the
     stopped campaign stored only whole results (resumable)."""
-    import re
-    import time
-
     address, _ = head
     env = {"RAY_AUTH_MODE": "disabled"}
     (tmp_path / "g.yaml").write_text("""
