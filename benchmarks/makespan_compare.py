@@ -10,18 +10,23 @@ through llem's JobRunner, on the same local Ray with 4 declared GPUs:
               backend per job, each result written to the store
   Ray Tune    tune.grid_search over the jobs, one GPU per trial (its defaults otherwise)
 
-The jobs last 0.15-4.8 s (96 jobs, 8 models, ideal 36 s). A measured GPU job lasts at least
+The jobs last 0.17-5.4 s (96 jobs, 8 models, ideal 40.8 s). A measured GPU job lasts at least
 15 s (5 s idle baseline, warmup, 10 s window), so these are still short; what a scheduler
 costs per job shows. Shorter still, a Ray worker process's start (about 1 s per GPU slot
 on this 2-core machine, in any Ray-based scheduler) outweighs everything else:
 run(tokens=(2, 4, 6, 8, 12, 16, 20, 24, 30), batches=(1, 2, 4), token_s=0.005) is the
 216-job, 8.5 s-ideal grid earlier sessions recorded (1.20-1.22x ideal).
+
+    python -m benchmarks.makespan_compare              # the grid by all three
+    python -m benchmarks.makespan_compare load_s=0.5   # each backend construction sleeps
+        0.5 s: llem loads once per worker, Tune and the loop once per job (llem and Tune)
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +35,7 @@ from typing import Any
 from benchmarks.figures import Figure
 
 GPUS = 4
-TOKEN_S = 0.0375  # seconds per generated token of the noop backend
+TOKEN_S = 0.0425  # seconds per generated token of the noop backend
 TOKENS = (4, 8, 12, 16, 24, 32)  # max_new_tokens of the grid
 BATCHES = (1, 4)  # batch sizes over 4 prompts: 4 batches or 1
 
@@ -262,10 +267,13 @@ def figures(took: dict[str, float], ideal: float, n: int,
 
 
 def main() -> list[Figure]:
-    """The null grid by all three; then with a 0.5 s model load, llem vs Tune only (one
-    after another would take 0.5 s per job longer and adds nothing new)."""
-    return run() + run(sides=("llem", "tune"), zero_jobs=0, load_s=0.5)
+    """The null grid by all three (`make bench`)."""
+    return run()
 
 
 if __name__ == "__main__":
-    main()
+    kw = dict(a.split("=", 1) for a in sys.argv[1:])
+    if "load_s" in kw:  # one after another would take 0.5 s per job longer: nothing new
+        run(sides=("llem", "tune"), zero_jobs=0, load_s=float(kw["load_s"]))
+    else:
+        main()

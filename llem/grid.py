@@ -14,11 +14,13 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llem.config.axes import Alternative, Axis, resolve
-from llem.config.load import Loaded
 from llem.config.models import Point
+
+if TYPE_CHECKING:  # expansion only: a worker process imports this module for Job alone
+    from llem.config.axes import Alternative, Axis
+    from llem.config.load import Loaded
 
 LOAD_FIELDS = ("backend", "model", "dtype", "engine", "resources")
 
@@ -160,6 +162,8 @@ def groups(loaded: Loaded) -> Iterator[Group]:
 
 
 def _point_factory(base: Alternative, run_axes: list[Axis], loaded: Loaded) -> Any:
+    from llem.config.axes import resolve
+
     include, exclude = loaded.campaign.include, loaded.campaign.exclude
 
     def points() -> Iterator[Point]:
