@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,7 @@ def local_ray(num_gpus: int = 4, num_cpus: int = 2) -> Iterator[None]:
     if ray.is_initialized():
         ray.shutdown()
     connect(None, num_cpus=num_cpus, num_gpus=num_gpus)
+    settle()
     try:
         yield
     finally:
@@ -36,3 +38,33 @@ def ray_address() -> str | None:
     import ray
 
     return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def settle(busy_below: float = 0.25, max_s: float = 10.0, step_s: float = 0.5) -> float:
+    """Wait until the machine's CPUs are mostly idle; returns the seconds waited.
+
+    A fresh Ray keeps starting its own processes for seconds after ray.init returns, and
+    killed worker processes of a previous run exit in the background: on 2 cores either
+    would slow the next timed run's worker starts (by 0.3-0.4 s per GPU slot here). Timed
+    runs start on a settled machine, each side alike; the wait is never counted.
+    """
+    t0 = time.perf_counter()
+    try:
+        busy, total = _cpu_ticks()
+        while time.perf_counter() - t0 < max_s:
+            time.sleep(step_s)
+            busy2, total2 = _cpu_ticks()
+            if total2 > total and (busy2 - busy) / (total2 - total) < busy_below:
+                break
+            busy, total = busy2, total2
+    except OSError:  # no /proc (not Linux): a fixed pause instead
+        time.sleep(2.0)
+    return time.perf_counter() - t0

@@ -56,7 +56,7 @@ resources: {{gpus_per_job: 1}}
 def run(jobs: int = 200, gpus: int = 4, job_s: float = 1.0, models: int = 6,
         big_share: float = 0.5) -> dict[str, Any]:
     """Run the campaign through llem's Driver; return the figures as a dict (models >= 2)."""
-    from benchmarks.common import local_ray
+    from benchmarks.common import local_ray, settle
     from benchmarks.idle import from_store
     from llem.config import load_text
     from llem.driver import Driver
@@ -67,6 +67,7 @@ def run(jobs: int = 200, gpus: int = 4, job_s: float = 1.0, models: int = 6,
     n = sum(1 for _ in iter_jobs(loaded))
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-pack-"))
     with local_ray(num_gpus=gpus):
+        settle()
         wall0, t0 = time.time(), time.perf_counter()
         summary = Driver(loaded, Store(tmp / "store")).run()
         makespan = time.perf_counter() - t0

@@ -205,7 +205,7 @@ def run(models: int = 8, tokens: tuple[int, ...] = TOKENS,
     jobs' durations only."""
     import logging
 
-    from benchmarks.common import local_ray
+    from benchmarks.common import local_ray, settle
     from llem.config import load_text
     from llem.dataset import load_prompts
     from llem.grid import iter_jobs
@@ -226,6 +226,7 @@ def run(models: int = 8, tokens: tuple[int, ...] = TOKENS,
         if zero_jobs:
             per_job = overhead(zero_jobs, tmp)
         for side in sides:
+            settle()  # each side starts on a settled machine (the last one's workers exit)
             if side == "llem":
                 took[side] = llem_driver(loaded, Store(tmp / "llem"), nominal_s=sum(durs))
             elif side == "sequential":
