@@ -93,10 +93,21 @@ def breakdown(rows: list[dict[str, Any]], start: float, end: float, gpus: int,
 
 def from_store(store: Any, campaign: str, start: float, end: float, gpus: int,
                nominal_s: float) -> Idle:
-    """The breakdown of one campaign in a llem Store."""
-    from llem.query import run_sql
+    """The breakdown of one campaign in a llem Store (through DuckDB, or where it is not
+    installed, as on the GPU machines, pyarrow over the campaign's runs files)."""
+    try:
+        from llem.query import run_sql
+    except ImportError:
+        import pyarrow.dataset as ds
 
-    rows = run_sql(store, "SELECT epoch(started_at) AS s, epoch(finished_at) AS f, node_id, "
-                   "visible_devices, worker_pid, load_key FROM runs "
-                   f"WHERE campaign = '{campaign}'").to_pylist()
+        cols = ["started_at", "finished_at", "node_id", "visible_devices", "worker_pid",
+                "load_key"]
+        table = ds.dataset(store.path("runs", f"campaign={campaign}"), format="parquet",
+                           filesystem=store.fs).to_table(columns=cols)
+        rows = [{**r, "s": r["started_at"].timestamp(), "f": r["finished_at"].timestamp()}
+                for r in table.to_pylist()]
+    else:
+        rows = run_sql(store, "SELECT epoch(started_at) AS s, epoch(finished_at) AS f, "
+                       "node_id, visible_devices, worker_pid, load_key FROM runs "
+                       f"WHERE campaign = '{campaign}'").to_pylist()
     return breakdown(rows, start, end, gpus, nominal_s)
