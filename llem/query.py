@@ -9,6 +9,7 @@ import duckdb.func
 import pyarrow as pa
 
 from llem.store import SCHEMAS, TABLES, Store
+from llem.store_listing import Listing
 
 STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "energy_net_per_token_j",
                  "avg_power_w",
@@ -37,8 +38,12 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
 def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
                         null_handling=duckdb.func.SPECIAL)
-    for table in TABLES:
-        listed = store.listing(table)  # complete llem files only: no temp, partial or foreign
+    runs: Listing | None = None
+    for table in TABLES:  # runs first: requests and samples are filtered by its listing
+        # complete llem files only: no temp, partial or foreign
+        listed = store.listing(table, runs=runs)
+        if table == "runs":
+            runs = listed
         if not listed.files:
             con.register(f"_{table}_empty", SCHEMAS[table].empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")

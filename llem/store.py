@@ -222,11 +222,15 @@ class Store:
         rows a compacted file already holds (llem.store_listing)."""
         return self.listing(table, campaign).files
 
-    def listing(self, table: str, campaign: str | None = None) -> Listing:
-        """files() with what compaction adds: hidden sources, stale rows of compacted files."""
+    def listing(self, table: str, campaign: str | None = None,
+                runs: Listing | None = None) -> Listing:
+        """files() with what compaction adds: hidden sources, stale rows of compacted files.
+        runs: the runs listing of the same campaign(s), when the caller has it already
+        (requests and samples are filtered by it; else it is listed again)."""
         found = split_listing(self, table, campaign, self._listed(table, campaign))
         if table in ("requests", "samples"):
-            done = done_names(self, self.listing("runs", campaign))
+            done = done_names(self, runs if runs is not None else
+                              self.listing("runs", campaign))
             found.files = [f for f in found.files if is_compacted(f) or
                            "/".join(f.rsplit("/", 2)[-2:]) in done]
         return found

@@ -144,10 +144,10 @@ def _hides(listed: Listing, cpath: str, hidden: set[str]) -> bool:
 
 def _compact_table(store: Store, campaign: str, table: str, max_bytes: int,
                    report: Compaction) -> None:
-    listed = store.listing(table, campaign)
+    runs = store.listing("runs", campaign) if table in ("requests", "samples") else None
+    listed = store.listing(table, campaign, runs=runs)
     per_job = [p for p in listed.files if not is_compacted(p)]
-    if table in ("requests", "samples"):  # only job-cycles whose ok runs row is compacted
-        runs = store.listing("runs", campaign)
+    if runs is not None:  # requests, samples: only job-cycles whose ok runs row is compacted
         ok = done_names(store, dataclasses.replace(
             runs, files=[p for p in runs.files if is_compacted(p)]))
         per_job = [p for p in per_job if "/".join(p.rsplit("/", 2)[-2:]) in ok]

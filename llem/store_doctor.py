@@ -68,7 +68,8 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     compacted: set[tuple[str, str]] = set()
     infos = [i for i in sorted(store.fs.get_file_info(sel), key=lambda i: i.path)
              if i.type == pafs.FileType.File]
-    listings = {t: store.listing(t) for t in TABLES}
+    runs = store.listing("runs")
+    listings = {t: runs if t == "runs" else store.listing(t, runs=runs) for t in TABLES}
     done = {i.path[len(root):].lstrip("/").split("/", 1)[1] for i in infos
             if i.path[len(root):].lstrip("/").startswith("runs/")} | \
         done_names(store, listings["runs"])
