@@ -40,7 +40,6 @@ class Pool:
         self.idle: list[Worker] = []
         self.calls: dict[Any, Worker] = {}
         self.index = 0
-        self._reloads: dict[str, bool] = {}
 
     def reusable(self, gr: GroupRun, node: str | None = None) -> Worker | None:
         """An idle worker that can serve gr in its own process (on node, if given)."""
@@ -89,11 +88,8 @@ class Pool:
 
     def finished(self, w: Worker) -> None:
         """w's group has no jobs left for it: keep it idle for a next group, or kill it."""
-        backend = w.run.group.first.backend
-        if backend not in self._reloads:
-            self._reloads[backend] = reloads_in_process(backend)
-        if not (self.sched.reuse_workers and self._reloads[backend] and w.started
-                and not w.restarting):
+        if not (self.sched.reuse_workers and w.started and not w.restarting
+                and reloads_in_process(w.run.group.first.backend)):
             self.retire(w)
             return
         self._leave(w, release=True)
