@@ -17,7 +17,7 @@ def local_ray(num_gpus: int = 4, num_cpus: int = 2) -> Iterator[None]:
     """
     import ray
 
-    from llem.driver import connect
+    from llem.scheduler.cluster import connect
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= num_gpus:

@@ -33,9 +33,10 @@ sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on th
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.gpu_measure import bare_tokens_per_s, log, pick, point, run_job, short_prompts
-    from llem.harness import JobRunner, resolve_model
+    from llem.harness.runner import JobRunner
     from llem.measure.meter import EnergyMeter
     from llem.measure.stats import cycle_stats
+    from llem.models.builtin import resolve_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", action="store_true", help="no GPU: smoke-test the code path")

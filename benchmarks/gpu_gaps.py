@@ -62,13 +62,15 @@ def main() -> None:
     os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from llem import run_campaign
+    from llem.config.environments import EnvChoice
     from llem.config.load import from_data
     from llem.config.yaml_source import SourceMap
-    from llem.driver import Driver, connect
-    from llem.envs import EnvChoice, runtime_env
-    from llem.harness import resolve_model
+    from llem.envs.environments import runtime_env
     from llem.measure.gpu import local_gpus, system_info
-    from llem.store import Store
+    from llem.models.builtin import resolve_model
+    from llem.scheduler.cluster import connect
+    from llem.store.store import Store
 
     data = campaign(args)
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def main() -> None:
     # The driver's own Python runs the worker (kind current); its package check is skipped
     # so a machine without accelerate (not needed for one GPU) still runs the proof.
     envs = {"transformers": runtime_env("transformers", EnvChoice())}
-    summary = Driver(loaded, Store(str(tmp / "store")), on_result=on_result,
+    summary = run_campaign(loaded, store=Store(str(tmp / "store")), on_result=on_result,
                      runtime_envs=envs).run()
     gpus, reason = local_gpus()
     report = {"device": [g.get("name") for g in gpus] or reason, "system": system_info(),

@@ -43,7 +43,7 @@ def log(msg: str) -> None:
 def short_prompts(tokenizer: Any, batch: int, max_tokens: int) -> list[str]:
     """batch builtin prompts of at most max_tokens (cycled when fewer): a batch pads to its
     longest prompt, and 256 x 641 tokens of KV cache would not fit beside a 7B model."""
-    from llem.prompts import load_builtin
+    from llem.prompts.files import load_builtin
 
     texts = [p.text for p in load_builtin() if len(tokenizer(p.text).input_ids) <= max_tokens]
     return (texts * (batch // len(texts) + 1))[:batch]
@@ -63,8 +63,8 @@ def point(model: str, gpus: int, dtype: str, batch: int, new_tokens: int, n_prom
 def run_job(runner: Any, p: Any, prompts: list[str], cycle: int = 0) -> dict[str, Any]:
     """One job through JobRunner.run, as a Ray worker runs it; rows checked against the
     store's fixed schemas."""
-    from llem.grid import Job
-    from llem.store import to_table
+    from llem.config.job import Job
+    from llem.store.schema import to_table
 
     job = Job("gpu-measure", p, cycle, job_id=f"{abs(hash(p.model_dump_json())) % 16**8:08x}",
               load_key="gpu-measure")
@@ -133,10 +133,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    from llem.environment import runtime_info
-    from llem.harness import JobRunner, resolve_model
+    from llem.harness.runner import JobRunner
+    from llem.harness.runtime import runtime_info
     from llem.measure.meter import EnergyMeter
     from llem.measure.stats import cycle_stats
+    from llem.models.builtin import resolve_model
 
     meter = EnergyMeter(gpus)  # NVML only: CUDA is not started yet
     log(f"energy method: {meter.method} ({meter.reason or 'ok'}); "

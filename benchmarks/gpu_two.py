@@ -106,11 +106,12 @@ def campaign(name: str, model: str, args: argparse.Namespace, dtypes: list[str],
 
 def run_campaign(text: str, store: Any, monitor: Monitor) -> list[dict[str, Any]]:
     """Driver.run, then each job's row with the monitor's energy of every GPU in its span."""
-    from llem.config import load_text
-    from llem.driver import Driver
+    from llem import run_campaign
+    from llem.config.load import load_text
 
     rows: list[dict[str, Any]] = []
-    summary = Driver(load_text(text), store, on_result=lambda r, s: rows.append(r)).run()
+    summary = run_campaign(load_text(text), store=store,
+                           on_result=lambda r, s: rows.append(r))
     if summary.failed:
         raise RuntimeError(f"jobs failed: {summary.errors[:3]}")
     out = []
@@ -180,9 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root = str(Path(__file__).resolve().parent.parent)  # Ray's workers import llem from here
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
                                                if p)
-    from llem.driver import connect
-    from llem.harness import resolve_model
-    from llem.store import Store
+    from llem.models.builtin import resolve_model
+    from llem.scheduler.cluster import connect
+    from llem.store.store import Store
 
     model = resolve_model("llem:tiny" if args.cpu else "llem:random-0.8b")  # built once here
     log(f"model {model}")

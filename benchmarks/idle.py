@@ -96,7 +96,7 @@ def from_store(store: Any, campaign: str, start: float, end: float, gpus: int,
     """The breakdown of one campaign in a llem Store (through DuckDB, or where it is not
     installed, as on the GPU machines, pyarrow over the campaign's runs files)."""
     try:
-        from llem.query import run_sql
+        from llem.store.query import run_sql
     except ImportError:
         import pyarrow.dataset as ds
 

@@ -74,10 +74,11 @@ def child(points: int, store: str) -> dict[str, float]:
     t0 = time.perf_counter()
     import ray
 
-    from llem.config import load_text
-    from llem.driver import Driver, connect
-    from llem.grid import Job
-    from llem.store import Store
+    from llem import run_campaign
+    from llem.config.job import Job
+    from llem.config.load import load_text
+    from llem.scheduler.cluster import connect
+    from llem.store.store import Store
 
     connect(None, num_cpus=1, num_gpus=4)
     ray_s = time.perf_counter() - t0
@@ -93,7 +94,7 @@ def child(points: int, store: str) -> dict[str, float]:
     t0 = time.perf_counter()
     loaded = load_text(text)
     with contextlib.suppress(_Dispatched, KeyboardInterrupt):
-        Driver(loaded, Store(store)).run()
+        run_campaign(loaded, store=Store(store))
     peak = peak_rss_mb()
     ray.shutdown()
     if not first:

@@ -58,10 +58,10 @@ def run(jobs: int = 200, gpus: int = 4, job_s: float = 1.0, models: int = 6,
     """Run the campaign through llem's Driver; return the figures as a dict (models >= 2)."""
     from benchmarks.common import local_ray, settle
     from benchmarks.idle import from_store
-    from llem.config import load_text
-    from llem.driver import Driver
-    from llem.grid import iter_jobs
-    from llem.store import Store
+    from llem import run_campaign
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.store.store import Store
 
     loaded = load_text(grid_text(jobs, models, job_s, big_share))
     n = sum(1 for _ in iter_jobs(loaded))
@@ -69,7 +69,7 @@ def run(jobs: int = 200, gpus: int = 4, job_s: float = 1.0, models: int = 6,
     with local_ray(num_gpus=gpus):
         settle()
         wall0, t0 = time.time(), time.perf_counter()
-        summary = Driver(loaded, Store(tmp / "store")).run()
+        summary = run_campaign(loaded, store=Store(tmp / "store"))
         makespan = time.perf_counter() - t0
         wall1 = time.time()
     assert summary.ok == n and not summary.failed, summary.errors[:3]

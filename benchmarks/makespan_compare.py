@@ -87,7 +87,7 @@ def lpt_makespan(durs: list[float], gpus: int = GPUS) -> float:
 
 def sequential(jobs: list[Any], prompts: list[str], store: Any) -> float:
     """The predecessor: each job in turn, a fresh backend per job, result written."""
-    from llem.harness import JobRunner
+    from llem.harness.runner import JobRunner
 
     t0 = time.perf_counter()
     for job in jobs:
@@ -106,7 +106,7 @@ def _trial(config: dict[str, Any], payloads: list[dict[str, Any]],
     """One Tune trial: one job, a fresh backend (Tune has no notion of a shared load)."""
     from ray import tune
 
-    from llem.harness import JobRunner
+    from llem.harness.runner import JobRunner
 
     payload = payloads[config["job"]]
     p = payload["point"]
@@ -153,7 +153,7 @@ def llem_driver(loaded: Any, store: Any, label: str = "llem",
     when the first result arrived (actor start and first load) and the model loads, and
     with nominal_s (the jobs' summed durations) where the GPU time outside jobs went."""
     from benchmarks.idle import from_store
-    from llem.driver import Driver
+    from llem import run_campaign
 
     first: list[float] = []
 
@@ -162,7 +162,7 @@ def llem_driver(loaded: Any, store: Any, label: str = "llem",
             first.append(time.perf_counter() - t0)
 
     wall0, t0 = time.time(), time.perf_counter()
-    summary = Driver(loaded, store, on_result=on_result).run()
+    summary = run_campaign(loaded, store=store, on_result=on_result)
     elapsed = time.perf_counter() - t0
     wall1 = time.time()
     assert summary.ok == summary.total and not summary.failed, summary.errors[:3]
@@ -180,10 +180,10 @@ def overhead(n: int, tmp: Path) -> tuple[float, float]:
 
     Returns seconds per job for each; llem's includes starting its actors.
     """
-    from llem.config import load_text
-    from llem.dataset import load_prompts
-    from llem.grid import iter_jobs
-    from llem.store import Store
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.prompts.dataset import load_prompts
+    from llem.store.store import Store
 
     per_model = max(1, n // GPUS)
     loaded = load_text(grid_text(GPUS, tuple(range(1, per_model + 1)), (1,),
@@ -206,10 +206,10 @@ def run(models: int = 8, tokens: tuple[int, ...] = TOKENS,
     import logging
 
     from benchmarks.common import local_ray, settle
-    from llem.config import load_text
-    from llem.dataset import load_prompts
-    from llem.grid import iter_jobs
-    from llem.store import Store
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.prompts.dataset import load_prompts
+    from llem.store.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-makespan-"))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -56,11 +56,11 @@ def run(rounds: int = 15, batch: int = 4, tokens: int = 16, prompts: int = 16,
         threads: int = 1) -> list[Figure]:
     import torch
 
-    from llem.config import load_text
-    from llem.dataset import load_prompts
-    from llem.grid import iter_jobs
-    from llem.harness import JobRunner
-    from llem.tiny_model import build_tiny_model
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.harness.runner import JobRunner
+    from llem.models.tiny import build_tiny_model
+    from llem.prompts.dataset import load_prompts
 
     torch.set_num_threads(threads)  # both sides alike; fewer threads, less contention noise
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-overhead-"))

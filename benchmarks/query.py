@@ -3,7 +3,7 @@
 The store is written through llem's own path (harness rows -> Store.write_result:
 one Parquet file per job and table, staged and renamed), as the driver writes it: 1,000
 jobs x 1,000 streamed requests with per-token times. The aggregate runs through llem's
-views over those per-job files, then again after llem's compaction (llem.store_compact,
+views over those per-job files, then again after llem's compaction (llem.store.compact,
 timed: one file per table). Reference measured in the same run: the same aggregate with
 pyarrow alone (Store.read + Table.group_by) over the per-job files.
 """
@@ -34,9 +34,9 @@ def results(jobs: int, requests: int) -> Any:
     streams token times. The other jobs are copies of its rows under their own job_id
     (building rows is the worker's cost, not the store's, and is kept out of the timing).
     """
-    from llem.config import load_text
-    from llem.grid import iter_jobs
-    from llem.harness import JobRunner
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.harness.runner import JobRunner
 
     loaded = load_text(f"""
 name: bench-query
@@ -68,7 +68,7 @@ measurement: {{warmup_requests: 0, thermal_gaps: false}}
 def write_store(root: Path, jobs: int, requests: int) -> float:
     """Write the store at root with Store.write_result (one file per job and table);
     returns the seconds spent writing (building the rows is left out)."""
-    from llem.store import Store
+    from llem.store.store import Store
 
     store = Store(root)
     took = 0.0
@@ -82,8 +82,8 @@ def write_store(root: Path, jobs: int, requests: int) -> float:
 def compact_store(root: Path) -> tuple[float, int, int]:
     """llem's compaction of the store (the Python API `llem compact` calls): seconds, files
     merged and files written."""
-    from llem.store import Store
-    from llem.store_compact import compact
+    from llem.store.compact import compact
+    from llem.store.store import Store
 
     t0 = time.perf_counter()
     done = compact(Store(root))
@@ -92,10 +92,10 @@ def compact_store(root: Path) -> tuple[float, int, int]:
 
 
 def query_duckdb(root: Path) -> tuple[float, int]:
-    """llem's DuckDB views (llem.query.connect) over the store at root, then the aggregate;
+    """llem's DuckDB views (llem.store.query.connect) over the store at root, then the aggregate;
     the better of two runs (the second finds the files in the OS cache)."""
-    from llem.query import connect
-    from llem.store import Store
+    from llem.store.query import connect
+    from llem.store.store import Store
 
     best: tuple[float, int] | None = None
     for _ in range(2):
@@ -115,7 +115,7 @@ def query_pyarrow(root: Path) -> tuple[float, int]:
     """The same aggregate with pyarrow alone: read both tables, join, group."""
     import pyarrow.compute as pc
 
-    from llem.store import Store
+    from llem.store.store import Store
 
     t0 = time.perf_counter()
     store = Store(root)

@@ -31,13 +31,13 @@ def run(batch_sizes: str = "[1, 2, 4]", tokens: str = "[4, 8]",
         streaming: str = "[false, true]") -> list[Figure]:
     """24 points by default (2 models x 3 batch sizes x 2 lengths x streaming on/off)."""
     from benchmarks.common import local_ray
-    from llem.config import load_text
-    from llem.dataset import load_prompts
-    from llem.driver import Driver
-    from llem.grid import iter_jobs
-    from llem.harness import JobRunner
-    from llem.store import Store
-    from llem.tiny_model import build_tiny_model
+    from llem import run_campaign
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.harness.runner import JobRunner
+    from llem.models.tiny import build_tiny_model
+    from llem.prompts.dataset import load_prompts
+    from llem.store.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="llem-bench-"))
     os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
@@ -75,7 +75,7 @@ def run(batch_sizes: str = "[1, 2, 4]", tokens: str = "[4, 8]",
 
     with local_ray(num_gpus=0):
         t0 = time.perf_counter()
-        summary = Driver(loaded, Store(tmp / "store")).run()
+        summary = run_campaign(loaded, store=Store(tmp / "store"))
         llem_s = time.perf_counter() - t0
     assert summary.ok == len(jobs), summary.errors
     print(f"jobs: {len(jobs)} over 2 models")

@@ -9,7 +9,7 @@ import sys
 from collections import defaultdict
 from statistics import mean, stdev
 
-from llem.store import Store
+from llem.store.store import Store
 
 COLS = ("tokens_per_s", "energy_per_token_j", "avg_power_w", "idle_power_w",
         "energy_net_per_token_j", "latency_p50_s", "energy_counter_to_sampled", "duration_s")

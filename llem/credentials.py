@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from llem.errors import UserError
+
 ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_TOKEN", "NGC_API_KEY",
              "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
              "AZURE_STORAGE_KEY", "OPENAI_API_KEY")
@@ -50,8 +52,6 @@ def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def read_secrets_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; a missing or malformed file is a UserError that shows no value."""
-    from llem.errors import UserError
-
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

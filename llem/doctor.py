@@ -14,6 +14,12 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from llem.backends import REGISTRY
+from llem.envs.environments import driver_ray_version, fix_command, job_env, statuses
+from llem.harness.runtime import version
+from llem.measure.gpu import local_gpus, system_info
+from llem.measure.rapl import domains
+
 State = Literal["ok", "warn", "fail", "info"]
 
 
@@ -106,10 +112,7 @@ def energy_checks(gpus: list[dict[str, Any]], rapl_reason: str | None,
 
 
 def backend_checks(deep: bool = True) -> list[Check]:
-    """Each backend's environment (llem.envs.statuses), with the command that builds it."""
-    from llem.backends import REGISTRY
-    from llem.envs import fix_command, job_env, statuses
-
+    """Each backend's environment (llem.envs), with the command that builds it."""
     out = []
     for st in statuses(sorted(REGISTRY), deep=deep):
         ready = st.state == "ready"
@@ -128,8 +131,6 @@ def backend_checks(deep: bool = True) -> list[Check]:
 
 def ray_checks(address: str | None) -> list[Check]:
     """Ray's version here and, with an address (or RAY_ADDRESS), what the cluster reports."""
-    from llem.envs import driver_ray_version
-
     version = driver_ray_version()
     if version is None:
         return [Check("ray", "ray", "fail", "not installed", "pip install 'ray[default]'")]
@@ -140,7 +141,7 @@ def ray_checks(address: str | None) -> list[Check]:
                          "local Ray on this machine", "to use a cluster: --address or "
                          "RAY_ADDRESS=host:6379 (llem submit takes http://head:8265)"))
         return out
-    from llem.cluster_info import describe
+    from llem.scheduler.cluster import describe
 
     try:
         info = describe(target)
@@ -165,9 +166,6 @@ def ray_checks(address: str | None) -> list[Check]:
 
 def machine_checks(address: str | None = None, deep: bool = True) -> list[Check]:
     """Everything `llem doctor` reports, in the order it prints them."""
-    from llem.measure.gpu import local_gpus, system_info
-    from llem.measure.rapl import domains
-
     gpus, reason = local_gpus()
     zones, rapl_reason = domains()
     return [*gpu_checks(gpus, reason, system_info()),
@@ -177,6 +175,4 @@ def machine_checks(address: str | None = None, deep: bool = True) -> list[Check]
 
 
 def _version(package: str) -> str | None:
-    from llem.environment import version
-
     return version(package)

@@ -1,16 +1,16 @@
-"""Shared fixtures: a private llem cache (tiny model built once), a local Ray, CLI runner."""
+"""Shared fixtures: a private llem cache (tiny model built once), a local Ray with declared
+GPUs, a `ray start --head` of its own, the vLLM CPU environment. Helpers live in
+tests/support/."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-LLEM = [sys.executable, "-m", "llem"]
+from tests.support.cli import run_cli
+from tests.support.ray_head import ray_head
 
 # Ray reads RAY_AUTH_MODE once per process and caches it: a module that switched it for its
 # own local cluster made every later in-process ray.init fail ("Authentication token is
@@ -30,7 +30,7 @@ def llem_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(llem_cache: Path) -> Path:
-    from llem.harness import resolve_model
+    from llem.models.builtin import resolve_model
 
     return Path(resolve_model("llem:tiny"))
 
@@ -62,10 +62,8 @@ def vllm_python() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it: a subprocess, argument list, no shell."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    full_env.update(env or {})
-    return subprocess.run([*LLEM, *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, check=False)
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory):
+    """A `ray start --head` of its own (tests.support.ray_head): dashboard address and env."""
+    with ray_head(tmp_path_factory.mktemp("ray")) as h:
+        yield h.dashboard, h.env

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 from llem.backends.base import Backend, GenerateSpec, LoadSpec, RequestRecord
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "REGISTRY",
     "Backend",
     "BackendInfo",
@@ -21,6 +23,7 @@ __all__ = [
     "RequestRecord",
     "get_info",
     "load_class",
+    "options_of",
     "reloads_in_process",
 ]
 
@@ -37,31 +40,40 @@ class BackendInfo:
     supports: frozenset[str]  # GenerateSpec fields this backend honours
     streaming: bool  # can it observe true per-token arrival times
     needs_model: bool = True
+    package: str | None = None  # the distribution whose version each row records
+    # a light module (no library import) with the backend's own rules, each optional:
+    # check_options(engine, *, gpus, batch_size, streaming) -> (key, why) | None,
+    # PATH_KEYS (engine keys holding local paths), quantization(engine) -> str | None,
+    # gpu_fraction(engine) -> float (the share of each GPU's memory it may take)
+    options: str | None = None
 
+
+DEFAULT_BACKEND = "transformers"  # a grid without `backends:`
 
 REGISTRY: dict[str, BackendInfo] = {
     info.name: info
     for info in (
         BackendInfo(
             "transformers",
-            "llem.backends.transformers_backend:TransformersBackend",
+            "llem.backends.transformers.backend:TransformersBackend",
             _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
                        "input_policy", "output_policy"},
-            streaming=True,
+            streaming=True, package="transformers",
+            options="llem.backends.transformers.options",
         ),
         BackendInfo(
             "vllm",
-            "llem.backends.vllm_backend:VllmBackend",
+            "llem.backends.vllm.backend:VllmBackend",
             _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
                        "output_policy"},
-            streaming=True,
+            streaming=True, package="vllm", options="llem.backends.vllm.options",
         ),
         BackendInfo(
             "tensorrt",
-            "llem.backends.tensorrt_backend:TensorrtBackend",
+            "llem.backends.tensorrt.backend:TensorrtBackend",
             _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
                        "output_policy"},
-            streaming=True,
+            streaming=True, package="tensorrt_llm",
         ),
         BackendInfo(
             "noop",
@@ -83,6 +95,12 @@ def get_info(name: str) -> BackendInfo:
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(REGISTRY))}"
         raise KeyError(f"unknown backend '{name}' ({hint})") from None
+
+
+def options_of(name: str) -> ModuleType | None:
+    """The backend's options module (BackendInfo.options), or None; imports no library."""
+    target = get_info(name).options
+    return importlib.import_module(target) if target else None
 
 
 def load_class(name: str) -> type[Backend]:

@@ -60,8 +60,8 @@ class Backend(Protocol):
 
     reloads_in_process: close() frees the model's memory reliably, so one worker process
     may serve the next load group (close, then construct the next model) instead of a fresh
-    process per group (llem.driver, scheduling.reuse_workers). False where the library keeps
-    GPU memory or global state past close (vLLM, TensorRT-LLM): those get a fresh process.
+    process per group (llem.scheduler.pool, scheduling.reuse_workers). False where the library
+    keeps GPU memory or global state past close (vLLM, TensorRT-LLM): those get a fresh process.
     """
 
     reloads_in_process: ClassVar[bool]

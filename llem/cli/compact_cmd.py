@@ -25,7 +25,7 @@ def compact(store: str | None, campaign: str | None) -> None:
       llem compact results --campaign demo
     """
     from llem.cli.query_cmd import open_store
-    from llem.store_compact import compact as run_compact
+    from llem.store.compact import compact as run_compact
 
     st = open_store(store)
     t0 = time.perf_counter()

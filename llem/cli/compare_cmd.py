@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.report import compare as cmp
+from llem.report.metrics import resolve
 
 
 def split(text: str | None) -> list[str]:
@@ -38,9 +40,7 @@ def compare(campaign: str, by: str | None, metric: str, baseline: str | None,
       llem compare demo --by batch_size,max_new_tokens --metric tokens_per_s,latency_p50
       llem compare sweep --by backend,batch_size --baseline backend=transformers,batch_size=1
     """
-    from llem.report import compare as cmp
     from llem.report.campaign import Campaign
-    from llem.report.metrics import resolve
 
     camp = Campaign.open(open_store(store), campaign)
     try:

@@ -1,14 +1,20 @@
 """`llem doctor`: GPUs, energy sources, backend environments and Ray, each with its fix;
-`llem doctor STORE`: the store's stray, partial and foreign files (llem.store_doctor)."""
+`llem doctor STORE`: the store's stray, partial and foreign files (llem.store.doctor)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from llem.cli.query_cmd import open_store
+from llem.doctor import machine_checks
+from llem.store.doctor import inspect
+from llem.store.schema import SCHEMA_VERSION
 
 COLORS = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
 
@@ -32,12 +38,9 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
     --clean removes or quarantines them. Exit status 1 while any is left.
     """
     if store is not None:
-        from llem.store_doctor import doctor_store
-
         raise SystemExit(doctor_store(store, clean=clean, as_json=as_json))
     if clean:
         raise click.UsageError("--clean needs a STORE (llem doctor STORE --clean)")
-    from llem.doctor import machine_checks
 
     checks = machine_checks(address, deep=not quick)
     if as_json:
@@ -54,3 +57,35 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
     failed = [c for c in checks if c.state == "fail"]
     if failed:
         raise SystemExit(1)
+
+
+def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
+    """Print the store's report; exit status 0 when nothing is left to fix, else 1."""
+    store = open_store(where)
+    report = inspect(store, clean=clean)
+    if as_json:
+        click.echo(json.dumps({"store": store.uri, "schema_version": SCHEMA_VERSION,
+                               "data_files": report.data_files}))
+        for f in report.findings:
+            click.echo(json.dumps(asdict(f)))
+        return 1 if report.problems else 0
+    console = Console(width=200)
+    files = ", ".join(f"{n} {t}" for t, n in report.data_files.items())
+    console.print(f"store {escape(store.uri)}: data files {files} (schema version "
+                  f"{SCHEMA_VERSION})", highlight=False)
+    if report.findings:
+        t = Table(title="files readers skip")
+        for col in ("file", "kind", "what", "action"):
+            t.add_column(col, overflow="fold")
+        for f in report.findings:
+            t.add_row(escape(f.path), f.kind, escape(f.detail), f.action)
+        console.print(t)
+    left = report.problems
+    if not left:
+        done = len(report.findings)
+        console.print(f"store is clean{f' ({done} files fixed)' if done else ''}")
+        return 0
+    hint = "" if clean else "; run `llem doctor STORE --clean` to remove or quarantine them"
+    console.print(f"{len(left)} files need attention{hint}", highlight=False)
+    return 1
+

@@ -1,4 +1,5 @@
-"""`llem run --dry-run`: print llem.plan's plan (counts, load groups, memory, placement)."""
+"""`llem run --dry-run`: print llem.scheduler.plan's plan (counts, load groups, memory,
+placement)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llem.config.load import Loaded
+from llem.config.job import job_id_of
+from llem.config.loaded import Loaded
 from llem.config.models import Dataset
-from llem.memory import human
-from llem.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
+from llem.models.memory import human
+from llem.prompts.dataset import load_prompts
+from llem.scheduler.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
 
 POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
 
@@ -31,7 +34,6 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     def prompts(ds: Dataset) -> list[str] | None:
         key = ds.model_dump_json()
         if key not in cache:
-            from llem.dataset import load_prompts
 
             cache[key] = None if ds.source == "hf" else load_prompts(ds, base_dir)
         return cache[key]
@@ -50,8 +52,7 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
 
 def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
     """How many of the plan's jobs the store already holds with status ok (read only)."""
-    from llem.grid import job_id_of
-    from llem.store import Store
+    from llem.store.store import Store
 
     try:
         st = Store(uri)
@@ -67,8 +68,6 @@ def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
 
 def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str, Any]:
     """The plan as plain data (`--dry-run --json`): sizes in bytes."""
-    from llem.grid import job_id_of
-
     points = []
     for p in plan.points:
         e = p.estimate

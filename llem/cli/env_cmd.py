@@ -11,6 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from llem.backends import REGISTRY, get_info
+from llem.config.load import load_campaign
+from llem.envs.build import build
+from llem.envs.environments import statuses
+from llem.envs.status import grid_statuses
 from llem.errors import UserError
 
 
@@ -39,8 +43,6 @@ def env() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even when a ready venv exists.")
 def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) -> None:
     """Build BACKEND's venv from jobs/BACKEND/ (reused when it is already ready)."""
-    from llem.env_build import build
-
     _known(backend)
     console = Console(stderr=True, highlight=False)
     marker = build(backend, variant=variant, tool=tool, force=force,
@@ -59,11 +61,7 @@ def list_cmd(grid: Path | None, quick: bool, as_json: bool) -> None:
     With GRID: the environment each of its backends would run in (its `environments:`
     section, else the defaults), checked as `llem run` checks them, with the fix for each.
     """
-    from llem.envs import statuses
-
     if grid is not None:
-        from llem.config import load_campaign
-        from llem.env_status import grid_statuses
 
         c = load_campaign(grid).campaign
         rows = grid_statuses(c.backends, c.environments, deep=not quick)

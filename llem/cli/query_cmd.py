@@ -45,7 +45,7 @@ STORE_HELP = ("Results store: a path or a pyarrow filesystem URI (s3://, gs://, 
 
 def open_store(path: str | None) -> Any:
     """The Store at `path` (or the default), or one clear UserError."""
-    from llem.store import Store
+    from llem.store.store import Store
 
     where = path or default_store()
     try:
@@ -71,7 +71,7 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     """
     import duckdb
 
-    from llem.query import run_sql
+    from llem.store.query import run_sql
 
     if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
         path = Path(sql.strip())
@@ -93,7 +93,7 @@ def query(sql: str, store: str | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def results(store: str | None, fmt: str) -> None:
     """List the campaigns in the store with their counts of ok and failed jobs."""
-    from llem.query import campaign_counts
+    from llem.store.query import campaign_counts
 
     rows = campaign_counts(open_store(store))
     emit(rows, ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"], fmt)

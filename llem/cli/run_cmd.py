@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,14 +17,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llem.config.load import Loaded, from_data, load_campaign
+from llem.cli.dry_run import dry_run
+from llem.config.grid import count_points
+from llem.config.load import from_data, load_campaign
+from llem.config.loaded import Loaded
 from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.overrides import one_point
 from llem.config.yaml_source import SourceMap
 from llem.credentials import redact
-from llem.dataset import check_datasets
 from llem.errors import UserError
-from llem.grid import count_points
+from llem.measure.gpu import local_gpus
 
 ORDERS = ("interleaved", "sequential", "shuffled")
 
@@ -123,7 +124,6 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
         raise click.UsageError("give a GRID file or --model (e.g. llem run --model llem:tiny "
                                "-n 16)")
     if flags.get("gpus") is None:
-        from llem.measure.gpu import local_gpus
 
         overrides["resources.gpus_per_job"] = 1 if local_gpus()[0] else 0
     data = one_point(flags["model"], flags.get("backend") or "transformers")
@@ -133,36 +133,29 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
 def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("as_json") and not flags.get("dry_run"):
         raise click.UsageError("--json goes with --dry-run")
+    from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
+    from llem.store.store import Store
+
     loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
-    check_datasets(loaded)  # prompt files too, before Ray starts
+    ready = prepare(loaded)  # prompt files and backend environments, before Ray
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
-    from llem.envs import preflight
-
-    runtime_envs = preflight(c.backends, c.environments)  # each backend's env, before Ray
     if flags.get("dry_run"):
-        from llem.cli.dry_run import dry_run
-
         raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
                                  store or c.store, as_json=flags.get("as_json", False)))
-    if c.order == "shuffled" and c.seed is None:  # drawn now, printed and recorded
-        c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     console = Console(stderr=True, quiet=False)
-    from llem.driver import Driver, connect
-    from llem.store import Store
-
-    st = Store(store or c.store)
-    where = connect(address, dashboard=dashboard)
-    points = count_points(loaded)
-    hint = points * c.cycles
-    order = f"order {c.order}" + (f" (seed {c.seed})" if c.order == "shuffled" else "")
-    if not quiet:
-        console.print(f"[bold]{c.name}[/]: up to {hint} jobs ({points} points x {c.cycles} "
-                      f"cycles, {order}) on Ray ({where}); store {st.uri}")
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                         TimeElapsedColumn(), console=console, disable=quiet)
-    task = progress.add_task(c.name, total=hint, status="starting")
+    task = progress.add_task(c.name, total=None, status="starting")
+    hint = count_points(loaded) * c.cycles
+
+    def on_start(s: Started) -> None:
+        order = f"order {s.order}" + (f" (seed {s.seed})" if s.order == "shuffled" else "")
+        if not quiet:
+            console.print(f"[bold]{s.campaign}[/]: up to {s.jobs} jobs ({s.points} points x "
+                          f"{s.cycles} cycles, {order}) on Ray ({s.ray}); store {s.store}")
+        progress.update(task, total=s.jobs)
 
     unavailable: set[str] = set()
     tracebacks: list[str] = []
@@ -177,9 +170,9 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
         progress.update(task, completed=s.ok + s.failed + s.skipped, total=max(hint, s.total),
                         status=f"ok {s.ok} failed {s.failed} | last: {energy} {tps}")
 
-    driver = Driver(loaded, st, on_result=on_result, runtime_envs=runtime_envs)
     with progress, stop_on_sigterm():
-        summary = driver.run()
+        summary = run_campaign(ready, store=store, address=address, dashboard=dashboard,
+                               on_start=on_start, on_result=on_result)
         progress.update(task, total=summary.total, completed=summary.total, status="done")
     if summary.skipped:
         console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
@@ -191,7 +184,7 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if not quiet and summary.ok:
         from llem.cli.stats_table import print_cycle_stats
 
-        print_cycle_stats(console, st, c.name)
+        print_cycle_stats(console, Store(store or c.store), c.name)
     if not quiet:
         for reason in sorted(unavailable):
             console.print(f"energy not measured: {reason}")

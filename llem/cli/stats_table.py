@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llem.config.axes import dotted
-from llem.store import Store
+from llem.store.store import Store
 
 SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"))
 
@@ -42,7 +42,7 @@ def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int 
     """Mean, 95% CI half-width (t) and CV per configuration with 2+ cycles; a metric nobody
     measured (energy on a CPU-only machine) is left out; nothing when no config repeats."""
     try:
-        from llem.query import run_sql
+        from llem.store.query import run_sql
     except ImportError as exc:  # a worker-only install (e.g. a GPU node without duckdb)
         console.print(f"(cycle statistics not shown: {exc}; `llem query` shows them where "
                       "duckdb is installed)")

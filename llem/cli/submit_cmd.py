@@ -7,6 +7,11 @@ from pathlib import Path
 import click
 
 from llem.config.load import load_campaign
+from llem.credentials import collect
+from llem.scheduler.submit import dashboard_url, follow, job_info, job_logs
+from llem.scheduler.submit import follow as do_follow
+from llem.scheduler.submit import stop as do_stop
+from llem.scheduler.submit import submit as do_submit
 
 
 @click.command()
@@ -23,8 +28,6 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     reachable from the cluster (a shared filesystem path or an object-store URI).
     """
     loaded = load_campaign(grid)  # a bad file is refused here, before anything is sent
-    from llem.submit import dashboard_url, follow
-    from llem.submit import submit as do_submit
 
     target = store or loaded.campaign.store
     if "://" not in target:
@@ -33,7 +36,6 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     click.echo(f"submitted {sid}")
     click.echo(f"dashboard: {dashboard_url(address)}")
     click.echo(f"store: {target}")
-    from llem.credentials import collect
 
     held = sorted(collect())  # names only: a value never leaves this machine with the job
     if held:
@@ -62,7 +64,6 @@ def status(job: str, address: str, as_json: bool) -> None:
     import json
     import time
 
-    from llem.submit import job_info
 
     info = job_info(address, job)
     if as_json:
@@ -87,9 +88,6 @@ def status(job: str, address: str, as_json: bool) -> None:
               "ends; exit 1 unless it succeeded.")
 def logs(job: str, address: str, follow: bool) -> None:
     """The driver's output of a submitted campaign JOB (progress, summary, errors)."""
-    from llem.submit import follow as do_follow
-    from llem.submit import job_logs
-
     if not follow:
         click.echo(job_logs(address, job), nl=False)
         return
@@ -105,8 +103,6 @@ def logs(job: str, address: str, follow: bool) -> None:
 def stop(job: str, address: str) -> None:
     """Stop a submitted campaign JOB: its driver gets SIGTERM and kills its workers; what
     was stored stays, and submitting the same grid again resumes it."""
-    from llem.submit import stop as do_stop
-
     if do_stop(address, job):
         click.echo(f"stopping {job}")
     else:

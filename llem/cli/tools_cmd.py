@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from llem.models.tiny import build_tiny_model
+
 
 @click.command("tiny-model")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
@@ -27,8 +29,6 @@ def tiny_model(directory: Path, seed: int, hidden_size: int, layers: int, heads:
     --heads 16 --intermediate-size 5632: about 0.8B parameters). Grid files can also name
     the default one `llem:tiny` (built on first use in ~/.cache/llem).
     """
-    from llem.tiny_model import build_tiny_model
-
     path = build_tiny_model(directory, seed=seed, hidden_size=hidden_size, num_layers=layers,
                             num_heads=heads, intermediate_size=intermediate_size,
                             init_std=init_std, force=force)

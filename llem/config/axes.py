@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from llem.backends import get_info
 from llem.config.models import (
     ENGINE_SECTIONS,
     SECTIONS,
@@ -129,7 +130,7 @@ def collect(c: Campaign, smap: SourceMap) -> tuple[Alternative, list[Axis], Wher
     for section in SECTIONS:
         entries += _flatten(getattr(c, section), section, (section,))
     for section in ENGINE_SECTIONS:
-        entries += _flatten(getattr(c, section), section, (section,))
+        entries += _flatten(c.engine_section(section), section, (section,))
     entries += _flatten(c.grid, "", ("grid",))
     models = tuple({"model": m} for m in c.models)
     axes.append(Axis("model", models, tuple(("models", i) for i in range(len(models)))))
@@ -210,14 +211,12 @@ def _validate(base: Alternative, alt: Alternative, loc: Loc, smap: SourceMap) ->
 def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Axis],
                     smap: SourceMap) -> None:
     """Unknown backends, engine sections for absent backends, unsupported parameters."""
-    from llem.backends import get_info
-
     defaults = Point(backend="noop", model="x")
     used = [(p, v, where[p]) for p, v in fixed.items()]
     used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
              for p, v in alt.items()]
     for section in ENGINE_SECTIONS:
-        if getattr(c, section) and section not in c.backends:
+        if c.engine_section(section) and section not in c.backends:
             raise smap.error((section,), f"engine settings for '{section}', which is not in "
                              "backends:", hint=f"add {section} to backends or remove this")
     for path, _, loc in used:

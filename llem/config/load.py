@@ -3,45 +3,34 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from llem.config.axes import (
-    Alternative,
-    Axis,
-    Where,
     check_path,
     collect,
     flatten_rule,
     section_values,
     suggest,
 )
-from llem.config.backend_checks import check_backend_options
-from llem.config.models import BUILTIN_MODELS, Campaign, describe_error
+from llem.config.checks import check_backend_options
+from llem.config.environments import EnvChoice
+from llem.config.grid import count_points, iter_jobs
+from llem.config.loaded import Loaded
+from llem.config.models import ENGINE_SECTIONS, Campaign, describe_error
 from llem.config.overrides import merge_overrides
 from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
+from llem.credentials import looks_secret
 from llem.errors import ConfigError
+from llem.models.builtin import BUILTIN_MODELS
 
 PATH_PREFIXES = ("./", "../", "/", "~")
 TYPE_NAMES = {"list": "a list", "str": "a single value", "int": "a number",
               "float": "a number", "bool": "a single value"}
 MISSING_HINTS = {"name": "add e.g. name: my-campaign",
                  "models": "add e.g. models: [org/model-name]; hub ids or ./local/paths"}
-
-
-@dataclass
-class Loaded:
-    """A validated campaign: the file's model, its fixed values and axes, and its source map."""
-
-    campaign: Campaign
-    fixed: Alternative
-    axes: list[Axis]
-    source: SourceMap
-    path: Path | None = None
-    where: Where = field(default_factory=dict)  # fixed value's path -> where it was written
 
 
 def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Loaded:
@@ -67,7 +56,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
                          f"{kind}", hint="see configs/demo.yaml for an example", line=1)
     data = merge_overrides(data, overrides or {})
     _refuse_credentials(data, (), smap)
-    known = list(Campaign.model_fields)
+    known = [*Campaign.model_fields, *ENGINE_SECTIONS]
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -103,8 +92,6 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
 
 def _check_environments(campaign: Campaign, smap: SourceMap) -> None:
     """environments: keys are backends of this grid, values valid EnvChoice maps."""
-    from llem.envs import EnvChoice
-
     for backend, choice in campaign.environments.items():
         if backend not in campaign.backends:
             raise smap.error(("environments", backend), f"an environment for '{backend}', "
@@ -184,8 +171,6 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
 def _refuse_credentials(value: Any, loc: tuple[Any, ...], smap: SourceMap) -> None:
     """A token in a grid file would be hashed into job ids and stored with every row: refuse
     it, without echoing it, and say where credentials go instead."""
-    from llem.credentials import looks_secret
-
     if isinstance(value, dict):
         for k, v in value.items():
             if looks_secret(str(k), v):
@@ -208,7 +193,6 @@ def _check_not_empty(loaded: Loaded) -> None:
     c = loaded.campaign
     if not (c.include or c.exclude):
         return
-    from llem.grid import count_points, iter_jobs
 
     if next(iter_jobs(loaded), None) is None:
         raise ConfigError(f"the grid is empty: include/exclude rules drop all "
@@ -217,8 +201,6 @@ def _check_not_empty(loaded: Loaded) -> None:
 
 
 def _check_size(loaded: Loaded) -> None:
-    from llem.grid import count_points
-
     n = count_points(loaded)
     limit = loaded.campaign.max_points
     if n > limit:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llem.backends import DEFAULT_BACKEND, REGISTRY
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
@@ -89,7 +91,7 @@ class Dataset(Strict):
 
 
 class Measurement(Strict):
-    """How a job is measured; recorded with every result (llem.harness, README "How llem
+    """How a job is measured; recorded with every result (llem.harness.runner, README "How llem
     measures")."""
 
     # Warmup: every batch of the workload once, then the first batch until the last
@@ -136,7 +138,7 @@ class Resources(Strict):
 
 
 class Scheduling(Strict):
-    """How the driver places and retries jobs; not part of any job_id (llem.driver)."""
+    """How the driver places and retries jobs; not part of any job_id (llem.scheduler.driver)."""
 
     # a job whose worker process died (OOM kill, segfault) is run again this many times
     retries: int = Field(2, ge=0, le=100)
@@ -213,23 +215,17 @@ class Point(Strict):
         return v
 
 
-# Random-weight Llama models llem builds offline (llem.tiny_model), named llem:<name>.
-BUILTIN_MODELS: dict[str, dict[str, Any]] = {
-    "tiny": {},  # 2 layers, hidden 128: CPU demos and tests
-    "random-0.8b": {"hidden_size": 2048, "num_layers": 16, "num_heads": 16,
-                    "intermediate_size": 5632, "init_std": 0.02},  # loads a GPU
-    # Llama-2-7B's shape (6.5B parameters without its 32k vocabulary), saved in bf16:
-    # decoding at large batches is bound by the GPU, not by the host's kernel launches
-    "random-7b": {"hidden_size": 4096, "num_layers": 32, "num_heads": 32,
-                  "intermediate_size": 11008, "init_std": 0.02, "dtype": "bfloat16"},
-}
-
 SECTIONS = ("dataset", "measurement", "resources")
-ENGINE_SECTIONS = ("transformers", "vllm", "tensorrt", "noop")
+# one section per registered backend (llem.backends): its engine args, passed untouched
+ENGINE_SECTIONS = tuple(REGISTRY)
 
 
 class Campaign(Strict):
-    """A grid file. Lists are axes (crossed); see llem.grid for the grammar."""
+    """A grid file. Lists are axes (crossed); see llem.config.grid for the grammar."""
+
+    # engine sections (ENGINE_SECTIONS) are the extra keys, each a map: engine_section()
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
 
     name: str
     store: str = "results"
@@ -237,16 +233,12 @@ class Campaign(Strict):
     order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
     seed: int | None = None  # for order: shuffled; None: drawn at run time and recorded
     models: list[str] = Field(min_length=1)
-    backends: list[str] = Field(default_factory=lambda: ["transformers"], min_length=1)
+    backends: list[str] = Field(default_factory=lambda: [DEFAULT_BACKEND], min_length=1)
     grid: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     measurement: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
-    transformers: dict[str, Any] = Field(default_factory=dict)
-    vllm: dict[str, Any] = Field(default_factory=dict)
-    tensorrt: dict[str, Any] = Field(default_factory=dict)
-    noop: dict[str, Any] = Field(default_factory=dict)
-    # backend -> its Python environment (llem.envs.EnvChoice); not part of any job_id
+    # backend -> its Python environment (llem.config.environments.EnvChoice); not part of any job_id
     environments: dict[str, Any] = Field(default_factory=dict)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     include: list[dict[str, Any]] = Field(default_factory=list)
@@ -262,3 +254,14 @@ class Campaign(Strict):
     @classmethod
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _sections(self) -> Campaign:
+        unknown = [k for k in self.model_extra or {} if k not in ENGINE_SECTIONS]
+        if unknown:
+            raise ValueError(f"unknown key '{unknown[0]}'")
+        return self
+
+    def engine_section(self, backend: str) -> dict[str, Any]:
+        """The grid's `<backend>:` section (engine args and their axes), {} when absent."""
+        return (self.model_extra or {}).get(backend) or {}

@@ -12,10 +12,10 @@ import duckdb
 
 from llem.config.axes import dotted
 from llem.errors import UserError
-from llem.query import connect
-from llem.store import Store
+from llem.store.query import connect
+from llem.store.store import Store
 
-# Columns that describe what was run (config_columns in llem.results); engine_* are added.
+# Columns that describe what was run (config_columns in llem.harness.result); engine_* are added.
 CONFIG_COLUMNS = ("backend", "model", "dtype", "batch_size", "max_new_tokens",
                   "min_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
                   "seed", "max_input_tokens", "streaming", "num_prompts", "dataset_source",

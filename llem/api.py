@@ -1,0 +1,96 @@
+"""The library entry point: `from llem import run_campaign`.
+
+One sequence, shared by the CLI, the tests and the benchmarks: load the grid (unless given
+a loaded one), read every prompt file, resolve each backend's environment, open the store,
+then connect to Ray (or start an embedded one) and run the driver. Everything a user can get
+wrong is found before Ray starts, and nothing here prints: progress reaches the caller
+through on_start and on_result.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llem.config.checks import check_datasets
+from llem.config.grid import count_points
+from llem.config.load import load_campaign
+from llem.config.loaded import Loaded
+from llem.envs.environments import preflight
+from llem.scheduler.cluster import connect
+from llem.scheduler.driver import Driver
+from llem.scheduler.state import Summary
+from llem.store.store import Store
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a campaign is about to run, handed to on_start once Ray is up."""
+
+    campaign: str
+    points: int
+    cycles: int
+    jobs: int  # upper bound: points x cycles (include/exclude and resume make it fewer)
+    order: str
+    seed: int | None
+    ray: str  # "embedded", "existing" or the address joined
+    store: str  # the store's URI
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A campaign that passed every check made before Ray starts (prepare)."""
+
+    loaded: Loaded
+    runtime_envs: dict[str, dict[str, Any]]  # backend -> its Ray runtime_env
+
+
+def prepare(grid: str | Path | Loaded | Prepared, overrides: dict[str, Any] | None = None,
+            runtime_envs: dict[str, dict[str, Any]] | None = None) -> Prepared:
+    """Everything checked before Ray starts: the grid, its prompt files and datasets, each
+    backend's environment (its Ray runtime_env). A mistake raises UserError."""
+    if isinstance(grid, Prepared):
+        return grid
+    loaded = grid if isinstance(grid, Loaded) else load_campaign(grid, overrides)
+    check_datasets(loaded)
+    c = loaded.campaign
+    envs = runtime_envs if runtime_envs is not None else preflight(c.backends, c.environments)
+    return Prepared(loaded, envs)
+
+
+def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | Store | None = None,
+                 address: str | None = None, overrides: dict[str, Any] | None = None,
+                 runtime_envs: dict[str, dict[str, Any]] | None = None,
+                 dashboard: bool = False,
+                 on_start: Callable[[Started], None] | None = None,
+                 on_result: Callable[[dict[str, Any], Summary], None] | None = None
+                 ) -> Summary:
+    """Run a campaign to completion and return its summary.
+
+    grid: a grid file's path, a campaign loaded already (llem.config.load) or prepared
+    (prepare: what `llem run` checks before its dry run); overrides
+    lay values over the file (top-level keys or dotted parameter paths, as CLI flags do).
+    store: a path, URI or Store (default: the grid's `store:`). address: a Ray cluster
+    (default RAY_ADDRESS, else an embedded local Ray; a Ray already initialised in this
+    process is used as it is). runtime_envs: each backend's Ray runtime_env, when the
+    caller resolved them (default: from the grid's `environments:`). on_result is called
+    with each result row and the running summary as it goes to the store.
+
+    Jobs already stored with status ok are skipped: calling it again resumes. Ctrl-C stops
+    the workers and returns the summary with interrupted set.
+    """
+    ready = prepare(grid, overrides, runtime_envs)
+    loaded = ready.loaded
+    c = loaded.campaign
+    if c.order == "shuffled" and c.seed is None:  # drawn now, recorded with every row
+        c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
+    st = store if isinstance(store, Store) else Store(store if store is not None else c.store)
+    where = connect(address, dashboard=dashboard)
+    points = count_points(loaded)
+    if on_start is not None:
+        on_start(Started(c.name, points, c.cycles, points * c.cycles, c.order, c.seed, where,
+                         st.uri))
+    return Driver(loaded, st, on_result=on_result, runtime_envs=ready.runtime_envs).run()

@@ -1,0 +1,1 @@
+"""The tensorrt backend: its class (backend) and what it checks and maps for llem (options)."""

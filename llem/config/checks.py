@@ -1,0 +1,115 @@
+"""Checks of a loaded grid that look past its own text: combinations a backend library would
+reject (found when the grid is loaded), and every prompt file and HF dataset it names
+(check_datasets, before Ray starts).
+
+Backend options: each backend's own checks (the registry's `options` module). Paths of local
+adapters and assistant models resolve against the grid file's folder, like models do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llem.backends import options_of
+from llem.config.axes import resolve, section_values
+from llem.config.grid import groups
+from llem.config.loaded import Loaded
+from llem.config.yaml_source import Loc
+from llem.prompts.dataset import FileProblem, file_pool, load_hf
+
+PATH_PREFIXES = ("./", "../", "/", "~")
+
+
+def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
+    """Raise ConfigError (file, line, key) for the first job a backend would reject, by its
+    own rules (its options module's check_options); local paths it names are resolved."""
+    for backend in loaded.campaign.backends:
+        opts = options_of(backend)
+        if opts is None:
+            continue
+        used = set(loaded.fixed) | {p for ax in loaded.axes for alt in ax.alternatives
+                                    for p in alt}
+        if not any(p.startswith(f"{backend}.") for p in used):
+            continue  # no options: nothing to check, and no grid walk for a large grid
+        _resolve_paths(loaded, base_dir, [f"{backend}.{k}" for k in
+                                          getattr(opts, "PATH_KEYS", ())])
+        check = getattr(opts, "check_options", None)
+        if check is not None:
+            _check_points(loaded, backend, check)
+
+
+def _check_points(loaded: Loaded, backend: str, check: Any) -> None:
+    seen: set[str] = set()
+    for group in groups(loaded):
+        if group.first.backend != backend:
+            continue
+        for point in group.points():
+            combo = repr((sorted(point.engine.items()), point.resources.gpus_per_job,
+                          point.batch_size, point.streaming))
+            if combo in seen:
+                continue
+            seen.add(combo)
+            problem = check(point.engine, gpus=point.resources.gpus_per_job,
+                            batch_size=point.batch_size, streaming=point.streaming)
+            if problem:
+                key, why = problem
+                raise loaded.source.error(_where(loaded, f"{backend}.{key}"), why)
+
+
+def _where(loaded: Loaded, path: str) -> Loc:
+    """Where path (or a setting under it) was written: fixed value, else an axis."""
+    for p, loc in loaded.where.items():
+        if p == path or p.startswith(path + "."):
+            return tuple(loc)
+    for ax in loaded.axes:
+        for alt, loc in zip(ax.alternatives, ax.locs):
+            if any(p == path or p.startswith(path + ".") for p in alt):
+                return tuple(loc)
+    return (path.split(".", 1)[0],)
+
+
+def _resolve_paths(loaded: Loaded, base_dir: Path, keys: list[str]) -> None:
+    """./relative paths (adapters, assistant models) become absolute; a missing one is an
+    error."""
+    places: list[tuple[dict[str, Any], str, Loc]] = [
+        (loaded.fixed, p, loaded.where.get(p, (p.split(".", 1)[0],))) for p in keys
+        if p in loaded.fixed]
+    for ax in loaded.axes:
+        for alt, loc in zip(ax.alternatives, ax.locs):
+            places += [(alt, p, loc) for p in keys if p in alt]
+    for values, path, loc in places:
+        value = values[path]
+        if not isinstance(value, str) or not value.startswith(PATH_PREFIXES):
+            continue
+        resolved = (base_dir / Path(value).expanduser()).resolve()
+        if not resolved.exists():
+            raise loaded.source.error(loc, f"{path.split('.', 1)[1]} path {resolved} does not "
+                                      "exist", hint="paths are relative to the grid file")
+        values[path] = str(resolved)
+
+
+def check_datasets(loaded: Loaded) -> None:
+    """Resolve every distinct dataset of the campaign (not every point) and read its prompt
+    file; a problem raises UserError naming the grid file, line and key (dataset.path).
+
+    Built-in prompts ship with llem; HF datasets are loaded here once (kept for the driver in
+    this process), so an offline machine or a dataset without a text column fails before
+    Ray starts.
+    """
+    base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
+    checked: set[str] = set()
+    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
+        ds = resolve({"backend": "noop", "model": "x", **values}).dataset
+        if ds.source == "hf" and ds.model_dump_json() not in checked:
+            checked.add(ds.model_dump_json())
+            load_hf(ds)  # download (or cache hit) and column detection, before Ray
+            continue
+        if ds.source != "file" or str(ds.path) in checked:
+            continue
+        checked.add(str(ds.path))
+        try:
+            file_pool(ds, base_dir)
+        except FileProblem as exc:
+            loc = where.get("dataset.path") or where.get("dataset.source") or ("dataset",)
+            raise loaded.source.error(loc, str(exc), hint=exc.hint) from None

@@ -1,0 +1,179 @@
+"""Turn a measured window and its request records into store rows (plain dicts).
+
+Per-token figures (TTFT, ITL, TPOT) come only from token times a backend observed; where
+there are none they are None. Nothing is estimated and reported as measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import pairwise
+from typing import Any
+
+from llem.config.job import Job, canonical
+from llem.config.models import Measurement
+from llem.credentials import redact
+from llem.harness.workload import Served
+from llem.measure.meter import Window
+from llem.measure.stats import mean, pct, safe_div, summary
+from llem.store.schema import SCHEMA_VERSION
+
+J_PER_KWH = 3.6e6
+
+
+def config_columns(job: Job) -> dict[str, Any]:
+    """The point's parameters as typed columns; engine args also one column each."""
+    p = job.point
+    cols: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+        "cycle": job.cycle, "load_key": job.load_key, "cycle_order": job.order,
+        "order_seed": job.order_seed,
+        "backend": p.backend, "model": p.model, "dtype": p.dtype, "batch_size": p.batch_size,
+        "max_new_tokens": p.max_new_tokens, "min_new_tokens": p.min_new_tokens,
+        "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+        "repetition_penalty": p.repetition_penalty, "seed": p.seed,
+        "max_input_tokens": p.max_input_tokens, "streaming": p.streaming,
+        "input_policy": p.input_policy, "output_policy": p.output_policy, "preset": p.preset,
+        "num_prompts": p.dataset.num_prompts, "dataset_source": p.dataset.source,
+        "dataset_path": p.dataset.path, "gpus_per_job": p.resources.gpus_per_job,
+        "min_window_s": p.measurement.min_window_s, "arrival": arrival_pattern(p.measurement),
+        "request_rate": p.measurement.request_rate,
+        "max_concurrency": p.measurement.max_concurrency,
+        "engine_json": canonical(p.engine), "generate_json": canonical(p.generate),
+        "point_json": canonical(p.model_dump(mode="json")),
+    }
+    for k, v in p.engine.items():
+        cols[f"engine_{k}"] = v if isinstance(v, bool | int | float | str) else json.dumps(v)
+    return cols
+
+
+def arrival_pattern(m: Measurement) -> str:
+    return "offline" if m.request_rate is None else m.arrival
+
+
+def context_columns(ctx: dict[str, Any]) -> dict[str, Any]:
+    gpus = ctx.get("gpus") or []
+    return {
+        **{k: ctx.get(k) for k in ("host", "node_id", "worker_pid", "python_executable",
+                                   "env_kind", "python_version",
+                                   "llem_version", "llem_commit", "ray_version", "torch_version",
+                                   "transformers_version", "backend_version", "cpu_model",
+                                   "driver_version", "cuda_version", "model_loads",
+                                   "visible_devices",
+                                   "model_load_s", "energy_method")},
+        "gpu_count": len(gpus),
+        "gpu_name": gpus[0]["name"] if gpus else None,
+        "gpu_uuids": [g["uuid"] for g in gpus],
+        "gpu_power_limit_w": gpus[0]["power_limit_w"] if gpus else None,
+        "mig_mode": any(g["mig_mode"] for g in gpus) if gpus else None,
+    }
+
+
+def request_row(job: Job, i: int, s: Served, t0: float) -> dict[str, Any]:
+    r = s.record
+    times = r.token_times_s
+    ttft = itl = tpot = None
+    gaps: list[float] = []
+    if times:
+        ttft = times[0] - r.start_s
+        gaps = [b - a for a, b in pairwise(times)]
+        tpot = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
+        itl = mean(gaps)
+    return {
+        "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+        "cycle": job.cycle, "request_index": i, "repeat": s.repeat, "batch_index": s.batch,
+        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+        "arrival_s": s.arrival_s - t0, "wait_s": r.start_s - s.arrival_s,
+        "start_s": r.start_s - t0, "end_s": r.end_s - t0, "latency_s": r.end_s - r.start_s,
+        "e2e_latency_s": r.end_s - s.arrival_s,
+        "ttft_s": ttft, "itl_mean_s": itl, "itl_p50_s": pct(gaps, 50), "itl_p99_s": pct(gaps, 99),
+        "tpot_s": tpot, "token_times_s": [t - t0 for t in times] if times else None,
+        "queue_s": r.metrics.get("queue_s"), "prefill_s": r.metrics.get("prefill_s"),
+        "decode_s": r.metrics.get("decode_s"),
+    }
+
+
+def _total(values: list[float | None]) -> float | None:
+    """Sum over GPUs, or None when any GPU's value is missing (no partial totals)."""
+    return float(sum(v for v in values if v)) if values and None not in values else None
+
+
+def energy_columns(w: Window, out_tok: int, n_req: int,
+                   intensity: float | None) -> dict[str, Any]:
+    """Counter energy, sampled-power energy and their ratio, idle and net of idle, CO2."""
+    energy = w.energy_j
+    idle = [v for v in w.idle_power_w.values() if v is not None]
+    idle_w = sum(idle) if idle and len(idle) == len(w.idle_power_w) else None
+    net = energy - idle_w * w.duration_s if energy is not None and idle_w is not None else None
+    counter_j = _total(list(w.gpu_energy_j.values()))
+    sampled_j = _total(list(w.gpu_sampled_energy_j.values()))
+    host_j = sum(w.cpu.values()) if w.gpu_energy_j and w.cpu else 0.0
+    co2 = (energy + host_j) / J_PER_KWH * intensity if energy is not None and \
+        intensity is not None else None
+    return {
+        "energy_j": energy, "energy_per_token_j": safe_div(energy, out_tok),
+        "energy_per_request_j": safe_div(energy, n_req),
+        "avg_power_w": safe_div(energy, w.duration_s), "idle_power_w": idle_w,
+        "energy_net_j": net, "energy_net_per_token_j": safe_div(net, out_tok),
+        "gpu_energy_j": counter_j, "gpu_energy_sampled_j": sampled_j,
+        "energy_counter_to_sampled": safe_div(counter_j, sampled_j),
+        "gpu_energy_j_per_gpu": [w.gpu_energy_j[u] for u in w.gpu_energy_j],
+        "gpu_energy_sampled_j_per_gpu": [w.gpu_sampled_energy_j[u] for u in w.gpu_energy_j],
+        "idle_power_w_per_gpu": [w.idle_power_w.get(u) for u in w.gpu_energy_j],
+        "cpu_energy_j": w.cpu.get("cpu_energy_j"), "dram_energy_j": w.cpu.get("dram_energy_j"),
+        "co2_estimate_g": co2, "grid_intensity_g_per_kwh": intensity,
+        "energy_unavailable": None if energy is not None else (w.unavailable or
+                                                               "energy counter read failed"),
+        **(w.idle.columns() if w.idle else {}),
+    }
+
+
+def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
+              ctx: dict[str, Any], started: float) -> dict[str, Any]:
+    t0 = info["t0"]
+    reqs = [request_row(job, i, s, t0) for i, s in enumerate(served)]
+    records = [s.record for s in served]
+    out_tok = sum(r.output_tokens for r in records)
+    in_tok = sum(r.input_tokens for r in records)
+    streamed = [r for r in reqs if r["token_times_s"]]
+    all_gaps = [g for r in records if r.token_times_s
+                for g in (b - a for a, b in pairwise(r.token_times_s))]
+    flops = info.get("flops_estimate")
+    m = job.point.measurement
+    run = {
+        **config_columns(job), **context_columns(ctx), "status": "ok", "error": None,
+        "started_at": started, "finished_at": time.time(),
+        "num_requests": len(records), "input_tokens": in_tok, "output_tokens": out_tok,
+        "duration_s": w.duration_s, "tokens_per_s": safe_div(out_tok, w.duration_s),
+        "total_tokens_per_s": safe_div(out_tok + in_tok, w.duration_s),
+        "requests_per_s": safe_div(len(records), w.duration_s),
+        **summary([r["latency_s"] for r in reqs], "latency"),
+        **summary([r["e2e_latency_s"] for r in reqs], "e2e_latency"),
+        **summary([r["ttft_s"] for r in streamed], "ttft"),
+        **summary(all_gaps, "itl"),
+        "tpot_mean_s": mean([r["tpot_s"] for r in streamed if r["tpot_s"] is not None]),
+        **energy_columns(w, out_tok, len(records), m.grid_intensity_g_per_kwh),
+        "repeats": info["repeats"], "warmup_requests": info["warmup_requests"],
+        "warmup_converged": info.get("warmup_converged"),
+        "min_window_s": info.get("min_window_s", m.min_window_s),
+        "min_window_reached": info.get("min_window_reached"),
+        "arrival_rate_achieved": info.get("arrival_rate_achieved"),
+        "flops_estimate": flops,
+        "tflops_per_s_estimate": safe_div(flops / 1e12 if flops is not None else None,
+                                          w.duration_s),
+    }
+    samples = [{"schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
+                "cycle": job.cycle, **s} for s in w.samples]
+    return {"run": run, "requests": reqs, "samples": samples}
+
+
+def failed_result(job: Job, exc: BaseException, tb: str, ctx: dict[str, Any],
+                  started: float) -> dict[str, Any]:
+    """A failure is a result too: one row with status failed and the error."""
+    # a library may echo a credential in its error: masked before it reaches the store
+    run = {**config_columns(job), **context_columns(ctx), "status": "failed",
+           "error": redact(f"{type(exc).__name__}: {exc}")[:2000],
+           "traceback": redact(tb[-8000:]),
+           "started_at": started, "finished_at": time.time()}
+    return {"run": run, "requests": [], "samples": []}

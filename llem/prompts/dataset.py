@@ -1,0 +1,148 @@
+"""Resolve a dataset setting into the prompt texts a job runs (done once, in the driver).
+
+llem.config.checks runs the same resolution for every distinct dataset of a campaign before
+anything starts, so a missing or malformed prompt file is a one-line error naming the grid
+file's line, not a failure after Ray is up. A setting is anything shaped like
+llem.config.models.Dataset (DatasetSpec): prompts sit below config in the layers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from llem.errors import UserError
+from llem.prompts.files import Prompt, load_builtin, load_file, select
+
+TEXT_COLUMNS = ("prompt", "text", "question", "instruction", "input", "content")
+CHAT_COLUMNS = ("messages", "conversations", "conversation")
+
+
+class DatasetSpec(Protocol):
+    """What a dataset setting says (llem.config.models.Dataset has these fields)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def column(self) -> str | None: ...
+    @property
+    def num_prompts(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
+class FileProblem(Exception):
+    """A prompt file that cannot be used: the message, and how to fix it (hint)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def load_prompts(ds: DatasetSpec, base_dir: Path) -> list[str]:
+    """The dataset's num_prompts prompts, chosen deterministically by its seed."""
+    if ds.source == "builtin":
+        pool = load_builtin()
+    elif ds.source == "file":
+        try:
+            pool = file_pool(ds, base_dir)
+        except FileProblem as exc:
+            raise UserError(f"dataset.path: {exc} ({exc.hint})") from None
+    else:
+        pool = load_hf(ds)
+    if not pool:
+        raise UserError(f"dataset {ds.path or ds.source} has no prompts")
+    return [p.text for p in select(pool, ds.num_prompts, ds.seed)]
+
+
+def file_pool(ds: DatasetSpec, base_dir: Path) -> list[Prompt]:
+    """The prompts of a file dataset; every problem is a FileProblem (message, hint)."""
+    if not ds.path:
+        raise FileProblem("dataset.source is 'file' but dataset.path is not set",
+                           "set dataset.path to a prompt file")
+    try:
+        path = (base_dir / Path(ds.path).expanduser()).resolve()
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
+        raise FileProblem(f"cannot resolve prompt file path {ds.path!r}: {exc}",
+                           "fix the path") from None
+    if not path.exists():
+        raise FileProblem(f"prompt file {path} does not exist",
+                           "paths are relative to the grid file's folder")
+    if not path.is_file():
+        raise FileProblem(f"prompt file {path} is not a file", "point it at a .jsonl file")
+    try:
+        if not path.read_bytes().strip():
+            raise FileProblem(f"prompt file {path} is empty", "add one prompt per line")
+        pool = load_file(path)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise FileProblem(f"prompt file {path}:{line} is not UTF-8 text",
+                           "save it as UTF-8") from None
+    except ValueError as exc:
+        raise FileProblem(f"bad prompt file: {exc}", "fix that line of the prompt file") \
+            from None
+    except OSError as exc:
+        raise FileProblem(f"cannot read prompt file {path}: {exc.strerror or exc}",
+                           "check its permissions") from None
+    if not pool:
+        raise FileProblem(f"prompt file {path} has no prompts",
+                           "add one prompt per line")
+    return pool
+
+
+_HF_CACHE: dict[str, list[Prompt]] = {}
+
+
+def load_hf(ds: DatasetSpec) -> list[Prompt]:
+    """The dataset's prompts (loaded once per process: the pre-flight check and the driver
+    share it). The prompt column is dataset.column, else the first of TEXT_COLUMNS, else a
+    chat column (CHAT_COLUMNS: OpenAI messages or ShareGPT conversations), whose first user
+    turn is the prompt."""
+    key = repr((ds.path, ds.split, ds.column))
+    if key not in _HF_CACHE:
+        _HF_CACHE[key] = _read_hf(ds)
+    return _HF_CACHE[key]
+
+
+def _read_hf(ds: DatasetSpec) -> list[Prompt]:
+    if not ds.path:
+        raise UserError("dataset.source is 'hf' but dataset.path (the dataset id) is not set")
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("dataset.source 'hf' needs the `datasets` package: "
+                        "pip install 'llem[hf]' (or pip install datasets)") from None
+    datasets.disable_progress_bars()
+    try:
+        data = datasets.load_dataset(ds.path, split=ds.split)
+    except Exception as exc:
+        offline = " (offline: HF_HUB_OFFLINE=1 and not in the cache)" if \
+            os.environ.get("HF_HUB_OFFLINE") == "1" else " (offline? gated? a typo?)"
+        raise UserError(f"cannot load HF dataset '{ds.path}' (split {ds.split}): "
+                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                        f"{offline}; or use dataset.source: file") from None
+    names = list(data.column_names)
+    column = ds.column or next((c for c in TEXT_COLUMNS + CHAT_COLUMNS if c in names), None)
+    if column is None or column not in names:
+        what = f"column {column!r}" if column else "text column"
+        raise UserError(f"HF dataset '{ds.path}' has no {what} (columns: {', '.join(names)}); "
+                        "set dataset.column")
+    chat = column in CHAT_COLUMNS and ds.column is None
+    texts = (_first_user_turn(v) if chat else v if isinstance(v, str) else str(v)
+             for v in data[column])
+    return [Prompt(f"{ds.path}-{i}", "hf", t) for i, t in enumerate(texts) if t and t.strip()]
+
+
+def _first_user_turn(turns: Any) -> str:
+    """The first human/user message of a chat (OpenAI role/content or ShareGPT from/value)."""
+    if not isinstance(turns, list):
+        return ""
+    for t in turns:
+        if isinstance(t, dict) and (t.get("role") or t.get("from")) in ("user", "human"):
+            return str(t.get("content") or t.get("value") or "")
+    return ""

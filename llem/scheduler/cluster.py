@@ -1,0 +1,107 @@
+"""What a Ray cluster reports about itself, for `llem doctor --address` and dry runs.
+
+Ray's resources say how many GPUs a node has and their accelerator type, not their memory;
+a zero-CPU probe task pinned to each GPU node asks NVML there (llem.measure.gpu.local_gpus),
+so a dry run can compare each job's memory estimate with the GPUs it would really get.
+A node whose probe fails is still listed, with its Ray-reported GPU count and no details.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from llem.measure.gpu import local_gpus
+
+PROBE_TIMEOUT_S = 60.0
+NAMESPACE = "llem"  # llem's actors live in this Ray namespace
+
+
+def _probe() -> list[dict[str, Any]]:
+    return local_gpus()[0]
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Raise ConnectionError when nothing listens at host:port (ray.init would retry for
+    minutes); 'auto' and addresses without a port are left to Ray."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") \
+            from None
+
+
+def describe(address: str) -> dict[str, Any]:
+    """{ray_version, gpus, cpus, nodes: [{node_id, ip, alive, gpus, cpus, accelerator,
+    gpu_info: [local_gpus() rows]}]} of the cluster at address (disconnects afterwards
+    when it connected)."""
+    started = not ray.is_initialized()
+    if started:
+        check_reachable(address)
+        ray.init(address=address, namespace="llem", logging_level=logging.ERROR,
+                 log_to_driver=False)
+    try:
+        nodes = []
+        probe = ray.remote(num_cpus=0)(_probe)
+        pending: dict[Any, dict[str, Any]] = {}
+        for n in ray.nodes():
+            res = n.get("Resources", {})
+            accel = next((k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")),
+                         None)
+            node = {"node_id": n["NodeID"], "ip": n.get("NodeManagerAddress", "?"),
+                    "alive": bool(n.get("Alive")), "gpus": float(res.get("GPU", 0)),
+                    "cpus": float(res.get("CPU", 0)), "accelerator": accel, "gpu_info": []}
+            nodes.append(node)
+            if node["alive"] and node["gpus"] > 0:
+                strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
+                pending[probe.options(scheduling_strategy=strategy).remote()] = node
+        if pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending),
+                               timeout=PROBE_TIMEOUT_S)
+            for ref in done:
+                try:
+                    pending[ref]["gpu_info"] = ray.get(ref)
+                except Exception:  # the node lacks llem or NVML: Ray's counts still stand
+                    continue
+        total = ray.cluster_resources()
+        return {"ray_version": ray.__version__, "gpus": float(total.get("GPU", 0)),
+                "cpus": float(total.get("CPU", 0)), "nodes": nodes}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The alive nodes: id and total resources (GPU, CPU, accelerator_type:X, custom);
+    the driver places workers on them (llem.scheduler.placement)."""
+    return [{"node_id": n["NodeID"], "resources": dict(n.get("Resources") or {})}
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def is_alive(node_id: str) -> bool:
+    return any(n["node_id"] == node_id for n in alive_nodes())
+
+
+def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
+            dashboard: bool = False) -> str:
+    """Join the cluster at address/RAY_ADDRESS, else start an embedded local Ray."""
+    if ray.is_initialized():
+        return "existing"
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
+                 log_to_driver=False)
+        return target
+    # address="local": always a new Ray, never one another process on this host started
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
+             include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
+    return "embedded"

@@ -1,0 +1,364 @@
+"""The Ray driver: groups -> worker actors on chosen nodes -> results streamed into the store.
+
+Scheduling, in order: every load group is checked against the cluster's nodes first (a job
+no node can ever run is a UserError before any actor starts); groups are started largest
+first (longest-processing-time order keeps the makespan near ideal), each on a node the
+driver picks (llem.scheduler.placement), one call in flight per actor; once every group has
+started, a group with many jobs left is split onto idle GPU sets (same load key, a second
+model load). A worker whose group is done serves the next group of the same backend and
+resources in its own process (llem.scheduler.pool, scheduling.reuse_workers). A worker process that
+dies is restarted by Ray (max_restarts) and the job it was running is retried up to
+scheduling.retries times, then stored as failed with the cause; the jobs of a lost node go
+back to the queue. Results are written by a background thread (llem.store.writer). Jobs
+already stored with status ok are skipped, so re-running a campaign resumes it. Ctrl-C
+kills the actors and returns the summary of what was stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from llem.config.grid import Group, groups
+from llem.config.job import Job, canonical
+from llem.config.loaded import Loaded
+from llem.envs.environments import preflight
+from llem.errors import UserError
+from llem.harness.result import failed_result
+from llem.prompts.dataset import load_prompts
+from llem.scheduler.cluster import alive_nodes, is_alive
+from llem.scheduler.metrics import Metrics
+from llem.scheduler.neighbours import Neighbours
+from llem.scheduler.placement import Books, Need, infeasible_message
+from llem.scheduler.pool import Pool
+from llem.scheduler.state import (
+    START_S,
+    GroupRun,
+    JobTimeout,
+    Summary,
+    Worker,
+    WorkerDied,
+    first_line,
+    group_size,
+)
+from llem.store.store import Store
+from llem.store.writer import StoreWriter
+
+NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
+AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
+
+
+class Driver:
+    """Runs one campaign to completion; on_result is called with each result as it is
+    handed to the store's writer thread (llem.store.writer)."""
+
+    def __init__(self, loaded: Loaded, store: Store,
+                 on_result: Callable[[dict[str, Any], Summary], None] | None = None,
+                 runtime_envs: dict[str, dict[str, Any]] | None = None) -> None:
+        self.loaded = loaded
+        # each backend's Ray runtime_env; a missing or broken one is a UserError here
+        self.runtime_envs = runtime_envs if runtime_envs is not None else preflight(
+            loaded.campaign.backends, loaded.campaign.environments)
+        self.campaign = loaded.campaign.name
+        self.sched = loaded.campaign.scheduling
+        self.store = store
+        self.on_result = on_result or (lambda r, s: None)
+        self.summary = Summary()
+        self.base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
+        self._prompts: dict[str, Any] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._neighbours = Neighbours()
+        self._pending: deque[GroupRun] = deque()  # groups waiting for a node
+        self.books = Books()
+        self.metrics: Metrics | None = None
+        self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
+                         self.summary, None)
+
+    def prompts_ref(self, job: Job) -> Any:
+        key = canonical(job.point.dataset.model_dump(mode="json"))
+        if key not in self._prompts:
+            self._prompts[key] = ray.put(load_prompts(job.point.dataset, self.base_dir))
+        return self._prompts[key]
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        t0 = time.perf_counter()
+        self.books = Books.from_nodes(alive_nodes(), self.sched.exclusive_node)
+        queue = deque(self._plan())
+        done = self.store.done(self.campaign)
+        self.metrics = Metrics(self.campaign)
+        pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
+                                self.summary, self.metrics)
+        self.writer = StoreWriter(self.store)
+        checked = time.monotonic()
+        try:
+            while True:
+                self.writer.check()  # a write error (disk full) stops the campaign
+                if time.monotonic() - checked > NODE_CHECK_S:
+                    self.books.sync(alive_nodes())
+                    checked = time.monotonic()
+                self._start(queue, done)
+                pool.retire_idle()  # idle workers no group took: their GPUs are free
+                self._unrunnable()
+                for w in list(pool.workers):
+                    pool.feed(w, self.prompts_ref)
+                    self._check_start(w)
+                    self._check_timeout(w)
+                if not (pool.calls or self._pending or queue or
+                        any(w.run.more() for w in pool.workers)):
+                    break
+                refs = list(pool.calls)
+                if refs:
+                    ray.wait(refs, num_returns=1, timeout=1.0)
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                    # every ready worker gets its next job before any result is stored:
+                    # workers that finished together do not wait on each other's results
+                    got = [self._collect(ref) for ref in ready if ref in pool.calls]
+                    for w, result in [g for g in got if g is not None]:
+                        self._store(w, result, placed=True)
+                else:
+                    time.sleep(0.2)  # groups wait for a node (lost nodes, autoscaling)
+                for w in [w for w in pool.workers if not w.inflight and not w.run.more()]:
+                    pool.finished(w)
+                self.metrics.state(len(pool.calls) + sum(p.left() for p in self._pending)
+                                   + sum(w.run.left() for w in pool.workers),
+                                   len(pool.workers))
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            pool.close()
+            self.writer.close()  # every result written before the session row
+            for run in self.writer.lost():
+                self.summary.count(run, -1)
+            self.summary.elapsed_s = time.perf_counter() - t0
+            self._write_session()
+        self.writer.check()
+        return self.summary
+
+    def _plan(self) -> list[Group]:
+        """All load groups, largest first; refuse any that no node can ever run."""
+        plan = sorted(groups(self.loaded), key=lambda g: -group_size(g, self.loaded.campaign))
+        for g in plan:
+            need = Need.of(g.first.resources)
+            if not self.books.feasible(need):
+                raise UserError(infeasible_message(g.first.backend, g.first.model, need,
+                                                   self.books))
+        return plan
+
+    def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
+        """Start workers while a node has room: waiting groups, largest first (backfilling a
+        later one when the first does not fit); once all have started, one more worker for
+        a running group whose remaining jobs outweigh its start and model load (split)."""
+        while True:
+            fit = [g for g in self._pending if self.books.can_place(g.need)]
+            while not fit and queue and len(self._pending) < AHEAD:
+                g = queue.popleft()
+                gr = GroupRun.of(g, Need.of(g.first.resources), self._pending_jobs(g, done))
+                if gr.more():  # a group whose jobs are all stored starts no worker
+                    self.prompts_ref(gr.back[0])  # bad prompt files fail before any actor
+                    self._pending.append(gr)
+                    if self.books.can_place(gr.need):
+                        fit.append(gr)
+            if fit:  # every group must run once anyway: they go before any split; one an
+                # idle worker can serve first (no process start), then largest first
+                target = max(fit, key=lambda g: (self.pool.reusable(g) is not None, g.left()))
+                self._pending.remove(target)
+            elif queue or self._pending:
+                return  # a split now could keep a waiting (wider) group off its node
+            else:
+                splits = [(g.split_piece(self.sched.split_min_jobs,
+                                         0.0 if self.pool.reusable(g) else START_S), id(g), g)
+                          for g in {id(w.run): w.run for w in self.pool.workers}.values()
+                          if self.books.can_place(g.need)]
+                piece, _, split = max(splits, key=lambda x: x[:2], default=(0, 0, None))
+                if split is None or not piece:
+                    return
+                target = split
+            idle = self.pool.reusable(target)
+            node = self.books.place(target.need, idle.node_id if idle else None)
+            assert node is not None
+            self.pool.start(target, node)
+
+    def _unrunnable(self) -> None:
+        """Waiting groups that no alive node can run any more (their nodes were lost)."""
+        for gr in [g for g in self._pending if not self.books.feasible(g.need)]:
+            self._pending.remove(gr)
+            why = (f"no alive node can run this job any more ({gr.need.describe()}): "
+                   f"{self.books.describe()}")
+            self.summary.errors.append(why[:300])
+            for job in gr.stop():
+                self._store(None, failed_result(job, WorkerDied(why), why, {}, time.time()))
+
+    def _pending_jobs(self, group: Group, done: set[tuple[str, int]]) -> Iterator[Job]:
+        for job in group.jobs():
+            self.summary.total += 1
+            if job.key in done:
+                self.summary.skipped += 1
+                continue
+            yield job
+
+    def _check_start(self, w: Worker) -> None:
+        """Watch a starting or restarting worker: a restarting actor refuses calls, so it
+        is probed (ready) until it answers; one that cannot start fails its jobs clearly."""
+        if w.started:
+            return
+        ready, _ = ray.wait([w.ready_ref], timeout=0)
+        if ready:
+            try:
+                ray.get(w.ready_ref)
+            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
+                if time.monotonic() - w.created <= self.sched.start_timeout_s:
+                    time.sleep(0.05)
+                    w.ready_ref = w.actor.ready.remote()
+                    return
+            except ray.exceptions.RayError as exc:
+                if not w.inflight:  # no call will report it: give the worker up here
+                    self._abandon(w, f"the worker could not start: {first_line(exc)}")
+                    return
+            w.started, w.restarting = True, False
+            w.since = max(w.since, time.time())  # its first call runs from about now
+        elif time.monotonic() - w.created > self.sched.start_timeout_s:
+            self._abandon(w, f"the worker did not start within {self.sched.start_timeout_s:g} "
+                          "s (its runtime environment or Python may lack ray or llem)")
+
+    def _check_timeout(self, w: Worker) -> None:
+        """A call running past its job's measurement.job_timeout_s is a hang: the worker is
+        killed (its GPUs freed), the job stored as failed, and the worker's queued jobs go
+        back to the group for a fresh worker. A hang is not retried: it would hang again."""
+        if not w.started or not w.inflight or w not in self.pool.workers:
+            return
+        ref, job = w.inflight[0]
+        limit = job.point.measurement.job_timeout_s
+        if time.time() - w.since <= limit:
+            return
+        why = (f"timed out after {limit:g} s (measurement.job_timeout_s): the backend hung, "
+               "or the job needs a longer timeout")
+        self._remove_call(w, ref)
+        w.run.give_back([j for _, j in w.inflight])
+        self._drop(w, release=True)
+        self._store(w, failed_result(job, JobTimeout(why), why, {}, time.time()))
+
+    # -- results and faults --------------------------------------------------------------
+
+    def _collect(self, ref: Any) -> tuple[Worker, dict[str, Any]] | None:
+        """A finished call: its worker's next job is sent; the result is returned to store
+        (None when the worker died: handled here)."""
+        w = self.pool.calls[ref]
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self._worker_fault(w, exc)
+            return None
+        self._remove_call(w, ref)
+        self._place(w, result["run"])  # its neighbours: before its worker's next call
+        self.pool.feed(w, self.prompts_ref)
+        return w, result
+
+    def _remove_call(self, w: Worker, ref: Any) -> Job:
+        self.pool.calls.pop(ref, None)
+        for i, (r, job) in enumerate(w.inflight):
+            if r == ref:
+                del w.inflight[i]
+                return job
+        raise KeyError(ref)
+
+    def _place(self, w: Worker, run: dict[str, Any]) -> None:
+        """Where the job ran and who ran beside it (the other workers' calls in flight)."""
+        if not run.get("node_id"):
+            run["node_id"] = w.node_id
+        if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
+            self._neighbours.attribute(w, self.pool.workers, run)
+
+    def _store(self, w: Worker | None, result: dict[str, Any],
+               attempts: int | None = None, placed: bool = False) -> None:
+        run = result["run"]
+        key = (run["job_id"], run["cycle"])
+        run["attempts"] = self._attempts.get(key, 0) + 1 if attempts is None else attempts
+        run["exclusive_node"] = self.sched.exclusive_node
+        if w is not None and not placed:
+            self._place(w, run)
+        self.writer.put(result)
+        self.summary.count(run)
+        if self.metrics:
+            self.metrics.result(run)
+        self.on_result(run, self.summary)
+
+    def _worker_fault(self, w: Worker, exc: Exception) -> None:
+        """The actor's process or node died: store what finished, retry or fail the rest."""
+        refs = [r for r, _ in w.inflight]
+        ray.wait(refs, num_returns=len(refs), timeout=10.0)
+        culprit: Job | None = None
+        cause = exc
+        again: list[Job] = []
+        for ref, job in list(w.inflight):
+            self._remove_call(w, ref)
+            try:
+                self._store(w, ray.get(ref, timeout=0))
+            except ray.exceptions.RayError as e:
+                if culprit is None:
+                    culprit, cause = job, e
+                else:
+                    again.append(job)
+        node_lost = isinstance(cause, ray.exceptions.ActorUnschedulableError) or \
+            not is_alive(w.node_id)
+        if node_lost:
+            self.books.lose(w.node_id)
+            jobs = ([culprit] if culprit else []) + again
+            self.summary.rescheduled += len(jobs)
+            self.summary.errors.append(f"node {w.node_id[:12]} lost: {len(jobs)} jobs "
+                                       "rescheduled")
+            w.run.give_back(jobs)
+            self._drop(w, release=False)
+            return
+        w.restarts += 1
+        if culprit is not None:
+            key = culprit.key
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+            n = self._attempts[key]
+            if n > self.sched.retries:
+                msg = f"worker process died {n} times running this job: {first_line(cause)}"
+                self._store(w, failed_result(culprit, WorkerDied(msg), str(cause), {},
+                                             time.time()), attempts=n)
+            else:
+                self.summary.retried += 1
+                again.insert(0, culprit)
+        w.run.give_back(again)
+        if w.restarts > self.sched.max_restarts or \
+                isinstance(cause, ray.exceptions.ActorDiedError):
+            self._abandon(w, f"worker died {w.restarts} times (scheduling.max_restarts "
+                          f"{self.sched.max_restarts}): {first_line(cause)}")
+        else:  # Ray restarts the process; probe it before sending calls again
+            w.started, w.restarting, w.created = False, True, time.monotonic()
+            w.since = time.time()  # the resent head call starts after the restart
+            w.ready_ref = w.actor.ready.remote()
+
+    def _abandon(self, w: Worker, why: str) -> None:
+        """Give the worker up; its group's jobs become failed rows unless others serve it."""
+        jobs = [job for _, job in w.inflight]
+        if w.run.workers == 1:  # the group's last worker: nobody will run the rest
+            jobs += w.run.stop()
+        else:
+            w.run.give_back(jobs)
+            jobs = []
+        self._drop(w, release=True)
+        self.summary.errors.append(why[:300])
+        for job in jobs:
+            self._store(w, failed_result(job, WorkerDied(why), why, {}, time.time()))
+
+    def _drop(self, w: Worker, release: bool) -> None:
+        """Kill a failed worker; a group left with jobs and no worker waits for a node."""
+        self.pool.retire(w, release)
+        if w.run.workers == 0 and w.run not in self._pending and w.run.more():
+            self._pending.appendleft(w.run)
+
+    def _write_session(self) -> None:
+        self.store.write_session(self.campaign, {
+            **self.summary.columns(), "exclusive_node": self.sched.exclusive_node})
+
+

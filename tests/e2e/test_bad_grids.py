@@ -1,0 +1,113 @@
+"""Every mistake in a grid file: one line on stderr, exit code 2, nothing started or written.
+
+EXPECTED (tests.support.bad_grids) maps each file of tests/support/data/bad_grids/ to a regex
+its message must match (searched in the line after 'error: <file>'); ':N:' pins the line the
+message must name. The CLI runs as a
+user runs it: a subprocess, argument list, no shell, RAY_ADDRESS unset.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.bad_grids import BAD, CLUSTER_CASES, EXPECTED, FAST_CASES, PROMPT_CASES
+
+
+def _llem() -> list[str]:
+    script = Path(sys.executable).with_name("llem")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "llem"]
+
+
+def run_llem(grid: Path, tmp: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run([*_llem(), "run", str(grid), "--store", str(tmp / "store")],
+                          cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
+
+
+def _run_cmd_checks_datasets() -> bool:
+    from llem.cli import run_cmd
+
+    return "check_datasets" in inspect.getsource(run_cmd)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], grid: Path, pattern: str,
+                          *, located: bool = True) -> str:
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    lines = r.stderr.rstrip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].strip(), f"not one line: {r.stderr!r}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    if located:
+        assert line.startswith(f"error: {grid}:") or line.startswith(f"error: {grid} "), line
+        rest = line[len(f"error: {grid}"):]
+    else:
+        rest = line
+    assert re.search(pattern, rest), f"{pattern!r} not in {line!r}"
+    return line
+
+
+def test_manifest_covers_the_corpus() -> None:
+    files = {p.name for p in BAD.glob("*.yaml")}
+    assert files == set(EXPECTED), (files ^ set(EXPECTED))
+    assert len(files) >= 32
+
+
+def _cli_params() -> list[object]:
+    wired = _run_cmd_checks_datasets()
+    out: list[object] = []
+    for name in sorted(EXPECTED):
+        marks = []
+        if name in CLUSTER_CASES:
+            marks.append(pytest.mark.slow)
+        if name in PROMPT_CASES and not wired:
+            marks.append(pytest.mark.xfail(
+                strict=True, reason="llem/cli/run_cmd.py does not call "
+                "llem.config.checks.check_datasets yet: prompt files are read after Ray starts"))
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
+@pytest.mark.parametrize("name", _cli_params())
+def test_cli_rejects_bad_grid(name: str, tmp_path: Path) -> None:
+    grid = BAD / name
+    cluster = name in CLUSTER_CASES
+    t0 = time.monotonic()
+    r = run_llem(grid, tmp_path, timeout=180 if cluster else 30)
+    elapsed = time.monotonic() - t0
+    assert not (tmp_path / "store").exists(), "a bad grid wrote to the store"
+    if cluster:
+        # llem run prints its plan line (and progress) to stderr before the driver finds this;
+        # the error itself is the last line, exit 2, no traceback, nothing stored.
+        assert "Traceback" not in r.stderr, r.stderr[-3000:]
+        assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+        last = r.stderr.rstrip("\n").split("\n")[-1]
+        assert last.startswith("error: ") and re.search(EXPECTED[name], last), last
+        return
+    assert_one_line_error(r, grid, EXPECTED[name])
+    if name in FAST_CASES:
+        assert elapsed < 10, f"{name} took {elapsed:.1f}s"
+
+
+def test_cli_rejects_oversized_file_before_parsing(tmp_path: Path) -> None:
+    grid = tmp_path / "oversized.yaml"
+    grid.write_text("name: t\nmodels: [llem:tiny]\n" + "# padding\n" * 110_000)
+    assert grid.stat().st_size > 1 << 20
+    r = run_llem(grid, tmp_path)
+    assert_one_line_error(r, grid, r": file is over the 1048576-byte limit")
+    assert not (tmp_path / "store").exists()
+
+
+def test_cli_missing_grid_file(tmp_path: Path) -> None:
+    grid = tmp_path / "nope.yaml"
+    r = run_llem(grid, tmp_path)
+    assert_one_line_error(r, grid, r": file not found")

@@ -1,0 +1,132 @@
+"""Secrets: a planted credential reaches the worker and appears in no output: not in run's
+stdout/stderr (with --verbose tracebacks), the Parquet store, export/report output, the
+embedded Ray's log files, nor a grid error message."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from llem.credentials import collect, looks_secret, read_secrets_file, redact
+from llem.errors import UserError
+from tests.support.cli import run_cli
+from tests.support.faults import HF_SHAPED, PLANTED, grep_tree
+from tests.support.paths import BAD_GRIDS as BAD
+
+# Not shaped like any known token: only the exact-value mask can hide it.
+
+
+def test_collect_from_env_and_files(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(PLANTED + "\n")
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("# keys\nexport WANDB_API_KEY='wandb-planted-123456'\n"
+                       "CUSTOM_KEY=abc12345xyz\n")
+    found = collect({"HF_TOKEN_PATH": str(token_file), "LLEM_SECRETS_FILE": str(secrets),
+                     "NGC_API_KEY": "nvapi-ngc-planted-0001", "PATH": "/usr/bin"})
+    assert found == {"HF_TOKEN": PLANTED, "WANDB_API_KEY": "wandb-planted-123456",
+                     "CUSTOM_KEY": "abc12345xyz", "NGC_API_KEY": "nvapi-ngc-planted-0001"}
+    text = f"401 for {PLANTED} and abc12345xyz; also {HF_SHAPED}; short ab"
+    assert redact(text) == "401 for *** and ***; also ***; short ab"
+
+
+def test_malformed_secrets_file_does_not_show_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "s.env"
+    f.write_text(f"GOOD=1\n{PLANTED}\n")
+    with pytest.raises(UserError) as err:
+        read_secrets_file(f)
+    assert ":2: expected KEY=VALUE" in str(err.value) and PLANTED not in str(err.value)
+
+
+def test_what_counts_as_a_credential_in_a_grid() -> None:
+    assert looks_secret("transformers.token", "x1")
+    assert looks_secret("hf_token", "abc")
+    assert looks_secret("note", HF_SHAPED)
+    assert not looks_secret("pad_token", "<pad>")
+    assert not looks_secret("use_auth_token", True)  # type: ignore[arg-type]
+    assert not looks_secret("max_new_tokens", "64")
+
+
+@pytest.mark.parametrize("name", ["token_in_engine_args.yaml", "token_shaped_value.yaml"])
+def test_grid_with_a_token_is_refused_without_echoing_it(name: str, tmp_path: Path) -> None:
+    r = run_cli("run", str(BAD / name), "--store", str(tmp_path / "s"), timeout=60)
+    assert r.returncode == 2 and "looks like a credential" in r.stderr, r.stderr
+    assert HF_SHAPED not in r.stderr + r.stdout
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_planted_secret_never_appears(llem_cache: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "g.yaml"
+    grid.write_text("""
+name: secretive
+models: [m]
+backends: [noop]
+grid:
+  batch_size: [1, 2]
+  generate: [{}, {fail_env: HF_TOKEN}]
+""")
+    store = tmp_path / "store"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lr", dir="/tmp"))  # short: Ray's socket paths
+    env = {"HF_TOKEN": PLANTED, "RAY_TMPDIR": str(ray_tmp)}
+    try:
+        r = run_cli("run", str(grid), "--store", str(store), "--verbose", env=env, timeout=300)
+        outputs = r.stdout + r.stderr
+        # the failing jobs quoted the worker's HF_TOKEN: it arrived, and was masked
+        assert "auth failed with ***" in outputs, outputs[-3000:]
+        rows = run_cli("query", "SELECT status, error FROM runs ORDER BY ALL", "--store",
+                       str(store), "--format", "json", env=env)
+        assert rows.stdout.count('"failed"') == 2 and "auth failed with ***" in rows.stdout
+        for fmt in ("csv", "jsonl"):
+            out = tmp_path / f"export.{fmt}"
+            e = run_cli("export", "secretive", "--format", fmt, "--store", str(store), "-o",
+                        str(out), env=env)
+            assert e.returncode == 0, e.stderr
+            outputs += e.stdout + e.stderr + out.read_text()
+            assert "auth failed with ***" in out.read_text()
+        rep = run_cli("report", "secretive", "--store", str(store), "-o",
+                      str(tmp_path / "report.html"), env=env)
+        assert rep.returncode == 0, rep.stderr[-2000:]
+        outputs += rows.stdout + rows.stderr + rep.stdout + rep.stderr
+        assert PLANTED not in outputs
+        assert grep_tree(store, PLANTED) == []
+        assert grep_tree(tmp_path, PLANTED) == []
+        logs = list(ray_tmp.rglob("*.log")) + list(ray_tmp.rglob("*.out"))
+        assert logs, "the embedded Ray wrote no logs where expected"
+        assert grep_tree(ray_tmp, PLANTED) == []
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert os.environ.get("HF_TOKEN") != PLANTED
+
+
+@pytest.mark.slow
+def test_submit_sends_no_credential(head, tmp_path: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`llem submit` with a token in its environment: not in the job's entrypoint,
+    runtime_env, metadata or logs, nor anywhere under the head's temp dir; named (not
+    shown) in a note."""
+    from ray.job_submission import JobSubmissionClient
+
+    address, _ = head
+    grid_dir = tmp_path / "grid"
+    grid_dir.mkdir()
+    (grid_dir / "g.yaml").write_text("name: sub\nmodels: [m]\nbackends: [noop]\n"
+                                     "grid: {batch_size: 1, max_new_tokens: 2}\n")
+    r = run_cli("submit", str(grid_dir / "g.yaml"), "--address", address, "--store",
+                str(tmp_path / "store"), "--wait",
+                env={"RAY_AUTH_MODE": "disabled", "HF_TOKEN": PLANTED}, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "not sent with the job: HF_TOKEN" in r.stderr
+    assert PLANTED not in r.stdout + r.stderr
+    client = JobSubmissionClient(address)
+    jobs = [j for j in client.list_jobs() if (j.submission_id or "").startswith("llem-g-")]
+    assert jobs
+    for j in jobs:
+        assert PLANTED not in repr(j)
+        assert PLANTED not in client.get_job_logs(j.submission_id)
+    for base in tmp_path_factory.getbasetemp().glob("ray*"):
+        assert grep_tree(base, PLANTED) == []

@@ -1,0 +1,65 @@
+"""The `stats` DuckDB view and the table `llem run` prints from it, against hand values."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from llem.cli.stats_table import print_cycle_stats
+from llem.measure.stats import cycle_stats
+from llem.store.query import run_sql
+from llem.store.store import Store
+
+
+def _row(job_id: str, cycle: int, tps: float, jpt: float | None, batch: int = 4) -> dict:
+    point = {"backend": "transformers", "model": "m", "batch_size": batch}
+    return {"point_json": json.dumps(point), "schema_version": 1, "campaign": "s",
+            "job_id": job_id, "cycle": cycle,
+            "status": "ok", "backend": "transformers", "model": "m", "batch_size": batch,
+            "max_new_tokens": 8, "tokens_per_s": tps, "energy_per_token_j": jpt,
+            "started_at": 1.0, "finished_at": 2.0}
+
+
+def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    tps, jpt = [10.0, 12.0, 14.0], [0.5, 0.52, 0.48]
+    for c in range(3):
+        store.write_result({"run": _row("aaaaaaaa", c, tps[c], jpt[c]), "requests": [],
+                            "samples": []})
+    store.write_result({"run": _row("bbbbbbbb", 0, 7.0, None, batch=8), "requests": [],
+                        "samples": []})
+    rows = {r["job_id"]: r for r in run_sql(store, "SELECT * FROM stats").to_pylist()}
+    a, want = rows["aaaaaaaa"], cycle_stats(tps)
+    assert a["cycles"] == 3
+    assert a["tokens_per_s_mean"] == pytest.approx(want["mean"])
+    assert a["tokens_per_s_std"] == pytest.approx(want["std"])
+    assert a["tokens_per_s_ci95"] == pytest.approx(want["ci95"])  # 4.3027 * 2 / sqrt(3)
+    assert a["tokens_per_s_cv"] == pytest.approx(want["cv"])
+    assert a["energy_per_token_j_cv"] == pytest.approx(cycle_stats(jpt)["cv"])
+    assert rows["bbbbbbbb"]["tokens_per_s_ci95"] is None  # one cycle: no spread
+
+    buf = io.StringIO()
+    print_cycle_stats(Console(file=buf, width=200), store, "s")
+    text = buf.getvalue()
+    line = next(ln for ln in text.splitlines() if "transformers m batch_size=4" in ln)
+    cells = [c.strip() for c in line.replace("│", "|").split("|") if c.strip()]
+    # tok/s 12.0 ± 4.3027 * 2 / sqrt(3) = 4.97, CV 2/12; J/token 0.5 ± 0.0497, CV 4%
+    assert cells[1:] == ["3", "12.0", "5.0", "16.7%", "0.5", "0.04968", "4.0%"]
+    assert text.count("transformers") == 1  # the single-cycle config is not shown
+
+
+def test_labels_name_what_was_swept() -> None:
+    from llem.cli.stats_table import labels, sort_key
+
+    def pt(rate: float, batch: int) -> str:
+        return json.dumps({"backend": "transformers", "model": "/m/tiny", "batch_size": batch,
+                           "dtype": "float32", "measurement": {"request_rate": rate}})
+    points = {"a": pt(16.0, 4), "b": pt(4.0, 4), "c": pt(64.0, 4)}
+    assert labels(points) == {"a": "transformers tiny request_rate=16.0",
+                              "b": "transformers tiny request_rate=4.0",
+                              "c": "transformers tiny request_rate=64.0"}
+    assert sorted(points, key=lambda j: sort_key(points[j])) == ["b", "a", "c"]
