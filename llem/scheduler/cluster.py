@@ -59,7 +59,8 @@ def describe(address: str) -> dict[str, Any]:
                          None)
             node = {"node_id": n["NodeID"], "ip": n.get("NodeManagerAddress", "?"),
                     "alive": bool(n.get("Alive")), "gpus": float(res.get("GPU", 0)),
-                    "cpus": float(res.get("CPU", 0)), "accelerator": accel, "gpu_info": []}
+                    "cpus": float(res.get("CPU", 0)), "accelerator": accel, "gpu_info": [],
+                    "resources": dict(res)}
             nodes.append(node)
             if node["alive"] and node["gpus"] > 0:
                 strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)

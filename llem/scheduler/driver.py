@@ -34,7 +34,7 @@ from llem.prompts.dataset import load_prompts
 from llem.scheduler.cluster import alive_nodes, is_alive
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.neighbours import Neighbours
-from llem.scheduler.placement import Books, Need, infeasible_message
+from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
 from llem.scheduler.pool import Pool
 from llem.scheduler.state import (
     START_S,
@@ -145,9 +145,9 @@ class Driver:
         """All load groups, largest first; refuse any that no node can ever run."""
         plan = sorted(groups(self.loaded), key=lambda g: -group_size(g, self.loaded.campaign))
         for g in plan:
-            need = Need.of(g.first.resources)
-            if not self.books.feasible(need):
-                raise UserError(infeasible_message(g.first.backend, g.first.model, need,
+            why = never_placed(Need.of(g.first.resources), self.books.views())
+            if why:
+                raise UserError(infeasible_message(g.first.backend, g.first.model, why,
                                                    self.books))
         return plan
 

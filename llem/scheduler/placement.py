@@ -9,10 +9,12 @@ actor wait, never share a GPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from llem.config.models import Resources
+from llem.models.memory import human
 
 EPS = 1e-9
 ACCEL_PREFIX = "accelerator_type:"
@@ -58,8 +60,64 @@ class Node:
         return all(self.free.get(k, 0.0) + EPS >= v for k, v in need.amounts)
 
 
-def can_ever_fit(total: dict[str, float], need: Need) -> bool:
+def can_ever_fit(total: Mapping[str, float], need: Need) -> bool:
     return all(total.get(k, 0.0) + EPS >= v for k, v in need.amounts)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A node as the "can this job ever run" check sees it: Ray's resource totals (GPU,
+    CPU, accelerator_type:X, custom) and, where known, each GPU's memory and name."""
+
+    name: str
+    total: Mapping[str, float]
+    gpu_memory_bytes: tuple[float | None, ...] = ()
+    gpu_names: tuple[str, ...] = ()
+
+    def has_accelerator(self, kind: str) -> bool:
+        want = kind.lower()
+        return any(k.lower() == ACCEL_PREFIX + want for k in self.total) or \
+            any(want in name.lower() for name in self.gpu_names)
+
+
+def never_placed(need: Need, nodes: Iterable[NodeView], memory_bytes: float | None = None,
+                 gpu_fraction: float = 1.0) -> str | None:
+    """Why no node can ever run a job of need, or None when one can: the one check behind
+    both the dry run and the driver. memory_bytes: the job's estimated memory per GPU (the
+    dry run knows it; the driver does not), of which a backend may use gpu_fraction."""
+    fit = list(nodes)
+    accel = next((k[len(ACCEL_PREFIX):] for k, _ in need.amounts
+                  if k.startswith(ACCEL_PREFIX)), None)
+    if accel:
+        fit = [n for n in fit if n.has_accelerator(accel)]
+        if not fit:
+            return f"needs accelerator_type {accel}; no node has one"
+    if need.gpus:
+        most = max((n.total.get("GPU", 0.0) for n in fit), default=0.0)
+        if most + EPS < need.gpus:
+            has = "the cluster has no GPU" if most == 0 else f"the largest node has {most:g}"
+            return f"needs {need.gpus} GPU{'' if need.gpus == 1 else 's'} on one node; {has}"
+    for key, amount in need.amounts:
+        if key in ("GPU",) or key.startswith(ACCEL_PREFIX):
+            continue
+        most = max((n.total.get(key, 0.0) for n in fit), default=0.0)
+        if most + EPS < amount:
+            what = "CPUs" if key == "CPU" else f"custom resource {key}"
+            return f"needs {amount:g} {what}; the largest node has {most:g}"
+    fit = [n for n in fit if all(n.total.get(k, 0.0) + EPS >= v for k, v in need.amounts
+                                 if not k.startswith(ACCEL_PREFIX))]
+    if not fit:
+        return f"needs {need.describe()} on one node; no node has all of them"
+    if memory_bytes is None or not need.gpus:
+        return None
+    for n in fit:
+        roomy = [m for m in n.gpu_memory_bytes if m is None or m * gpu_fraction >= memory_bytes]
+        unknown = int(n.total.get("GPU", 0.0)) - len(n.gpu_memory_bytes)  # memory not probed
+        if len(roomy) + max(unknown, 0) >= need.gpus:
+            return None
+    biggest = max((m for n in fit for m in n.gpu_memory_bytes if m is not None), default=0.0)
+    share = f" ({gpu_fraction:g} of it for this backend)" if gpu_fraction != 1.0 else ""
+    return f"needs {human(memory_bytes)} per GPU; the largest GPU has {human(biggest)}{share}"
 
 
 @dataclass
@@ -90,8 +148,12 @@ class Books:
             if node_id not in ids:
                 self.lose(node_id)
 
+    def views(self) -> list[NodeView]:
+        """The alive nodes, for never_placed."""
+        return [NodeView(n.node_id, n.total) for n in self.nodes.values() if n.alive]
+
     def feasible(self, need: Need) -> bool:
-        return any(n.alive and can_ever_fit(n.total, need) for n in self.nodes.values())
+        return never_placed(need, self.views()) is None
 
     def can_place(self, need: Need) -> bool:
         return any(n.fits(need, self.exclusive) for n in self.nodes.values())
@@ -134,8 +196,8 @@ class Books:
         return "; ".join(parts) or "no alive nodes"
 
 
-def infeasible_message(backend: str, model: str, need: Need, books: Books) -> str:
+def infeasible_message(backend: str, model: str, why: str, books: Books) -> str:
     gpus = sum(n.total.get("GPU", 0.0) for n in books.nodes.values() if n.alive)
-    return (f"jobs of {backend}/{model} need {need.describe()} on one node, and no node has "
-            f"that (the cluster has {gpus:g} GPUs; nodes: {books.describe()}): check "
-            "resources.gpus_per_job, accelerator_type and custom")
+    return (f"jobs of {backend}/{model} can never be placed: {why} (the cluster has {gpus:g} "
+            f"GPUs; nodes: {books.describe()}): check resources.gpus_per_job, "
+            "accelerator_type and custom")

@@ -22,11 +22,11 @@ from llem.models.memory import (
     Estimate,
     count_tokens,
     estimate,
-    human,
     input_tokens_bound,
     read_config,
     shape_of,
 )
+from llem.scheduler.placement import ACCEL_PREFIX, Need, NodeView, never_placed
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,14 @@ class Node:
     gpu_names: list[str]
     cpus: float
     accelerator: str | None = None
+    custom: dict[str, float] = field(default_factory=dict)  # Ray custom resources
+
+    def view(self) -> NodeView:
+        """The node for placement.never_placed (Ray's resource names)."""
+        total = {"GPU": float(self.gpus), "CPU": float(self.cpus), **self.custom}
+        if self.accelerator:
+            total[ACCEL_PREFIX + self.accelerator] = 1.0
+        return NodeView(self.name, total, tuple(self.gpu_memory_bytes), tuple(self.gpu_names))
 
 
 @dataclass
@@ -103,7 +111,10 @@ def cluster_nodes(address: str) -> tuple[list[Node], str]:
         count = int(n["gpus"])
         mems = (mems + [None] * count)[:count]
         names = [str(g.get("name")) for g in n["gpu_info"]]
-        nodes.append(Node(n["ip"], count, mems, names, n["cpus"], n["accelerator"]))
+        custom = {k: float(v) for k, v in n.get("resources", {}).items() if k not in
+                  ("GPU", "CPU", "memory", "object_store_memory") and
+                  not k.startswith(("node:", ACCEL_PREFIX))}
+        nodes.append(Node(n["ip"], count, mems, names, n["cpus"], n["accelerator"], custom))
     return nodes, f"Ray cluster at {address} (ray {info['ray_version']})"
 
 
@@ -120,34 +131,9 @@ def gpu_fraction(p: Point) -> float:
 
 
 def place(p: Point, need: float | None, nodes: list[Node]) -> str | None:
-    """None when some node can hold the job, else why none ever can."""
-    r = p.resources
-    if r.gpus_per_job == 0:
-        most = max((n.cpus for n in nodes), default=0.0)
-        return None if most >= r.cpus_per_job else \
-            f"needs {r.cpus_per_job:g} CPUs; the largest node has {most:g}"
-    fit = nodes
-    if r.accelerator_type:
-        want = r.accelerator_type.lower()
-        fit = [n for n in nodes if (n.accelerator or "").lower() == want
-               or any(want in name.lower() for name in n.gpu_names)]
-        if not fit:
-            return f"needs accelerator_type {r.accelerator_type}; no node has one"
-    most = max((n.gpus for n in fit), default=0)
-    if most < r.gpus_per_job:
-        has = "the cluster has no GPU" if most == 0 else f"the largest node has {most}"
-        gpus = f"{r.gpus_per_job} GPU{'' if r.gpus_per_job == 1 else 's'}"
-        return f"needs {gpus} on one node; {has}"
-    if need is None:
-        return None
-    frac = gpu_fraction(p)
-    for n in fit:
-        roomy = [m for m in n.gpu_memory_bytes if m is None or m * frac >= need]
-        if len(roomy) >= r.gpus_per_job:
-            return None
-    biggest = max((m for n in fit for m in n.gpu_memory_bytes if m is not None), default=0.0)
-    share = f" ({frac:g} of it for vLLM)" if frac != 1.0 else ""
-    return f"needs {human(need)} per GPU; the largest GPU has {human(biggest)}{share}"
+    """None when some node can hold the job, else why none ever can (the driver's check,
+    placement.never_placed, with the memory estimate added)."""
+    return never_placed(Need.of(p.resources), [n.view() for n in nodes], need, gpu_fraction(p))
 
 
 def make_plan(loaded: Loaded, nodes: list[Node],

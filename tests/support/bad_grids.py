@@ -120,7 +120,7 @@ EXPECTED: dict[str, str] = {
                                  r"not UTF-8",
     "prompt_file_is_a_folder.yaml": r":4: 'dataset\.path': prompt file .*/data is not a file",
     # needs the cluster: detected by the driver after Ray starts (no actor, no store files)
-    "gpus_per_job_too_many.yaml": r"need 64 GPUs .*the cluster has 0 GPUs.*"
+    "gpus_per_job_too_many.yaml": r"needs 64 GPUs on one node; the cluster has no GPU .*"
                                   r"resources\.gpus_per_job",
 }
 
