@@ -1,7 +1,20 @@
-"""Lazy backend registry: names map to "module:Class" strings.
+"""Backends: the interface (base: construct, generate, close) and the lazy registry below,
+where names map to "module:Class" strings.
 
 The driver lists and validates backends without importing torch, vllm or tensorrt_llm;
 only the worker, inside the backend's own environment, imports the class.
+
+Adding a backend `foo`:
+  1. llem/backends/foo/backend.py: a class with the three verbs of base.Backend, talking to
+     its library the way the library's own docs and benchmarks do; import the library
+     inside methods only (ruff's TID253 keeps it off module level).
+  2. Optional llem/backends/foo/options.py (no library import): check_options, PATH_KEYS,
+     quantization, gpu_fraction (see BackendInfo.options), and server.py for server mode.
+  3. A BackendInfo entry in REGISTRY: the GenerateSpec fields it honours, whether it streams,
+     its distribution name, its options module. The grid's `foo:` section (engine args,
+     passed untouched) exists from then on.
+  4. jobs/foo/: env.yaml and requirements files of its Python environment (llem.envs).
+  5. Tests in tests/unit/backends/ through the real library, on the tiny model.
 """
 
 from __future__ import annotations
