@@ -25,12 +25,13 @@ from llem.config.models import (
     Measurement,
     Point,
     Resources,
+    Server,
     describe_error,
 )
 from llem.config.yaml_source import Loc, SourceMap
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {"dataset": Dataset, "measurement": Measurement,
-                                              "resources": Resources}
+                                              "resources": Resources, "server": Server}
 POINT_SCALARS = tuple(f for f in Point.model_fields if f not in SECTIONS
                       and f not in ("engine", "generate", "backend", "model"))
 LOAD_PREFIXES = ("model", "dtype", "resources.", "engine.") + tuple(f"{b}." for b in
@@ -199,13 +200,24 @@ def _validate(base: Alternative, alt: Alternative, loc: Loc, smap: SourceMap) ->
     try:
         resolve({"backend": "noop", "model": "x", **base, **alt})
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = [e for e in exc.errors() if not _whole_section(e)]
+        if not errors:  # a rule across a section's fields: checked on whole points
+            return
+        err = errors[0]
         field = ".".join(str(p) for p in err["loc"])
         key = ".".join(str(p) for p in loc)
         shown = "" if key.endswith(field) or f"{field}." in key else f"{field}: "
         raise smap.error(loc, shown + describe_error(err)) from None
     except ValueError as exc:  # a path inside a value (_set)
         raise smap.error(loc, str(exc)) from None
+
+
+def _whole_section(err: Any) -> bool:
+    """A section's own rule across its fields (e.g. a poisson profile needs a rate): a value
+    written alone cannot break it, so it is checked on whole combinations
+    (llem.config.checks.check_sections)."""
+    return err["type"] == "value_error" and (not err["loc"] or (
+        len(err["loc"]) == 1 and err["loc"][0] in SECTION_MODELS))
 
 
 def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Axis],
@@ -230,7 +242,10 @@ def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Ax
         except KeyError as exc:
             raise smap.error(("backends", i), str(exc.args[0])) from None
         for path, value, loc in used:
-            if path in POINT_SCALARS and path not in ("dtype", "batch_size") and \
+            if path == "mode" and value == "server" and info.server is None:
+                raise smap.error(loc, f"backend '{name}' has no server mode",
+                                 hint="use mode: offline, or a backend with a server")
+            if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
                     path != "streaming" and value != getattr(defaults, path) and \
                     path not in info.supports:
                 raise smap.error(loc, f"backend '{name}' does not support '{path}'",
@@ -242,9 +257,10 @@ def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Ax
 
 
 def section_values(fixed: Alternative, where: Where, axes: list[Axis],
-                   prefix: str) -> Iterator[tuple[Alternative, Where]]:
-    """Each distinct combination of the paths under prefix (e.g. "dataset.") that the grid
-    can produce, with where each value was written; other axes are not enumerated."""
+                   prefix: str | tuple[str, ...]) -> Iterator[tuple[Alternative, Where]]:
+    """Each distinct combination of the paths under prefix (e.g. "dataset.", or a tuple of
+    prefixes) that the grid can produce, with where each value was written; other axes are
+    not enumerated."""
     base = {p: v for p, v in fixed.items() if p.startswith(prefix)}
     base_where = {p: where[p] for p in base if p in where}
     choices: list[list[tuple[Alternative, Loc]]] = []

@@ -11,14 +11,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from llem.backends import options_of
-from llem.config.axes import resolve, section_values
+from llem.config.axes import SECTION_MODELS, resolve, section_values
 from llem.config.grid import groups
 from llem.config.loaded import Loaded
+from llem.config.models import describe_error
 from llem.config.yaml_source import Loc
 from llem.prompts.dataset import FileProblem, file_pool, load_hf
 
 PATH_PREFIXES = ("./", "../", "/", "~")
+# the paths that rules across fields read (Point's and each section's model validators)
+CROSS_FIELD = ("input_policy", "max_input_tokens", "min_new_tokens", "max_new_tokens",
+               "output_policy", "mode", *(f"{s}." for s in SECTION_MODELS))
+
+
+def check_cross_fields(loaded: Loaded) -> None:
+    """Rules across fields (pad needs max_input_tokens, mode server needs a server section,
+    a poisson profile needs a rate, ...) on every combination of those fields the grid can
+    produce, whatever the order they were written in; a broken one is a ConfigError at the
+    line of a value it names."""
+    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, CROSS_FIELD):
+        try:
+            resolve({"backend": "noop", "model": "x", **values})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            msg = describe_error(err)
+            section = str(err["loc"][0]) if err["loc"] else ""
+            named = [p for p in where if p.split(".")[-1] in msg or
+                     (section and p.startswith(section + "."))]
+            loc = where[named[-1]] if named else next(iter(where.values()), ("grid",))
+            raise loaded.source.error(loc, msg) from None
+        except ValueError as exc:
+            raise loaded.source.error(next(iter(where.values()), ("grid",)), str(exc)) \
+                from None
 
 
 def check_backend_options(loaded: Loaded, base_dir: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from llem.config.axes import Alternative, Axis, resolve
 from llem.config.job import Job, canonical, job_id_of, load_key_of
 from llem.config.loaded import Loaded
-from llem.config.models import Point
+from llem.config.models import Point, Server
 
 
 @dataclass
@@ -77,7 +77,29 @@ def count_points(loaded: Loaded) -> int:
     for b in loaded.campaign.backends:
         axes = _axes_for(loaded.axes, b)
         total += math.prod(len(a.alternatives) for a in axes)
-    return total
+    return total * _sweep_factor(loaded)
+
+
+def _sweep_factor(loaded: Loaded) -> int:
+    """A sweep point is sweep_levels + 2 jobs (sweep_levels): the most it can be here."""
+    alts = [loaded.fixed] + [alt for ax in loaded.axes for alt in ax.alternatives]
+    if not any(a.get("server.profile") == "sweep" for a in alts):
+        return 1
+    levels = [int(a["server.sweep_levels"]) for a in alts if "server.sweep_levels" in a]
+    return max(levels or [Server.model_fields["sweep_levels"].default]) + 2
+
+
+def sweep_levels(point: Point) -> Iterator[Point]:
+    """A server-mode sweep as its levels, in the order they must run: the synchronous rate
+    (level 0) and the maximum throughput (level n + 1) first, which the levels between are
+    spread over (llem.harness.server); any other point as it is."""
+    s = point.server
+    if point.mode != "server" or s is None or s.profile != "sweep" or \
+            s.sweep_level is not None:
+        yield point
+        return
+    for level in (0, s.sweep_levels + 1, *range(1, s.sweep_levels + 1)):
+        yield point.model_copy(update={"server": s.model_copy(update={"sweep_level": level})})
 
 
 def _axes_for(axes: list[Axis], backend: str) -> list[Axis]:
@@ -122,12 +144,12 @@ def _point_factory(base: Alternative, run_axes: list[Axis], loaded: Loaded) -> A
                 continue
             if any(_matches(values, r) for r in exclude):
                 continue
-            point = resolve(values)
-            h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
-                                digest_size=8).digest()
-            if h not in seen:
-                seen.add(h)
-                yield point
+            for point in sweep_levels(resolve(values)):
+                h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
+                                    digest_size=8).digest()
+                if h not in seen:
+                    seen.add(h)
+                    yield point
 
     return points
 

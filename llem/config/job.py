@@ -14,7 +14,11 @@ from typing import Any
 
 from llem.config.models import Point
 
-LOAD_FIELDS = ("backend", "model", "dtype", "engine", "resources")
+LOAD_FIELDS = ("backend", "model", "dtype", "engine", "resources", "mode")
+# Fields added after stores were written, with their defaults: left out of what is hashed
+# while at their default, so a point that does not use them keeps the job_id (and load key)
+# it always had and resume still finds it.
+LATER_FIELDS: dict[str, Any] = {"mode": "offline", "server": None}
 
 
 def canonical(obj: Any) -> str:
@@ -26,15 +30,25 @@ def digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(canonical(obj).encode()).hexdigest()[:n]
 
 
+def hashed(point: Point) -> dict[str, Any]:
+    """The point's canonical form as hashed: LATER_FIELDS at their default left out."""
+    dumped = point.model_dump(mode="json")
+    for key, default in LATER_FIELDS.items():
+        if dumped.get(key, default) == default:
+            dumped.pop(key, None)
+    return dumped
+
+
 def job_id_of(point: Point) -> str:
     """Stable id of a configuration (not of a cycle): hash of its canonical resolved form."""
-    return digest(point.model_dump(mode="json"))
+    return digest(hashed(point))
 
 
 def load_key_of(point: Point) -> str:
-    """Jobs with the same load key share one worker and one model load."""
-    dumped = point.model_dump(mode="json")
-    return digest({k: dumped[k] for k in LOAD_FIELDS}, 12)
+    """Jobs with the same load key share one worker and one model load (server mode: one
+    server, kept up across the rate levels of its group)."""
+    dumped = hashed(point)
+    return digest({k: dumped[k] for k in LOAD_FIELDS if k in dumped}, 12)
 
 
 @dataclass(frozen=True, slots=True)

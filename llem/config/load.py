@@ -15,7 +15,7 @@ from llem.config.axes import (
     section_values,
     suggest,
 )
-from llem.config.checks import check_backend_options
+from llem.config.checks import check_backend_options, check_cross_fields
 from llem.config.environments import EnvChoice
 from llem.config.grid import count_points, iter_jobs
 from llem.config.loaded import Loaded
@@ -24,7 +24,7 @@ from llem.config.overrides import merge_overrides
 from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
 from llem.credentials import looks_secret
 from llem.errors import ConfigError
-from llem.models.builtin import BUILTIN_MODELS
+from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
 
 PATH_PREFIXES = ("./", "../", "/", "~")
 TYPE_NAMES = {"list": "a list", "str": "a single value", "int": "a number",
@@ -86,6 +86,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     _check_datasets(loaded)
     _check_size(loaded)
     _check_not_empty(loaded)
+    check_cross_fields(loaded)
     check_backend_options(loaded, base_dir)
     return loaded
 
@@ -150,10 +151,10 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
     if not model.strip() or any(ord(ch) < 32 for ch in model):
         raise smap.error(("models", i), f"bad model name {model!r}",
                          hint="a hub id (org/name), a ./local/path or llem:tiny")
-    if model.startswith("llem:"):
-        if model[5:] not in BUILTIN_MODELS:
+    if is_builtin(model):
+        if model.removeprefix(PREFIX) not in BUILTIN_MODELS:
             raise smap.error(("models", i), f"unknown built-in model '{model}'",
-                             hint=f"known: {', '.join('llem:' + m for m in BUILTIN_MODELS)}")
+                             hint=f"known: {', '.join(PREFIX + m for m in BUILTIN_MODELS)}")
         return model
     if not model.startswith(PATH_PREFIXES):
         return model  # a hub id (org/name)

@@ -128,6 +128,43 @@ class Measurement(Strict):
     gap_poll_s: float = Field(0.5, gt=0, le=60)
 
 
+class Server(Strict):
+    """Server mode: the load one job puts on the backend's server (llem.harness.server).
+
+    A job is one rate level: the worker keeps its load group's server up across levels.
+    Open-loop profiles (constant, poisson, gamma) send at `rate` requests/s whatever the
+    server does; closed-loop `concurrency` keeps that many requests in flight; `sweep`
+    expands into sweep_levels + 2 jobs: the synchronous rate (level 0), the maximum
+    throughput (level sweep_levels + 1), and rates spread between them (guidellm's sweep).
+    """
+
+    profile: Literal["constant", "poisson", "gamma", "concurrency", "sweep"] = "poisson"
+    rate: float | None = Field(None, gt=0, le=100_000)  # requests/s (open-loop profiles)
+    burstiness: float = Field(1.0, gt=0, le=1000)  # gamma's shape k: 1 is Poisson, < 1 bursty
+    concurrency: int | None = Field(None, ge=1, le=100_000)  # requests in flight (closed loop)
+    sweep_levels: int = Field(4, ge=1, le=64)
+    sweep_level: int | None = Field(None, ge=0, le=65)  # set by the sweep's expansion
+    requests: int | None = Field(None, ge=1, le=10_000_000)  # measured requests per level
+    duration_s: float | None = Field(None, gt=0, le=86_400)  # or a duration per level
+    ramp_s: float = Field(0.0, ge=0, le=3600)  # rate rises to target; never measured
+    warmup_requests: int = Field(0, ge=0, le=100_000)  # sent (and discarded) before the ramp
+    api: Literal["completions", "chat"] = "completions"
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # arrivals of poisson and gamma
+    slo_ttft_s: float | None = Field(None, gt=0, le=3600)  # a request meets the SLO when
+    slo_tpot_s: float | None = Field(None, gt=0, le=3600)  # its TTFT and TPOT are within
+    startup_timeout_s: float = Field(600.0, gt=0, le=7200)  # the server's health wait
+
+    @model_validator(mode="after")
+    def _profile(self) -> Server:
+        if self.profile in ("constant", "poisson", "gamma") and self.rate is None:
+            raise ValueError(f"profile {self.profile} needs a rate (requests/s)")
+        if self.profile == "concurrency" and self.concurrency is None:
+            raise ValueError("profile concurrency needs concurrency (requests in flight)")
+        if self.requests is None and self.duration_s is None:
+            raise ValueError("set requests (per level) or duration_s")
+        return self
+
+
 class Resources(Strict):
     """What one job needs; a measured job owns its GPUs exclusively."""
 
@@ -181,6 +218,10 @@ class Point(Strict):
     streaming: bool = False
     engine: dict[str, Any] = Field(default_factory=dict)  # backend's load-time args, untouched
     generate: dict[str, Any] = Field(default_factory=dict)  # backend-native generate kwargs
+    # offline: batches handed to the library in the worker; server: the backend's own
+    # OpenAI-compatible server under the load of `server` (llem.harness.server)
+    mode: Literal["offline", "server"] = "offline"
+    server: Server | None = None
     dataset: Dataset = Dataset()
     measurement: Measurement = Measurement()
     resources: Resources = Resources()
@@ -194,6 +235,13 @@ class Point(Strict):
                 raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
             data = {**PRESETS[name], **data}
         return data
+
+    @model_validator(mode="after")
+    def _mode(self) -> Point:
+        if self.mode == "server" and self.server is None:
+            raise ValueError("mode: server needs a server: section (its load: profile, rate "
+                             "or concurrency, requests or duration_s)")
+        return self
 
     @model_validator(mode="after")
     def _lengths(self) -> Point:
@@ -215,7 +263,7 @@ class Point(Strict):
         return v
 
 
-SECTIONS = ("dataset", "measurement", "resources")
+SECTIONS = ("dataset", "measurement", "resources", "server")
 # one section per registered backend (llem.backends): its engine args, passed untouched
 ENGINE_SECTIONS = tuple(REGISTRY)
 
@@ -238,6 +286,7 @@ class Campaign(Strict):
     dataset: dict[str, Any] = Field(default_factory=dict)
     measurement: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
+    server: dict[str, Any] = Field(default_factory=dict)  # server mode: the load (Server)
     # backend -> its Python environment (llem.config.environments.EnvChoice); not part of any job_id
     environments: dict[str, Any] = Field(default_factory=dict)
     scheduling: Scheduling = Field(default_factory=Scheduling)

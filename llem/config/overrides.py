@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from llem.config.models import SECTIONS
+
 TOP_LEVEL = ("name", "store", "cycles", "order", "seed", "models", "backends")
-SECTIONS = ("dataset", "measurement", "resources")
 
 
 def one_point(model: str, backend: str, name: str = "quick") -> dict[str, Any]:

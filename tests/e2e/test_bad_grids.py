@@ -8,7 +8,6 @@ user runs it: a subprocess, argument list, no shell, RAY_ADDRESS unset.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bad_grids import BAD, CLUSTER_CASES, EXPECTED, FAST_CASES, PROMPT_CASES
+from tests.support.bad_grids import BAD, CLUSTER_CASES, EXPECTED, FAST_CASES
 
 
 def _llem() -> list[str]:
@@ -31,12 +30,6 @@ def run_llem(grid: Path, tmp: Path, timeout: float = 30) -> subprocess.Completed
     return subprocess.run([*_llem(), "run", str(grid), "--store", str(tmp / "store")],
                           cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env,
                           check=False)
-
-
-def _run_cmd_checks_datasets() -> bool:
-    from llem.cli import run_cmd
-
-    return "check_datasets" in inspect.getsource(run_cmd)
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], grid: Path, pattern: str,
@@ -63,16 +56,11 @@ def test_manifest_covers_the_corpus() -> None:
 
 
 def _cli_params() -> list[object]:
-    wired = _run_cmd_checks_datasets()
     out: list[object] = []
     for name in sorted(EXPECTED):
         marks = []
         if name in CLUSTER_CASES:
             marks.append(pytest.mark.slow)
-        if name in PROMPT_CASES and not wired:
-            marks.append(pytest.mark.xfail(
-                strict=True, reason="llem/cli/run_cmd.py does not call "
-                "llem.config.checks.check_datasets yet: prompt files are read after Ray starts"))
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 
