@@ -4,11 +4,11 @@
                layers, embeddings and norms stay in the compute dtype)
     KV cache = 2 (K and V) x layers x kv_heads x head_dim x bytes x batch x (input + output)
 
-Parameters are counted from the config the way a decoder-only transformer is built (Llama,
-Mistral, Qwen2/3, GPT-2 key names; tests check the count against transformers' own models):
-embeddings, attention (grouped-query aware), a gated or plain MLP, norms, biases, an untied
-output head. Activations, the CUDA context and allocator slack are not
-included; a dry run says so. With tensor parallelism both terms split over the job's GPUs.
+Parameters are counted from the config by llem.models.shape (the one reader of config.json,
+shared with the FLOP count; its tests check each family's count against transformers' own
+models): embeddings, attention (grouped-query aware), a gated or plain MLP, norms, biases, an
+untied output head, learned positions. Activations, the CUDA context and allocator slack are
+not included; a dry run says so. With tensor parallelism both terms split over the job's GPUs.
 The config is read from a local folder, the llem:<name> build in the cache (or its recipe
 when not built yet), or the Hugging Face cache / hub; without one the estimate is None with
 the reason.
@@ -24,88 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from llem.models.builtin import PREFIX, build_dir, is_builtin, recipe_config
+from llem.models.shape import Shape
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GIB = 2**30
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What the estimate needs from a model config."""
-
-    vocab: int
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    gated_mlp: bool
-    tied: bool
-    qkv_bias: bool
-    dtype: str | None  # the checkpoint's dtype (config torch_dtype / dtype)
-    qk_norm: bool = False  # Qwen3: RMSNorm on each head's q and k
-    biases: bool = False  # GPT-2 style: every linear layer and norm has a bias
-    positions: int = 0  # learned position embeddings (GPT-2), 0 for rotary models
-
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied else 2) + self.positions * self.hidden
-
-    def linear_params(self) -> int:
-        """Attention and MLP matrices of all layers (what bitsandbytes quantizes)."""
-        q = self.heads * self.head_dim
-        kv = self.kv_heads * self.head_dim
-        attn = self.hidden * q + 2 * self.hidden * kv + q * self.hidden
-        mlp = (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
-        return self.layers * (attn + mlp)
-
-    def other_params(self) -> int:
-        """Norms (two per layer and a final one), biases, per-head q/k norms."""
-        qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
-        per_layer = 2 * self.hidden
-        if self.biases:  # norm biases; q, k, v, o and both MLP projections' biases
-            per_layer += 2 * self.hidden + qkv + self.hidden + self.intermediate + self.hidden
-        elif self.qkv_bias:
-            per_layer += qkv
-        if self.qk_norm:
-            per_layer += 2 * self.head_dim
-        return self.layers * per_layer + self.hidden * (2 if self.biases else 1)
-
-    def params(self) -> int:
-        return self.embedding_params() + self.linear_params() + self.other_params()
-
-    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
-
-
-def shape_of(cfg: dict[str, Any]) -> Shape:
-    """A Shape from config.json (text_config of multimodal configs); KeyError when it lacks
-    a size the estimate needs."""
-    cfg = cfg.get("text_config") or cfg
-
-    def get(*names: str, default: Any = None) -> Any:
-        for n in names:
-            if cfg.get(n) is not None:
-                return cfg[n]
-        if default is None:
-            raise KeyError(names[0])
-        return default
-
-    hidden = int(get("hidden_size", "n_embd", "d_model"))
-    heads = int(get("num_attention_heads", "n_head"))
-    model_type = str(cfg.get("model_type", ""))
-    gpt2 = model_type in ("gpt2", "gpt_bigcode", "gpt_neox", "opt", "gptj")
-    positions = int(cfg.get("n_positions") or 0) if model_type in ("gpt2", "gpt_bigcode") else 0
-    return Shape(
-        vocab=int(get("vocab_size")), hidden=hidden,
-        layers=int(get("num_hidden_layers", "n_layer")), heads=heads,
-        kv_heads=int(get("num_key_value_heads", default=heads)),
-        head_dim=int(get("head_dim", default=hidden // heads)),
-        intermediate=int(get("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)),
-        gated_mlp=not gpt2, tied=bool(cfg.get("tie_word_embeddings", gpt2)),
-        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
-        dtype=cfg.get("torch_dtype") or cfg.get("dtype"),
-        qk_norm=model_type.startswith("qwen3"), biases=gpt2, positions=positions)
 
 
 def read_config(model: str) -> tuple[dict[str, Any] | None, str | None]:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llem.models.flops import shape_of
+from llem.models.shape import shape_of
 from llem.prompts.files import load_builtin
 
 SPECIALS = ["<s>", "</s>", "<unk>", "<pad>"]
@@ -127,8 +127,7 @@ def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layer
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
 
-    shape = shape_of(config.to_dict())
-    params = shape.layer_weights if shape is not None else 0
+    params = shape_of(config.to_dict()).params()
     device = "cuda" if params > 1e9 and torch.cuda.is_available() else "cpu"
     gpus = [torch.cuda.current_device()] if device == "cuda" else []
     with torch.random.fork_rng(devices=gpus):  # seed the weights, the caller's RNG untouched

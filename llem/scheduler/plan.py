@@ -24,8 +24,8 @@ from llem.models.memory import (
     estimate,
     input_tokens_bound,
     read_config,
-    shape_of,
 )
+from llem.models.shape import shape_of
 from llem.scheduler.placement import ACCEL_PREFIX, Need, NodeView, never_placed
 
 
@@ -166,7 +166,7 @@ def _estimate(p: Point, cache: dict[Any, Any],
         try:
             cache[p.model] = (shape_of(cfg), None) if cfg is not None else (None, why)
         except (KeyError, ValueError, TypeError) as exc:
-            cache[p.model] = (None, f"config of {p.model} lacks {exc}")
+            cache[p.model] = (None, f"config of {p.model}: {exc}")  # ShapeError says what
     shape, why = cache[p.model]
     if shape is None:
         return None, why, True, True

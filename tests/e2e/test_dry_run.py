@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from llem.config.load import load_campaign
-from llem.models.memory import estimate, shape_of
+from llem.models.memory import estimate
+from llem.models.shape import shape_of
 from llem.scheduler.plan import Node, make_plan
 from tests.support.cli import run_cli
 

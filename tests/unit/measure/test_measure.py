@@ -13,7 +13,8 @@ from llem.harness.workload import Schedule
 from llem.measure.meter import EnergyMeter, integrate
 from llem.measure.rapl import RaplReader, delta_uj, domains
 from llem.measure.stats import cv, cycle_stats, t_critical
-from llem.models.flops import Shape, estimate_flops, shape_of
+from llem.models.flops import estimate_flops, request_flops
+from llem.models.shape import Shape, ShapeError, shape_of
 from tests.support.fake_gpu import FakeClock, FakeGpu
 
 # ---- statistics -------------------------------------------------------------------------
@@ -213,12 +214,12 @@ def test_flops_hand_count() -> None:
     assert shape == Shape(hidden=8, layers=2, heads=2, kv_heads=1, head_dim=4,
                           intermediate=16, vocab=10)
     # per layer: q 8x8=64, k 8x4=32, v 32, o 64, MLP 3x8x16=384 -> 576; 2 layers -> 1152
-    assert shape.layer_weights == 1152
+    assert shape.linear_params() == 1152
     # 3 prompt tokens, 2 generated: positions fed = 3 + 2 - 1 = 4
     linear = 2 * 1152 * 4  # 9216
     logits = 2 * 8 * 10 * 2  # 320: lm_head once per generated token
     attention = 4 * 2 * 2 * 4 * (1 + 2 + 3 + 4)  # 4 x layers x heads x head_dim x sum(p): 640
-    assert shape.request_flops(3, 2) == linear + logits + attention == 10176
+    assert request_flops(shape, 3, 2) == linear + logits + attention == 10176
     assert estimate_flops(cfg, [(3, 2), (3, 2)]) == 2 * 10176
 
 
@@ -227,14 +228,15 @@ def test_flops_is_forward_not_training_count() -> None:
     cfg = {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 16,
            "intermediate_size": 5632, "vocab_size": 2048}
     shape = shape_of(cfg)
-    assert shape is not None
-    per_token = shape.request_flops(1, 65) / 65
-    n = shape.layer_weights + 2048 * 2048
+    per_token = request_flops(shape, 1, 65) / 65
+    n = shape.linear_params() + 2048 * 2048
     assert 2.0 <= per_token / n < 2.1
-    assert shape_of({"hidden_size": 8, "num_local_experts": 8}) is None
+    with pytest.raises(ShapeError, match="mixture of experts"):
+        shape_of({"hidden_size": 8, "num_local_experts": 8})
+    assert estimate_flops({"hidden_size": 8, "num_local_experts": 8}, [(1, 1)]) is None
     assert estimate_flops(None, [(1, 1)]) is None
     gpt2 = shape_of({"n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257})
-    assert gpt2 is not None and not gpt2.gated_mlp and gpt2.intermediate == 3072
+    assert not gpt2.gated_mlp and gpt2.intermediate == 3072
 
 
 # ---- arrival schedules --------------------------------------------------------------------
