@@ -1,23 +1,23 @@
-"""docs/schema.md documents every stored column: a column added to llem.store.schema.SCHEMAS (or
-the stats view) without a row in its table's section fails here, as does a documented
-column that no longer exists or whose type changed."""
+"""docs/schema.md's column tables are made from the one declaration of every column
+(llem.store.columns): a column added, removed or changed in llem/store/ without regenerating
+the page fails here. The stats view's table is written by hand: every column of the real
+view must be on it. Units agree with the unit suffixes of the names."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
+from llem.store.columns import COLUMNS, REGENERATE, main, markdown, regions, render
 from llem.store.query import STATS_METRICS, connect
-from llem.store.schema import SCHEMAS
 from llem.store.store import Store
 from tests.support.paths import ROOT
 
 DOC = ROOT / "docs" / "schema.md"
 ROW = re.compile(r"^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \| (.+) \|$")
-DYNAMIC = "engine_<key>"  # runs' engine_* columns, one per engine argument
+REGION = re.compile(r"<!-- columns:([a-z:]+) -->\n(.*?)<!-- /columns:\1 -->", re.S)
 
 
 def sections() -> dict[str, str]:
@@ -45,44 +45,57 @@ def rows(text: str) -> dict[str, tuple[str, str, str]]:
     return out
 
 
-def doc_type(t: pa.DataType) -> str:
-    """How the page writes an Arrow type."""
-    if pa.types.is_list(t):
-        return f"list\\<{doc_type(t.value_type)}\\>"
-    if pa.types.is_timestamp(t):
-        return f"timestamp[{t.unit}, {t.tz}]"
-    return str(t)
+def test_column_tables_are_generated_from_the_declarations() -> None:
+    text = DOC.read_text()
+    on_page = {m.group(1): m.group(2) for m in REGION.finditer(text)}
+    want = regions()
+    stale = sorted(n for n, cols in want.items() if on_page.get(n) != markdown(cols) + "\n")
+    assert render(text) == text and not stale, (
+        f"docs/schema.md's column tables {stale} differ from the column declarations in "
+        f"llem/store/ (llem/store/columns.py, run_fields.py, run_row.py): run `{REGENERATE}` "
+        "to regenerate them")
 
 
-@pytest.mark.parametrize("table", sorted(SCHEMAS))
-def test_every_column_documented_with_type_unit_and_method(table: str) -> None:
-    documented = rows(section(table))
-    schema = SCHEMAS[table]
-    missing = [n for n in schema.names if n not in documented]
-    assert not missing, f"{table} columns missing from docs/schema.md: {missing}"
-    for f in schema:
-        typ, unit, how = documented[f.name]
-        assert typ == doc_type(f.type), f"{table}.{f.name}: documented {typ}, is {f.type}"
-        assert unit and len(how) > 10, f"{table}.{f.name}: unit and how it is measured"
-    stale = set(documented) - set(schema.names) - {DYNAMIC}
-    assert not stale, f"docs/schema.md documents {table} columns that do not exist: {stale}"
+def test_each_table_sits_in_its_tables_section() -> None:
+    """A runs:<group> table in the runs section, the requests table in requests', ...; and
+    every column of every table is on the page once."""
+    for name in regions():
+        table = name.split(":")[0]
+        assert f"<!-- columns:{name} -->" in section(table), f"{name} outside `{table}`"
+    for table, cols in COLUMNS.items():
+        assert sorted(rows(section(table))) == sorted(c.name for c in cols), table
+
+
+def test_every_column_has_a_unit_and_a_description() -> None:
+    for table, cols in COLUMNS.items():
+        for c in cols:
+            assert c.unit and len(c.how) > 10, f"{table}.{c.name}: unit and how it is measured"
+            assert "|" not in c.unit + c.how and "\n" not in c.how, f"{table}.{c.name}"
+
+
+UNITS = {"_s": "s", "_j": "J", "_w": "W", "_c": "°C", "_mhz": "MHz", "_mib": "MiB",
+         "_pct": "%"}
+
+
+def _suffix_unit_errors(table: str, name: str, unit: str) -> list[str]:
+    base = name.removesuffix("_per_gpu")
+    errors = []
+    for suffix, want in UNITS.items():
+        if base.endswith(suffix) and not base.endswith("_per" + suffix):
+            ok = {want, "J/token", "J/request"} if suffix == "_j" else {want}
+            if unit not in ok:
+                errors.append(f"{table}.{name}: unit {unit!r}, name says {want}")
+    return errors
 
 
 def test_unit_suffixes_match_documented_units() -> None:
-    """A name's unit suffix and its documented unit agree (e.g. no `_j` column in W)."""
-    units = {"_s": "s", "_j": "J", "_w": "W", "_c": "°C", "_mhz": "MHz", "_mib": "MiB",
-             "_pct": "%"}
-    for table in SCHEMAS:
-        for name, (_, unit, _) in rows(section(table)).items():
-            base = name.removesuffix("_per_gpu")
-            for suffix, want in units.items():
-                if base.endswith(suffix) and not base.endswith("_per" + suffix):
-                    ok = {want, "J/token", "J/request"} if suffix == "_j" else {want}
-                    assert unit in ok, f"{table}.{name}: unit {unit!r}, name says {want}"
-
-
-def test_engine_columns_documented() -> None:
-    assert DYNAMIC in rows(section("runs"))
+    """A name's unit suffix and its unit agree (e.g. no `_j` column in W): the declared
+    columns, and the stats view's hand-written table."""
+    errors = [e for table, cols in COLUMNS.items() for c in cols
+              for e in _suffix_unit_errors(table, c.name, c.unit)]
+    errors += [e for name, (_, unit, _) in rows(section("stats")).items()
+               for e in _suffix_unit_errors("stats", name, unit)]
+    assert not errors, errors
 
 
 def test_stats_view_columns_documented(tmp_path: Path) -> None:
@@ -99,3 +112,22 @@ def test_stats_view_columns_documented(tmp_path: Path) -> None:
         base = re.sub(r"_(mean|std|cv|ci95)$", "", c)
         assert c in documented or (base in STATS_METRICS and base in documented), \
             f"stats column {c} missing from docs/schema.md"
+
+
+def test_regenerating_rewrites_only_the_tables(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m llem.store.columns [--check] [PATH]`: a drifted table is reported (exit 1)
+    or rewritten, the prose around it kept; a page missing a table is refused."""
+    page = tmp_path / "schema.md"
+    good = DOC.read_text()
+    drifted = good.replace("| `ttft_s` | double | s |", "| `ttft_s` | double | ms |")
+    assert drifted != good
+    page.write_text(drifted + "\nprose kept\n")
+    assert main(["--check", str(page)]) == 1
+    assert REGENERATE in capsys.readouterr().err
+    assert main([str(page)]) == 0
+    assert page.read_text() == good + "\nprose kept\n"
+    assert main(["--check", str(page)]) == 0
+    page.write_text(good.replace("<!-- columns:samples -->", ""))
+    with pytest.raises(ValueError, match="missing \\['samples'\\]"):
+        main([str(page)])
