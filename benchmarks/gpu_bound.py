@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def llem() -> float:
         p = point(model, gpus, dtype, args.batch, args.new_tokens, len(prompts),
                   warmup_requests=0, min_window_s=secs)
-        return float(run_job(runner, p, prompts)["run"]["tokens_per_s"])
+        return float(run_job(runner, p, prompts).run.tokens_per_s)
 
     # 2 first: its cycles take llem's GPU defaults and the pairs fill the time left
     cycles = []
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.cpu or args.tiny:
             m |= {"min_window_s": 10.0 * scale, "warmup_requests": 2 * args.batch}
         run = run_job(runner, point(model, gpus, dtype, args.batch, args.new_tokens,
-                                    len(prompts), **m), prompts, cycle=c)["run"]
+                                    len(prompts), **m), prompts, cycle=c).run
         cycles.append(pick(run, "duration_s", "repeats", "energy_per_token_j",
                            "energy_net_per_token_j", "tokens_per_s", "avg_power_w",
                            "idle_power_w", "warmup_requests", "warmup_converged",

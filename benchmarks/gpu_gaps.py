@@ -79,9 +79,9 @@ def main() -> None:
     loaded = from_data(data, SourceMap("gpu_gaps.py"), base_dir=tmp)
     rows: list[dict[str, Any]] = []
 
-    def on_result(row: dict[str, Any], s: Any) -> None:
-        gaps = json.loads(row["point_json"])["measurement"]["thermal_gaps"]
-        rows.append({**{k: row.get(k) for k in COLUMNS}, "thermal_gaps": gaps})
+    def on_result(row: Any, s: Any) -> None:  # row: the job's RunRow
+        gaps = json.loads(row.point_json)["measurement"]["thermal_gaps"]
+        rows.append({**{k: getattr(row, k) for k in COLUMNS}, "thermal_gaps": gaps})
         r = rows[-1]
         print(f"job {len(rows)} (gaps {'on' if gaps else 'off'}, c{r['cycle']}) {r['status']}: "
               f"gap {_f(r['gap_s'])} s (reached "

@@ -60,7 +60,7 @@ def point(model: str, gpus: int, dtype: str, batch: int, new_tokens: int, n_prom
                  resources={"gpus_per_job": gpus})
 
 
-def run_job(runner: Any, p: Any, prompts: list[str], cycle: int = 0) -> dict[str, Any]:
+def run_job(runner: Any, p: Any, prompts: list[str], cycle: int = 0) -> Any:
     """One job through JobRunner.run, as a Ray worker runs it; rows checked against the
     store's fixed schemas."""
     from llem.config.job import Job
@@ -69,11 +69,11 @@ def run_job(runner: Any, p: Any, prompts: list[str], cycle: int = 0) -> dict[str
     job = Job("gpu-measure", p, cycle, job_id=f"{abs(hash(p.model_dump_json())) % 16**8:08x}",
               load_key="gpu-measure")
     res = runner.run(job.payload(), prompts)
-    run = res["run"]
-    if run["status"] != "ok":
-        raise RuntimeError(f"job failed: {run['error']}\n{run.get('traceback', '')}")
-    for table in ("runs", "requests", "samples"):
-        to_table(table, [run] if table == "runs" else res[table])
+    run = res.run
+    if run.status != "ok":
+        raise RuntimeError(f"job failed: {run.error}\n{run.traceback or ''}")
+    for table, rows in (("runs", [run]), ("requests", res.requests), ("samples", res.samples)):
+        to_table(table, rows)
     return res
 
 
@@ -107,8 +107,9 @@ def idle_fig(idle: Any) -> dict[str, Any] | None:
     return {"power_w": sum(watts) if None not in watts else None, **idle.columns()}
 
 
-def pick(run: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: run.get(k) for k in keys}
+def pick(run: Any, *keys: str) -> dict[str, Any]:
+    """Columns of a runs row (llem.store.run_row.RunRow) by name."""
+    return {k: getattr(run, k) for k in keys}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -171,11 +172,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      **m)
 
     # streaming: true per-token times through the real streamer (also warms the model up)
-    run = run_job(runner, p_(warmup_requests=warm * args.batch, min_window_s=0), prompts)["run"]
+    run = run_job(runner, p_(warmup_requests=warm * args.batch, min_window_s=0), prompts).run
     figs["first_warmup"] = pick(run, "warmup_requests", "warmup_converged")
     sp = p_(warmup_requests=0, min_window_s=0).model_copy(update={"streaming": True})
     res = run_job(runner, sp, prompts)
-    figs["streaming"] = pick(res["run"], "ttft_p50_s", "ttft_p99_s", "itl_mean_s", "itl_p50_s",
+    figs["streaming"] = pick(res.run, "ttft_p50_s", "ttft_p99_s", "itl_mean_s", "itl_p50_s",
                              "itl_p99_s", "tpot_mean_s", "tokens_per_s")
     log(f"streaming: {figs['streaming']}")
     # open-loop Poisson arrivals at 8 requests/s, at most 8 in flight, streaming
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                warmup_requests=0, min_window_s=0, request_rate=8.0 / scale, arrival="poisson",
                max_concurrency=8).model_copy(update={"streaming": True})
     res = run_job(runner, ap, few)
-    figs["poisson"] = pick(res["run"], "request_rate", "arrival_rate_achieved",
+    figs["poisson"] = pick(res.run, "request_rate", "arrival_rate_achieved",
                            "e2e_latency_p50_s", "e2e_latency_p99_s", "ttft_p50_s",
                            "ttft_p99_s", "duration_s")
     log(f"poisson: {figs['poisson']}")
@@ -193,12 +194,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figs["windows"] = []
     for w in [float(x) * scale for x in args.windows.split(",")]:
         res = run_job(runner, p_(warmup_requests=args.batch, min_window_s=w), prompts)
-        run = res["run"]
+        run = res.run
         row = pick(run, "min_window_s", "duration_s", "repeats", "gpu_energy_j",
                    "gpu_energy_sampled_j", "energy_counter_to_sampled", "avg_power_w",
                    "tokens_per_s", "flops_estimate", "tflops_per_s_estimate")
-        row["samples"] = len(res["samples"])
-        row["sample_fields_seen"] = sorted({k for smp in res["samples"] for k, v in smp.items()
+        row["samples"] = len(res.samples)
+        row["sample_fields_seen"] = sorted({k for smp in res.samples for k, v in smp.items()
                                             if v is not None})
         r = row["energy_counter_to_sampled"]
         row["within_2pct"] = abs(r - 1) <= 0.02 if r is not None else None
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m: dict[str, Any] = {"idle_baseline_s": idle_s, "warmup_requests": warm * args.batch}
         if args.cpu or args.tiny:
             m["min_window_s"] = 10.0 * scale
-        run = run_job(runner, p_(**m), prompts, cycle=c)["run"]
+        run = run_job(runner, p_(**m), prompts, cycle=c).run
         cycles.append(pick(run, "duration_s", "repeats", "energy_per_token_j",
                            "energy_net_per_token_j", "tokens_per_s", "avg_power_w",
                            "idle_power_w", "idle_temperature_c", "idle_sm_clock_mhz",
@@ -232,14 +233,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def bare() -> dict[str, Any]:
             return bare_tokens_per_s(backend, prompts, args.batch, args.new_tokens, secs)
 
-        def llem() -> dict[str, Any]:
-            return run_job(runner, p_(warmup_requests=0, min_window_s=secs), prompts)["run"]
+        def llem() -> Any:
+            return run_job(runner, p_(warmup_requests=0, min_window_s=secs), prompts).run
 
         b, run = (bare(), llem()) if i % 2 == 0 else tuple(reversed((llem(), bare())))
-        pairs.append({"bare": b, "llem_tokens_per_s": run["tokens_per_s"],
-                      "llem_duration_s": run["duration_s"],
-                      "ratio": run["tokens_per_s"] / b["tokens_per_s"]})
-        log(f"bare {b['tokens_per_s']:.1f} tok/s vs llem {run['tokens_per_s']:.1f} tok/s")
+        pairs.append({"bare": b, "llem_tokens_per_s": run.tokens_per_s,
+                      "llem_duration_s": run.duration_s,
+                      "ratio": run.tokens_per_s / b["tokens_per_s"]})
+        log(f"bare {b['tokens_per_s']:.1f} tok/s vs llem {run.tokens_per_s:.1f} tok/s")
     bare_mean = sum(p["bare"]["tokens_per_s"] for p in pairs) / len(pairs)
     llem_mean = sum(p["llem_tokens_per_s"] for p in pairs) / len(pairs)
     median = statistics.median(p["ratio"] for p in pairs)

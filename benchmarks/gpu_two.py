@@ -111,7 +111,7 @@ def run_campaign(text: str, store: Any, monitor: Monitor) -> list[dict[str, Any]
 
     rows: list[dict[str, Any]] = []
     summary = run_campaign(load_text(text), store=store,
-                           on_result=lambda r, s: rows.append(r))
+                           on_result=lambda r, s: rows.append(r.row()))
     if summary.failed:
         raise RuntimeError(f"jobs failed: {summary.errors[:3]}")
     out = []

@@ -95,7 +95,7 @@ def sequential(jobs: list[Any], prompts: list[str], store: Any) -> float:
         runner = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
                                        "engine": dict(p.engine), "gpus": 0}, 0)
         result = runner.run(job.payload(), prompts)
-        assert result["run"]["status"] == "ok", result["run"]["error"]
+        assert result.run.status == "ok", result.run.error
         store.write_result(result)
         runner.close()
     return time.perf_counter() - t0
@@ -114,8 +114,7 @@ def _trial(config: dict[str, Any], payloads: list[dict[str, Any]],
                                       "engine": dict(p["engine"]), "gpus": 0}, 0)
     result = runner.run(payload, prompts)
     runner.close()
-    tune.report({"ok": result["run"]["status"] == "ok",
-                 "duration_s": result["run"].get("duration_s") or 0.0})
+    tune.report({"ok": result.run.status == "ok", "duration_s": result.run.duration_s or 0.0})
 
 
 def ray_tune(jobs: list[Any], prompts: list[str], storage: Path,
@@ -157,7 +156,7 @@ def llem_driver(loaded: Any, store: Any, label: str = "llem",
 
     first: list[float] = []
 
-    def on_result(run: dict[str, Any], summary: Any) -> None:
+    def on_result(run: Any, summary: Any) -> None:
         if not first:
             first.append(time.perf_counter() - t0)
 

@@ -85,10 +85,10 @@ def run(rounds: int = 15, batch: int = 4, tokens: int = 16, prompts: int = 16,
                 c0 = time.process_time()
                 result = runner.run(job.payload(), texts)
                 cpu = time.process_time() - c0
-                run = result["run"]
-                assert run["status"] == "ok", run["error"]
-                llem.append(run["tokens_per_s"])
-                llem_cpu.append(run["output_tokens"] / cpu)
+                run = result.run
+                assert run.status == "ok", run.error
+                llem.append(run.tokens_per_s)
+                llem_cpu.append(run.output_tokens / cpu)
             else:
                 wall, per_cpu = bare_loop(backend, texts, batch, tokens)
                 bare.append(wall)

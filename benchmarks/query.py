@@ -10,6 +10,7 @@ pyarrow alone (Store.read + Table.group_by) over the per-job files.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def results(jobs: int, requests: int) -> Any:
     from llem.config.grid import iter_jobs
     from llem.config.load import load_text
     from llem.harness.runner import JobRunner
+    from llem.store.run_row import Result
 
     loaded = load_text(f"""
 name: bench-query
@@ -48,7 +50,7 @@ grid: {{batch_size: [{", ".join(str(b + 1) for b in range(jobs))}], max_new_toke
 dataset: {{num_prompts: {requests}}}
 measurement: {{warmup_requests: 0, thermal_gaps: false}}
 """)
-    template: dict[str, Any] | None = None
+    template: Result | None = None
     for job in iter_jobs(loaded):
         if template is None:
             p = job.point
@@ -56,13 +58,14 @@ measurement: {{warmup_requests: 0, thermal_gaps: false}}
                                            "engine": dict(p.engine), "gpus": 0}, 0)
             prompts = [f"prompt {i} " + "word " * (i % 50) for i in range(requests)]
             template = runner.run(job.payload(), prompts)
-            assert template["run"]["status"] == "ok", template["run"]["error"]
-            assert len(template["requests"]) == requests
+            assert template.run.status == "ok", template.run.error
+            assert len(template.requests) == requests
             yield template
             continue
-        run = {**template["run"], "job_id": job.job_id, "batch_size": job.point.batch_size}
-        reqs = [{**r, "job_id": job.job_id} for r in template["requests"]]
-        yield {"run": run, "requests": reqs, "samples": []}
+        run = dataclasses.replace(template.run, job_id=job.job_id,
+                                  batch_size=job.point.batch_size)
+        reqs = [{**r, "job_id": job.job_id} for r in template.requests]
+        yield Result(run, reqs)
 
 
 def write_store(root: Path, jobs: int, requests: int) -> float:

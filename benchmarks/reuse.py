@@ -55,7 +55,7 @@ def run(batch_sizes: str = "[1, 2, 4]", tokens: str = "[4, 8]",
         runner = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
                                        "engine": dict(p.engine), "gpus": 0}, 0)
         result = runner.run(job.payload(), prompts)
-        assert result["run"]["status"] == "ok", result["run"]["error"]
+        assert result.run.status == "ok", result.run.error
         reloads += runner.loads
         runner.close()
     per_job_s = time.perf_counter() - t0
@@ -67,7 +67,7 @@ def run(batch_sizes: str = "[1, 2, 4]", tokens: str = "[4, 8]",
             kept[job.load_key] = JobRunner(p.backend, {"model": p.model, "dtype": p.dtype,
                                                        "engine": dict(p.engine), "gpus": 0}, 0)
         result = kept[job.load_key].run(job.payload(), prompts)
-        assert result["run"]["status"] == "ok", result["run"]["error"]
+        assert result.run.status == "ok", result.run.error
     kept_loads = sum(r.loads for r in kept.values())
     for r in kept.values():
         r.close()

@@ -23,6 +23,7 @@ from llem.envs.environments import preflight
 from llem.scheduler.cluster import connect
 from llem.scheduler.driver import Driver
 from llem.scheduler.state import Summary
+from llem.store.run_row import RunRow
 from llem.store.store import Store
 
 
@@ -66,7 +67,7 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
                  runtime_envs: dict[str, dict[str, Any]] | None = None,
                  dashboard: bool = False,
                  on_start: Callable[[Started], None] | None = None,
-                 on_result: Callable[[dict[str, Any], Summary], None] | None = None
+                 on_result: Callable[[RunRow, Summary], None] | None = None
                  ) -> Summary:
     """Run a campaign to completion and return its summary.
 
@@ -77,7 +78,8 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     (default RAY_ADDRESS, else an embedded local Ray; a Ray already initialised in this
     process is used as it is). runtime_envs: each backend's Ray runtime_env, when the
     caller resolved them (default: from the grid's `environments:`). on_result is called
-    with each result row and the running summary as it goes to the store.
+    with each result's runs row (a llem.store.run_row.RunRow: its columns are attributes)
+    and the running summary as it goes to the store.
 
     Jobs already stored with status ok are skipped: calling it again resumes. Ctrl-C stops
     the workers and returns the summary with interrupted set.

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -27,6 +27,9 @@ from llem.config.yaml_source import SourceMap
 from llem.credentials import redact
 from llem.errors import UserError
 from llem.measure.gpu import local_gpus
+
+if TYPE_CHECKING:
+    from llem.store.run_row import RunRow
 
 ORDERS = ("interleaved", "sequential", "shuffled")
 
@@ -160,13 +163,13 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     unavailable: set[str] = set()
     tracebacks: list[str] = []
 
-    def on_result(row: dict[str, Any], s: Any) -> None:
-        if row.get("energy_unavailable"):
-            unavailable.add(row["energy_unavailable"])
-        if row.get("traceback"):
-            tracebacks.append(f"{row['job_id']} c{row['cycle']}:\n{row['traceback']}")
-        energy = f"{row['energy_j']:.1f} J" if row.get("energy_j") is not None else "energy n/a"
-        tps = f"{row['tokens_per_s']:.1f} tok/s" if row.get("tokens_per_s") else ""
+    def on_result(row: RunRow, s: Any) -> None:
+        if row.energy_unavailable:
+            unavailable.add(row.energy_unavailable)
+        if row.traceback:
+            tracebacks.append(f"{row.job_id} c{row.cycle}:\n{row.traceback}")
+        energy = f"{row.energy_j:.1f} J" if row.energy_j is not None else "energy n/a"
+        tps = f"{row.tokens_per_s:.1f} tok/s" if row.tokens_per_s else ""
         progress.update(task, completed=s.ok + s.failed + s.skipped, total=max(hint, s.total),
                         status=f"ok {s.ok} failed {s.failed} | last: {energy} {tps}")
 

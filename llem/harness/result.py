@@ -1,4 +1,6 @@
-"""Turn a measured window and its request records into store rows (plain dicts).
+"""Turn a measured window and its request records into a job's Result: its runs row, a
+typed record (llem.store.run_row.RunRow) filled field by field, and its requests and samples
+rows (plain dicts).
 
 Per-token figures (TTFT, ITL, TPOT) come only from token times a backend observed; where
 there are none they are None. Nothing is estimated and reported as measured.
@@ -17,57 +19,62 @@ from llem.credentials import redact
 from llem.harness.workload import Served
 from llem.measure.meter import Window
 from llem.measure.stats import mean, pct, safe_div, summary
+from llem.store.run_row import Result, RunRow
 from llem.store.schema import SCHEMA_VERSION
 
 J_PER_KWH = 3.6e6
 
 
-def config_columns(job: Job) -> dict[str, Any]:
-    """The point's parameters as typed columns; engine args also one column each."""
+def config_columns(job: Job) -> RunRow:
+    """A runs row holding the point's parameters; engine args also one column each."""
     p = job.point
-    cols: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
-        "cycle": job.cycle, "load_key": job.load_key, "cycle_order": job.order,
-        "order_seed": job.order_seed,
-        "backend": p.backend, "model": p.model, "dtype": p.dtype, "batch_size": p.batch_size,
-        "max_new_tokens": p.max_new_tokens, "min_new_tokens": p.min_new_tokens,
-        "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
-        "repetition_penalty": p.repetition_penalty, "seed": p.seed,
-        "max_input_tokens": p.max_input_tokens, "streaming": p.streaming,
-        "input_policy": p.input_policy, "output_policy": p.output_policy, "preset": p.preset,
-        "num_prompts": p.dataset.num_prompts, "dataset_source": p.dataset.source,
-        "dataset_path": p.dataset.path, "gpus_per_job": p.resources.gpus_per_job,
-        "min_window_s": p.measurement.min_window_s, "arrival": arrival_pattern(p.measurement),
-        "request_rate": p.measurement.request_rate,
-        "max_concurrency": p.measurement.max_concurrency,
-        "engine_json": canonical(p.engine), "generate_json": canonical(p.generate),
-        "point_json": canonical(p.model_dump(mode="json")),
-    }
+    m = p.measurement
+    run = RunRow(
+        schema_version=SCHEMA_VERSION, campaign=job.campaign, job_id=job.job_id,
+        cycle=job.cycle, load_key=job.load_key, cycle_order=job.order,
+        order_seed=job.order_seed,
+        backend=p.backend, model=p.model, dtype=p.dtype, batch_size=p.batch_size,
+        max_new_tokens=p.max_new_tokens, min_new_tokens=p.min_new_tokens,
+        temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+        repetition_penalty=p.repetition_penalty, seed=p.seed,
+        max_input_tokens=p.max_input_tokens, streaming=p.streaming,
+        input_policy=p.input_policy, output_policy=p.output_policy, preset=p.preset,
+        num_prompts=p.dataset.num_prompts, dataset_source=p.dataset.source,
+        dataset_path=p.dataset.path, gpus_per_job=p.resources.gpus_per_job,
+        min_window_s=m.min_window_s, arrival=arrival_pattern(m), request_rate=m.request_rate,
+        max_concurrency=m.max_concurrency,
+        engine_json=canonical(p.engine), generate_json=canonical(p.generate),
+        point_json=canonical(p.model_dump(mode="json")))
     for k, v in p.engine.items():
-        cols[f"engine_{k}"] = v if isinstance(v, bool | int | float | str) else json.dumps(v)
-    return cols
+        run.engine_columns[f"engine_{k}"] = \
+            v if isinstance(v, bool | int | float | str) else json.dumps(v)
+    return run
 
 
 def arrival_pattern(m: Measurement) -> str:
     return "offline" if m.request_rate is None else m.arrival
 
 
-def context_columns(ctx: dict[str, Any]) -> dict[str, Any]:
+def context_columns(run: RunRow, ctx: dict[str, Any]) -> None:
+    """The worker's facts (llem.harness.runner.JobRunner.context; {} for a row the driver
+    writes) into run."""
     gpus = ctx.get("gpus") or []
-    return {
-        **{k: ctx.get(k) for k in ("host", "node_id", "worker_pid", "python_executable",
-                                   "env_kind", "python_version",
-                                   "llem_version", "llem_commit", "ray_version", "torch_version",
-                                   "transformers_version", "backend_version", "cpu_model",
-                                   "driver_version", "cuda_version", "model_loads",
-                                   "visible_devices",
-                                   "model_load_s", "energy_method")},
-        "gpu_count": len(gpus),
-        "gpu_name": gpus[0]["name"] if gpus else None,
-        "gpu_uuids": [g["uuid"] for g in gpus],
-        "gpu_power_limit_w": gpus[0]["power_limit_w"] if gpus else None,
-        "mig_mode": any(g["mig_mode"] for g in gpus) if gpus else None,
-    }
+    run.host, run.node_id = ctx.get("host"), ctx.get("node_id")
+    run.worker_pid = ctx.get("worker_pid")
+    run.python_executable, run.env_kind = ctx.get("python_executable"), ctx.get("env_kind")
+    run.python_version, run.llem_version = ctx.get("python_version"), ctx.get("llem_version")
+    run.llem_commit, run.ray_version = ctx.get("llem_commit"), ctx.get("ray_version")
+    run.torch_version = ctx.get("torch_version")
+    run.transformers_version = ctx.get("transformers_version")
+    run.backend_version, run.cpu_model = ctx.get("backend_version"), ctx.get("cpu_model")
+    run.driver_version, run.cuda_version = ctx.get("driver_version"), ctx.get("cuda_version")
+    run.model_loads, run.visible_devices = ctx.get("model_loads"), ctx.get("visible_devices")
+    run.model_load_s, run.energy_method = ctx.get("model_load_s"), ctx.get("energy_method")
+    run.gpu_count = len(gpus)
+    run.gpu_name = gpus[0]["name"] if gpus else None
+    run.gpu_uuids = [g["uuid"] for g in gpus]
+    run.gpu_power_limit_w = gpus[0]["power_limit_w"] if gpus else None
+    run.mig_mode = any(g["mig_mode"] for g in gpus) if gpus else None
 
 
 def request_row(job: Job, i: int, s: Served, t0: float) -> dict[str, Any]:
@@ -101,7 +108,8 @@ def _total(values: list[float | None]) -> float | None:
 
 def energy_columns(w: Window, out_tok: int, n_req: int,
                    intensity: float | None) -> dict[str, Any]:
-    """Counter energy, sampled-power energy and their ratio, idle and net of idle, CO2."""
+    """Counter energy, sampled-power energy and their ratio, idle and net of idle, CO2, as
+    {column: value} (RunRow.update refuses a name that is no runs column)."""
     energy = w.energy_j
     idle = [v for v in w.idle_power_w.values() if v is not None]
     idle_w = sum(idle) if idle and len(idle) == len(w.idle_power_w) else None
@@ -130,7 +138,7 @@ def energy_columns(w: Window, out_tok: int, n_req: int,
 
 
 def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
-              ctx: dict[str, Any], started: float) -> dict[str, Any]:
+              ctx: dict[str, Any], started: float) -> Result:
     t0 = info["t0"]
     reqs = [request_row(job, i, s, t0) for i, s in enumerate(served)]
     records = [s.record for s in served]
@@ -141,39 +149,41 @@ def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
                 for g in (b - a for a, b in pairwise(r.token_times_s))]
     flops = info.get("flops_estimate")
     m = job.point.measurement
-    run = {
-        **config_columns(job), **context_columns(ctx), "status": "ok", "error": None,
-        "started_at": started, "finished_at": time.time(),
-        "num_requests": len(records), "input_tokens": in_tok, "output_tokens": out_tok,
-        "duration_s": w.duration_s, "tokens_per_s": safe_div(out_tok, w.duration_s),
-        "total_tokens_per_s": safe_div(out_tok + in_tok, w.duration_s),
-        "requests_per_s": safe_div(len(records), w.duration_s),
-        **summary([r["latency_s"] for r in reqs], "latency"),
-        **summary([r["e2e_latency_s"] for r in reqs], "e2e_latency"),
-        **summary([r["ttft_s"] for r in streamed], "ttft"),
-        **summary(all_gaps, "itl"),
-        "tpot_mean_s": mean([r["tpot_s"] for r in streamed if r["tpot_s"] is not None]),
-        **energy_columns(w, out_tok, len(records), m.grid_intensity_g_per_kwh),
-        "repeats": info["repeats"], "warmup_requests": info["warmup_requests"],
-        "warmup_converged": info.get("warmup_converged"),
-        "min_window_s": info.get("min_window_s", m.min_window_s),
-        "min_window_reached": info.get("min_window_reached"),
-        "arrival_rate_achieved": info.get("arrival_rate_achieved"),
-        "flops_estimate": flops,
-        "tflops_per_s_estimate": safe_div(flops / 1e12 if flops is not None else None,
-                                          w.duration_s),
-    }
+    run = config_columns(job)
+    context_columns(run, ctx)
+    run.status, run.started_at, run.finished_at = "ok", started, time.time()
+    run.num_requests, run.input_tokens, run.output_tokens = len(records), in_tok, out_tok
+    run.duration_s = w.duration_s
+    run.tokens_per_s = safe_div(out_tok, w.duration_s)
+    run.total_tokens_per_s = safe_div(out_tok + in_tok, w.duration_s)
+    run.requests_per_s = safe_div(len(records), w.duration_s)
+    run.update(summary([r["latency_s"] for r in reqs], "latency"))
+    run.update(summary([r["e2e_latency_s"] for r in reqs], "e2e_latency"))
+    run.update(summary([r["ttft_s"] for r in streamed], "ttft"))
+    run.update(summary(all_gaps, "itl"))
+    run.tpot_mean_s = mean([r["tpot_s"] for r in streamed if r["tpot_s"] is not None])
+    run.update(energy_columns(w, out_tok, len(records), m.grid_intensity_g_per_kwh))
+    run.repeats, run.warmup_requests = info["repeats"], info["warmup_requests"]
+    run.warmup_converged = info.get("warmup_converged")
+    run.min_window_s = info.get("min_window_s", m.min_window_s)
+    run.min_window_reached = info.get("min_window_reached")
+    run.arrival_rate_achieved = info.get("arrival_rate_achieved")
+    run.flops_estimate = flops
+    run.tflops_per_s_estimate = safe_div(flops / 1e12 if flops is not None else None,
+                                         w.duration_s)
     samples = [{"schema_version": SCHEMA_VERSION, "campaign": job.campaign, "job_id": job.job_id,
                 "cycle": job.cycle, **s} for s in w.samples]
-    return {"run": run, "requests": reqs, "samples": samples}
+    return Result(run, reqs, samples)
 
 
 def failed_result(job: Job, exc: BaseException, tb: str, ctx: dict[str, Any],
-                  started: float) -> dict[str, Any]:
+                  started: float) -> Result:
     """A failure is a result too: one row with status failed and the error."""
+    run = config_columns(job)
+    context_columns(run, ctx)
+    run.status = "failed"
     # a library may echo a credential in its error: masked before it reaches the store
-    run = {**config_columns(job), **context_columns(ctx), "status": "failed",
-           "error": redact(f"{type(exc).__name__}: {exc}")[:2000],
-           "traceback": redact(tb[-8000:]),
-           "started_at": started, "finished_at": time.time()}
-    return {"run": run, "requests": [], "samples": []}
+    run.error = redact(f"{type(exc).__name__}: {exc}")[:2000]
+    run.traceback = redact(tb[-8000:])
+    run.started_at, run.finished_at = started, time.time()
+    return Result(run)

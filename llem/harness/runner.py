@@ -27,6 +27,7 @@ from llem.measure.stats import cv
 from llem.measure.thermal import ThermalGaps
 from llem.models.builtin import is_builtin, resolve_model
 from llem.models.flops import estimate_flops
+from llem.store.run_row import Result
 
 DEFAULT_GPU_MIN_WINDOW_S = 10.0
 DEFAULT_WARMUP_BATCHES = 10
@@ -106,7 +107,7 @@ class JobRunner:
         return self.backend
 
     def run(self, payload: dict[str, Any], prompts: list[str],
-            load: dict[str, Any] | None = None) -> dict[str, Any]:
+            load: dict[str, Any] | None = None) -> Result:
         """Measure one job; an exception becomes a failed result, never a crash. load (a
         reused worker): the job's load spec, switched to first if it differs."""
         job = Job.from_payload(payload)
@@ -121,7 +122,7 @@ class JobRunner:
             result = ok_result(job, window, records, info, self.context(), started)
         except Exception as exc:
             result = failed_result(job, exc, traceback.format_exc(), self.context(), started)
-        result["run"].update(gap.columns(), **getattr(self.backend, "load_facts", {}))
+        result.run.update({**gap.columns(), **getattr(self.backend, "load_facts", {})})
         self.jobs_run += 1
         return result
 

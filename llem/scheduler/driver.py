@@ -46,6 +46,7 @@ from llem.scheduler.state import (
     first_line,
     group_size,
 )
+from llem.store.run_row import Result, RunRow
 from llem.store.store import Store
 from llem.store.writer import StoreWriter
 
@@ -54,11 +55,11 @@ AHEAD = 16  # groups materialised ahead while looking for one that fits (backfil
 
 
 class Driver:
-    """Runs one campaign to completion; on_result is called with each result as it is
-    handed to the store's writer thread (llem.store.writer)."""
+    """Runs one campaign to completion; on_result is called with each result's runs row (a
+    RunRow) as it is handed to the store's writer thread (llem.store.writer)."""
 
     def __init__(self, loaded: Loaded, store: Store,
-                 on_result: Callable[[dict[str, Any], Summary], None] | None = None,
+                 on_result: Callable[[RunRow, Summary], None] | None = None,
                  runtime_envs: dict[str, dict[str, Any]] | None = None) -> None:
         self.loaded = loaded
         # each backend's Ray runtime_env; a missing or broken one is a UserError here
@@ -246,17 +247,17 @@ class Driver:
 
     # -- results and faults --------------------------------------------------------------
 
-    def _collect(self, ref: Any) -> tuple[Worker, dict[str, Any]] | None:
+    def _collect(self, ref: Any) -> tuple[Worker, Result] | None:
         """A finished call: its worker's next job is sent; the result is returned to store
         (None when the worker died: handled here)."""
         w = self.pool.calls[ref]
         try:
-            result = ray.get(ref)
+            result: Result = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._worker_fault(w, exc)
             return None
         self._remove_call(w, ref)
-        self._place(w, result["run"])  # its neighbours: before its worker's next call
+        self._place(w, result.run)  # its neighbours: before its worker's next call
         self.pool.feed(w, self.prompts_ref)
         return w, result
 
@@ -268,19 +269,18 @@ class Driver:
                 return job
         raise KeyError(ref)
 
-    def _place(self, w: Worker, run: dict[str, Any]) -> None:
+    def _place(self, w: Worker, run: RunRow) -> None:
         """Where the job ran and who ran beside it (the other workers' calls in flight)."""
-        if not run.get("node_id"):
-            run["node_id"] = w.node_id
-        if run.get("worker_pid") is not None:  # it ran in the worker: who ran beside it
+        if not run.node_id:
+            run.node_id = w.node_id
+        if run.worker_pid is not None:  # it ran in the worker: who ran beside it
             self._neighbours.attribute(w, self.pool.workers, run)
 
-    def _store(self, w: Worker | None, result: dict[str, Any],
+    def _store(self, w: Worker | None, result: Result,
                attempts: int | None = None, placed: bool = False) -> None:
-        run = result["run"]
-        key = (run["job_id"], run["cycle"])
-        run["attempts"] = self._attempts.get(key, 0) + 1 if attempts is None else attempts
-        run["exclusive_node"] = self.sched.exclusive_node
+        run = result.run
+        run.attempts = self._attempts.get(run.key, 0) + 1 if attempts is None else attempts
+        run.exclusive_node = self.sched.exclusive_node
         if w is not None and not placed:
             self._place(w, run)
         self.writer.put(result)

@@ -5,7 +5,10 @@ Ray is used here and in driver.py/worker.py/submit.py/cluster_info.py only (ruff
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llem.store.run_row import RunRow
 
 
 class Metrics:
@@ -31,16 +34,14 @@ class Metrics:
         self.tps = Gauge("llem_tokens_per_second", "output tokens/s of the last job",
                          tag_keys=("campaign", "backend", "model"))
 
-    def result(self, run: dict[str, Any]) -> None:
-        if run.get("status") == "ok":
+    def result(self, run: RunRow) -> None:
+        if run.status == "ok":
             self.done.inc(1.0, self.tags)
-            if run.get("energy_j"):
-                self.energy.inc(float(run["energy_j"]),
-                                {**self.tags, "backend": str(run.get("backend"))})
-            if run.get("tokens_per_s") is not None:
-                self.tps.set(float(run["tokens_per_s"]),
-                             {**self.tags, "backend": str(run.get("backend")),
-                              "model": str(run.get("model"))})
+            if run.energy_j:
+                self.energy.inc(float(run.energy_j), {**self.tags, "backend": str(run.backend)})
+            if run.tokens_per_s is not None:
+                self.tps.set(float(run.tokens_per_s),
+                             {**self.tags, "backend": str(run.backend), "model": str(run.model)})
         else:
             self.failed.inc(1.0, self.tags)
 

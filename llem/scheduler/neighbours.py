@@ -10,7 +10,10 @@ previous call on the same actor, since an actor runs its calls one at a time).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llem.store.run_row import RunRow
 
 KEEP = 512  # finished windows remembered per node (far more than overlap any one job)
 
@@ -40,18 +43,18 @@ class Neighbours:
         names = sorted(hits)
         return names, [hits[n] for n in names]
 
-    def attribute(self, w: Any, workers: list[Any], run: dict[str, Any]) -> None:
+    def attribute(self, w: Any, workers: list[Any], run: RunRow) -> None:
         """Fill run's neighbour columns; w is the Worker (llem.scheduler.state) that ran it."""
-        if run.get("finished_at"):  # the next call on this actor starts about now
-            w.since = max(w.since, float(run["finished_at"]))
-        if run.get("gpu_uuids") or run.get("visible_devices"):
-            w.gpus = ",".join(run.get("gpu_uuids") or []) or str(run["visible_devices"])
+        if run.finished_at:  # the next call on this actor starts about now
+            w.since = max(w.since, float(run.finished_at))
+        if run.gpu_uuids or run.visible_devices:
+            w.gpus = ",".join(run.gpu_uuids or []) or str(run.visible_devices)
         running = [(f"{o.inflight[0][1].job_id}-c{o.inflight[0][1].cycle}", o.gpus, o.since)
                    for o in workers if o is not w and o.node_id == w.node_id and o.inflight]
-        run["neighbor_jobs"], run["neighbor_gpus"] = self.record(
-            w.node_id, f"{run['job_id']}-c{run['cycle']}", w.gpus, run.get("started_at"),
-            run.get("finished_at"), running)
+        run.neighbor_jobs, run.neighbor_gpus = self.record(
+            w.node_id, f"{run.job_id}-c{run.cycle}", w.gpus, run.started_at, run.finished_at,
+            running)
         w.run.observe(run)
-        pid, loads = run.get("worker_pid"), run.get("model_loads")
+        pid, loads = run.worker_pid, run.model_loads
         if pid is not None and loads is not None:
             w.loads[int(pid)] = max(w.loads.get(int(pid), 0), int(loads))

@@ -16,6 +16,7 @@ from llem.config.grid import Group
 from llem.config.job import Job
 from llem.harness.runner import load_of
 from llem.scheduler.placement import Need
+from llem.store.run_row import RunRow
 
 
 @dataclass
@@ -34,16 +35,16 @@ class Summary:
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
-    def count(self, run: dict[str, Any], n: int = 1) -> None:
+    def count(self, run: RunRow, n: int = 1) -> None:
         """Count a stored result (n=-1: take back one that was counted but not written)."""
-        if run["status"] == "ok":
+        if run.status == "ok":
             self.ok += n
-            self.energy_j += n * (run.get("energy_j") or 0.0)
-            self.output_tokens += n * (run.get("output_tokens") or 0)
+            self.energy_j += n * (run.energy_j or 0.0)
+            self.output_tokens += n * (run.output_tokens or 0)
         else:
             self.failed += n
             if n > 0:
-                self.errors.append(f"{run['job_id']} c{run['cycle']}: {run['error']}"[:300])
+                self.errors.append(f"{run.job_id} c{run.cycle}: {run.error}"[:300])
 
     def columns(self) -> dict[str, Any]:
         """The sessions table's row (llem.store.store.write_session)."""
@@ -118,12 +119,12 @@ class GroupRun:
             return len(self.back)
         return len(self.back) + max(0, self.group.size_hint - self.taken)
 
-    def observe(self, run: dict[str, Any]) -> None:
-        s, f = run.get("started_at"), run.get("finished_at")
+    def observe(self, run: RunRow) -> None:
+        s, f = run.started_at, run.finished_at
         if s is not None and f is not None:
             d = max(0.0, float(f) - float(s))
             self.job_s = d if self.job_s is None else 0.8 * self.job_s + 0.2 * d
-        self.load_s = max(self.load_s, float(run.get("model_load_s") or 0.0))
+        self.load_s = max(self.load_s, float(run.model_load_s or 0.0))
 
     def split_piece(self, min_jobs: int, start_s: float = START_S) -> int:
         """The jobs one more worker would take, if worth its start and model load, else 0.

@@ -27,6 +27,7 @@ from llem.config.models import check_name
 from llem.errors import UserError
 from llem.store.listing import Listing, done_names, drop_stale, is_compacted
 from llem.store.listing import listing as split_listing
+from llem.store.run_row import Result
 from llem.store.schema import (
     MAGIC,
     SCHEMA_VERSION,
@@ -69,14 +70,16 @@ class Store:
             raise ValueError(f"not a store data path: {rel!r}")
         return self.path(rel)
 
-    def write_result(self, result: dict[str, Any]) -> None:
+    def write_result(self, result: Result) -> None:
         """Write a job's requests and samples, then its runs row (the done mark)."""
-        run = result["run"]
-        for table in ("requests", "samples", "runs"):
-            rows = [run] if table == "runs" else result[table]
-            if rows or table == "runs":
-                self._write(to_table(table, rows),
-                            self.file_for(table, run["campaign"], run["job_id"], run["cycle"]))
+        run = result.run
+        if run.campaign is None:
+            raise ValueError("a runs row needs its campaign")
+        where = (run.campaign, *run.key)
+        for table, rows in (("requests", result.requests), ("samples", result.samples)):
+            if rows:
+                self._write(to_table(table, rows), self.file_for(table, *where))
+        self._write(to_table("runs", [run]), self.file_for("runs", *where))
 
     def write_session(self, campaign: str, row: dict[str, Any]) -> None:
         """One row per driver session, beside the campaign's runs (the model-load count)."""

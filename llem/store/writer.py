@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
 
+from llem.store.run_row import Result, RunRow
 from llem.store.store import Store
 
 QUEUE = 64  # results waiting to be written before the driver's loop waits for the writer
@@ -26,14 +26,14 @@ QUEUE = 64  # results waiting to be written before the driver's loop waits for t
 class StoreWriter:
     def __init__(self, store: Store, maxsize: int = QUEUE) -> None:
         self.store = store
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[Result | None] = queue.Queue(maxsize)
         self._error: BaseException | None = None
-        self._lost: list[dict[str, Any]] = []
+        self._lost: list[RunRow] = []
         self._thread = threading.Thread(target=self._loop, name="llem-store-writer",
                                         daemon=True)
         self._thread.start()
 
-    def put(self, result: dict[str, Any]) -> None:
+    def put(self, result: Result) -> None:
         """Queue a result; raises the writer's error, if any, instead."""
         self.check()
         self._queue.put(result)
@@ -48,7 +48,7 @@ class StoreWriter:
             self._queue.put(None)
             self._thread.join()
 
-    def lost(self) -> list[dict[str, Any]]:
+    def lost(self) -> list[RunRow]:
         """The runs rows of results that were queued but not written (after an error)."""
         return list(self._lost)
 
@@ -58,10 +58,10 @@ class StoreWriter:
             if result is None:
                 return
             if self._error is not None:
-                self._lost.append(result["run"])
+                self._lost.append(result.run)
                 continue
             try:
                 self.store.write_result(result)
             except BaseException as exc:
                 self._error = exc
-                self._lost.append(result["run"])
+                self._lost.append(result.run)

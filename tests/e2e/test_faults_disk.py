@@ -98,7 +98,7 @@ def test_the_driver_writer_thread_stops_at_the_first_error(tmp_path: Path) -> No
         writer.check()
     with pytest.raises(StoreError):
         writer.put(results[0])
-    assert [r["job_id"] for r in writer.lost()] == [r["run"]["job_id"] for r in results[1:]]
+    assert [r.job_id for r in writer.lost()] == [r.run.job_id for r in results[1:]]
     store.fs = pafs.LocalFileSystem()
     assert run_sql(store, "SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
 
@@ -126,8 +126,8 @@ def test_real_full_disk(tiny_disk: Path) -> None:
     with pytest.raises(StoreError, match="disk full"):
         for i in range(10_000):
             r = results[i % len(results)]
-            r["run"] = {**r["run"], "cycle": i}
-            for row in r["requests"]:
+            r.run.cycle = i
+            for row in r.requests:
                 row["cycle"] = i
             store.write_result(r)
             written += 1

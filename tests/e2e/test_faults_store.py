@@ -4,6 +4,7 @@ outside the store root."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_store_never_writes_outside_its_root(tmp_path: Path, campaign: str,
                                              job_id: str) -> None:
     store = Store(tmp_path / "s")
     r = noop_results()[0]
-    r["run"] = {**r["run"], "campaign": campaign, "job_id": job_id}
+    r.run = dataclasses.replace(r.run, campaign=campaign, job_id=job_id)
     with pytest.raises(ValueError, match=r"must be|not a store data path"):
         store.write_result(r)
     outside = [p for p in tmp_path.rglob("*") if not str(p).startswith(str(tmp_path / "s"))]

@@ -18,6 +18,7 @@ from llem.config.load import load_text
 from llem.errors import UserError
 from llem.scheduler.state import Summary
 from llem.store.query import run_sql
+from llem.store.run_row import RunRow
 from llem.store.store import Store
 
 pytestmark = pytest.mark.slow
@@ -222,8 +223,8 @@ def test_node_lost_mid_campaign_reschedules_its_jobs(cluster, tmp_path) -> None:
     c.wait_for_nodes()
     gone = threading.Event()
 
-    def on_result(row: dict[str, Any], _: Summary) -> None:
-        if row["node_id"] == d.node_id and not gone.is_set():
+    def on_result(row: RunRow, _: Summary) -> None:
+        if row.node_id == d.node_id and not gone.is_set():
             gone.set()
             threading.Thread(target=c.remove_node, args=(d,), daemon=True).start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from llem.config.load import load_text
 from llem.harness.runner import JobRunner
 from llem.store.compact import Compaction, _compact_table, compact, finish
 from llem.store.query import run_sql
+from llem.store.run_row import Result
 from llem.store.schema import is_data_path, to_table
 from llem.store.store import Store
 from tests.support.cli import run_cli
@@ -34,7 +36,7 @@ QUERIES = {
 }
 
 
-def _results(noop: str, batches: list[int], cycles: int = 2) -> list[dict[str, Any]]:
+def _results(noop: str, batches: list[int], cycles: int = 2) -> list[Result]:
     loaded = load_text(f"""
 name: st
 models: [m]
@@ -56,7 +58,7 @@ def _store(root: Path) -> Store:
     columns), 5 requests each, and one session."""
     store = Store(root)
     results = _results("{token_s: 0.0}", [1, 2]) + _results("{request_s: 0.0}", [3], 2)
-    results[-1]["run"] = {**results[-1]["run"], "status": "failed", "error": "boom"}
+    results[-1].run = dataclasses.replace(results[-1].run, status="failed", error="boom")
     for r in results:
         store.write_result(r)
     store.write_session("st", {"jobs": 6, "ok": 5, "failed": 1})
@@ -176,14 +178,15 @@ def test_job_in_progress_stays_per_job(tmp_path: Path) -> None:
     and reads whole once its done mark lands."""
     store = _store(tmp_path / "s")
     extra = _results("{token_s: 0.0}", [5], 1)[0]
-    run = extra["run"]
-    store._write(to_table("requests", extra["requests"]),
-                 store.file_for("requests", "st", run["job_id"], run["cycle"]))
+    run = extra.run
+    job_id, cycle = run.key
+    store._write(to_table("requests", extra.requests),
+                 store.file_for("requests", "st", job_id, cycle))
     compact(store)
-    assert (tmp_path / "s" / "requests" / "campaign=st" / f"{run['job_id']}-c0.parquet").exists()
+    assert (tmp_path / "s" / "requests" / "campaign=st" / f"{job_id}-c0.parquet").exists()
     n = "SELECT count(*) AS n FROM requests"
     assert run_sql(store, n).to_pylist()[0]["n"] == 30  # 6 job-cycles with a runs row x 5
-    store._write(to_table("runs", [run]), store.file_for("runs", "st", run["job_id"], 0))
+    store._write(to_table("runs", [run]), store.file_for("runs", "st", job_id, 0))
     assert run_sql(store, n).to_pylist()[0]["n"] == 35
 
 

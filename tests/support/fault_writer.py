@@ -30,15 +30,15 @@ def main(root: str, start: int) -> None:
     job = next(iter_jobs(load_text(GRID)))
     runner = JobRunner("noop", {"model": "m", "dtype": "auto", "engine": {}, "gpus": 0}, 0)
     result = runner.run(job.payload(), [f"prompt {i}" for i in range(2000)])
-    run = result["run"]
-    tables = {"requests": to_table("requests", result["requests"]),
+    run = result.run
+    tables = {"requests": to_table("requests", result.requests),
               "runs": to_table("runs", [run])}
     store = Store(root)
     for cycle in itertools.count(start):
         for name, t in tables.items():  # requests first, runs (the done mark) last
             t = t.set_column(t.schema.get_field_index("cycle"), "cycle",
                              pa.array([cycle] * t.num_rows, pa.int32()))
-            store._write(t, store.file_for(name, run["campaign"], run["job_id"], cycle))
+            store._write(t, store.file_for(name, str(run.campaign), str(run.job_id), cycle))
         print(cycle, flush=True)
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from llem.config.grid import iter_jobs
 from llem.config.load import load_text
 from llem.harness.runner import JobRunner
+from llem.store.run_row import Result
 
 PLANTED = "Planted-7f3a9c2e-NotShapedLikeAToken"
 HF_SHAPED = "hf_PlantedTokenDoNotLeak0123456789abcd"
@@ -31,7 +32,7 @@ def grep_tree(root: Path, needle: str) -> list[str]:
     return hits
 
 
-def noop_results(n_cycles: int = 1) -> list[dict]:
+def noop_results(n_cycles: int = 1) -> list[Result]:
     loaded = load_text(f"""
 name: st
 models: [m]

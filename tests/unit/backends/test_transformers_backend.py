@@ -81,14 +81,14 @@ measurement: {{warmup_requests: 2}}
     rows = {}
     for job in iter_jobs(loaded):
         res = runner.run(job.payload(), PROMPTS + PROMPTS[:1])
-        assert res["run"]["status"] == "ok", res["run"].get("error")
+        assert res.run.status == "ok", res.run.error
         rows[job.point.streaming] = res
     assert runner.loads == 1
-    plain, streamed = rows[False]["run"], rows[True]["run"]
-    assert plain["ttft_p50_s"] is None and plain["itl_p50_s"] is None
-    assert streamed["ttft_p50_s"] > 0 and streamed["itl_p50_s"] > 0
-    assert streamed["num_requests"] == 4 and streamed["warmup_requests"] == 2
-    assert plain["energy_j"] is None and "CPU" in plain["energy_unavailable"]
-    req = rows[True]["requests"][0]
+    plain, streamed = rows[False].run, rows[True].run
+    assert plain.ttft_p50_s is None and plain.itl_p50_s is None
+    assert streamed.ttft_p50_s > 0 and streamed.itl_p50_s > 0
+    assert streamed.num_requests == 4 and streamed.warmup_requests == 2
+    assert plain.energy_j is None and "CPU" in plain.energy_unavailable
+    req = rows[True].requests[0]
     assert len(req["token_times_s"]) == req["output_tokens"]
     assert req["ttft_s"] == pytest.approx(req["token_times_s"][0] - req["start_s"])

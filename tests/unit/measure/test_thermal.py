@@ -124,14 +124,14 @@ def test_the_harness_waits_before_each_job_and_records_the_gap(llem_cache: objec
     runner = JobRunner("noop", {"model": "none", "dtype": "auto"}, 0)
     gpu = SimGpu()
     runner.thermal = gaps_for(gpu)
-    first = runner.run(jobs[0].payload(), ["a b", "c d"])["run"]
-    assert first["status"] == "ok" and first["gap_s"] == 0.0
-    assert first["start_temperature_c"] == pytest.approx(35.0)
+    first = runner.run(jobs[0].payload(), ["a b", "c d"]).run
+    assert first.status == "ok" and first.gap_s == 0.0
+    assert first.start_temperature_c == pytest.approx(35.0)
     gpu.heat(50.0, 70.0)  # the first job heated the GPU
-    second = runner.run(jobs[1].payload(), ["a b", "c d"])["run"]
-    assert second["gap_reached"] is True
-    assert second["gap_s"] == pytest.approx(math.ceil(10 * math.log(5) / 0.5) * 0.5)
-    assert second["start_temperature_c"] <= 38.0
+    second = runner.run(jobs[1].payload(), ["a b", "c d"]).run
+    assert second.gap_reached is True
+    assert second.gap_s == pytest.approx(math.ceil(10 * math.log(5) / 0.5) * 0.5)
+    assert second.start_temperature_c <= 38.0
 
 
 def test_power_target_is_idle_with_the_model_loaded() -> None:

@@ -12,26 +12,25 @@ from rich.console import Console
 from llem.cli.stats_table import print_cycle_stats
 from llem.measure.stats import cycle_stats
 from llem.store.query import run_sql
+from llem.store.run_row import Result, RunRow
 from llem.store.store import Store
 
 
-def _row(job_id: str, cycle: int, tps: float, jpt: float | None, batch: int = 4) -> dict:
+def _row(job_id: str, cycle: int, tps: float, jpt: float | None, batch: int = 4) -> Result:
     point = {"backend": "transformers", "model": "m", "batch_size": batch}
-    return {"point_json": json.dumps(point), "schema_version": 1, "campaign": "s",
-            "job_id": job_id, "cycle": cycle,
-            "status": "ok", "backend": "transformers", "model": "m", "batch_size": batch,
-            "max_new_tokens": 8, "tokens_per_s": tps, "energy_per_token_j": jpt,
-            "started_at": 1.0, "finished_at": 2.0}
+    return Result(RunRow(point_json=json.dumps(point), schema_version=1, campaign="s",
+                         job_id=job_id, cycle=cycle,
+                         status="ok", backend="transformers", model="m", batch_size=batch,
+                         max_new_tokens=8, tokens_per_s=tps, energy_per_token_j=jpt,
+                         started_at=1.0, finished_at=2.0))
 
 
 def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     tps, jpt = [10.0, 12.0, 14.0], [0.5, 0.52, 0.48]
     for c in range(3):
-        store.write_result({"run": _row("aaaaaaaa", c, tps[c], jpt[c]), "requests": [],
-                            "samples": []})
-    store.write_result({"run": _row("bbbbbbbb", 0, 7.0, None, batch=8), "requests": [],
-                        "samples": []})
+        store.write_result(_row("aaaaaaaa", c, tps[c], jpt[c]))
+    store.write_result(_row("bbbbbbbb", 0, 7.0, None, batch=8))
     rows = {r["job_id"]: r for r in run_sql(store, "SELECT * FROM stats").to_pylist()}
     a, want = rows["aaaaaaaa"], cycle_stats(tps)
     assert a["cycles"] == 3

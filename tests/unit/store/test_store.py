@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from llem.config.grid import iter_jobs
 from llem.config.load import load_text
 from llem.harness.runner import JobRunner
 from llem.store.query import run_sql
+from llem.store.run_row import Result
 from llem.store.schema import SCHEMAS, check_schema_versions, to_table
 from llem.store.store import Store
 
 
-def _results(n_cycles: int = 2, **engine: float) -> list[dict]:
+def _results(n_cycles: int = 2, **engine: float) -> list[Result]:
     loaded = load_text(f"""
 name: st
 models: [m]
@@ -37,7 +39,7 @@ def test_write_and_read_back(tmp_path: Path) -> None:
         store.write_result(r)
     assert len(store.files("runs")) == 4
     assert len(store.files("requests")) == 4
-    assert store.done("st") == {(r["run"]["job_id"], r["run"]["cycle"]) for r in results}
+    assert store.done("st") == {r.run.key for r in results}
     t = pq.read_table(store.files("runs")[0])
     for field in SCHEMAS["runs"]:
         assert t.schema.field(field.name).type == field.type, field.name
@@ -61,13 +63,13 @@ def test_rewrite_same_job_keeps_one_row(tmp_path: Path) -> None:
 def test_failed_rows_not_done(tmp_path: Path) -> None:
     store = Store(tmp_path)
     r = _results(1)[0]
-    r["run"] = {**r["run"], "status": "failed", "error": "boom"}
+    r.run = dataclasses.replace(r.run, status="failed", error="boom")
     store.write_result(r)
     assert store.done("st") == set()
 
 
 def test_all_null_column_stays_typed(tmp_path: Path) -> None:
-    t = to_table("runs", [_results(1)[0]["run"]])
+    t = to_table("runs", [_results(1)[0].run])
     assert t.schema.field("energy_j").type == SCHEMAS["runs"].field("energy_j").type
     assert t.column("energy_j").null_count == 1
 
@@ -111,7 +113,7 @@ def test_stats_view_t_interval(tmp_path: Path) -> None:
                    "tokens_per_s_ci95, tokens_per_s_cv FROM stats ORDER BY job_id").to_pylist()
     assert len(rows) == 2
     for row in rows:
-        vals = [r["run"]["tokens_per_s"] for r in results if r["run"]["job_id"] == row["job_id"]]
+        vals = [r.run.tokens_per_s for r in results if r.run.job_id == row["job_id"]]
         assert row["cycles"] == 3
         assert row["tokens_per_s_mean"] == pytest.approx(statistics.mean(vals))
         sd = statistics.stdev(vals)
