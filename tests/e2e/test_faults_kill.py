@@ -4,7 +4,7 @@ with no partial rows, while DuckDB reads it concurrently; every rerun resumes.
 The drivers are real `llem run` processes joining one local Ray (started here, so each run
 costs a connect, not a Ray start); jobs use the noop backend so writes are continuous. A
 driver life costs seconds (Ray connect, a worker process), so the suite kills 6 of them
-(LLEM_KILLS=20 for the full proof) and kills the store writer itself (tests/fault_writer.py,
+(LLEM_KILLS=20 for the full proof) and kills the store writer itself (tests/support/fault_writer.py,
 the code path the driver writes with) 20 times, each while it writes 2000-row files.
 """
 

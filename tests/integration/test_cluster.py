@@ -122,9 +122,10 @@ measurement: {warmup_requests: 0}
 
 
 @pytest.mark.parametrize("resources, words", [
-    ("{gpus_per_job: 1, accelerator_type: B200}", "accelerator_type:B200"),
-    ("{gpus_per_job: 3}", "3 GPUs"),                 # 4 GPUs in all, but at most 2 per node
-    ("{gpus_per_job: 1, custom: {fast: 3}}", "fast 3"),
+    ("{gpus_per_job: 1, accelerator_type: B200}", "needs accelerator_type B200; no node has"),
+    ("{gpus_per_job: 3}", "needs 3 GPUs on one node; the largest node has 2"),  # 4 in all
+    ("{gpus_per_job: 1, custom: {fast: 3}}", "needs 3 custom resource fast; the largest node "
+                                             "has 2"),
 ])
 def test_a_job_no_node_can_run_is_refused_up_front(cluster, tmp_path, resources,
                                                    words) -> None:
@@ -135,7 +136,7 @@ models: [m]
 backends: [noop]
 resources: {resources}
 """, tmp_path)
-    assert words in str(err.value) and "no node" in str(err.value)
+    assert words in str(err.value) and "can never be placed" in str(err.value)
     assert not (tmp_path / "runs").exists()      # nothing ran, nothing was written
 
 

@@ -191,11 +191,11 @@ def test_job_in_progress_stays_per_job(tmp_path: Path) -> None:
 
 
 def test_compacting_beside_a_writer_reads_each_job_whole_once(tmp_path: Path) -> None:
-    """tests/fault_writer.py (the driver's write path: a 2000-row requests file, then the
+    """tests/support/fault_writer.py (the driver's write path: a 2000-row requests file, then the
     runs row) writes cycle after cycle while compaction runs again and again: at every
     check each finished cycle is read once, with all its requests."""
     root = tmp_path / "s"
-    writer = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fault_writer.py"),
+    writer = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "fault_writer.py"),
                                str(root), "0"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     store = Store(root)
     # views list runs, then requests (whose done marks are listed later): a cycle finished
