@@ -138,6 +138,7 @@ def highest_rate(url: str, level_s: float,
 def run(seconds: float = 10.0, rate: float = 200.0, level_s: float = 1.5,
         rates: tuple[float, ...] = (500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
         ) -> list[Figure]:
+    load_before = os.getloadavg()[0]
     cpus = sorted(os.sched_getaffinity(0))
     client_cpu, server_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
     with served(server_cpu, ttft_s=TTFT_S, itl_s=ITL_S, record=True) as url, \
@@ -147,7 +148,9 @@ def run(seconds: float = 10.0, rate: float = 200.0, level_s: float = 1.5,
         levels = highest_rate(url, level_s, list(rates))
     held = [lv for lv in levels if lv[1] >= 0.95 * lv[0]]
     best = held[-1] if held else levels[0]
-    print(f"client on CPU {client_cpu}, fake server on CPU {server_cpu}")
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    print(f"client on CPU {client_cpu}, fake server on CPU {server_cpu}; {load} (other "
+          "work on these cores shows up as overhead: rerun on a quiet machine)")
     print(f"(a) Poisson {rate:.0f}/s for {seconds:.0f} s, {o['n']:.0f} requests (achieved "
           f"{o['rate']:.0f}/s, up to {o['in_flight']:.0f} in flight), known TTFT "
           f"{TTFT_S * 1e3:.0f} ms and ITL {ITL_S * 1e3:.0f} ms x {TOKENS} tokens:")
@@ -168,7 +171,7 @@ def run(seconds: float = 10.0, rate: float = 200.0, level_s: float = 1.5,
     for target, achieved, fl, share in levels:
         print(f"    {target:6.0f}/s -> {achieved:7.1f}/s ({achieved / target:.3f}, {fl} in "
               f"flight, CPU {share:.2f})")
-    note = f"Poisson {rate:.0f}/s, {o['n']:.0f} requests; client and server on own cores"
+    note = f"Poisson {rate:.0f}/s, {o['n']:.0f} requests; {load}"
     return [
         Figure("7 server client", "TTFT overhead p50 (measured - known)", o["ttft50"],
                TTFT_S * 1e3, "ms", "overhead", "known TTFT", "value < 1", note),
