@@ -20,6 +20,10 @@ from llem.config.job import Job
 from llem.config.models import Measurement, Point
 from llem.harness.result import arrival_pattern, failed_result, ok_result
 from llem.harness.runtime import runtime_info
+from llem.harness.server.level import measure_level
+from llem.harness.server.proctree import StopReport
+from llem.harness.server.rows import level_result
+from llem.harness.server.served import ServedModel
 from llem.harness.workload import Schedule, Served, dispatch
 from llem.measure.gpu import visible_devices
 from llem.measure.meter import EnergyMeter, Window
@@ -38,7 +42,8 @@ def resolved_spec(load: dict[str, Any]) -> LoadSpec:
     the model, and engine values that name a model (an assistant model, a draft)."""
     engine = {k: resolve_model(v) if isinstance(v, str) and is_builtin(v) else v
               for k, v in load.get("engine", {}).items()}
-    return LoadSpec(**{**load, "model": resolve_model(load["model"]), "engine": engine})
+    fields = {k: v for k, v in load.items() if k not in SERVER_LOAD_KEYS}
+    return LoadSpec(**{**fields, "model": resolve_model(load["model"]), "engine": engine})
 
 
 def generate_spec(p: Point) -> GenerateSpec:
@@ -51,10 +56,16 @@ def generate_spec(p: Point) -> GenerateSpec:
                         input_policy=p.input_policy, extra=dict(p.generate))
 
 
+SERVER_LOAD_KEYS = ("mode", "startup_timeout_s")  # load_of's keys a LoadSpec does not take
+
+
 def load_of(p: Point) -> dict[str, Any]:
     """What a worker loads for a point (LoadSpec fields): the same for a whole load group."""
-    return {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),
-            "gpus": p.resources.gpus_per_job}
+    load: dict[str, Any] = {"model": p.model, "dtype": p.dtype, "engine": dict(p.engine),
+                            "gpus": p.resources.gpus_per_job}
+    if p.mode == "server" and p.server is not None:  # a server, kept across the group
+        load.update(mode="server", startup_timeout_s=p.server.startup_timeout_s)
+    return load
 
 
 class JobRunner:
@@ -69,7 +80,8 @@ class JobRunner:
         self.meter = meter or EnergyMeter(gpus_per_job)
         self.thermal = ThermalGaps.for_gpus(self.meter.gpus)
         self.env = {**runtime_info(backend), **(extra_env or {})}
-        self.backend: Backend | None = None
+        self.backend: Backend | ServedModel | None = None
+        self.last_stop: dict[str, Any] = {}  # the previous server's stop (server mode)
         self.load_error: str | None = None
         self.loads = 0
         self.load_s: float | None = None
@@ -87,8 +99,9 @@ class JobRunner:
         self.backend_name, self.load = backend, load
         self.load_error, self.load_s, self.model_path = None, None, None
 
-    def ensure_loaded(self) -> Backend:
-        """Load the model on first use; a failed load fails every job of the group fast."""
+    def ensure_loaded(self) -> Backend | ServedModel:
+        """Load the model (server mode: start the server) on first use; a failed load fails
+        every job of the group fast."""
         if self.backend is None:
             if self.load_error:
                 raise RuntimeError(self.load_error)
@@ -96,7 +109,13 @@ class JobRunner:
             try:
                 spec = resolved_spec(self.load)
                 self.model_path = spec.model
-                self.backend = load_class(self.backend_name)(spec)
+                if self.load.get("mode") == "server":
+                    self.backend = ServedModel(
+                        self.backend_name, {**self.load, "model": spec.model,
+                                            "engine": spec.engine}, self.gpus_per_job,
+                        float(self.load.get("startup_timeout_s") or 600.0))
+                else:
+                    self.backend = load_class(self.backend_name)(spec)
             except Exception as exc:
                 self.load_error = f"model load failed: {type(exc).__name__}: {exc}"
                 raise
@@ -117,12 +136,19 @@ class JobRunner:
             if load is not None:
                 self.switch(job.point.backend, load)
             backend = self.ensure_loaded()
-            cfg = getattr(backend, "model_config", None) or local_config(self.model_path)
-            window, records, info = measure(backend, job, prompts, self.meter, cfg)
-            result = ok_result(job, window, records, info, self.context(), started)
+            if isinstance(backend, ServedModel):
+                level = measure_level(backend, job, prompts, self.meter)
+                result = level_result(job, level, self.context(), started)
+            else:
+                cfg = getattr(backend, "model_config", None) or local_config(self.model_path)
+                window, records, info = measure(backend, job, prompts, self.meter, cfg)
+                result = ok_result(job, window, records, info, self.context(), started)
         except Exception as exc:
             result = failed_result(job, exc, traceback.format_exc(), self.context(), started)
-        result.run.update({**gap.columns(), **getattr(self.backend, "load_facts", {})})
+            if isinstance(self.backend, ServedModel) and not self.backend.alive():
+                self.close()  # a dead server: the next job of the group starts a new one
+        result.run.update({**gap.columns(), **getattr(self.backend, "load_facts", {}),
+                           **self.last_stop})
         self.jobs_run += 1
         return result
 
@@ -139,8 +165,13 @@ class JobRunner:
 
     def close(self) -> None:
         if self.backend is not None:
-            self.backend.close()
+            report = self.backend.close()
             self.backend = None
+            if isinstance(report, StopReport):  # recorded with the next group's rows
+                self.last_stop = {"previous_server_stop_s": report.stop_s,
+                                  "previous_server_gpu_memory_released":
+                                  report.gpu_memory_released,
+                                  "previous_server_gpu_check": report.gpu_check}
 
 
 def min_window(m: Measurement, meter: EnergyMeter) -> float:

@@ -59,6 +59,7 @@ class Window:
     idle: Idle | None = None  # the baseline this window's net energy is taken against
     method: str | None = None  # "nvml_counter", "rapl", "nvml_counter+rapl"
     unavailable: str | None = None  # why energy is null
+    started_s: float | None = None  # the meter's clock when the window opened
 
     @property
     def energy_j(self) -> float | None:
@@ -174,7 +175,8 @@ class EnergyMeter:
         return Window(duration_s=t1 - self._t0, gpu_energy_j=energy,
                       gpu_sampled_energy_j={g.uuid: integrate(rows, g.uuid) for g in self.gpus},
                       idle_power_w=dict(self.idle_power_w), cpu=cpu, samples=rows,
-                      method=self.method, unavailable=self.reason, idle=self.last_idle)
+                      method=self.method, unavailable=self.reason, idle=self.last_idle,
+                      started_s=self._t0)
 
 
 def _top(readings: list[dict[str, Any]], key: str) -> float | None:

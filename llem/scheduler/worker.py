@@ -12,6 +12,7 @@ from llem.config.grid import Group
 from llem.config.job import Job
 from llem.credentials import collect, install
 from llem.harness.runner import JobRunner, load_of
+from llem.harness.server.served import LOG_DIR_ENV
 from llem.measure.gpu import WORKER_ENV, visible_devices
 from llem.scheduler.cluster import NAMESPACE
 
@@ -73,8 +74,9 @@ def start_worker(campaign: str, group: Group, index: int,
     p = group.first
     r = p.resources
     env_vars = {**WORKER_ENV}
-    if "LLEM_CACHE" in os.environ:
-        env_vars["LLEM_CACHE"] = os.environ["LLEM_CACHE"]
+    for name in ("LLEM_CACHE", LOG_DIR_ENV):  # the built-in models; server logs
+        if name in os.environ:
+            env_vars[name] = os.environ[name]
     renv = dict(runtime_env or {})
     env_vars.update(renv.pop("env_vars", {}))
     if renv:  # its own Python (venv, pip, image): Ray sets the variables at process start

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from llem.store.column import I16, I32, I64, LF, RUN_GROUPS, TS, B, Column, F, S
 from llem.store.run_row import RUN_COLUMNS
+from llem.store.server_fields import SERVER_REQUESTS
 
 # one row per request served in the window (llem.harness.result.request_row)
 REQUESTS = (
@@ -73,7 +74,8 @@ REQUESTS = (
            "transformers and noop."),
     Column("decode_s", F, "s", "The library's own stat: first token to last token. Null for "
            "transformers and noop."),
-)
+) + SERVER_REQUESTS
+
 # the GPU timeline of the window: one row per GPU per sample (llem.measure)
 SAMPLES = (
     Column("schema_version", I16, "-", "Store schema version (see Schema version)."),

@@ -34,14 +34,20 @@ def test_record_fields_are_the_runs_columns_with_their_types() -> None:
 
 
 @pytest.mark.parametrize("table", ["runs", "requests", "sessions"])
-def test_schemas_are_those_of_a_store_written_before(table: str) -> None:
+def test_schemas_extend_those_of_a_store_written_before(table: str) -> None:
+    """Every column a store written before holds is still declared, with its type, in its
+    order; columns added since (server mode) come as nullable additions."""
     files = sorted((OLD / table).rglob("*.parquet"))
     assert files
     for f in files:
         written = pq.read_schema(f).remove_metadata()
-        fixed = pa.schema([x for x in written if not (
-            table == "runs" and x.name.startswith("engine_") and x.name != "engine_json")])
-        assert fixed.equals(SCHEMAS[table]), f.name
+        fixed = [x for x in written if not (
+            table == "runs" and x.name.startswith("engine_") and x.name != "engine_json")]
+        now = SCHEMAS[table]
+        assert [now.field(x.name) for x in fixed] == fixed, f.name
+        order = [now.get_field_index(x.name) for x in fixed]
+        assert order == sorted(order), f.name
+        assert all(x.nullable for x in now if x.name not in {y.name for y in fixed})
 
 
 def test_samples_schema_unchanged() -> None:

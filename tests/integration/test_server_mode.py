@@ -1,0 +1,141 @@
+"""Server mode end to end: real `transformers serve` processes started by real workers on a
+local Ray (2 declared GPUs, so two load groups run at once: two servers on one node), the
+tiny model, two Poisson rate levels per group, the rows checked against their own
+timestamps; and a server killed mid-level."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from llem import run_campaign
+from llem.config.load import load_text
+from llem.store.query import run_sql
+from llem.store.store import Store
+
+pytestmark = pytest.mark.slow
+
+GRID = """
+name: {name}
+models: [{model}]
+backends: [transformers]
+grid:
+  mode: server
+  dtype: float32
+  max_new_tokens: 8
+transformers:
+  attn_implementation: {attn}
+server:
+  profile: poisson
+  rate: {rates}
+  {limit}
+  ramp_s: 1
+  slo_ttft_s: 5
+  slo_tpot_s: 1
+dataset: {{num_prompts: 8}}
+measurement: {{idle_baseline_s: 0}}
+resources: {{gpus_per_job: 1}}
+"""
+
+
+def _rows(store: Path, sql: str) -> list[dict]:
+    return run_sql(Store(store), sql).to_pylist()
+
+
+def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: Path) -> None:
+    text = GRID.format(name="srv", model=tiny_model, attn="[sdpa, eager]", rates="[4, 8]",
+                       limit="requests: 12")
+    summary = run_campaign(load_text(text), store=Store(tmp_path))
+    assert (summary.ok, summary.failed) == (4, 0), summary.errors
+    runs = _rows(tmp_path, "SELECT * FROM runs ORDER BY load_key, request_rate")
+    by_group: dict[str, list[dict]] = {}
+    for r in runs:
+        by_group.setdefault(r["load_key"], []).append(r)
+    assert len(by_group) == 2
+    for levels in by_group.values():  # one server start per group, kept for both levels
+        assert [r["request_rate"] for r in levels] == [4.0, 8.0]
+        assert len({r["server_log"] for r in levels}) == 1
+        assert len({r["server_url"] for r in levels}) == 1
+        assert {r["model_loads"] for r in levels} == {1}
+        assert Path(levels[0]["server_log"]).is_file()
+    logs = sorted((tmp_path / "logs" / "campaign=srv").glob("*.log"))
+    assert len(logs) == 2  # one log per server, beside the store
+    a, b = (levels[0] for levels in by_group.values())
+    assert a["server_url"] != b["server_url"]  # two servers at once, on their own ports
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+    for r in runs:
+        assert r["mode"] == "server" and r["status"] == "ok" and not r["saturated"]
+        assert r["requests_in_window"] >= 8 and r["steady_state_s"] > 0
+        assert r["output_tokens_in_window"] > 0 and r["tokens_per_s"] > 0
+        assert r["ttft_p99_s"] >= r["ttft_p50_s"] > 0
+        assert 0 <= r["slo_attainment"] <= 1 and r["goodput_requests_per_s"] is not None
+        assert r["energy_j"] is None and r["energy_unavailable"]  # no GPU counter here
+        reqs = _rows(tmp_path, f"SELECT * FROM requests WHERE job_id = '{r['job_id']}' "
+                     "ORDER BY request_index")
+        assert len(reqs) == r["requests_total"]
+        ok = [q for q in reqs if q["ok"]]
+        assert len(ok) == len(reqs)
+        for q in ok:  # per request: TTFT and every ITL from the stream, tokens from usage
+            assert q["ttft_s"] > 0 and q["usage_reported"] and q["output_tokens"] >= 1
+            assert len(q["itl_s"]) == q["chunks"] - 1
+            assert q["slo_met"] is not None
+        ramp = [q for q in reqs if q["in_ramp"]]
+        inside = [q for q in reqs if q["in_window"]]
+        assert ramp and not any(q["in_window"] for q in ramp)  # the ramp is never measured
+        start, end = r["window_start_s"], r["window_end_s"]
+        assert max(q["start_s"] for q in ramp) <= start  # the window opens after the ramp
+        assert all(start <= q["start_s"] < end for q in inside)
+        assert len(inside) == r["requests_in_window"]
+
+
+def _kill_server_mid_level(into_s: float, done: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the first `transformers serve` process into_s seconds after it answers."""
+    while not done.is_set():
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            args = p.info["cmdline"] or []
+            if "serve" in args and "--port" in args and any("transformers" in a for a in args):
+                port = args[args.index("--port") + 1]
+                while not done.is_set():
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+                time.sleep(into_s)
+                os.kill(p.info["pid"], signal.SIGKILL)
+                killed.append(p.info["pid"])
+                return
+        time.sleep(0.2)
+
+
+def test_server_killed_mid_level(ray_gpus, tiny_model, tmp_path: Path) -> None:
+    """The level whose server dies fails with the cause; the next level gets a new server."""
+    text = GRID.format(name="kill", model=tiny_model, attn="sdpa", rates="[2, 3]",
+                       limit="duration_s: 12")
+    done, killed = threading.Event(), []
+    t = threading.Thread(target=_kill_server_mid_level, args=(4.0, done, killed), daemon=True)
+    t.start()
+    try:
+        run_campaign(load_text(text), store=Store(tmp_path))
+    finally:
+        done.set()
+    assert killed, "no server process was found to kill"
+    runs = _rows(tmp_path, "SELECT status, error, server_log, request_rate FROM runs "
+                 "ORDER BY request_rate")
+    failed = [r for r in runs if r["status"] == "failed"]
+    assert failed and ("server" in failed[0]["error"].lower()), runs
+    assert "exit" in failed[0]["error"].lower() or "died" in failed[0]["error"].lower()
+    later = [r for r in runs if r["request_rate"] > failed[0]["request_rate"]]
+    if later:  # the level after the death ran on a new server
+        assert later[0]["status"] == "ok"
+        assert len(list((tmp_path / "logs" / "campaign=kill").glob("*.log"))) == 2
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if " serve " in " ".join(p.info["cmdline"] or []) and
+                "transformers" in " ".join(p.info["cmdline"] or [])]
