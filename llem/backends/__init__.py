@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from llem.backends.base import Backend, GenerateSpec, LoadSpec, RequestRecord
@@ -34,10 +34,12 @@ __all__ = [
     "GenerateSpec",
     "LoadSpec",
     "RequestRecord",
+    "ServerCommand",
     "get_info",
     "load_class",
     "options_of",
     "reloads_in_process",
+    "server_of",
 ]
 
 # Generation parameters every backend maps to its native API (GenerateSpec fields).
@@ -59,6 +61,26 @@ class BackendInfo:
     # PATH_KEYS (engine keys holding local paths), quantization(engine) -> str | None,
     # gpu_fraction(engine) -> float (the share of each GPU's memory it may take)
     options: str | None = None
+    # server mode: a light module (no library import). A backend llem launches has
+    # HEALTH_PATH and command(model, *, dtype, engine, port, host, python, gpus, workdir)
+    # -> ServerCommand (llem.harness.server.launch runs it); one already running elsewhere
+    # (endpoint) has settings(model, engine) -> its URL, served name and key's variable.
+    server: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    """One backend server's start, built by a pure function: what to run and how to ask it.
+
+    files are written (path -> text) before the start: options a server only takes from a
+    file. env is added to the worker's environment (which keeps CUDA_VISIBLE_DEVICES).
+    """
+
+    argv: list[str]
+    health_path: str
+    served_model: str  # the model name requests must carry
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
 
 
 DEFAULT_BACKEND = "transformers"  # a grid without `backends:`
@@ -73,6 +95,7 @@ REGISTRY: dict[str, BackendInfo] = {
                        "input_policy", "output_policy"},
             streaming=True, package="transformers",
             options="llem.backends.transformers.options",
+            server="llem.backends.transformers.server",
         ),
         BackendInfo(
             "vllm",
@@ -80,6 +103,7 @@ REGISTRY: dict[str, BackendInfo] = {
             _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
                        "output_policy"},
             streaming=True, package="vllm", options="llem.backends.vllm.options",
+            server="llem.backends.vllm.server",
         ),
         BackendInfo(
             "tensorrt",
@@ -87,6 +111,14 @@ REGISTRY: dict[str, BackendInfo] = {
             _COMMON | {"min_new_tokens", "repetition_penalty", "max_input_tokens",
                        "output_policy"},
             streaming=True, package="tensorrt_llm",
+            server="llem.backends.tensorrt.server",
+        ),
+        BackendInfo(  # a server already running: the grid's `models:` entry is its name
+            "endpoint",
+            "llem.backends.endpoint.settings:EndpointBackend",
+            frozenset({"max_new_tokens", "temperature", "top_p", "seed", "preset"}),
+            streaming=True, options="llem.backends.endpoint.settings",
+            server="llem.backends.endpoint.settings",
         ),
         BackendInfo(
             "noop",
@@ -113,6 +145,12 @@ def get_info(name: str) -> BackendInfo:
 def options_of(name: str) -> ModuleType | None:
     """The backend's options module (BackendInfo.options), or None; imports no library."""
     target = get_info(name).options
+    return importlib.import_module(target) if target else None
+
+
+def server_of(name: str) -> ModuleType | None:
+    """The backend's server-mode module (BackendInfo.server), or None; imports no library."""
+    target = get_info(name).server
     return importlib.import_module(target) if target else None
 
 

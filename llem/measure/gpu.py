@@ -152,6 +152,34 @@ def job_gpus(expected: int) -> tuple[list[Gpu], str | None]:
     return gpus, None
 
 
+def visible_memory_used_mib() -> tuple[dict[str, float] | None, str | None]:
+    """Memory used now on each GPU this process may use (CUDA_VISIBLE_DEVICES), by UUID.
+
+    For the server launcher: a stopped server must give its memory back, and only the
+    driver (not the server's own, gone, process) can say so. (None, reason) without NVML,
+    without a visible GPU, or when a query fails.
+    """
+    n = nvml()
+    if n is None:
+        return None, _nvml_error
+    visible = visible_devices()
+    try:
+        if visible is None:
+            entries = [str(i) for i in range(n.nvmlDeviceGetCount())]
+        else:
+            entries = [e.strip() for e in visible.split(",") if e.strip()]
+        if not entries:
+            return None, f"no GPU is visible (CUDA_VISIBLE_DEVICES={visible!r})"
+        out: dict[str, float] = {}
+        for e in entries:
+            h = (n.nvmlDeviceGetHandleByIndex(int(e)) if e.isdigit()
+                 else n.nvmlDeviceGetHandleByUUID(e))
+            out[_text(n.nvmlDeviceGetUUID(h))] = n.nvmlDeviceGetMemoryInfo(h).used / 2**20
+    except Exception as exc:  # a GPU fallen off the bus, a MIG UUID this driver cannot open
+        return None, f"NVML query failed: {type(exc).__name__}: {exc}"
+    return out, None
+
+
 def local_gpus() -> tuple[list[dict[str, Any]], str | None]:
     """Every GPU NVML sees on this machine (not only a job's), for `llem doctor` and dry runs:
     Gpu.info() plus whether the energy counter answers. ([], reason) without NVML."""

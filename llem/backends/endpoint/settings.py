@@ -1,0 +1,115 @@
+"""Settings of the endpoint backend, written in a grid's `endpoint:` section:
+
+    backends: [endpoint]
+    models: [meta-llama/Llama-3.1-8B-Instruct]   # the name the server serves the model under
+    endpoint:
+      base_url: http://10.0.0.5:8000              # the server's root; a trailing /v1 is accepted
+      api_key_env: MY_ENDPOINT_KEY                # optional: the NAME of the variable with the key
+
+The key is read from that variable by the process that sends the requests, when it sends
+them, and masked from then on (llem.credentials.remember): it is never in a grid, a row, a
+log or an error; only the variable's name is recorded. Nothing is launched, so there is no
+server log and no GPU check: the GPUs a job measures are those of its own node.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
+from llem.credentials import PATTERNS, remember
+from llem.errors import UserError
+
+KEYS = ("base_url", "api_key_env")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Where requests go. base_url is the server's root: no trailing slash, no /v1."""
+
+    base_url: str
+    model: str  # as the server names it (the grid's `models:` entry)
+    api_key_env: str | None = None
+
+    @property
+    def models_url(self) -> str:
+        return f"{self.base_url}/v1/models"
+
+    def api_key(self) -> str | None:
+        """The key from api_key_env, now (None without api_key_env); masked from now on."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise UserError(f"endpoint: the environment variable {self.api_key_env} "
+                            "(api_key_env) is not set in the process that sends requests")
+        remember([key])
+        return key
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for each request: the bearer key where there is one."""
+        key = self.api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def as_row(self) -> dict[str, Any]:
+        """What a result row records: the URL, the served name, the key's variable name."""
+        return {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
+
+
+def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
+    unknown = [k for k in engine if k not in KEYS]
+    if unknown:
+        return unknown[0], f"unknown endpoint setting; known: {', '.join(KEYS)}"
+    url = engine.get("base_url")
+    if not isinstance(url, str) or not url.strip():
+        return "base_url", "the server's URL is required, e.g. http://10.0.0.5:8000"
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "base_url", "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return "base_url", ("must not carry a user, password, query or fragment (it is "
+                            "recorded with every row; put a key in api_key_env)")
+    name = engine.get("api_key_env")
+    if name is not None and (not isinstance(name, str) or not _ENV_NAME.fullmatch(name)
+                             or PATTERNS.search(name)):
+        return "api_key_env", ("must be the NAME of an environment variable that holds the "
+                               "key (e.g. MY_ENDPOINT_KEY), never the key itself")
+    return None
+
+
+def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
+                  streaming: bool) -> tuple[str, str] | None:
+    """(key, why) for the first unusable endpoint setting, else None (the options protocol)."""
+    return _problem(engine)
+
+
+def settings(model: str, engine: dict[str, Any]) -> EndpointSettings:
+    """The section as EndpointSettings; a bad one raises UserError (never echoing a value)."""
+    problem = _problem(engine)
+    if problem:
+        raise UserError(f"endpoint.{problem[0]}: {problem[1]}")
+    url = str(engine["base_url"]).strip().rstrip("/")
+    url = url.removesuffix("/v1").rstrip("/")
+    return EndpointSettings(url, model, engine.get("api_key_env"))
+
+
+class EndpointBackend:
+    """The registry's class for endpoint: it only holds the settings. Requests go through
+    server mode's load client; an offline batch has nothing to run on."""
+
+    reloads_in_process = True  # nothing is loaded
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.settings = settings(spec.model, spec.engine)
+
+    def generate(self, prompts: list[str], spec: GenerateSpec) -> list[RequestRecord]:
+        raise UserError("the endpoint backend runs in server mode only: its requests go to "
+                        f"{self.settings.base_url} through the load client")
+
+    def close(self) -> None:
+        pass
