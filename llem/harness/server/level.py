@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from llem.backends import server_of
 from llem.config.job import Job, canonical
 from llem.config.models import Point, Server
 from llem.harness.server.client import GenParams
@@ -57,14 +58,21 @@ class LevelRun:
 
 
 def gen_params(p: Point) -> GenParams:
-    """The request body's generation settings from the point (output_policy fixed: every
-    request decodes exactly max_new_tokens, as vLLM's benchmark does with ignore_eos)."""
+    """The request body's generation settings from the point. output_policy fixed: every
+    request decodes exactly max_new_tokens. How a server is asked for that (and for top_k,
+    min tokens) is its own: the backend's server module's generation_body, else vLLM's
+    OpenAI extensions (ignore_eos, min_tokens, top_k), which trtllm-serve shares."""
     fixed = p.output_policy == "fixed"
-    return GenParams(max_tokens=p.max_new_tokens, temperature=p.temperature,
-                     top_p=p.top_p if p.top_p < 1 else None, top_k=p.top_k or None,
-                     seed=p.seed if p.temperature > 0 else None, ignore_eos=fixed,
-                     min_tokens=p.max_new_tokens if fixed else (p.min_new_tokens or None),
-                     extra_body=dict(p.generate))
+    min_tokens = p.max_new_tokens if fixed else (p.min_new_tokens or None)
+    body = getattr(server_of(p.backend), "generation_body", None)
+    top_p = p.top_p if p.top_p < 1 else None
+    seed = p.seed if p.temperature > 0 else None
+    if body is not None:
+        extra = {**body(min_tokens=min_tokens, ignore_eos=fixed, top_k=p.top_k or None),
+                 **p.generate}
+        return GenParams(p.max_new_tokens, p.temperature, top_p, seed=seed, extra_body=extra)
+    return GenParams(p.max_new_tokens, p.temperature, top_p, top_k=p.top_k or None, seed=seed,
+                     ignore_eos=fixed, min_tokens=min_tokens, extra_body=dict(p.generate))
 
 
 def anchor_key(job: Job) -> str:

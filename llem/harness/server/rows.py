@@ -39,6 +39,11 @@ def level_result(job: Job, level: LevelRun, ctx: dict[str, Any], started: float)
         w.started_s is not None else None
     figs = job_figures(load, energy, level.slo, window=span)
     reqs = request_figures(load, energy, level.slo, window=span)
+    inside = [q for q in reqs if q["in_window"]]
+    if inside and not any(q["ok"] for q in inside):  # nothing measured: a failed job
+        first = next(q["error"] for q in inside if q["error"])
+        raise RuntimeError(f"every request of the window failed ({len(inside)}), e.g.: "
+                           f"{first}")
     run = config_columns(job)
     context_columns(run, ctx)
     out_tok = figs.get("output_tokens_in_window")
