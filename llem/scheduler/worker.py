@@ -8,9 +8,10 @@ from typing import Any
 
 import ray
 
+from llem.backends import server_of
 from llem.config.grid import Group
 from llem.config.job import Job
-from llem.credentials import collect, install
+from llem.credentials import collect, install, remember
 from llem.harness.runner import JobRunner, load_of
 from llem.harness.server.served import LOG_DIR_ENV
 from llem.measure.gpu import WORKER_ENV, visible_devices
@@ -102,5 +103,11 @@ def start_worker(campaign: str, group: Group, index: int,
         _REMOTE = ray.remote(WorkerActor)
     cls = _REMOTE
     # credentials travel as an argument, never in runtime_env (Ray logs and shows that)
+    creds = collect()
+    wanted = getattr(server_of(p.backend), "credential_env", None)
+    for name in wanted(p.engine) if wanted else []:  # an endpoint's key, by its variable
+        if os.environ.get(name):
+            creds[name] = os.environ[name]
+            remember([creds[name]])
     return cls.options(**options).remote(p.backend, load_of(p), r.gpus_per_job, env_vars,
-                                         collect())
+                                         creds)

@@ -32,6 +32,7 @@ grid:
   max_new_tokens: 8
 transformers:
   attn_implementation: {attn}
+  cb_num_blocks: 64            # serve sizes its KV cache to 60% of RAM otherwise
 server:
   profile: poisson
   rate: {rates}

@@ -113,3 +113,10 @@ class EndpointBackend:
 
     def close(self) -> None:
         pass
+
+
+def credential_env(engine: dict[str, Any]) -> list[str]:
+    """The variables whose values the worker must get (as credentials: masked, never in a
+    runtime_env or a row): the key's variable named by api_key_env."""
+    name = engine.get("api_key_env")
+    return [str(name)] if name else []
