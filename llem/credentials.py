@@ -31,6 +31,11 @@ PATTERNS = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_-]{20,}|"
 # Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
 SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_)?(?:token|api_?key|"
                         r"password|passwd|secret|secret_key|access_key)$")
+# Environment variable names that hold a credential whatever their value: ENV_NAMES and names
+# shaped like one (*_TOKEN, *_KEY, *SECRET*, *PASSWORD*, *CREDENTIAL*, *API_KEY*, ...).
+SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:TOKEN|KEY)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|"
+                        r"API_?KEY|ACCESS_?KEY|PRIVATE_?KEY")
+NOT_SECRET_ENV = frozenset({"HF_HUB_DISABLE_IMPLICIT_TOKEN"})  # a switch, not a credential
 
 _known: set[str] = set()
 _collected = False
@@ -101,6 +106,28 @@ def redact(text: str) -> str:
 def looks_secret(key: str, value: object) -> bool:
     """A grid value that is a credential: a secret-named key with text, or a token shape."""
     if isinstance(value, str):
-        name = key.rsplit(".", 1)[-1]
-        return bool(SECRET_KEY.match(name) and value.strip()) or bool(PATTERNS.search(value))
+        return bool(secret_name(key) and value.strip()) or token_shaped(value)
     return False
+
+
+def secret_name(key: str) -> bool:
+    """Is key (a dotted path's last part counts) the name of a setting that takes a
+    credential as text (token, api_key, password, ...)?"""
+    return SECRET_KEY.match(key.rsplit(".", 1)[-1]) is not None
+
+
+def token_shaped(text: str) -> bool:
+    """Does text hold a string shaped like a well-known token (hf_..., sk-..., AKIA...)?"""
+    return PATTERNS.search(text) is not None
+
+
+def secret_env_name(name: str) -> bool:
+    """Is name an environment variable that holds a credential (whatever its value)?"""
+    if name.upper() in NOT_SECRET_ENV:
+        return False
+    return name.upper() in ENV_NAMES or SECRET_ENV.search(name) is not None
+
+
+def mask_shapes(text: str) -> str:
+    """text with token-shaped strings replaced by *** (no environment is read)."""
+    return PATTERNS.sub(MASK, text)

@@ -7,18 +7,31 @@ duplicates are errors, expansion is bounded, and errors can name the line.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from llem.errors import ConfigError
+from llem.credentials import looks_secret, mask_shapes
+from llem.errors import ConfigError, Problems
 
 MAX_FILE_BYTES = 1 << 20  # a grid file is hand-written; anything bigger is a mistake
 MAX_NODES = 200_000  # bounded expansion of anchors/aliases (billion-laughs guard)
+MAX_CHARS = 1 << 22  # characters of text after expanding aliases (4x a file: one aliased often)
 MAX_DEPTH = 64  # nesting deeper than this is a mistake (and would exhaust the stack)
-MERGE_TAG = "tag:yaml.org,2002:merge"
-PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+MAX_SHOWN = 60  # characters of a value quoted in a message
+INT64 = (-(2**63), 2**63 - 1)  # the widest whole number the store holds
+Y = "tag:yaml.org,2002:"
+MERGE_TAG = Y + "merge"
+PLAIN_TAGS = (Y + "map", Y + "seq")
+# Scalar tags that build plain data (text, numbers, booleans, null); anything else written
+# (!!binary, !!timestamp, !!set, python/...) is refused: a value is what it looks like.
+SCALAR_TAGS = tuple(Y + t for t in ("str", "int", "float", "bool", "null"))
 
 Loc = tuple[str | int, ...]
 
@@ -45,22 +58,40 @@ class SourceMap:
                            hint=hint)
 
 
+def shown(value: Any) -> str:
+    """value quoted for a message: short, and never a token-shaped string."""
+    text = mask_shapes(repr(value))
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     """Parse path into plain Python data plus a SourceMap; every failure is a ConfigError."""
     name = str(path)
     too_big = ConfigError(f"file is over the {MAX_FILE_BYTES}-byte limit for a grid file",
                           file=name, hint="split it, or list values, not data")
+    not_a_file = ConfigError("is not a regular file (a pipe, device or socket)", file=name,
+                             hint="give the path of a grid file")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError("is a folder, not a grid file", file=name)
+        if not stat.S_ISREG(st.st_mode):
+            raise not_a_file  # a FIFO would block the open, a device never end
+        if st.st_size > MAX_FILE_BYTES:
             raise too_big  # refused before reading a byte
-        with path.open("rb") as f:  # bounded read: /dev/zero or a pipe cannot exhaust memory
-            raw = f.read(MAX_FILE_BYTES + 1)
+        # non-blocking open: a file swapped for a FIFO after the check cannot hang us
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise not_a_file
+            raw = f.read(MAX_FILE_BYTES + 1)  # bounded read
     except FileNotFoundError:
         raise ConfigError("file not found", file=name) from None
     except IsADirectoryError:
         raise ConfigError("is a folder, not a grid file", file=name) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=name) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot read file: {why}", file=name) from None
     if len(raw) > MAX_FILE_BYTES:
         raise too_big
     try:
@@ -89,7 +120,9 @@ def parse_yaml(text: str, name: str = "<string>") -> tuple[Any, SourceMap]:
     if node is None:
         return None, smap
     builder = _Builder(smap)
-    return builder.build(node, ()), smap
+    data = builder.build(node, ())
+    builder.problems.check()
+    return data, smap
 
 
 class _TooDeep(Exception):
@@ -129,18 +162,30 @@ def _problem(exc: yaml.YAMLError) -> str:
 
 def _scalar_problem(node: yaml.Node, exc: Exception) -> str:
     if isinstance(exc, yaml.YAMLError):
-        return _problem(exc)
-    tag = str(node.tag).removeprefix("tag:yaml.org,2002:")
-    return f"{node.value!r} is not a valid !!{tag}"
+        return mask_shapes(_problem(exc))
+    tag = str(node.tag).removeprefix(Y)
+    return f"{shown(node.value)} is not a valid !!{tag}"
+
+
+def _binary_secret(node: yaml.ScalarNode) -> bool:
+    """Does a !!binary value decode to something shaped like a credential?"""
+    try:
+        raw = base64.decodebytes("".join(str(node.value).split()).encode("ascii"))
+    except (binascii.Error, ValueError):
+        return False
+    return looks_secret("", raw.decode("utf-8", "replace"))
 
 
 class _Builder:
     def __init__(self, smap: SourceMap) -> None:
         self.smap = smap
         self.count = 0
+        self.chars = 0
         self.scalar_loader = yaml.SafeLoader("")
         self.active: set[int] = set()  # nodes being built: an alias to one is a cycle
         self.merged: dict[int, list[tuple[str, yaml.Node, yaml.Node]]] = {}
+        self.problems = Problems()  # independent mistakes, all reported
+        self.fail = self.problems.add  # remember a mistake and go on
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.count += 1
@@ -152,14 +197,11 @@ class _Builder:
             raise self.smap.error(loc[:3], f"values are nested more than {MAX_DEPTH} levels "
                                   "deep", line=_line(node.start_mark))
         if isinstance(node, yaml.ScalarNode):
-            try:
-                return self.scalar_loader.construct_object(node, deep=True)
-            except Exception as exc:  # a tag the value does not fit (!!int abc)
-                raise self.smap.error(loc, f"bad value: {_scalar_problem(node, exc)}",
-                                      line=_line(node.start_mark)) from None
+            return self._scalar(node, loc)
         if node.tag not in PLAIN_TAGS:
-            raise self.smap.error(loc, f"unsupported YAML tag '{node.tag}'",
-                                  hint="remove the tag", line=_line(node.start_mark))
+            self.fail(self.smap.error(loc, f"unsupported YAML tag '{node.tag}'",
+                                      hint="remove the tag", line=_line(node.start_mark)))
+            return None
         if id(node) in self.active:
             raise self.smap.error(loc, "an alias refers to the value that contains it",
                                   hint="a value cannot include itself",
@@ -176,19 +218,71 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
-    def _key(self, key_node: yaml.Node, loc: Loc) -> str:
+    def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        """A plain value (text, number, boolean, null); anything else is a mistake (None)."""
+        line = _line(node.start_mark)
+        if node.tag in (MERGE_TAG, Y + "value"):  # '<<' or '=' written as a value: text
+            return str(node.value)
+        if node.tag == Y + "binary" and _binary_secret(node):
+            self.fail(self.smap.error(loc, "a !!binary value that decodes to a credential; "
+                                      "llem does not take credentials from grid files",
+                                      hint="set HF_TOKEN (or another credential variable) in "
+                                      "the environment, or LLEM_SECRETS_FILE", line=line))
+            return None
+        if node.tag not in SCALAR_TAGS:
+            what = "a date or time" if node.tag == Y + "timestamp" else \
+                f"unsupported YAML tag '{node.tag}'"
+            hint = "quote it to write text" if node.tag == Y + "timestamp" else \
+                "write a plain value: text, a number, true/false"
+            self.fail(self.smap.error(loc, what, hint=hint, line=line))
+            return None
+        try:
+            value = self.scalar_loader.construct_object(node, deep=True)
+        except Exception as exc:  # a tag the value does not fit (!!int abc)
+            self.fail(self.smap.error(loc, f"bad value: {_scalar_problem(node, exc)}",
+                                      line=line))
+            return None
+        if isinstance(value, str):
+            self.chars += len(value)
+            if self.chars > MAX_CHARS:
+                raise ConfigError(f"more than {MAX_CHARS} characters of text after expanding "
+                                  "anchors/aliases", file=self.smap.file, line=line,
+                                  hint="write the values out, or point at a file")
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.fail(self.smap.error(loc, f"{node.value} is not a finite number",
+                                      hint="write a number; .inf and .nan cannot be stored",
+                                      line=line))
+            return None
+        elif isinstance(value, int) and not isinstance(value, bool) and \
+                not INT64[0] <= value <= INT64[1]:
+            self.fail(self.smap.error(loc, f"{shown(value)} is outside the whole numbers the "
+                                      "store holds (64-bit)", line=line))
+            return None
+        return value
+
+    def _key(self, key_node: yaml.Node, loc: Loc) -> str | None:
+        """The key's text, or None (its mistake remembered)."""
         line = _line(key_node.start_mark)
         if not isinstance(key_node, yaml.ScalarNode):
-            raise self.smap.error(loc, "a key must be a plain value, not a list or map",
-                                  line=line)
+            self.fail(self.smap.error(loc, "a key must be a plain value, not a list or map",
+                                      line=line))
+            return None
+        if key_node.tag not in SCALAR_TAGS:  # never shown: !!binary may hide a token
+            secret = key_node.tag == Y + "binary" and _binary_secret(key_node)
+            self.fail(self.smap.error(loc, "a key that decodes to a credential" if secret
+                                      else f"a key with the YAML tag '{key_node.tag}'",
+                                      hint="write the key as plain text", line=line))
+            return None
         try:
             key = self.scalar_loader.construct_object(key_node)
         except Exception as exc:
-            raise self.smap.error(loc, f"bad key: {_scalar_problem(key_node, exc)}",
-                                  line=line) from None
+            self.fail(self.smap.error(loc, f"bad key: {_scalar_problem(key_node, exc)}",
+                                      line=line))
+            return None
         if not isinstance(key, str | int | float | bool):
-            raise self.smap.error(loc, f"unsupported key {key!r}", hint="write a name",
-                                  line=line)
+            self.fail(self.smap.error(loc, f"unsupported key {shown(key)}",
+                                      hint="write a name", line=line))
+            return None
         return str(key)
 
     def _entries(self, node: yaml.MappingNode, loc: Loc) -> list[tuple[str, yaml.Node,
@@ -196,34 +290,42 @@ class _Builder:
         """The mapping's (key, key node, value node) with merge keys (<<: *a) resolved.
 
         Explicit keys override merged ones; among merged mappings the first wins. Each
-        mapping is resolved once and deduplicated, so nested merges cannot blow up.
+        mapping is resolved once and deduplicated, so nested merges cannot blow up. A
+        duplicate key is a mistake (the first is kept); a key that is a mistake is left out.
         """
         if id(node) in self.merged:
             return self.merged[id(node)]
         self.merged[id(node)] = []  # a merge that reaches back here adds nothing
         explicit: dict[str, yaml.Node] = {}
-        for key_node, _ in node.value:
+        keys: list[tuple[str | None, yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
+                keys.append((None, key_node, value_node))
                 continue
             key = self._key(key_node, loc)
+            if key is None:
+                continue
             if key in explicit:
                 first = _line(explicit[key].start_mark)
-                raise self.smap.error(loc + (key,), f"duplicate key (first written on line "
-                                      f"{first})", hint="keep one of them",
-                                      line=_line(key_node.start_mark))
+                self.fail(self.smap.error(loc + (key,), f"duplicate key (first written on "
+                                          f"line {first})", hint="keep one of them",
+                                          line=_line(key_node.start_mark)))
+                continue
             explicit[key] = key_node
+            keys.append((key, key_node, value_node))
         entries: list[tuple[str, yaml.Node, yaml.Node]] = []
         seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if key_node.tag != MERGE_TAG:
-                entries.append((self._key(key_node, loc), key_node, value_node))
+        for key, key_node, value_node in keys:
+            if key is not None:
+                entries.append((key, key_node, value_node))
                 continue
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
                 else [value_node]
             for src in sources:
                 if not isinstance(src, yaml.MappingNode):
-                    raise self.smap.error(loc, "'<<' (merge) takes a map or a list of maps",
-                                          line=_line(src.start_mark))
+                    self.fail(self.smap.error(loc, "'<<' (merge) takes a map or a list of "
+                                              "maps", line=_line(src.start_mark)))
+                    continue
                 for k, kn, vn in self._entries(src, loc):
                     if k not in explicit and k not in seen:
                         seen.add(k)
