@@ -6,12 +6,26 @@ are a pass-through dict: llem never re-declares a library's flags.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llem.backends import DEFAULT_BACKEND, REGISTRY
+from llem.config.yaml_source import INT64, shown
+
+# What the store can hold (llem.store.run_fields declares the columns; tests/unit/config
+# checks these against its schema): the runs table stores these Point paths as int32,
+# seed and order_seed as int64; every other whole number is at most int64 (point_json).
+INT32_MAX = 2**31 - 1
+STORED_INT32 = ("batch_size", "max_new_tokens", "min_new_tokens", "top_k", "max_input_tokens",
+                "dataset.num_prompts", "resources.gpus_per_job", "measurement.max_concurrency")
+MIN_RATE = 1e-3  # requests/s: slower schedules reach past any job's time (and timestamps)
+MAX_RATE = 1e6
+MAX_JOB_S = 7 * 86_400  # a week: the longest any one job or wait may be asked to take
+MAX_POINTS = 10_000_000  # max_points' own bound (a dry run walks every point)
+YAML_BOOLS = "yes/no/on/off/true/false are YAML booleans"
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -30,8 +44,13 @@ def describe_error(err: Any) -> str:
     """One pydantic error (an item of ValidationError.errors()) as a short plain sentence."""
     kind, msg, got = err["type"], str(err["msg"]), err.get("input")
     ctx = err.get("ctx") or {}
-    shown = f" (got {got!r})" if not isinstance(got, dict | list) else \
+    shown_ = f" (got {shown(got)})" if not isinstance(got, dict | list | bool) else \
+        f" (got {str(got).lower()}: {YAML_BOOLS})" if isinstance(got, bool) else \
         f" (got a {'map' if isinstance(got, dict) else 'list'})"
+    if kind in ("int_type", "float_type") and isinstance(got, str) and _numeric(got):
+        shown_ = f" (got the text {shown(got)}: write it without quotes)" if "e" not in \
+            got.lower() else f" (got {shown(got)}, which YAML reads as text: write the digits, " \
+            "or a dot before the exponent, e.g. 1.0e+6)"
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
@@ -39,29 +58,41 @@ def describe_error(err: Any) -> str:
     if kind == "extra_forbidden":
         return "unknown setting"
     if kind == "dict_type":
-        return "must be a map of settings (key: value)" + shown
+        return "must be a map of settings (key: value)" + shown_
     if kind in ("list_type", "tuple_type"):
-        return "must be a list, e.g. [a, b]" + shown
+        return "must be a list, e.g. [a, b]" + shown_
     if kind == "too_short":
         return "must list at least one value"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return "must be a whole number" + shown
+        return "must be a whole number" + shown_
     if kind in ("float_type", "float_parsing"):
-        return "must be a number" + shown
+        return "must be a number" + shown_
+    if kind == "finite_number":
+        return "must be a finite number" + shown_
     if kind in ("bool_type", "bool_parsing"):
-        return "must be true or false" + shown
+        return "must be true or false" + shown_
     if kind == "string_type":
-        return "must be text" + shown
+        return "must be text" + shown_
     for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if bound in ctx and kind.startswith(("greater", "less")):
-            return f"must be {op} {ctx[bound]}" + shown
-    return msg.replace("Input should be", "must be") + shown
+            why = ", the store's 32-bit limit" if ctx[bound] == INT32_MAX else \
+                ", the store's 64-bit limit" if ctx[bound] in INT64 else ""
+            return f"must be {op} {ctx[bound]}{why}" + shown_
+    return msg.replace("Input should be", "must be") + shown_
+
+
+def _numeric(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors; values are checked, not coerced across types."""
+    """Unknown keys are errors; values are checked, never coerced across types (a boolean is
+    not a number, text is not a number; a whole number is a fine float); numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -80,7 +111,7 @@ class Dataset(Strict):
     split: str = "train"
     column: str | None = None  # HF column with the prompt text; auto-detected when None
     num_prompts: int = Field(32, ge=1, le=1_000_000)
-    seed: int = 0
+    seed: int = Field(0, ge=INT64[0], le=INT64[1])
 
     @field_validator("path")
     @classmethod
@@ -103,27 +134,27 @@ class Measurement(Strict):
     # Repeat the workload until the window is this long. None: 10 s when the job's energy
     # comes from a GPU energy counter (its ~100 ms resolution is then < 1%), else 0.
     min_window_s: float | None = Field(None, ge=0, le=3600)
-    max_repeats: int = Field(10_000, ge=1)
+    max_repeats: int = Field(10_000, ge=1, le=INT32_MAX)
     sample_hz: float = Field(10.0, gt=0, le=1000)
     # Idle baseline per GPU before warmup (after the thermal gap); 0 turns it off.
     idle_baseline_s: float = Field(5.0, ge=0, le=600)
     # Request arrivals (as vLLM's benchmark): request_rate None is offline (all queued at
     # once); else requests arrive at request_rate per second, with exponential (poisson,
     # seeded by arrival_seed) or constant gaps. max_concurrency caps requests in flight.
-    request_rate: float | None = Field(None, gt=0)
+    request_rate: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE)
     arrival: Literal["poisson", "constant"] = "poisson"
-    arrival_seed: int = 0
-    max_concurrency: int | None = Field(None, ge=1)
+    arrival_seed: int = Field(0, ge=INT64[0], le=INT64[1])
+    max_concurrency: int | None = Field(None, ge=1, le=INT32_MAX)
     # CO2 estimate = energy x this grid carbon intensity (gCO2e/kWh); None: no estimate.
     grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
-    job_timeout_s: float = Field(3600.0, gt=0)
+    job_timeout_s: float = Field(3600.0, gt=0, le=MAX_JOB_S)
     # Thermal gaps (llem.measure.thermal): before each job, wait until its GPUs are back near
     # idle (temperature and power within the margins of the coolest state seen), at most
     # gap_max_s. gap_idle_temp_c sets an absolute target temperature instead.
     thermal_gaps: bool = True
     gap_max_s: float = Field(60.0, ge=0, le=3600)
     gap_temp_margin_c: float = Field(3.0, ge=0, le=100)
-    gap_power_margin_w: float = Field(15.0, ge=0)
+    gap_power_margin_w: float = Field(15.0, ge=0, le=100_000)
     gap_idle_temp_c: float | None = Field(None, ge=0, le=120)
     gap_poll_s: float = Field(0.5, gt=0, le=60)
 
@@ -139,7 +170,7 @@ class Server(Strict):
     """
 
     profile: Literal["constant", "poisson", "gamma", "concurrency", "sweep"] = "poisson"
-    rate: float | None = Field(None, gt=0, le=100_000)  # requests/s (open-loop profiles)
+    rate: float | None = Field(None, ge=MIN_RATE, le=100_000)  # requests/s (open-loop)
     burstiness: float = Field(1.0, gt=0, le=1000)  # gamma's shape k: 1 is Poisson, < 1 bursty
     concurrency: int | None = Field(None, ge=1, le=100_000)  # requests in flight (closed loop)
     sweep_levels: int = Field(4, ge=1, le=64)
@@ -169,9 +200,17 @@ class Resources(Strict):
     """What one job needs; a measured job owns its GPUs exclusively."""
 
     gpus_per_job: int = Field(0, ge=0, le=64)  # 0: run on the CPU
-    cpus_per_job: float = Field(1.0, ge=0)
+    cpus_per_job: float = Field(1.0, ge=0, le=100_000)
     accelerator_type: str | None = None  # Ray accelerator_type, e.g. "H100"
     custom: dict[str, float] = Field(default_factory=dict)  # Ray custom resources
+
+    @field_validator("custom")
+    @classmethod
+    def _amounts(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, n in v.items() if not 0 <= n <= 1e9]
+        if bad:
+            raise ValueError(f"custom resource '{bad[0]}' must be between 0 and 1e9")
+        return v
 
 
 class Scheduling(Strict):
@@ -184,9 +223,9 @@ class Scheduling(Strict):
     # one measured job per node: no neighbours share its CPUs, memory bandwidth or power
     exclusive_node: bool = False
     # a group with at least this many jobs left gets a second worker on an idle GPU set
-    split_min_jobs: int = Field(8, ge=2)
+    split_min_jobs: int = Field(8, ge=2, le=INT32_MAX)
     # seconds a worker may take to start (runtime env, imports) before the job fails
-    start_timeout_s: float = Field(600.0, gt=0)
+    start_timeout_s: float = Field(600.0, gt=0, le=MAX_JOB_S)
     # a worker whose group is done serves the next group of the same backend and resources
     # in its process (the model is closed, the next loaded) instead of a fresh process;
     # only for backends that free memory on close (Backend.reloads_in_process)
@@ -201,13 +240,13 @@ class Point(Strict):
     dtype: str = "auto"
     batch_size: int = Field(1, ge=1, le=65536)
     max_new_tokens: int = Field(64, ge=1, le=1_000_000)
-    min_new_tokens: int = Field(0, ge=0)
+    min_new_tokens: int = Field(0, ge=0, le=1_000_000)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
+    top_k: int = Field(0, ge=0, le=INT32_MAX)
     repetition_penalty: float = Field(1.0, gt=0)
-    seed: int = 0
-    max_input_tokens: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=INT64[0], le=INT64[1])
+    max_input_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
     # truncate: prompts longer than max_input_tokens are cut (the start is kept);
     # pad: also extend shorter ones to exactly max_input_tokens by repeating their own tokens.
     input_policy: Literal["truncate", "pad"] = "truncate"
@@ -229,12 +268,17 @@ class Point(Strict):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") is not None:
-            name = data["preset"]
-            if name not in PRESETS:
-                raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
-            data = {**PRESETS[name], **data}
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and \
+                data["preset"] in PRESETS:  # an unknown one: the field's own error (_preset)
+            data = {**PRESETS[data["preset"]], **data}
         return data
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset {shown(v)}; use one of {', '.join(PRESETS)}")
+        return v
 
     @model_validator(mode="after")
     def _mode(self) -> Point:
@@ -279,7 +323,8 @@ class Campaign(Strict):
     store: str = "results"
     cycles: int = Field(1, ge=1, le=1000)
     order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
-    seed: int | None = None  # for order: shuffled; None: drawn at run time and recorded
+    # for order: shuffled; None: drawn at run time and recorded (order_seed, int64)
+    seed: int | None = Field(None, ge=INT64[0], le=INT64[1])
     models: list[str] = Field(min_length=1)
     backends: list[str] = Field(default_factory=lambda: [DEFAULT_BACKEND], min_length=1)
     grid: dict[str, Any] = Field(default_factory=dict)
@@ -292,12 +337,20 @@ class Campaign(Strict):
     scheduling: Scheduling = Field(default_factory=Scheduling)
     include: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
-    max_points: int = Field(100_000, ge=1)
+    max_points: int = Field(100_000, ge=1, le=MAX_POINTS)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "campaign name")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if not v.strip() or v != v.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+            raise ValueError(f"must be a folder path or URI, e.g. results (got "
+                             f"{shown(v)})")
+        return v
 
     @field_validator("models", "backends", mode="before")
     @classmethod
