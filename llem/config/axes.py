@@ -10,6 +10,7 @@ a literal list is written as a list of lists.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from llem.config.models import (
     describe_error,
 )
 from llem.config.yaml_source import Loc, SourceMap
+from llem.errors import ConfigError, Problems
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {"dataset": Dataset, "measurement": Measurement,
                                               "resources": Resources, "server": Server}
@@ -122,8 +124,14 @@ def flatten_rule(rule: dict[str, Any]) -> dict[str, Any]:
 Where = dict[str, Loc]  # path of a fixed value -> where it was written
 
 
-def collect(c: Campaign, smap: SourceMap) -> tuple[Alternative, list[Axis], Where]:
-    """Split a campaign into fixed values and axes; raise ConfigError at the first bad one."""
+def collect(c: Campaign, smap: SourceMap, problems: Problems | None = None,
+            check_backends: bool = True) -> tuple[Alternative, list[Axis], Where]:
+    """Split a campaign into fixed values and axes, validating each value; every mistake
+    goes to problems (without: the first is raised). A path written twice (dotted and nested,
+    in a section and in grid:, as a value and as an axis) is a mistake naming both lines;
+    variants and dependent groups may override a fixed value (that is what they are for)."""
+    own = problems is None
+    problems = Problems() if problems is None else problems
     fixed: Alternative = {}
     where: Where = {}
     axes: list[Axis] = []
@@ -135,33 +143,73 @@ def collect(c: Campaign, smap: SourceMap) -> tuple[Alternative, list[Axis], Wher
     entries += _flatten(c.grid, "", ("grid",))
     models = tuple({"model": m} for m in c.models)
     axes.append(Axis("model", models, tuple(("models", i) for i in range(len(models)))))
-
+    written: dict[str, Loc] = {}  # path of a fixed value or plain axis -> where
     for path, value, loc in entries:
-        if path == "variants" and not (isinstance(value, list) and value and
-                                       all(isinstance(v, dict) for v in value)):
-            bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)), None) \
-                if isinstance(value, list) else None
-            raise smap.error(loc if bad is None else loc + (bad,),
-                             "'variants' must be a list of maps of full paths",
-                             hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
-        if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
-            _check(path, loc, smap)  # a dependent group's own key is a prefix, not a field
-        if isinstance(value, list):
-            if not value:
-                raise smap.error(loc, "empty list: an axis needs at least one value",
-                                 hint="remove the key or give it values")
-            alts = tuple(_alternative(path, v, loc + (i,), smap) for i, v in enumerate(value))
-            axes.append(Axis(path, alts, tuple(loc + (i,) for i in range(len(value)))))
-        else:
-            fixed[path] = value
-            where[path] = loc
-            _validate(fixed, {path: value}, loc, smap)
-    _check_nesting(fixed, where, axes, smap)
-    _check_backends(c, fixed, where, axes, smap)
+        with problems.collecting():
+            group = isinstance(value, list) and bool(value) and \
+                all(isinstance(v, dict) for v in value)
+            if path == "variants" and not group:
+                bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)),
+                           None) if isinstance(value, list) else None
+                raise smap.error(loc if bad is None else loc + (bad,),
+                                 "'variants' must be a list of maps of full paths",
+                                 hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
+            if not group:
+                _check(path, loc, smap)  # a dependent group's own key is a prefix, not a field
+                if path in written:
+                    raise _twice(smap, path, loc, written[path])
+                written[path] = loc
+            if isinstance(value, list):
+                if not value:
+                    raise smap.error(loc, "empty list: an axis needs at least one value",
+                                     hint="remove the key or give it values")
+                alts, locs, n = [], [], len(problems.errors)
+                for i in distinct(value):  # a value listed twice is one alternative
+                    with problems.collecting():
+                        alts.append(_alternative(path, value[i], loc + (i,), smap))
+                        locs.append(loc + (i,))
+                if len(problems.errors) == n:
+                    axes.append(Axis(path, tuple(alts), tuple(locs)))
+            else:
+                _validate({**fixed, path: value}, loc, smap)  # fixed: values found good
+                fixed[path] = value
+                where[path] = loc
+    _check_nesting(fixed, where, axes, smap, problems)
+    if check_backends:
+        _check_backends(c, fixed, where, axes, smap, problems)
+    if own:
+        problems.check()
     return fixed, axes, where
 
 
-def _check_nesting(fixed: Alternative, where: Where, axes: list[Axis], smap: SourceMap) -> None:
+def _twice(smap: SourceMap, path: str, loc: Loc, first: Loc) -> ConfigError:
+    return smap.error(loc, f"'{path}' is also set on line {smap.line(first)}",
+                      hint="keep one of them: the later one would win silently")
+
+
+def same_key(value: Any) -> Any:
+    """value as a key that tells values apart as a grid does: 1 and 1.0 are one number,
+    true is not 1, maps compare by content."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return ("j", json.dumps(value, sort_keys=True, default=str))
+
+
+def distinct(values: list[Any]) -> list[int]:
+    """Indexes of values' first copies: a value listed twice (models: [a, a], an alias that
+    repeats an alternative) is one choice, so every point is one job per cycle."""
+    first: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        first.setdefault(same_key(v), i)
+    return sorted(first.values())
+
+
+def _check_nesting(fixed: Alternative, where: Where, axes: list[Axis], smap: SourceMap,
+                   problems: Problems) -> None:
     """No path may reach inside another path's non-map value (dataset.path and
     dataset.path.x)."""
     used = [(p, v, where[p]) for p, v in fixed.items()]
@@ -172,8 +220,10 @@ def _check_nesting(fixed: Alternative, where: Where, axes: list[Axis], smap: Sou
         parts = path.split(".")
         for n in range(1, len(parts)):
             if ".".join(parts[:n]) in leaves:
-                raise smap.error(loc, f"'{path}' reaches inside '{'.'.join(parts[:n])}', "
-                                 "which is set to a value", hint="keep one of them")
+                problems.add(smap.error(loc, f"'{path}' reaches inside "
+                                        f"'{'.'.join(parts[:n])}', which is set to a value",
+                                        hint="keep one of them"))
+                break
 
 
 def _check(path: str, loc: Loc, smap: SourceMap) -> None:
@@ -186,19 +236,23 @@ def _alternative(path: str, value: Any, loc: Loc, smap: SourceMap) -> Alternativ
     if isinstance(value, dict):
         prefix = "" if path == "variants" else path
         alt: Alternative = {}
-        for p, v, _ in _flatten(value, prefix, loc):
+        written: dict[str, Loc] = {}
+        for p, v, here in _flatten(value, prefix, loc):
             _check(p, loc, smap)
-            alt[p] = v
+            if p in alt:
+                raise _twice(smap, p, here, written[p])
+            alt[p], written[p] = v, here
     else:
         alt = {path: value}
-    _validate({}, alt, loc, smap)
+    _validate(alt, loc, smap)
     return alt
 
 
-def _validate(base: Alternative, alt: Alternative, loc: Loc, smap: SourceMap) -> None:
-    """Check the values of alt by resolving them into a Point on their own."""
+def _validate(alt: Alternative, loc: Loc, smap: SourceMap) -> None:
+    """Check the values of alt by resolving them into a Point on their own (rules across
+    fields are checked on whole combinations: llem.config.checks.check_cross_fields)."""
     try:
-        resolve({"backend": "noop", "model": "x", **base, **alt})
+        resolve({"backend": "noop", "model": "x", **alt})
     except ValidationError as exc:
         errors = [e for e in exc.errors() if not _whole_section(e)]
         if not errors:  # a rule across a section's fields: checked on whole points
@@ -221,39 +275,56 @@ def _whole_section(err: Any) -> bool:
 
 
 def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Axis],
-                    smap: SourceMap) -> None:
-    """Unknown backends, engine sections for absent backends, unsupported parameters."""
+                    smap: SourceMap, problems: Problems) -> None:
+    """Unknown backends, engine sections for absent backends, unsupported parameters (each
+    mistake once, at the first value that makes it)."""
     defaults = Point(backend="noop", model="x")
     used = [(p, v, where[p]) for p, v in fixed.items()]
     used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
              for p, v in alt.items()]
+    said: set[tuple[str, str]] = set()
     for section in ENGINE_SECTIONS:
         if c.engine_section(section) and section not in c.backends:
-            raise smap.error((section,), f"engine settings for '{section}', which is not in "
-                             "backends:", hint=f"add {section} to backends or remove this")
+            problems.add(smap.error((section,), f"engine settings for '{section}', which is "
+                                    "not in backends:",
+                                    hint=f"add {section} to backends or remove this"))
     for path, _, loc in used:
         head = path.split(".", 1)[0]
-        if head in ENGINE_SECTIONS and head not in c.backends:
-            raise smap.error(loc, f"'{path}' is a setting of '{head}', which is not in "
-                             "backends:", hint=f"add {head} to backends or remove it")
+        if head in ENGINE_SECTIONS and head not in c.backends and \
+                not c.engine_section(head) and ("", path) not in said:
+            said.add(("", path))
+            problems.add(smap.error(loc, f"'{path}' is a setting of '{head}', which is not in "
+                                    "backends:", hint=f"add {head} to backends or remove it"))
     for i, name in enumerate(c.backends):
         try:
             info = get_info(name)
         except KeyError as exc:
-            raise smap.error(("backends", i), str(exc.args[0])) from None
+            problems.add(smap.error(("backends", i), str(exc.args[0])))
+            continue
         for path, value, loc in used:
-            if path == "mode" and value == "server" and info.server is None:
-                raise smap.error(loc, f"backend '{name}' has no server mode",
-                                 hint="use mode: offline, or a backend with a server")
-            if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
-                    path != "streaming" and value != getattr(defaults, path) and \
-                    path not in info.supports:
-                raise smap.error(loc, f"backend '{name}' does not support '{path}'",
-                                 hint="remove it or use another backend")
-            if path == "streaming" and value and not info.streaming:
-                raise smap.error(loc, f"backend '{name}' cannot measure streaming "
-                                 "(per-token) latency", hint="set streaming: false or use "
-                                 "another backend")
+            if (name, path) in said:
+                continue
+            try:
+                _supports(name, info, path, value, loc, defaults, smap)
+            except ConfigError as err:
+                said.add((name, path))
+                problems.add(err)
+
+
+def _supports(name: str, info: Any, path: str, value: Any, loc: Loc, defaults: Point,
+              smap: SourceMap) -> None:
+    if path == "mode" and value == "server" and info.server is None:
+        raise smap.error(loc, f"backend '{name}' has no server mode",
+                         hint="use mode: offline, or a backend with a server")
+    if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
+            path != "streaming" and value != getattr(defaults, path) and \
+            path not in info.supports:
+        raise smap.error(loc, f"backend '{name}' does not support '{path}'",
+                         hint="remove it or use another backend")
+    if path == "streaming" and value and not info.streaming:
+        raise smap.error(loc, f"backend '{name}' cannot measure streaming "
+                         "(per-token) latency", hint="set streaming: false or use "
+                         "another backend")
 
 
 def section_values(fixed: Alternative, where: Where, axes: list[Axis],

@@ -15,9 +15,8 @@ from pydantic import ValidationError
 
 from llem.backends import options_of
 from llem.config.axes import SECTION_MODELS, resolve, section_values
-from llem.config.grid import groups
+from llem.config.grid import combinations, located
 from llem.config.loaded import Loaded
-from llem.config.models import describe_error
 from llem.config.yaml_source import Loc
 from llem.prompts.dataset import FileProblem, file_pool, load_hf
 
@@ -25,27 +24,24 @@ PATH_PREFIXES = ("./", "../", "/", "~")
 # the paths that rules across fields read (Point's and each section's model validators)
 CROSS_FIELD = ("input_policy", "max_input_tokens", "min_new_tokens", "max_new_tokens",
                "output_policy", "mode", *(f"{s}." for s in SECTION_MODELS))
+CHECKED = ("resources.gpus_per_job", "batch_size", "streaming")  # what backend checks read
 
 
 def check_cross_fields(loaded: Loaded) -> None:
     """Rules across fields (pad needs max_input_tokens, mode server needs a server section,
-    a poisson profile needs a rate, ...) on every combination of those fields the grid can
-    produce, whatever the order they were written in; a broken one is a ConfigError at the
-    line of a value it names."""
-    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, CROSS_FIELD):
+    a poisson profile needs a rate, min_new_tokens <= max_new_tokens, ...) on every
+    combination of those fields the grid's points have (include/exclude applied), whatever
+    the order they were written in; a broken one is a ConfigError at the line of a value it
+    names."""
+    for values, where in combinations(loaded, _cross_field):
         try:
             resolve({"backend": "noop", "model": "x", **values})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            msg = describe_error(err)
-            section = str(err["loc"][0]) if err["loc"] else ""
-            named = [p for p in where if p.split(".")[-1] in msg or
-                     (section and p.startswith(section + "."))]
-            loc = where[named[-1]] if named else next(iter(where.values()), ("grid",))
-            raise loaded.source.error(loc, msg) from None
-        except ValueError as exc:
-            raise loaded.source.error(next(iter(where.values()), ("grid",)), str(exc)) \
-                from None
+        except (ValidationError, ValueError) as exc:
+            raise located(loaded.source, exc, where) from None
+
+
+def _cross_field(path: str) -> bool:
+    return path.startswith(CROSS_FIELD)
 
 
 def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
@@ -67,21 +63,23 @@ def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
 
 
 def _check_points(loaded: Loaded, backend: str, check: Any) -> None:
-    seen: set[str] = set()
-    for group in groups(loaded):
-        if group.first.backend != backend:
-            continue
-        for point in group.points():
-            combo = repr((sorted(point.engine.items()), point.resources.gpus_per_job,
-                          point.batch_size, point.streaming))
-            if combo in seen:
-                continue
-            seen.add(combo)
-            problem = check(point.engine, gpus=point.resources.gpus_per_job,
-                            batch_size=point.batch_size, streaming=point.streaming)
-            if problem:
-                key, why = problem
-                raise loaded.source.error(_where(loaded, f"{backend}.{key}"), why)
+    """Each combination of what the backend's check reads (its engine args, GPUs, batch
+    size, streaming) that the grid's points have, once: the other axes are not crossed."""
+    prefix = f"{backend}."
+
+    def wanted(p: str) -> bool:
+        return p.startswith(prefix) or p in CHECKED
+
+    for values, where in combinations(loaded, wanted, [backend]):
+        try:
+            point = resolve({"backend": backend, "model": "x", **values})
+        except (ValidationError, ValueError) as exc:
+            raise located(loaded.source, exc, where) from None
+        problem = check(point.engine, gpus=point.resources.gpus_per_job,
+                        batch_size=point.batch_size, streaming=point.streaming)
+        if problem:
+            key, why = problem
+            raise loaded.source.error(_where(loaded, f"{backend}.{key}"), why)
 
 
 def _where(loaded: Loaded, path: str) -> Loc:

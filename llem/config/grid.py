@@ -11,14 +11,18 @@ import hashlib
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llem.config.axes import Alternative, Axis, resolve
+from pydantic import ValidationError
+
+from llem.config.axes import Alternative, Axis, Where, resolve
 from llem.config.job import Job, canonical, job_id_of, load_key_of
 from llem.config.loaded import Loaded
-from llem.config.models import Point, Server
+from llem.config.models import Point, Server, describe_error
+from llem.config.yaml_source import Loc, SourceMap
+from llem.errors import ConfigError
 
 
 @dataclass
@@ -71,6 +75,116 @@ def _matches(values: Alternative, rule: dict[str, Any]) -> bool:
     return True
 
 
+Choice = tuple[int, Alternative, Loc]  # an axis (its index), the values asked about, where
+
+
+def combinations(loaded: Loaded, wanted: Callable[[str], bool],
+                 backends: list[str] | None = None) -> Iterator[tuple[Alternative, Where]]:
+    """Each distinct combination of values at the paths `wanted` selects that the grid's
+    points have (include/exclude applied), with where each value was written.
+
+    Only the axes that set such a path are crossed; whether the rules keep some point with a
+    combination is asked of the axes the rules name, once per distinct choice of their
+    values. Exact, and cheap where the grid is large but the question is about few of its
+    axes: nothing is resolved, and no point is enumerated."""
+    c = loaded.campaign
+    named = {p for rule in (*c.include, *c.exclude) for p in rule}
+    for backend in c.backends if backends is None else backends:
+        fixed: Alternative = {"backend": backend, **loaded.fixed}
+        base = {p: v for p, v in fixed.items() if wanted(p)}
+        base_where = {p: loaded.where[p] for p in base if p in loaded.where}
+        outer: list[list[Choice]] = []
+        inner: list[list[Choice]] = []
+        for i, ax in enumerate(_axes_for(loaded.axes, backend)):
+            paths = {p for alt in ax.alternatives for p in alt}
+            if any(wanted(p) for p in paths):
+                outer.append(_choices(ax, i, lambda p: wanted(p) or p in named))
+            elif paths & named:
+                inner.append(_choices(ax, i, named.__contains__))
+        rule_base = {p: v for p, v in fixed.items() if p in named}
+        kept: dict[str, bool] = {}
+        seen: set[str] = set()
+        for combo in itertools.product(*outer):
+            values, where = dict(base), dict(base_where)
+            for _, sub, loc in combo:
+                asked = {p: v for p, v in sub.items() if wanted(p)}
+                values.update(asked)
+                where.update(dict.fromkeys(asked, loc))
+            key = repr(sorted(values.items()))
+            if key in seen:
+                continue
+            if named:
+                ruled = [(i, {p: v for p, v in sub.items() if p in named}) for i, sub, _ in combo]
+                rkey = repr(ruled)
+                if rkey not in kept:
+                    kept[rkey] = _kept(loaded, rule_base, ruled, inner)
+                if not kept[rkey]:
+                    continue
+            seen.add(key)
+            yield values, {p: where[p] for p in values if p in where}
+
+
+def _choices(ax: Axis, index: int, keep: Callable[[str], bool]) -> list[Choice]:
+    distinct: dict[str, Choice] = {}
+    for alt, loc in zip(ax.alternatives, ax.locs):
+        sub = {p: v for p, v in alt.items() if keep(p)}
+        distinct.setdefault(repr(sorted(sub.items())), (index, sub, loc))
+    return list(distinct.values())
+
+
+def _kept(loaded: Loaded, base: Alternative, outer: list[tuple[int, Alternative]],
+          inner: list[list[Choice]]) -> bool:
+    """Does some choice of the inner axes make a point that include/exclude keep? A search
+    over the inner axes, one at a time, that stops a branch as soon as the values no later
+    axis can change already decide it (values are laid in axis order, as in the grid)."""
+    include, exclude = loaded.campaign.include, loaded.campaign.exclude
+    later: list[set[str]] = [set() for _ in range(len(inner) + 1)]
+    for k in range(len(inner) - 1, -1, -1):
+        later[k] = later[k + 1] | {p for _, sub, _ in inner[k] for p in sub}
+
+    def verdict(rule: dict[str, Any], values: Alternative, open_: set[str]) -> bool | None:
+        """Does rule match (None: not known while the paths in open_ may change)?"""
+        known = True
+        for path, want in rule.items():
+            if path in open_:
+                known = False
+            elif not _matches(values, {path: want}):
+                return False
+        return True if known else None
+
+    stack: list[list[tuple[int, Alternative]]] = [[]]  # the inner choices made so far
+    while stack:
+        chosen = stack.pop()
+        k = len(chosen)
+        values = dict(base)
+        for _, sub in sorted([*outer, *chosen], key=lambda t: t[0]):
+            values.update(sub)
+        if include and all(verdict(r, values, later[k]) is False for r in include):
+            continue
+        if any(verdict(r, values, later[k]) is True for r in exclude):
+            continue
+        if k == len(inner):
+            return True
+        stack.extend([*chosen, (i, sub)] for i, sub, _ in reversed(inner[k]))
+    return False
+
+
+def located(smap: SourceMap, exc: ValidationError | ValueError, where: Where) -> ConfigError:
+    """A rule across fields broken by a combination of values: a ConfigError at the line of
+    a value it names (else of the last value written)."""
+    if not isinstance(exc, ValidationError):
+        return smap.error(next(iter(where.values()), ("grid",)), str(exc))
+    err = exc.errors()[0]
+    msg = describe_error(err)
+    section = str(err["loc"][0]) if err["loc"] else ""
+    named = [p for p in where if p.split(".")[-1] in msg or
+             (section and (p == section or p.startswith(section + ".")))]
+    loc = where[named[-1]] if named else next(reversed(where.values()), ("grid",))
+    field = ".".join(str(p) for p in err["loc"])
+    shown = f"{field}: " if field and field not in ".".join(str(p) for p in loc) else ""
+    return smap.error(loc, shown + msg)
+
+
 def count_points(loaded: Loaded) -> int:
     """Upper bound on distinct points (exact unless include/exclude/dedupe remove some)."""
     total = 0
@@ -115,11 +229,13 @@ def groups(loaded: Loaded) -> Iterator[Group]:
         run_axes = [a for a in axes if not a.load]
         run_size = math.prod(len(a.alternatives) for a in run_axes)
         seen_keys: set[str] = set()
-        for combo in itertools.product(*(a.alternatives for a in load_axes)):
+        for combo in itertools.product(*(zip(a.alternatives, a.locs) for a in load_axes)):
             base: Alternative = {"backend": backend, **loaded.fixed}
-            for alt in combo:
+            where = dict(loaded.where)
+            for alt, loc in combo:
                 base.update(alt)
-            points = _point_factory(base, run_axes, loaded)
+                where.update(dict.fromkeys(alt, loc))
+            points = _point_factory(base, where, run_axes, loaded)
             first = next(points(), None)
             if first is None:
                 continue
@@ -131,20 +247,28 @@ def groups(loaded: Loaded) -> Iterator[Group]:
                         c.name)
 
 
-def _point_factory(base: Alternative, run_axes: list[Axis], loaded: Loaded) -> Any:
+def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
+                   loaded: Loaded) -> Any:
     include, exclude = loaded.campaign.include, loaded.campaign.exclude
 
     def points() -> Iterator[Point]:
         seen: set[bytes] = set()
-        for combo in itertools.product(*(a.alternatives for a in run_axes)):
+        for combo in itertools.product(*(zip(a.alternatives, a.locs) for a in run_axes)):
             values = dict(base)
-            for alt in combo:
+            for alt, _ in combo:
                 values.update(alt)
             if include and not any(_matches(values, r) for r in include):
                 continue
             if any(_matches(values, r) for r in exclude):
                 continue
-            for point in sweep_levels(resolve(values)):
+            try:
+                resolved = resolve(values)
+            except (ValidationError, ValueError) as exc:  # the load checks should catch it
+                where = dict(base_where)
+                for alt, loc in combo:
+                    where.update(dict.fromkeys(alt, loc))
+                raise located(loaded.source, exc, where) from None
+            for point in sweep_levels(resolved):
                 h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
                                     digest_size=8).digest()
                 if h not in seen:

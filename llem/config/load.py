@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,26 +12,31 @@ from pydantic import ValidationError
 from llem.config.axes import (
     check_path,
     collect,
+    distinct,
     flatten_rule,
     section_values,
     suggest,
 )
 from llem.config.checks import check_backend_options, check_cross_fields
+from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
-from llem.config.grid import count_points, iter_jobs
+from llem.config.grid import combinations, count_points
 from llem.config.loaded import Loaded
-from llem.config.models import ENGINE_SECTIONS, Campaign, describe_error
+from llem.config.models import ENGINE_SECTIONS, MAX_POINTS, Campaign, describe_error
 from llem.config.overrides import merge_overrides
-from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml
-from llem.credentials import looks_secret
-from llem.errors import ConfigError
+from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml, shown
+from llem.errors import ConfigError, Problems
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
 
 PATH_PREFIXES = ("./", "../", "/", "~")
+# huggingface_hub's repo id rule (utils.validate_repo_id), for when it is not installed
+_HUB_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
 TYPE_NAMES = {"list": "a list", "str": "a single value", "int": "a number",
               "float": "a number", "bool": "a single value"}
 MISSING_HINTS = {"name": "add e.g. name: my-campaign",
                  "models": "add e.g. models: [org/model-name]; hub ids or ./local/paths"}
+STAND_INS = {"name": "x", "models": ["x"]}  # for required keys with a mistake: check the rest
 
 
 def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Loaded:
@@ -55,70 +61,102 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         raise smap.error((), f"the file must be a map of settings (key: value lines), not "
                          f"{kind}", hint="see configs/demo.yaml for an example", line=1)
     data = merge_overrides(data, overrides or {})
-    _refuse_credentials(data, (), smap)
+    refuse_credentials(data, smap)  # first, and alone: no later message may quote one
+    problems = Problems()  # independent mistakes: all reported at once
     known = [*Campaign.model_fields, *ENGINE_SECTIONS]
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            raise smap.error((key,), "unknown key",
-                             hint=f"did you mean '{close[0]}'?" if close else
-                             f"known keys: {', '.join(known)}")
-    try:
-        campaign = Campaign.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        raise smap.error(loc, describe_error(err), hint=MISSING_HINTS.get(str(loc[0]))
-                         if err["type"] == "missing" else None) from None
+            problems.add(smap.error((key,), "unknown key",
+                                    hint=f"did you mean '{close[0]}'?" if close else
+                                    f"known keys: {', '.join(known)}"))
+    campaign, bad = _campaign({k: v for k, v in data.items() if k in known}, smap, problems)
+    if campaign is None:
+        problems.check()
+        raise smap.error((), "the file is not a valid grid")  # (problems held the reason)
+    models = []
+    for i, m in enumerate(campaign.models):
+        with problems.collecting():
+            models.append(_model(m, i, base_dir, smap))
     campaign = campaign.model_copy(update={
-        "models": [_model(m, i, base_dir, smap) for i, m in enumerate(campaign.models)],
-        "include": _rules(campaign.include, "include", smap),
-        "exclude": _rules(campaign.exclude, "exclude", smap)})
+        "models": [models[i] for i in distinct(models)],  # listed twice: one choice
+        "backends": [campaign.backends[i] for i in distinct(campaign.backends)],
+        "include": _rules(campaign.include, "include", smap, problems),
+        "exclude": _rules(campaign.exclude, "exclude", smap, problems)})
     for i, rule in enumerate(campaign.include):
         for j, ex in enumerate(campaign.exclude):
             if _covers(ex, rule):
-                raise smap.error(("exclude", j), f"this rule drops every point that include "
-                                 f"rule {i + 1} ({rule}) keeps",
-                                 hint="remove it from one of the lists")
-    _check_environments(campaign, smap)
-    fixed, axes, where = collect(campaign, smap)
+                problems.add(smap.error(("exclude", j), f"this rule drops every point that "
+                                        f"include rule {i + 1} ({rule}) keeps",
+                                        hint="remove it from one of the lists"))
+    _check_environments(campaign, smap, problems)
+    fixed, axes, where = collect(campaign, smap, problems, check_backends="backends" not in bad)
+    problems.check()
+    # rules across fields and whole combinations: only on a grid whose values are all good
     loaded = Loaded(campaign, fixed, axes, smap, path, where)
     _check_datasets(loaded)
     _check_size(loaded)
-    _check_not_empty(loaded)
     check_cross_fields(loaded)
+    _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
     return loaded
 
 
-def _check_environments(campaign: Campaign, smap: SourceMap) -> None:
+def _campaign(data: dict[str, Any], smap: SourceMap,
+              problems: Problems) -> tuple[Campaign | None, set[str]]:
+    """The Campaign, every mistake in its own keys collected; the keys with a mistake are
+    then left out (required ones get a stand-in) so the rest of the file is still checked."""
+    try:
+        return Campaign.model_validate(data), set()
+    except ValidationError as exc:
+        bad: set[str] = set()
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.add(smap.error(loc, describe_error(err), hint=MISSING_HINTS.get(
+                str(loc[0])) if err["type"] == "missing" and loc else None))
+            if loc:
+                bad.add(str(loc[0]))
+    rest = {k: v for k, v in data.items() if k not in bad}
+    rest.update({k: v for k, v in STAND_INS.items() if k in bad or k not in rest})
+    try:
+        return Campaign.model_validate(rest), bad
+    except ValidationError:
+        return None, bad
+
+
+def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems) -> None:
     """environments: keys are backends of this grid, values valid EnvChoice maps."""
     for backend, choice in campaign.environments.items():
         if backend not in campaign.backends:
-            raise smap.error(("environments", backend), f"an environment for '{backend}', "
-                             "which is not in backends:", hint=f"known here: "
-                             f"{', '.join(campaign.backends)}")
+            problems.add(smap.error(("environments", backend), f"an environment for "
+                                    f"'{backend}', which is not in backends:",
+                                    hint=f"known here: {', '.join(campaign.backends)}"))
+            continue
         try:
             EnvChoice.model_validate(choice if choice is not None else {})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ("environments", backend, *err["loc"])
-            raise smap.error(loc, describe_error(err), hint="kinds: current, venv, pip, uv, "
-                             "image; see jobs/README.md") from None
+            for err in exc.errors():
+                loc = ("environments", backend, *(p for p in err["loc"] if p != "[key]"))
+                problems.add(smap.error(loc, describe_error(err), hint="kinds: current, "
+                                        "venv, pip, uv, image; see jobs/README.md"
+                                        if err["loc"] == ("kind",) else None))
 
 
-def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap) -> list[dict[str, Any]]:
+def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,
+           problems: Problems) -> list[dict[str, Any]]:
     """include/exclude rules as flat {path: value}; every path must name a parameter."""
     out = []
     for i, rule in enumerate(rules):
         if not rule:
-            raise smap.error((section, i), "empty rule: it would match every point",
-                             hint="give it keys, e.g. {batch_size: 8}")
+            problems.add(smap.error((section, i), "empty rule: it would match every point",
+                                    hint="give it keys, e.g. {batch_size: 8}"))
+            continue
         flat = flatten_rule(rule)
         for key in flat:
             why = check_path(key) if key not in ("model", "backend") else None
             if why:
-                raise smap.error((section, i, key.split(".", 1)[0]), why, hint=suggest(key))
+                problems.add(smap.error((section, i, key.split(".", 1)[0]), why,
+                                        hint=suggest(key)))
         out.append(flat)
     return out
 
@@ -156,8 +194,12 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
             raise smap.error(("models", i), f"unknown built-in model '{model}'",
                              hint=f"known: {', '.join(PREFIX + m for m in BUILTIN_MODELS)}")
         return model
-    if not model.startswith(PATH_PREFIXES):
-        return model  # a hub id (org/name)
+    if not model.startswith(PATH_PREFIXES):  # a hub id (org/name)
+        why = hub_id_problem(model)
+        if why:
+            raise smap.error(("models", i), f"model {shown(model)} is not a hub id: {why}",
+                             hint="a hub id (org/name), a ./local/path or llem:tiny")
+        return model
     try:
         resolved = (base_dir / Path(model).expanduser()).resolve()
     except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
@@ -169,24 +211,25 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
     return str(resolved)
 
 
-def _refuse_credentials(value: Any, loc: tuple[Any, ...], smap: SourceMap) -> None:
-    """A token in a grid file would be hashed into job ids and stored with every row: refuse
-    it, without echoing it, and say where credentials go instead."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if looks_secret(str(k), v):
-                raise smap.error((*loc, k), "looks like a credential; llem does not take "
-                                 "credentials from grid files (they would be stored with "
-                                 "every result)", hint="set HF_TOKEN (or another credential "
-                                 "variable) in the environment, or LLEM_SECRETS_FILE")
-            _refuse_credentials(v, (*loc, k), smap)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            if looks_secret("", v):
-                raise smap.error((*loc, i), "looks like a credential; llem does not take "
-                                 "credentials from grid files",
-                                 hint="set HF_TOKEN in the environment, or LLEM_SECRETS_FILE")
-            _refuse_credentials(v, (*loc, i), smap)
+def hub_id_problem(repo_id: str) -> str | None:
+    """Why the Hugging Face hub would refuse repo_id (huggingface_hub's own rule where it is
+    installed, else HUB_ID, the same rule); None when it is a valid id."""
+    bad = next((ch for ch in repo_id if not ch.isascii() or not ch.isprintable()), None)
+    if bad is not None:  # a look-alike (Cyrillic o for o) is invisible in a message
+        return (f"character U+{ord(bad):04X} at position {repo_id.index(bad) + 1} is not "
+                "ASCII (a look-alike letter?)")
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:
+        ok = HUB_ID.fullmatch(repo_id) and not ("--" in repo_id or ".." in repo_id or
+                                                repo_id.endswith(".git"))
+        return None if ok else ("letters, digits, '-', '_', '.', at most 96 each side of one "
+                                "'/', no '--', '..' or trailing .git")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        return str(exc).split(":")[0].rstrip(".")
+    return None
 
 
 def _check_not_empty(loaded: Loaded) -> None:
@@ -195,7 +238,7 @@ def _check_not_empty(loaded: Loaded) -> None:
     if not (c.include or c.exclude):
         return
 
-    if next(iter_jobs(loaded), None) is None:
+    if next(combinations(loaded, lambda p: False), None) is None:  # the rules' axes only
         raise ConfigError(f"the grid is empty: include/exclude rules drop all "
                           f"{count_points(loaded)} points", file=loaded.source.file,
                           hint="loosen an exclude rule or widen an include rule")
@@ -209,5 +252,7 @@ def _check_size(loaded: Loaded) -> None:
                           if len(a.alternatives) > 1)
         raise ConfigError(f"the grid has {n} points, over max_points={limit} ({sizes})",
                           file=loaded.source.file,
-                          hint="narrow an axis, add exclude: rules, or raise max_points")
+                          hint="narrow an axis, add exclude: rules, or raise max_points"
+                          if limit < MAX_POINTS else f"narrow an axis or add exclude: rules "
+                          f"({MAX_POINTS} points is the most a grid may have)")
 
