@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llem.credentials import collect, looks_secret, read_secrets_file, redact
+from llem.credentials import collect, looks_secret, read_secrets_file, redact, secret_env_name
 from llem.errors import UserError
 from tests.support.cli import run_cli
 from tests.support.faults import HF_SHAPED, PLANTED, grep_tree
@@ -51,12 +51,38 @@ def test_what_counts_as_a_credential_in_a_grid() -> None:
     assert not looks_secret("max_new_tokens", "64")
 
 
-@pytest.mark.parametrize("name", ["token_in_engine_args.yaml", "token_shaped_value.yaml"])
+@pytest.mark.parametrize("name", ["token_in_engine_args.yaml", "token_shaped_value.yaml",
+                                  "cred_token_as_key.yaml", "cred_password_in_generate.yaml"])
 def test_grid_with_a_token_is_refused_without_echoing_it(name: str, tmp_path: Path) -> None:
     r = run_cli("run", str(BAD / name), "--store", str(tmp_path / "s"), timeout=60)
     assert r.returncode == 2 and "looks like a credential" in r.stderr, r.stderr
-    assert HF_SHAPED not in r.stderr + r.stdout
+    assert HF_SHAPED not in r.stderr + r.stdout and "hunter2" not in r.stderr + r.stdout
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BAD.glob("cred_*.yaml")))
+def test_no_credential_file_of_the_corpus_is_echoed(name: str, tmp_path: Path) -> None:
+    """Keys, !!binary values and keys, env var names on the credential list: refused (exit
+    2, nothing stored) and no value shown, however it was written."""
+    text = (BAD / name).read_text()
+    planted = [HF_SHAPED, "hunter2", "not-shaped-like-a-token", "wJalrXUtnFEMI"]
+    planted += [w for w in text.split() if len(w) > 16 and w.rstrip("=").isalnum()]  # base64
+    r = run_cli("run", str(BAD / name), "--store", str(tmp_path / "s"), "--verbose",
+                timeout=60)
+    assert r.returncode == 2 and "credential" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    for value in planted:
+        assert value not in r.stderr + r.stdout, value
+    assert not (tmp_path / "s").exists()
+
+
+def test_credential_env_var_names() -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "X_API_KEY",
+                 "SERVICE_PASSWORD", "client_secret", "GITHUB_TOKEN"):
+        assert secret_env_name(name), name
+    for name in ("TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_IMPLICIT_TOKEN", "HF_HOME",
+                 "CUDA_VISIBLE_DEVICES", "MAX_TOKENS"):
+        assert not secret_env_name(name), name
 
 
 @pytest.mark.slow

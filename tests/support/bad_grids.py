@@ -1,13 +1,17 @@
-"""The bad-grid corpus (support/data/bad_grids/): each file and the regex its one-line
-error must match (searched after 'error: <file>'); ':N:' pins the line the message names."""
+"""The bad-grid corpus (support/data/bad_grids/): each file and the regex its error must
+match (searched after 'error: <file>'); ':N:' pins the line the message names. A file with
+several independent mistakes lists one regex per error line, in the order of the lines."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from tests.support.paths import BAD_GRIDS
 
 BAD = BAD_GRIDS
 
-EXPECTED: dict[str, str] = {
+EXPECTED: dict[str, str | list[str]] = {
     # YAML itself
     "malformed_unclosed_bracket.yaml": r":3: malformed YAML: expected ',' or '\]'.*flow sequence "
                                        r"started on line 2",
@@ -19,12 +23,12 @@ EXPECTED: dict[str, str] = {
     "key_is_a_list.yaml": r":4: a key must be a plain value",
     "key_with_newline.yaml": r":4: 'cyc\\nles': unknown key \(did you mean 'cycles'\?\)",
     "alias_bomb.yaml": r"more than 200000 values after expanding anchors/aliases",
-    "merge_key_bomb.yaml": r":4: 'x0': unknown key",
+    "merge_key_bomb.yaml": [rf":{n + 4}: 'x{n}': unknown key" for n in range(12)],
     "alias_recursive.yaml": r":4: 'grid\.batch_size\.1': an alias refers to the value that "
                             r"contains it",
     "deeply_nested.yaml": r":5: values are nested more than 64 levels deep",
-    "unsafe_python_tag.yaml": r":5: 'grid\.seed': bad value: could not determine a "
-                              r"constructor for the tag '.*python/name:os\.system'",
+    "unsafe_python_tag.yaml": r":5: 'grid\.seed': unsupported YAML tag "
+                              r"'.*python/name:os\.system'",
     "unsafe_python_object.yaml": r":4: 'grid': unsupported YAML tag '.*python/object/apply",
     "non_utf8.yaml": r":3: not UTF-8 text \(byte 0xe9\)",
     # the file's shape
@@ -119,6 +123,106 @@ EXPECTED: dict[str, str] = {
     "prompt_file_not_utf8.yaml": r":6: 'dataset\.path': prompt file .*/data/latin1\.jsonl:2 is "
                                  r"not UTF-8",
     "prompt_file_is_a_folder.yaml": r":4: 'dataset\.path': prompt file .*/data is not a file",
+    # credentials: keys, !!binary, env var names on the credential list; never echoed
+    "cred_token_as_key.yaml": r":6: 'grid\.generate': a key looks like a credential; llem "
+                              r"does not take credentials from grid files",
+    "cred_token_in_binary.yaml": r":5: 'grid\.generate\.note': a !!binary value that decodes "
+                                 r"to a credential",
+    "cred_token_in_binary_key.yaml": r":6: 'grid\.generate': a key that decodes to a "
+                                     r"credential",
+    "cred_env_var_hub_token.yaml": r":8: 'environments\.noop\.env_vars\."
+                                   r"HUGGING_FACE_HUB_TOKEN': a credential variable: llem "
+                                   r"takes no credentials from grid files .*LLEM_SECRETS_FILE",
+    "cred_env_var_aws_secret.yaml": r":6: 'environments\.noop\.env_vars\."
+                                    r"AWS_SECRET_ACCESS_KEY': a credential variable",
+    "cred_env_var_secret_shaped_name.yaml": [
+        r":7: 'environments\.noop\.env_vars\.MY_SERVICE_API_KEY': a credential variable",
+        r":8: 'environments\.noop\.env_vars\.DB_PASSWORD': a credential variable"],
+    "cred_password_in_generate.yaml": r":6: 'grid\.generate\.password': looks like a "
+                                      r"credential",
+    # strict types: a boolean is not a number, text is not a number, no tags but plain ones
+    "type_batch_size_yes.yaml": r":5: 'grid\.batch_size': must be a whole number \(got true: "
+                                r"yes/no/on/off/true/false are YAML booleans\)",
+    "type_cycles_on.yaml": r":4: 'cycles': must be a whole number \(got true:",
+    "type_batch_size_quoted.yaml": r":5: 'grid\.batch_size': must be a whole number \(got the "
+                                   r"text '8': write it without quotes\)",
+    "type_max_new_tokens_float.yaml": r":5: 'grid\.max_new_tokens': must be a whole number "
+                                      r"\(got 8\.0\)",
+    "type_temperature_text.yaml": r":5: 'grid\.temperature\.0': must be a number \(got the "
+                                  r"text '0\.7'",
+    "type_streaming_number.yaml": r":5: 'grid\.streaming': must be true or false \(got 1\)",
+    "type_binary_model.yaml": r":2: 'models\.0': unsupported YAML tag '.*binary'",
+    "type_timestamp_seed.yaml": r":5: 'grid\.seed': a date or time \(quote it to write text\)",
+    "type_set_tag.yaml": r":4: 'grid': unsupported YAML tag '.*set'",
+    "type_bool_for_text.yaml": r":5: 'grid\.dtype': must be text \(got false:",
+    # what the store can hold: int32/int64 columns, finite numbers, rates and durations
+    "bound_top_k_over_int32.yaml": r":5: 'grid\.top_k': must be <= 2147483647, the store's "
+                                   r"32-bit limit \(got 3000000000\)",
+    "bound_max_concurrency_1e10.yaml": r":5: 'measurement\.max_concurrency': must be a whole "
+                                       r"number \(got '1e10', which YAML reads as text",
+    "bound_max_input_tokens_over_int32.yaml": r":5: 'grid\.max_input_tokens\.1': must be <= "
+                                              r"2147483647",
+    "bound_seed_over_int64.yaml": r":5: 'grid\.seed': 9223372036854775808 is outside the whole "
+                                  r"numbers the store holds \(64-bit\)",
+    "bound_order_seed_over_int64.yaml": r":5: 'seed': -9223372036854775809 is outside",
+    "bound_timeout_inf.yaml": r":5: 'measurement\.job_timeout_s': \.inf is not a finite number",
+    "bound_nan_in_engine_args.yaml": r":5: 'grid\.generate\.scale\.1': \.nan is not a finite "
+                                     r"number",
+    "bound_tiny_request_rate.yaml": r":5: 'measurement\.request_rate': must be >= 0\.001 "
+                                    r"\(got 1e-09\)",
+    "bound_timeout_a_year.yaml": r":5: 'measurement\.job_timeout_s': must be <= 604800",
+    "bound_max_points_1e12.yaml": r":4: 'max_points': must be <= 10000000",
+    "bound_custom_resource_inf.yaml": r":5: 'resources\.custom\.TPU': \.inf is not a finite",
+    # one parameter written twice: the later one would win silently
+    "conflict_dotted_and_nested.yaml": r":7: 'grid\.vllm\.max_num_seqs': 'vllm\.max_num_seqs' "
+                                       r"is also set on line 5 \(keep one of them",
+    "conflict_section_and_grid.yaml": r":7: 'grid\.measurement\.warmup_cv': "
+                                      r"'measurement\.warmup_cv' is also set on line 5",
+    "conflict_fixed_and_axis.yaml": r":7: 'grid\.dataset\.num_prompts': 'dataset\.num_prompts' "
+                                    r"is also set on line 5",
+    "conflict_in_variant.yaml": r":8: 'grid\.variants\.1\.measurement\.sample_hz': "
+                                r"'measurement\.sample_hz' is also set on line 7",
+    "conflict_in_dependent_group.yaml": r":6: 'grid\.generate\.0\.a\.b': 'generate\.a\.b' is "
+                                        r"also set on line 6",
+    # rules across fields, on the combinations the file makes (never an internal error)
+    "cross_min_over_max_axes.yaml": r":6: 'grid\.min_new_tokens\.1': min_new_tokens \(50\) is "
+                                    r"over max_new_tokens \(8\)",
+    "cross_min_over_max_fixed.yaml": r":6: 'grid\.max_new_tokens\.0': min_new_tokens \(100\) "
+                                     r"is over max_new_tokens \(64\)",
+    "cross_pad_without_length.yaml": r":5: 'grid\.input_policy\.1': input_policy: pad needs "
+                                     r"max_input_tokens",
+    "cross_unknown_preset.yaml": r":5: 'grid\.preset\.1': unknown preset 'sharp'",
+    # bounds on the work a file can ask for
+    "blowup_max_points_raised.yaml": r":4: 'max_points': must be <= 10000000 "
+                                     r"\(got 100000000\)",
+    # refused at load time (were refused late, or as internal errors)
+    "late_store_empty.yaml": r":4: 'store': must be a folder path or URI",
+    "late_store_newline.yaml": r":4: 'store': must be a folder path or URI",
+    "late_python_unknown_user.yaml": r":7: 'environments\.noop\.python': cannot expand "
+                                     r"'~nosuchuser-llem': no such user",
+    "late_model_homoglyph.yaml": r":2: 'models\.0': model 'meta-llam.*' is not a hub id: "
+                                 r"character U\+0430 at position 10 is not ASCII",
+    "late_model_not_a_hub_id.yaml": r":2: 'models\.0': model 'org/name/extra' is not a hub id",
+    "late_model_double_dash.yaml": r":2: 'models\.0': model 'org/bad--name' is not a hub id",
+    "late_env_var_name_equals.yaml": r":6: 'environments\.noop\.env_vars\.A=B': an environment "
+                                     r"variable name is letters, digits and '_'",
+    "late_env_var_name_space.yaml": r":7: 'environments\.noop\.env_vars\.MY VAR': an "
+                                    r"environment variable name",
+    "late_image_uri_shell.yaml": r":7: 'environments\.noop\.image_uri': must be an image "
+                                 r"reference .*no spaces or shell characters",
+    # several independent mistakes: one line each, in the order of their lines
+    "many_independent_mistakes.yaml": [
+        r":4: 'cycels': unknown key \(did you mean 'cycles'\?\)",
+        r":5: 'order': must be 'interleaved', 'sequential' or 'shuffled' \(got 'random'\)",
+        r":7: 'grid\.batchsize': unknown parameter 'batchsize'",
+        r":8: 'grid\.dtype': unknown dtype 'float8'",
+        r":10: 'measurement\.warmup_cv': must be > 0\.0 \(got -1\)"],
+    "many_yaml_mistakes.yaml": [
+        r":5: 'grid\.seed': unsupported YAML tag '.*binary'",
+        r":7: 'grid\.batch_size': duplicate key \(first written on line 6\)",
+        r":8: 'grid\.max_new_tokens': \.inf is not a finite number"],
+    "many_mistakes_stop_at_20.yaml": [rf":{n + 5}: 'grid\.bad_{n}': unknown parameter"
+                                      for n in range(20)] + [r": stopped after 20 errors"],
     # needs the cluster: detected by the driver after Ray starts (no actor, no store files)
     "gpus_per_job_too_many.yaml": r"needs 64 GPUs on one node; the cluster has no GPU .*"
                                   r"resources\.gpus_per_job",
@@ -129,3 +233,23 @@ CLUSTER_CASES = {"gpus_per_job_too_many.yaml"}
 # Cases found by llem.config.checks.check_datasets, which `llem run` must call before Ray starts.
 PROMPT_CASES = {n for n in EXPECTED if n.startswith("prompt_file_")}
 FAST_CASES = {"alias_bomb.yaml", "merge_key_bomb.yaml", "deeply_nested.yaml"}
+
+
+def patterns(name: str) -> list[str]:
+    """The regexes of a corpus file's error lines, in order."""
+    want = EXPECTED[name]
+    return [want] if isinstance(want, str) else list(want)
+
+
+def check_lines(lines: list[str], grid: Path | str, expected: list[str],
+                located: bool = True) -> None:
+    """One line per expected error, in order; each names the grid file (located) and
+    matches its regex after the file's name."""
+    assert len(lines) == len(expected), \
+        f"{len(lines)} error lines, expected {len(expected)}: {lines!r}"
+    for line, pattern in zip(lines, expected):
+        assert line.strip() == line and line, repr(line)
+        if located:
+            assert line.startswith((f"{grid}:", f"{grid} ")), line
+            line = line[len(str(grid)):]
+        assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
