@@ -48,6 +48,13 @@ def config_columns(job: Job) -> RunRow:
     for k, v in p.engine.items():
         run.engine_columns[f"engine_{k}"] = \
             v if isinstance(v, bool | int | float | str) else json.dumps(v)
+    run.mode = p.mode
+    s = p.server
+    if p.mode == "server" and s is not None:  # the level's settings, on failed rows too
+        run.update({"arrival": s.profile, "request_rate": s.rate,
+                    "burstiness": s.burstiness if s.profile == "gamma" else None,
+                    "server_concurrency": s.concurrency, "sweep_level": s.sweep_level,
+                    "slo_ttft_s": s.slo_ttft_s, "slo_tpot_s": s.slo_tpot_s})
     return run
 
 

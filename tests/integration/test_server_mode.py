@@ -96,12 +96,14 @@ def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: P
         assert len(inside) == r["requests_in_window"]
 
 
-def _kill_server_mid_level(into_s: float, done: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first `transformers serve` process into_s seconds after it answers."""
+def _kill_server_mid_level(model: str, into_s: float, done: threading.Event,
+                           killed: list[int]) -> None:
+    """SIGKILL the first `transformers serve` process of model into_s seconds after it
+    answers (model: this test's own tiny model; other servers on the machine are left)."""
     while not done.is_set():
         for p in psutil.process_iter(["pid", "cmdline"]):
             args = p.info["cmdline"] or []
-            if "serve" in args and "--port" in args and any("transformers" in a for a in args):
+            if "serve" in args and "--port" in args and model in args:
                 port = args[args.index("--port") + 1]
                 while not done.is_set():
                     try:
@@ -121,7 +123,8 @@ def test_server_killed_mid_level(ray_gpus, tiny_model, tmp_path: Path) -> None:
     text = GRID.format(name="kill", model=tiny_model, attn="sdpa", rates="[2, 3]",
                        limit="duration_s: 12")
     done, killed = threading.Event(), []
-    t = threading.Thread(target=_kill_server_mid_level, args=(4.0, done, killed), daemon=True)
+    t = threading.Thread(target=_kill_server_mid_level,
+                         args=(str(tiny_model), 4.0, done, killed), daemon=True)
     t.start()
     try:
         run_campaign(load_text(text), store=Store(tmp_path))
@@ -137,6 +140,50 @@ def test_server_killed_mid_level(ray_gpus, tiny_model, tmp_path: Path) -> None:
     if later:  # the level after the death ran on a new server
         assert later[0]["status"] == "ok"
         assert len(list((tmp_path / "logs" / "campaign=kill").glob("*.log"))) == 2
-    assert not [p for p in psutil.process_iter(["cmdline"])
-                if " serve " in " ".join(p.info["cmdline"] or []) and
-                "transformers" in " ".join(p.info["cmdline"] or [])]
+    assert not [p for p in psutil.process_iter(["cmdline"])  # no server of this test left
+                if "serve" in (p.info["cmdline"] or []) and
+                str(tiny_model) in (p.info["cmdline"] or [])]
+
+
+VLLM_GRID = """
+name: vsrv
+models: [{model}]
+backends: [vllm]
+grid:
+  mode: server
+  dtype: float32
+  max_new_tokens: 8
+vllm: {{enforce_eager: true, max_num_seqs: 8}}
+environments:
+  vllm:
+    variant: cpu
+    env_vars: {{VLLM_CPU_KVCACHE_SPACE: "1", VLLM_CACHE_ROOT: "{cache}"}}
+server:
+  profile: poisson
+  rate: [4, 8]
+  requests: 12
+  ramp_s: 1
+dataset: {{num_prompts: 8}}
+measurement: {{idle_baseline_s: 0}}
+"""
+
+
+def test_vllm_serve_two_levels_one_server(ray_gpus, tiny_model, vllm_python,
+                                          tmp_path: Path) -> None:
+    """`vllm serve` (the vllm-cpu environment's python -m vllm.entrypoints.openai.api_server)
+    started by a worker running in that environment: the same checks as transformers."""
+    text = VLLM_GRID.format(model=tiny_model, cache=tmp_path / "vllm-cache")
+    summary = run_campaign(load_text(text), store=Store(tmp_path / "store"))
+    assert (summary.ok, summary.failed) == (2, 0), summary.errors
+    runs = _rows(tmp_path / "store", "SELECT * FROM runs ORDER BY request_rate")
+    assert len({r["server_log"] for r in runs}) == 1 and {r["model_loads"] for r in runs} == {1}
+    assert Path(runs[0]["python_executable"]) == vllm_python
+    for r in runs:
+        assert r["mode"] == "server" and r["requests_in_window"] >= 8
+        assert r["output_tokens_in_window"] > 0 and r["ttft_p50_s"] > 0
+        reqs = _rows(tmp_path / "store", f"SELECT * FROM requests WHERE job_id = "
+                     f"'{r['job_id']}'")
+        assert all(q["ok"] and q["usage_reported"] and q["ttft_s"] > 0 for q in reqs)
+        inside = [q for q in reqs if q["in_window"]]
+        assert all(r["window_start_s"] <= q["start_s"] < r["window_end_s"] for q in inside)
+        assert not any(q["in_window"] for q in reqs if q["in_ramp"])

@@ -51,10 +51,9 @@ def level_result(job: Job, level: LevelRun, ctx: dict[str, Any], started: float)
     run.status, run.started_at, run.finished_at = "ok", started, time.time()
     run.update({k: figs.get(k) for k in SAME})
     run.update({
-        "mode": "server", "server_profile": describe(level.profile), "burstiness":
-        s.burstiness if s.profile == "gamma" else None, "server_concurrency": s.concurrency,
-        "sweep_level": s.sweep_level, "request_rate": getattr(level.profile, "rate", None),
-        "arrival": s.profile, "arrival_rate_achieved": figs.get("achieved_requests_per_s"),
+        "server_profile": describe(level.profile),
+        "request_rate": getattr(level.profile, "rate", None),  # a sweep level's own rate
+        "arrival_rate_achieved": figs.get("achieved_requests_per_s"),
         "num_requests": n_req, "output_tokens": None if out_tok is None else round(out_tok),
         "input_tokens": figs.get("input_tokens_in_window"),
         "duration_s": w.duration_s if w is not None else None,
