@@ -9,9 +9,7 @@ a literal list is written as a list of lists.
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,33 +323,6 @@ def _supports(name: str, info: Any, path: str, value: Any, loc: Loc, defaults: P
         raise smap.error(loc, f"backend '{name}' cannot measure streaming "
                          "(per-token) latency", hint="set streaming: false or use "
                          "another backend")
-
-
-def section_values(fixed: Alternative, where: Where, axes: list[Axis],
-                   prefix: str | tuple[str, ...]) -> Iterator[tuple[Alternative, Where]]:
-    """Each distinct combination of the paths under prefix (e.g. "dataset.", or a tuple of
-    prefixes) that the grid can produce, with where each value was written; other axes are
-    not enumerated."""
-    base = {p: v for p, v in fixed.items() if p.startswith(prefix)}
-    base_where = {p: where[p] for p in base if p in where}
-    choices: list[list[tuple[Alternative, Loc]]] = []
-    for ax in axes:
-        distinct: dict[str, tuple[Alternative, Loc]] = {}
-        for alt, loc in zip(ax.alternatives, ax.locs):
-            sub = {p: v for p, v in alt.items() if p.startswith(prefix)}
-            distinct.setdefault(repr(sorted(sub.items())), (sub, loc))
-        if any(sub for sub, _ in distinct.values()):
-            choices.append(list(distinct.values()))
-    seen: set[str] = set()
-    for combo in itertools.product(*choices):
-        values, locs = dict(base), dict(base_where)
-        for sub, loc in combo:
-            values.update(sub)
-            locs.update(dict.fromkeys(sub, loc))
-        key = repr(sorted(values.items()))
-        if key not in seen:
-            seen.add(key)
-            yield values, locs
 
 
 def resolve(values: Alternative) -> Point:

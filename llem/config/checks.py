@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.backends import options_of
-from llem.config.axes import SECTION_MODELS, resolve, section_values
+from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
 from llem.config.loaded import Loaded
 from llem.config.yaml_source import Loc
@@ -124,7 +124,7 @@ def check_datasets(loaded: Loaded) -> None:
     """
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     checked: set[str] = set()
-    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
+    for values, where in combinations(loaded, lambda p: p.startswith("dataset.")):
         ds = resolve({"backend": "noop", "model": "x", **values}).dataset
         if ds.source == "hf" and ds.model_dump_json() not in checked:
             checked.add(ds.model_dump_json())

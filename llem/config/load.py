@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llem.backends import REGISTRY
 from llem.config.axes import (
     check_path,
     collect,
     distinct,
     flatten_rule,
-    section_values,
     suggest,
 )
 from llem.config.checks import check_backend_options, check_cross_fields
@@ -75,9 +75,10 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         problems.check()
         raise smap.error((), "the file is not a valid grid")  # (problems held the reason)
     models = []
+    hub = any(loads_from_hub(b) for b in campaign.backends)
     for i, m in enumerate(campaign.models):
         with problems.collecting():
-            models.append(_model(m, i, base_dir, smap))
+            models.append(_model(m, i, base_dir, smap, hub))
     campaign = campaign.model_copy(update={
         "models": [models[i] for i in distinct(models)],  # listed twice: one choice
         "backends": [campaign.backends[i] for i in distinct(campaign.backends)],
@@ -175,7 +176,7 @@ def _covers(ex: dict[str, Any], inc: dict[str, Any]) -> bool:
 
 def _check_datasets(loaded: Loaded) -> None:
     """Every dataset the grid can produce names its source completely (no file is read)."""
-    for values, where in section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."):
+    for values, where in combinations(loaded, _dataset):
         source = values.get("dataset.source", "builtin")
         if source in ("file", "hf") and not values.get("dataset.path"):
             loc = where.get("dataset.source", ("dataset",))
@@ -184,8 +185,21 @@ def _check_datasets(loaded: Loaded) -> None:
                                       "is not set", hint=f"add dataset.path: {what}")
 
 
-def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
-    """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist."""
+def loads_from_hub(backend: str) -> bool:
+    """Does the backend load its model with a library, by hub id (BackendInfo.package)? A
+    backend that needs no model (noop), or talks to a server that names its own (endpoint),
+    takes any name."""
+    info = REGISTRY.get(backend)
+    return info is not None and info.needs_model and info.package is not None
+
+
+def _dataset(path: str) -> bool:
+    return path.startswith("dataset.")
+
+
+def _model(model: str, i: int, base_dir: Path, smap: SourceMap, hub: bool) -> str:
+    """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist;
+    other names are hub ids where a backend of the grid loads from the hub."""
     if not model.strip() or any(ord(ch) < 32 for ch in model):
         raise smap.error(("models", i), f"bad model name {model!r}",
                          hint="a hub id (org/name), a ./local/path or llem:tiny")
@@ -195,7 +209,7 @@ def _model(model: str, i: int, base_dir: Path, smap: SourceMap) -> str:
                              hint=f"known: {', '.join(PREFIX + m for m in BUILTIN_MODELS)}")
         return model
     if not model.startswith(PATH_PREFIXES):  # a hub id (org/name)
-        why = hub_id_problem(model)
+        why = hub_id_problem(model) if hub else None
         if why:
             raise smap.error(("models", i), f"model {shown(model)} is not a hub id: {why}",
                              hint="a hub id (org/name), a ./local/path or llem:tiny")

@@ -25,6 +25,7 @@ MIN_RATE = 1e-3  # requests/s: slower schedules reach past any job's time (and t
 MAX_RATE = 1e6
 MAX_JOB_S = 7 * 86_400  # a week: the longest any one job or wait may be asked to take
 MAX_POINTS = 10_000_000  # max_points' own bound (a dry run walks every point)
+MAX_RULES = 1000  # include/exclude rules each (every pair is compared, every point matched)
 YAML_BOOLS = "yes/no/on/off/true/false are YAML booleans"
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -63,6 +64,8 @@ def describe_error(err: Any) -> str:
         return "must be a list, e.g. [a, b]" + shown_
     if kind == "too_short":
         return "must list at least one value"
+    if kind == "too_long":
+        return f"must list at most {ctx.get('max_length')} values"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "must be a whole number" + shown_
     if kind in ("float_type", "float_parsing"):
@@ -335,8 +338,8 @@ class Campaign(Strict):
     # backend -> its Python environment (llem.config.environments.EnvChoice); not part of any job_id
     environments: dict[str, Any] = Field(default_factory=dict)
     scheduling: Scheduling = Field(default_factory=Scheduling)
-    include: list[dict[str, Any]] = Field(default_factory=list)
-    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_RULES)
+    exclude: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_RULES)
     max_points: int = Field(100_000, ge=1, le=MAX_POINTS)
 
     @field_validator("name")

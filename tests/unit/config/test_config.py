@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from llem.config.axes import section_values
 from llem.config.checks import check_datasets
-from llem.config.grid import count_points, groups, iter_jobs
+from llem.config.grid import combinations, count_points, groups, iter_jobs
 from llem.config.load import load_campaign, load_text
 from llem.config.loaded import Loaded
 from llem.errors import ConfigError, ConfigErrors, UserError
@@ -326,10 +325,10 @@ def test_iteration_is_lazy() -> None:
     assert (job.point.batch_size, job.point.max_new_tokens, job.point.seed) == (1, 1, 0)
 
 
-def test_section_values_enumerates_only_dataset_axes() -> None:
+def test_combinations_enumerate_only_dataset_axes() -> None:
     loaded = load("dataset: {num_prompts: [4, 8]}\ngrid:\n  batch_size: "
                   + str(list(range(1, 201))) + "\n  variants: [{}, {dataset.seed: 3}]\n")
-    got = list(section_values(loaded.fixed, loaded.where, loaded.axes, "dataset."))
+    got = list(combinations(loaded, lambda p: p.startswith("dataset.")))
     assert len(got) == 4
     values, where = got[-1]
     assert values == {"dataset.num_prompts": 8, "dataset.seed": 3}

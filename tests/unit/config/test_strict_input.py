@@ -290,8 +290,11 @@ def test_image_references_pass(uri: str) -> None:
                                    "org/name/extra", "org/bad--name", "org/x.git", "-org/x",
                                    "org/x-", "a b", "org/" + "x" * 97])
 def test_model_ids_the_hub_would_refuse(model: str) -> None:
-    msg = error_of("", head=f"name: t\nmodels: ['{model}']\nbackends: [noop]\n")
+    msg = error_of("", head=f"name: t\nmodels: ['{model}']\nbackends: [noop, transformers]\n")
     assert ":2: 'models.0': model " in msg and "is not a hub id" in msg, msg
+    # a backend that loads nothing from the hub takes any name (noop: a label; endpoint:
+    # the name its server serves the model under, e.g. llama3:8b)
+    load_text(f"name: t\nmodels: ['{model}']\nbackends: [noop]\n", "g.yaml")
 
 
 HUB_IDS = ["gpt2", "org/model", "meta-llama/Llama-3.1-8B", "a", "org/" + "x" * 96, "x_y.z",
