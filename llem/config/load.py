@@ -1,4 +1,6 @@
-"""Load a grid file into a validated Campaign plus its axes; every mistake is one ConfigError."""
+"""Load a grid file into a validated Campaign plus its axes. Every mistake is a ConfigError of
+one line; independent ones (unknown keys, bad values in different places) are reported
+together (ConfigErrors, one line each), rules across them once those are all good."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         problems.check()
         raise smap.error((), "the file is not a valid grid")  # (problems held the reason)
     models = []
-    hub = any(loads_from_hub(b) for b in campaign.backends)
+    hub = "backends" not in bad and any(loads_from_hub(b) for b in campaign.backends)
     for i, m in enumerate(campaign.models):
         with problems.collecting():
             models.append(_model(m, i, base_dir, smap, hub))
