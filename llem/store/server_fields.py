@@ -117,6 +117,9 @@ class ServerFields(RunFields):
     previous_server_gpu_memory_released: bool | None = col(
         "server", B, "-", "Whether the job's GPUs were back near their memory before that "
         "server started. Null when it could not be checked.")
+    server_metrics_unavailable: str | None = col(
+        "server", S, "-", "Why the server's /metrics gave no sample (no such endpoint, none of "
+        "the metrics llem reads): the timeline then has power alone.")
     previous_server_gpu_check: str | None = col(
         "server", S, "-", "How that check went, or why it could not be made (no NVML).")
 
@@ -144,4 +147,15 @@ SERVER_REQUESTS = (
            "`stop`)."),
     Column("usage_reported", B, "-", "Server mode: the server sent usage token counts "
            "(otherwise token counts are null, never counted from chunks)."),
+)
+
+# samples columns of server mode (appended to llem.store.columns.SAMPLES): one row per poll
+# of the server's Prometheus /metrics during the window (gpu_uuid null on those rows)
+SERVER_SAMPLES = (
+    Column("server_requests_running", F, "requests", "Server mode: requests the server was "
+           "running (vLLM `vllm:num_requests_running`), from its /metrics."),
+    Column("server_requests_waiting", F, "requests", "Server mode: requests queued in the "
+           "server (vLLM `vllm:num_requests_waiting`)."),
+    Column("server_kv_cache_usage_pct", F, "%", "Server mode: KV-cache use (vLLM "
+           "`vllm:kv_cache_usage_perc` x 100)."),
 )

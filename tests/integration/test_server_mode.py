@@ -187,3 +187,8 @@ def test_vllm_serve_two_levels_one_server(ray_gpus, tiny_model, vllm_python,
         inside = [q for q in reqs if q["in_window"]]
         assert all(r["window_start_s"] <= q["start_s"] < r["window_end_s"] for q in inside)
         assert not any(q["in_window"] for q in reqs if q["in_ramp"])
+        polls = _rows(tmp_path / "store", "SELECT * FROM samples WHERE job_id = "
+                      f"'{r['job_id']}' AND server_requests_running IS NOT NULL")
+        assert polls, "vLLM's /metrics sampled into the timeline"
+        assert all(0 <= p["t_s"] <= r["steady_state_s"] + 0.01 for p in polls)
+        assert all(p["server_kv_cache_usage_pct"] is not None for p in polls)

@@ -24,6 +24,7 @@ from llem.config.job import Job, canonical
 from llem.config.models import Point, Server
 from llem.harness.server.client import GenParams
 from llem.harness.server.loadgen import LoadResult, completion_rate, run_load, sweep_rates
+from llem.harness.server.metrics import MetricsPoller, window_rows
 from llem.harness.server.profiles import (
     Concurrency,
     Constant,
@@ -157,18 +158,26 @@ def measure_level(served: ServedModel, job: Job, prompts: list[str],
             elif name == "last_send" and "open" in edges and "window" not in edges:
                 edges["window"] = meter.end()
 
-    load = run_load(served.base_url, served.served_model, prompts, profile, gen,
-                    limit=Limit(requests=s.requests, duration_s=s.duration_s),
-                    ramp=Ramp(seconds=s.ramp_s), chat=_chat(job),
-                    api_key_env=served.api_key_env, on_edge=on_edge)
-    with lock:
-        if "open" in edges and "window" not in edges:
-            edges["window"] = meter.end()  # the level stopped before its last send
+    poller = MetricsPoller(served.base_url, min(1.0, 1.0 / m.sample_hz), meter.clock).start()
+    try:
+        load = run_load(served.base_url, served.served_model, prompts, profile, gen,
+                        limit=Limit(requests=s.requests, duration_s=s.duration_s),
+                        ramp=Ramp(seconds=s.ramp_s), chat=_chat(job),
+                        api_key_env=served.api_key_env, on_edge=on_edge)
+    finally:
+        polls = poller.stop()
+        with lock:
+            if "open" in edges and "window" not in edges:
+                edges["window"] = meter.end()  # the level stopped before its last send
+    w = edges.get("window")
+    if w is not None and w.started_s is not None:
+        w.samples.extend(window_rows(polls, w.started_s, w.started_s + w.duration_s))
+    if poller.unavailable and not polls:
+        facts["server_metrics_unavailable"] = poller.unavailable
     served.check()  # a server that died mid-level fails the job with the cause
     if s.profile == "sweep" and s.sweep_level in (0, s.sweep_levels + 1):
         key = anchor_key(job)
         sync, top = served.anchors.get(key, (None, None))
         rate = completion_rate(load)
         served.anchors[key] = (rate, top) if s.sweep_level == 0 else (sync, rate)
-    return LevelRun(load, edges.get("window"), idle, SLO(s.slo_ttft_s, s.slo_tpot_s), profile,
-                    facts)
+    return LevelRun(load, w, idle, SLO(s.slo_ttft_s, s.slo_tpot_s), profile, facts)
