@@ -4,12 +4,14 @@ One sequence, shared by the CLI, the tests and the benchmarks: load the grid (un
 a loaded one), read every prompt file, resolve each backend's environment, open the store,
 then connect to Ray (or start an embedded one) and run the driver. Everything a user can get
 wrong is found before Ray starts, and nothing here prints: progress reaches the caller
-through on_start and on_result.
+through on_event, on_start and on_result.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +69,8 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
                  runtime_envs: dict[str, dict[str, Any]] | None = None,
                  dashboard: bool = False,
                  on_start: Callable[[Started], None] | None = None,
-                 on_result: Callable[[RunRow, Summary], None] | None = None
+                 on_result: Callable[[RunRow, Summary], None] | None = None,
+                 on_event: Callable[[str], None] | None = None
                  ) -> Summary:
     """Run a campaign to completion and return its summary.
 
@@ -79,7 +82,9 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     process is used as it is). runtime_envs: each backend's Ray runtime_env, when the
     caller resolved them (default: from the grid's `environments:`). on_result is called
     with each result's runs row (a llem.store.run_row.RunRow: its columns are attributes)
-    and the running summary as it goes to the store.
+    and the running summary as it goes to the store. on_event is called with a few words
+    on what is happening while no result comes: starting or joining Ray, starting a worker,
+    a worker loading a model.
 
     Jobs already stored with status ok are skipped: calling it again resumes. Ctrl-C stops
     the workers and returns the summary with interrupted set.
@@ -90,9 +95,16 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     if c.order == "shuffled" and c.seed is None:  # drawn now, recorded with every row
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
     st = store if isinstance(store, Store) else Store(store if store is not None else c.store)
+    event = on_event or (lambda m: None)
+    target = address or os.environ.get("RAY_ADDRESS")
+    event(f"connecting to Ray at {target}" if target else
+          "starting Ray on this machine (takes a few seconds)")
+    t0 = time.perf_counter()
     where = connect(address, dashboard=dashboard)
+    event(f"Ray ready ({where}, {time.perf_counter() - t0:.1f} s)")
     points = count_points(loaded)
     if on_start is not None:
         on_start(Started(c.name, points, c.cycles, points * c.cycles, c.order, c.seed, where,
                          st.uri))
-    return Driver(loaded, st, on_result=on_result, runtime_envs=ready.runtime_envs).run()
+    return Driver(loaded, st, on_result=on_result, runtime_envs=ready.runtime_envs,
+                  on_event=on_event).run()

@@ -37,6 +37,7 @@ from llem.scheduler.neighbours import Neighbours
 from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
 from llem.scheduler.pool import Pool
 from llem.scheduler.state import (
+    MATERIALISE,
     START_S,
     GroupRun,
     JobTimeout,
@@ -52,6 +53,7 @@ from llem.store.writer import StoreWriter
 
 NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
 AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
+COUNT_JOBS = 20_000  # jobs read one by one to count what an interrupted campaign left
 
 
 class Driver:
@@ -60,7 +62,8 @@ class Driver:
 
     def __init__(self, loaded: Loaded, store: Store,
                  on_result: Callable[[RunRow, Summary], None] | None = None,
-                 runtime_envs: dict[str, dict[str, Any]] | None = None) -> None:
+                 runtime_envs: dict[str, dict[str, Any]] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.loaded = loaded
         # each backend's Ray runtime_env; a missing or broken one is a UserError here
         self.runtime_envs = runtime_envs if runtime_envs is not None else preflight(
@@ -69,6 +72,7 @@ class Driver:
         self.sched = loaded.campaign.scheduling
         self.store = store
         self.on_result = on_result or (lambda r, s: None)
+        self.on_event = on_event or (lambda m: None)  # what happens now, in a few words
         self.summary = Summary()
         self.base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
         self._prompts: dict[str, Any] = {}
@@ -78,7 +82,7 @@ class Driver:
         self.books = Books()
         self.metrics: Metrics | None = None
         self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
-                         self.summary, None)
+                         self.summary, None, self.on_event)
 
     def prompts_ref(self, job: Job) -> Any:
         key = canonical(job.point.dataset.model_dump(mode="json"))
@@ -95,9 +99,10 @@ class Driver:
         done = self.store.done(self.campaign)
         self.metrics = Metrics(self.campaign)
         pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
-                                self.summary, self.metrics)
+                                self.summary, self.metrics, self.on_event)
         self.writer = StoreWriter(self.store)
         checked = time.monotonic()
+        finished = False
         try:
             while True:
                 self.writer.check()  # a write error (disk full) stops the campaign
@@ -130,17 +135,46 @@ class Driver:
                 self.metrics.state(len(pool.calls) + sum(p.left() for p in self._pending)
                                    + sum(w.run.left() for w in pool.workers),
                                    len(pool.workers))
+            finished = True
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
+            # what was in flight or left in started groups, read before the workers go
+            left = None if finished else (len(pool.calls), {
+                id(g): g for g in [w.run for w in pool.workers] + list(self._pending)})
             pool.close()
+            if left is not None:
+                self._count_not_run(*left, queue, done)
             self.writer.close()  # every result written before the session row
             for run in self.writer.lost():
                 self.summary.count(run, -1)
+                self.summary.not_run += 1
             self.summary.elapsed_s = time.perf_counter() - t0
             self._write_session()
         self.writer.check()
         return self.summary
+
+    def _count_not_run(self, inflight: int, runs: dict[int, GroupRun], queue: deque[Group],
+                       done: set[tuple[str, int]]) -> None:
+        """The campaign stopped early: count the jobs it did not run (in flight, left in
+        started or waiting groups, every job of the groups never started), so that total =
+        ok + failed + skipped + not_run. Groups never started are read job by job (to skip
+        what the store holds) up to COUNT_JOBS jobs; past that, by their size."""
+        s = self.summary
+        s.not_run += inflight  # stopped before their result came back
+        for g in runs.values():
+            left = g.left()
+            s.not_run += left
+            s.total += left - len(g.back)  # a lazy group's jobs not pulled yet
+        budget = COUNT_JOBS
+        for group in queue:
+            if group.size_hint <= min(MATERIALISE, budget):
+                n = sum(1 for _ in self._pending_jobs(group, done))
+                budget -= group.size_hint
+            else:
+                n = group_size(group, self.loaded.campaign)
+                s.total += n
+            s.not_run += n
 
     def _plan(self) -> list[Group]:
         """All load groups, largest first; refuse any that no node can ever run."""

@@ -14,6 +14,7 @@ does every group with scheduling.reuse_workers off. Idle workers nobody took are
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -33,13 +34,16 @@ class Pool:
 
     def __init__(self, campaign: str, sched: Scheduling,
                  runtime_envs: dict[str, dict[str, Any]], books: Books, summary: Summary,
-                 metrics: Metrics | None) -> None:
+                 metrics: Metrics | None,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.campaign, self.sched, self.runtime_envs = campaign, sched, runtime_envs
         self.books, self.summary, self.metrics = books, summary, metrics
+        self.on_event = on_event or (lambda m: None)
         self.workers: list[Worker] = []
         self.idle: list[Worker] = []
         self.calls: dict[Any, Worker] = {}
         self.index = 0
+        self.serving: dict[int, GroupRun] = {}  # worker index -> the group it loaded
 
     def reusable(self, gr: GroupRun, node: str | None = None) -> Worker | None:
         """An idle worker that can serve gr in its own process (on node, if given)."""
@@ -59,6 +63,8 @@ class Pool:
             w.run = gr
             w.since = time.time()
         else:
+            where = f" on node {node[:8]}" if len(self.books.nodes) > 1 else ""
+            self.on_event(f"starting worker {self.index} ({gr.group.first.backend}){where}")
             strategy = NodeAffinitySchedulingStrategy(node, soft=False)
             actor = start_worker(self.campaign, gr.group, self.index,
                                  self.runtime_envs.get(gr.group.first.backend), strategy,
@@ -81,6 +87,10 @@ class Pool:
         if w.inflight or w.restarting or not w.run.more():
             return
         job = w.run.take()
+        if self.serving.get(w.index) is not w.run:  # its first call loads the group's model
+            self.serving[w.index] = w.run
+            p = job.point
+            self.on_event(f"worker {w.index}: loading {p.model} ({p.backend}, {p.dtype})")
         ref = w.actor.run.options(name=call_name(job)).remote(
             job.payload(), prompts_ref(job), w.run.load)
         w.inflight.append((ref, job))

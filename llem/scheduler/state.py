@@ -21,10 +21,11 @@ from llem.store.run_row import RunRow
 
 @dataclass
 class Summary:
-    total: int = 0
+    total: int = 0  # the campaign's jobs: ok + failed + skipped + not_run
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    not_run: int = 0  # jobs left when the campaign stopped early (Ctrl-C, SIGTERM, an error)
     model_loads: int = 0
     retried: int = 0  # jobs sent again after their worker process died
     rescheduled: int = 0  # jobs sent again after their node was lost
