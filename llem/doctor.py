@@ -9,13 +9,20 @@ they are tested against a described H100 on a machine without one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from llem.backends import REGISTRY
-from llem.envs.environments import driver_ray_version, fix_command, job_env, statuses
+from llem.envs.environments import (
+    driver_ray_version,
+    fix_command,
+    job_env,
+    python_problem,
+    statuses,
+)
 from llem.harness.runtime import version
 from llem.measure.gpu import local_gpus, system_info
 from llem.measure.rapl import domains
@@ -35,8 +42,14 @@ class Check:
         return asdict(self)
 
 
-NVML_FIX = ("install the NVIDIA driver and nvidia-ml-py (pip install nvidia-ml-py); without a "
-            "GPU, jobs run on the CPU (resources.gpus_per_job: 0)")
+CPU_JOBS = "without a GPU, jobs run on the CPU (resources.gpus_per_job: 0)"
+
+
+def nvml_fix() -> str:
+    """How to get NVML: the driver, and nvidia-ml-py only where it is not installed."""
+    if importlib.util.find_spec("pynvml") is not None:
+        return f"install the NVIDIA driver (it provides libnvidia-ml); {CPU_JOBS}"
+    return f"install the NVIDIA driver and nvidia-ml-py (pip install nvidia-ml-py); {CPU_JOBS}"
 
 
 def gpu_checks(gpus: list[dict[str, Any]], reason: str | None,
@@ -44,7 +57,7 @@ def gpu_checks(gpus: list[dict[str, Any]], reason: str | None,
     """One row per GPU (name, memory, MIG, energy counter) plus driver/CUDA versions."""
     if not gpus:
         why = reason or "NVML reports no GPU"
-        return [Check("gpu", "GPUs", "warn", f"no NVIDIA GPU visible ({why})", NVML_FIX)]
+        return [Check("gpu", "GPUs", "warn", f"no NVIDIA GPU visible ({why})", nvml_fix())]
     out = [Check("gpu", "driver", "ok", f"NVIDIA driver {system.get('driver_version', '?')}, "
                  f"CUDA {system.get('cuda_version') or '?'}")]
     for g in gpus:
@@ -89,14 +102,14 @@ def energy_checks(gpus: list[dict[str, Any]], rapl_reason: str | None,
     counting = [g for g in gpus if g.get("energy_counter")]
     if counting:
         out.append(Check("energy", "NVML energy counter", "ok",
-                         f"answers on {len(counting)} of {len(gpus)} GPUs"))
+                         f"answers on {len(counting)} of {_count(len(gpus), 'GPU')}"))
     elif gpus:
         out.append(Check("energy", "NVML energy counter", "warn",
                          "no GPU answers nvmlDeviceGetTotalEnergyConsumption (pre-Volta GPU "
                          "or a MIG instance); energy is integrated from sampled power",
                          "measure on a Volta or newer GPU with MIG off"))
     else:
-        out.append(Check("energy", "NVML energy counter", "warn", "no GPU", NVML_FIX))
+        out.append(Check("energy", "NVML energy counter", "warn", "no GPU", nvml_fix()))
     if rapl_zones:
         out.append(Check("energy", "RAPL (CPU, DRAM)", "ok", ", ".join(rapl_zones)))
     else:
@@ -118,7 +131,9 @@ def backend_checks(deep: bool = True) -> list[Check]:
         ready = st.state == "ready"
         default = job_env(st.backend).default == st.kind
         fix = ""
-        if not ready:
+        if st.state == "unsupported":  # no venv under this Python: building one would fail
+            fix = python_problem(st.backend) or ""
+        elif not ready:
             build = fix_command(st.backend, None)
             fix = build if st.kind == "venv" else \
                 f"pip install 'llem[{st.backend}]' (or use its venv: {build})"
@@ -151,8 +166,9 @@ def ray_checks(address: str | None) -> list[Check]:
                             f"{(str(exc).splitlines() or [''])[0][:200]}",
                             "start it (ray start --head) or fix the address")]
     out.append(Check("ray", f"cluster {target}", "ok",
-                     f"ray {info['ray_version']}, {len(info['nodes'])} nodes, "
-                     f"{info['gpus']:g} GPUs, {info['cpus']:g} CPUs"))
+                     f"ray {info['ray_version']}, {_count(len(info['nodes']), 'node')}, "
+                     f"{_count(info['gpus'], 'GPU')}, "
+                     f"{_count(info['cpus'], 'CPU')}"))
     if info["ray_version"] != version:
         out.append(Check("ray", "versions", "fail", f"cluster runs ray {info['ray_version']}, "
                          f"this Python has {version}", f"pip install ray=={info['ray_version']}"))
@@ -160,7 +176,8 @@ def ray_checks(address: str | None) -> list[Check]:
         kinds = ", ".join(sorted({g.get("name") or "?" for g in n["gpu_info"]})) or \
             (n["accelerator"] or "")
         out.append(Check("ray", f"node {n['ip']}", "ok" if n["alive"] else "warn",
-                         f"{n['gpus']:g} GPUs {kinds}".strip() + f", {n['cpus']:g} CPUs"))
+                         f"{_count(n['gpus'], 'GPU')} {kinds}".strip()
+                         + f", {_count(n['cpus'], 'CPU')}"))
     return out
 
 
@@ -172,6 +189,11 @@ def machine_checks(address: str | None = None, deep: bool = True) -> list[Check]
             *torch_checks(_version("torch"), bool(gpus)),
             *energy_checks(gpus, rapl_reason, [z.name for z in zones]),
             *backend_checks(deep), *ray_checks(address)]
+
+
+def _count(n: float, word: str) -> str:
+    """'1 GPU', '2 GPUs', '0 GPUs' (a count in a check's text)."""
+    return f"{n:g} {word}{'' if n == 1 else 's'}"
 
 
 def _version(package: str) -> str | None:

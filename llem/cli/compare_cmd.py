@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.cli.term import console
 from llem.report import compare as cmp
 from llem.report.metrics import resolve
 
@@ -58,4 +58,4 @@ def compare(campaign: str, by: str | None, metric: str, baseline: str | None,
         table.add_column(h, justify="left" if h in keys else "right")
     for line in cells:
         table.add_row(*line)
-    Console(width=max(100, 16 * len(header))).print(table)
+    console().print(table)

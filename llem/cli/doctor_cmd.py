@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from llem.cli.query_cmd import open_store
+from llem.cli.term import console as out
 from llem.doctor import machine_checks
 from llem.store.doctor import inspect
 from llem.store.schema import SCHEMA_VERSION
@@ -53,7 +53,7 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
         for c in checks:
             t.add_row(c.area, escape(c.item), f"[{COLORS[c.state]}]{c.state}[/]",
                       escape(c.detail), escape(c.fix))
-        Console(width=160).print(t)
+        out().print(t)  # the terminal's width; plain off a terminal
     failed = [c for c in checks if c.state == "fail"]
     if failed:
         raise SystemExit(1)
@@ -69,7 +69,7 @@ def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
         for f in report.findings:
             click.echo(json.dumps(asdict(f)))
         return 1 if report.problems else 0
-    console = Console(width=200)
+    console = out()
     files = ", ".join(f"{n} {t}" for t, n in report.data_files.items())
     console.print(f"store {escape(store.uri)}: data files {files} (schema version "
                   f"{SCHEMA_VERSION})", highlight=False)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llem.cli.term import console, plural
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset
@@ -27,6 +28,9 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     """Print the plan (a table, or one JSON object); exit status 1 when some job can never
     be placed, else 0. With store, also how many jobs it already holds with status ok (a
     real run skips them)."""
+    if address and not as_json:  # joining a cluster and probing its GPUs takes seconds
+        console(stderr=True).print(escape(f"reading the cluster at {address} (its nodes and "
+                                          "GPUs)..."))
     nodes, where = cluster_nodes(address) if address else local_nodes()
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     cache: dict[str, list[str] | None] = {}
@@ -43,10 +47,10 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     if as_json:
         click.echo(json.dumps(as_data(plan, where, resumed)))
     else:
-        console = Console(width=160, highlight=False)
-        render(plan, where, console, verbose)
+        out = console()
+        render(plan, where, out, verbose)
         if resumed is not None:
-            console.print(escape(resumed["text"]))
+            out.print(escape(resumed["text"]))
     return 1 if any(p.unplaceable for p in plan.points) else 0
 
 
@@ -62,8 +66,8 @@ def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
                 f"({type(exc).__name__}); resume not counted"}
     n = sum(1 for p in plan.points for c in range(plan.cycles)
             if (job_id_of(p.point), c) in done)
-    return {"uri": st.uri, "done": n, "text": f"store {st.uri}: {n} of {plan.jobs} jobs already "
-            f"done (status ok); a run skips them and runs {plan.jobs - n}"}
+    return {"uri": st.uri, "done": n, "text": f"store {st.uri}: {n} of {plural(plan.jobs, 'job')} "
+            f"already done (status ok); a run skips them and runs {plan.jobs - n}"}
 
 
 def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str, Any]:
@@ -107,15 +111,16 @@ def _mem(p: PointPlan) -> tuple[str, str, str]:
 def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
     pts = plan.points
     console.print(f"dry run of campaign {plan.name}: nothing is run and nothing is written")
-    console.print(f"{len(pts)} points x {plan.cycles} cycles = {plan.jobs} jobs, order "
-                  f"{plan.order}, in {len(plan.groups)} load groups (one model load each)")
+    console.print(f"{plural(len(pts), 'point')} x {plural(plan.cycles, 'cycle')} = "
+                  f"{plural(plan.jobs, 'job')}, order {plan.order}, in "
+                  f"{plural(len(plan.groups), 'load group')} (one model load each)")
     console.print(f"cluster: {escape(where)}")
     for n in plan.nodes:
         kinds = ", ".join(f"{name} {human(m) if m else '?'}" for name, m in
                           zip(n.gpu_names, n.gpu_memory_bytes)) or \
             ("no GPU" if n.gpus == 0 else f"{n.accelerator or 'GPU'} memory ?")
-        console.print(f"  node {escape(n.name)}: {n.gpus} GPUs ({escape(kinds)}), "
-                      f"{n.cpus:g} CPUs")
+        console.print(f"  node {escape(n.name)}: {plural(n.gpus, 'GPU')} ({escape(kinds)}), "
+                      f"{plural(float(n.cpus), 'CPU')}")
     t = Table(title="load groups")
     for col in ("group", "backend", "model", "dtype", "GPUs/job", "points", "jobs",
                 "memory/GPU (max)", "never placed"):
@@ -130,7 +135,7 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
     if len(pts) <= POINTS_SHOWN or verbose:
         console.print(_points_table(plan))
     else:
-        console.print(f"({len(pts)} points: --verbose lists each one's memory)")
+        console.print(f"({plural(len(pts), 'point')}: --verbose lists each one's memory)")
     console.print("memory/GPU = weights + KV cache for batch x (input + output) tokens, from "
                   "the model config and dtype; input = the longest prompt in the model's own "
                   "tokens (~: its tokenizer is not here, 3 characters a token); activations, "
@@ -145,11 +150,13 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
     if not bad:
         console.print("every job can be placed")
         return
-    console.print(f"[red]{len(bad) * plan.cycles} jobs can never be placed[/]:")
+    never = len(bad) * plan.cycles
+    console.print(f"[red]{plural(never, 'job')} can never be placed[/]:")
     for p in bad[:20]:
-        console.print(f"  {_describe(p.point)} ({plan.cycles} jobs): {escape(str(p.unplaceable))}")
+        console.print(f"  {_describe(p.point)} ({plural(plan.cycles, 'job')}): "
+                      f"{escape(str(p.unplaceable))}")
     if len(bad) > 20:
-        console.print(f"  ... and {len(bad) - 20} more points")
+        console.print(f"  ... and {plural(len(bad) - 20, 'more point')}")
 
 
 def _points_table(plan: Plan) -> Table:

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from llem.backends import REGISTRY, get_info
+from llem.cli.term import console
 from llem.config.load import load_campaign
 from llem.envs.build import build
 from llem.envs.environments import statuses
@@ -44,9 +45,9 @@ def env() -> None:
 def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) -> None:
     """Build BACKEND's venv from jobs/BACKEND/ (reused when it is already ready)."""
     _known(backend)
-    console = Console(stderr=True, highlight=False)
+    err = console(stderr=True)
     marker = build(backend, variant=variant, tool=tool, force=force,
-                   log=lambda line: console.print(line, markup=False))
+                   log=lambda line: err.print(line, markup=False))
     click.echo(marker["python"])
 
 
@@ -77,8 +78,9 @@ def list_cmd(grid: Path | None, quick: bool, as_json: bool) -> None:
         t.add_column(col)
     for st in rows:
         color = {"ready": "green", "on demand": "yellow"}.get(st.state, "red")
-        t.add_row(st.backend, st.kind, f"[{color}]{st.state}[/]", st.where, st.detail)
-    Console(width=200).print(t)
+        t.add_row(st.backend, st.kind, f"[{color}]{st.state}[/]", escape(st.where),
+                  escape(st.detail))
+    console().print(t)
 
 
 def _known(backend: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from llem.cli.term import console, to_second
 from llem.errors import UserError
 
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -95,7 +95,7 @@ def results(store: str | None, fmt: str) -> None:
     """List the campaigns in the store with their counts of ok and failed jobs."""
     from llem.store.query import campaign_counts
 
-    rows = campaign_counts(open_store(store))
+    rows = [to_second(r) for r in campaign_counts(open_store(store))]
     emit(rows, ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"], fmt)
 
 
@@ -104,7 +104,8 @@ def emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, default=str, indent=1))
     elif fmt == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore",
+                           lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     else:
@@ -113,7 +114,7 @@ def emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
             t.add_column(c)
         for r in rows:
             t.add_row(*(_cell(r.get(c)) for c in columns))
-        Console(width=max(120, len(columns) * 14)).print(t)
+        console().print(t if rows else "0 rows")  # the terminal's width; plain off one
 
 
 def _cell(v: Any) -> str:
