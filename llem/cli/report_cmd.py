@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.cli.term import plural
 from llem.errors import UserError
 from llem.report.output import atomic_file, check_folder
 
@@ -19,8 +20,8 @@ from llem.report.output import atomic_file, check_folder
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("report.html"), show_default=True, help="The HTML file to write.")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write every plot as a PNG into this folder (needs Chrome or "
-              "Chromium for kaleido; on Debian: apt-get install chromium).")
+              help="Also write every plot as a PNG into this folder, after the HTML page "
+              "(kaleido needs Chrome or Chromium: `plotly_get_chrome` downloads one).")
 @click.option("--job", help="Job whose power timeline is drawn: a job_id or unique prefix, "
               "optionally JOB:CYCLE. Default: the job with the most power samples.")
 @click.option("--store", help=STORE_HELP)
@@ -48,21 +49,22 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     check_folder(output, "-o")
     if png_dir:
         check_folder(png_dir, "--png")
-    staged = _pngs(figures, png_dir) if png_dir else None
     text = page(data, figures, plotly.offline.get_plotlyjs())
-    with atomic_file(output) as tmp:
+    with atomic_file(output) as tmp:  # the page first: PNGs that fail do not cost it
         Path(tmp).write_text(text, encoding="utf-8")
-    if staged and png_dir:
+    click.echo(f"wrote {output} ({plural(len(data.configs), 'configuration')}, "
+               f"{plural(len(figures), 'plot')})")
+    if png_dir:
+        staged = _pngs(figures, png_dir)
         png_dir.mkdir(exist_ok=True)
         for p in sorted(staged.iterdir()):
             os.replace(p, png_dir / p.name)
         shutil.rmtree(staged, ignore_errors=True)
-    click.echo(f"wrote {output} ({len(data.configs)} configurations, {len(figures)} plots)"
-               + (f" and {len(figures)} PNGs in {png_dir}" if png_dir else ""))
+        click.echo(f"wrote {plural(len(figures), 'PNG')} in {png_dir}")
 
 
 def _pngs(figures: list, png_dir: Path) -> Path:
-    """Render the PNGs into a staging folder first, so a failure writes nothing."""
+    """Render the PNGs into a staging folder first, so a failure writes none of them."""
     import plotly.io as pio
 
     staged = Path(tempfile.mkdtemp(prefix=".llem-png-", dir=png_dir.resolve().parent))
@@ -71,9 +73,12 @@ def _pngs(figures: list, png_dir: Path) -> Path:
                          width=1100, height=520, scale=2)
     except Exception as exc:  # kaleido: no browser, browser crashed, timeout
         shutil.rmtree(staged, ignore_errors=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--png: kaleido could not render the plots ({first}); it needs Chrome "
-                        "or Chromium (Debian: apt-get install chromium; or set BROWSER_PATH)") \
-            from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        err = UserError(f"--png: no PNG written ({first.rstrip('.')}); the HTML page is "
+                        "written. Kaleido renders PNGs with Chrome or Chromium: run "
+                        "`plotly_get_chrome` (it downloads one for kaleido), or install "
+                        "chromium (or set BROWSER_PATH to it), then run this command again")
+        err.exit_code = 1  # not a mistake in the command: the page is there, the PNGs not
+        raise err from None
     return staged
-
