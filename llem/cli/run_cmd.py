@@ -7,17 +7,15 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from llem.cli.dry_run import dry_run
+from llem.cli.run_progress import RunProgress
+from llem.cli.term import console
 from llem.config.grid import count_points
 from llem.config.load import from_data, load_campaign
 from llem.config.loaded import Loaded
@@ -74,7 +72,8 @@ ORDERS = ("interleaved", "sequential", "shuffled")
               "jobs that can never be placed; run nothing, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as one JSON "
               "object (sizes in bytes).")
-@click.option("--quiet", "-q", is_flag=True, help="No header or progress bar; only the summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary line: no header, progress "
+              "or results table.")
 @click.option("--verbose", "-v", is_flag=True, help="Tracebacks of failures (internal errors "
               "and failed jobs); without it each is one line.")
 def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
@@ -137,7 +136,7 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("as_json") and not flags.get("dry_run"):
         raise click.UsageError("--json goes with --dry-run")
     from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
-    from llem.store.store import Store
+    from llem.cli.stats_table import print_end
 
     loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
     ready = prepare(loaded)  # prompt files and backend environments, before Ray
@@ -146,87 +145,45 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("dry_run"):
         raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
                                  store or c.store, as_json=flags.get("as_json", False)))
-    console = Console(stderr=True, quiet=False)
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                        TimeElapsedColumn(), console=console, disable=quiet)
-    task = progress.add_task(c.name, total=None, status="starting")
-    hint = count_points(loaded) * c.cycles
-
-    def on_start(s: Started) -> None:
-        order = f"order {s.order}" + (f" (seed {s.seed})" if s.order == "shuffled" else "")
-        if not quiet:
-            console.print(f"[bold]{s.campaign}[/]: up to {s.jobs} jobs ({s.points} points x "
-                          f"{s.cycles} cycles, {order}) on Ray ({s.ray}); store {s.store}")
-        progress.update(task, total=s.jobs)
-
-    unavailable: set[str] = set()
-    tracebacks: list[str] = []
+    err, out = console(stderr=True), console()  # progress and notices; results
+    shown = RunProgress(err, c.name, count_points(loaded) * c.cycles, quiet)
+    tracebacks: list[str] | None = [] if verbose else None
 
     def on_result(row: RunRow, s: Any) -> None:
-        if row.energy_unavailable:
-            unavailable.add(row.energy_unavailable)
-        if row.traceback:
+        if row.traceback and tracebacks is not None:
             tracebacks.append(f"{row.job_id} c{row.cycle}:\n{row.traceback}")
-        energy = f"{row.energy_j:.1f} J" if row.energy_j is not None else "energy n/a"
-        tps = f"{row.tokens_per_s:.1f} tok/s" if row.tokens_per_s else ""
-        progress.update(task, completed=s.ok + s.failed + s.skipped, total=max(hint, s.total),
-                        status=f"ok {s.ok} failed {s.failed} | last: {energy} {tps}")
+        shown.result(row, s)
 
-    with progress, stop_on_sigterm():
+    with shown, stop_on_sigterm() as rearm:
+        def on_start(s: Started) -> None:
+            rearm()  # Ray is up: its SIGTERM handler replaced ours
+            shown.start(s)
+
         summary = run_campaign(ready, store=store, address=address, dashboard=dashboard,
-                               on_start=on_start, on_result=on_result)
-        progress.update(task, total=summary.total, completed=summary.total, status="done")
-    if summary.skipped:
-        console.print(f"skipped {summary.skipped} jobs already in the store (status ok)")
-    _print_summary(console, summary)
-    if summary.interrupted:
-        console.print(f"interrupted: workers stopped; {summary.ok + summary.failed} results "
-                      "stored in this session. Run the same command again to resume.")
-        raise SystemExit(130)
-    if not quiet and summary.ok:
-        from llem.cli.stats_table import print_cycle_stats
-
-        print_cycle_stats(console, Store(store or c.store), c.name)
-    if not quiet:
-        for reason in sorted(unavailable):
-            console.print(f"energy not measured: {reason}")
-    if summary.failed:
-        for e in summary.errors[:5]:
-            console.print(f"[red]failed[/] {escape(e)}", highlight=False)
-        if verbose:
-            for tb in tracebacks:
-                console.print(tb, markup=False, highlight=False)
-        else:
-            console.print("(run again with --verbose for the failed jobs' tracebacks)")
-    raise SystemExit(1 if summary.failed and not summary.ok else 0)
+                               on_start=on_start, on_result=on_result,
+                               on_event=shown.event)
+        shown.finish(summary)
+    raise SystemExit(print_end(err, out, summary, loaded, store or c.store, quiet, tracebacks))
 
 
 @contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
+def stop_on_sigterm() -> Iterator[Callable[[], None]]:
     """SIGTERM (a scheduler's kill, `timeout`, systemd) stops the campaign as Ctrl-C does:
-    workers killed, their GPUs freed, the summary printed; the default would just die."""
+    workers killed, their GPUs freed, the summary printed; the default would just die.
+    Yields a function that installs the handler again: ray.init puts Ray's own in its place
+    (which only logs and dies), so it is called once Ray is up."""
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
+
+    def arm() -> None:
+        signal.signal(signal.SIGTERM, interrupt)
 
     try:
         old = signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread (llem run called from a library)
-        yield
+        yield lambda: None
         return
     try:
-        yield
+        yield arm
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def _print_summary(console: Console, s: Any) -> None:
-    t = Table(title="campaign summary")
-    for col in ("jobs", "ok", "failed", "skipped", "model loads", "workers", "retried",
-                "energy (J)", "tokens", "wall (s)"):
-        t.add_column(col, justify="right")
-    t.add_row(str(s.total), str(s.ok), str(s.failed), str(s.skipped), str(s.model_loads),
-              str(s.workers), str(s.retried + s.rescheduled),
-              f"{s.energy_j:.1f}" if s.energy_j else "n/a", str(s.output_tokens),
-              f"{s.elapsed_s:.1f}")
-    console.print(t)

@@ -1,34 +1,121 @@
-"""The table `llem run` prints at its end: each configuration's spread across its cycles,
-read back from the store's `stats` view (so it shows exactly what a query would)."""
+"""What `llem run` prints at its end: the summary line (what this session did), then the table
+people read (per configuration: throughput, energy per token and latency, mean ± 95% CI
+over the cycles), then where the results are and the commands that read them next.
+
+The table is read back from the store (so it shows what a query would); its rows are the
+configurations of the grid just run, named by the parameters that vary between them.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import shlex
+from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from llem.cli.term import Out, plural
 from llem.config.axes import dotted
+from llem.config.grid import count_points, groups
+from llem.config.job import job_id_of
+from llem.config.loaded import Loaded
+from llem.scheduler.state import Summary
 from llem.store.store import Store
 
-SHOWN = (("tokens_per_s", "tok/s", ".1f"), ("energy_per_token_j", "J/token", ".4g"))
+ROWS_SHOWN = 20
+GRID_IDS_MAX = 20_000  # points read to know the grid's configurations; past that, all of them
+# (runs column, header, kind): kind picks the unit and the number format. A metric no row
+# measured is left out (TTFT without streaming); J/token's reason is said below the table.
+METRICS = (("tokens_per_s", "tok/s", "rate"), ("energy_per_token_j", "J/token", "energy"),
+           ("latency_p50_s", "latency p50", "time"), ("latency_p99_s", "latency p99", "time"),
+           ("ttft_p50_s", "TTFT p50", "time"), ("ttft_p99_s", "TTFT p99", "time"))
 
+
+def summary_line(s: Summary) -> str:
+    """One line: the session's jobs and what became of them, loads, tokens, energy, time."""
+    counts = [f"{s.ok} ok", f"{s.failed} failed"]
+    if s.not_run or s.interrupted:
+        counts.append(f"{s.not_run} not run" + (" (interrupted)" if s.interrupted else ""))
+    if s.skipped:
+        counts.append(f"skipped {plural(s.skipped, 'job')} already in the store (status ok)")
+    if s.retried + s.rescheduled:
+        counts.append(f"{s.retried + s.rescheduled} retried")
+    energy = f"{s.energy_j:.1f} J" if s.energy_j else "energy n/a"
+    return (f"campaign summary: {plural(s.total, 'job')}: {', '.join(counts)}; "
+            f"{plural(s.model_loads, 'model load')} on {plural(s.workers, 'worker')}; "
+            f"{plural(s.output_tokens, 'token')}; {energy}; {s.elapsed_s:.1f} s")
+
+
+def print_end(err: Out, out: Out, s: Summary, loaded: Loaded, store: str, quiet: bool,
+              tracebacks: list[str] | None) -> int:
+    """Everything after the run, and its exit status: the summary line, the failures and
+    an interruption on stderr; the results table, where they are and what to run next on
+    stdout (not with quiet). tracebacks: the failed jobs' (--verbose), else None."""
+    err.print(escape(summary_line(s)))
+    if s.failed:
+        for e in s.errors[:5]:
+            err.print(f"[red]failed[/] {escape(e)}")
+        if len(s.errors) > 5:
+            err.print(f"... and {len(s.errors) - 5} more: llem query \"SELECT job_id, cycle, "
+                      f"error FROM runs WHERE status = 'failed'\"{store_option(store)}",
+                      markup=False)
+        for tb in tracebacks or []:
+            err.print(tb, markup=False)
+        if tracebacks is None:
+            err.print("(run again with --verbose for the failed jobs' tracebacks)")
+    if not quiet and (s.ok or s.failed or s.skipped):
+        print_results(out, Store(store), loaded.campaign.name, grid_job_ids(loaded),
+                      store_option(store))
+    if s.interrupted:
+        err.print(f"interrupted: workers stopped; {plural(s.ok + s.failed, 'result')} stored "
+                  f"in this session, {s.not_run} not run. Run the same command again to "
+                  "resume.")
+        return 130
+    return 1 if s.failed and not s.ok else 0
+
+
+def store_option(store: str) -> str:
+    """' --store STORE' for the commands to run next, unless they find it by default."""
+    from llem.cli.query_cmd import default_store
+
+    here = default_store()
+    if "://" not in store and "://" not in here and \
+            Path(store).expanduser().resolve() == Path(here).resolve():
+        return ""
+    return "" if store == here else f" --store {shlex.quote(store)}"
+
+
+def grid_job_ids(loaded: Loaded) -> set[str] | None:
+    """The configurations (job ids) of the grid; None for a grid too big to list quickly."""
+    if count_points(loaded) > GRID_IDS_MAX:
+        return None
+    return {job_id_of(p) for g in groups(loaded) for p in g.points()}
 
 
 def labels(points: dict[str, str]) -> dict[str, str]:
     """job_id -> 'key=value ...' over the settings that differ between the campaign's
     configurations (the swept ones); the backend and model name always lead."""
     flat = {j: dotted(json.loads(p)) for j, p in points.items()}
-    keys = sorted({k for f in flat.values() for k in f})
-    varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat.values()}) > 1
-               and k not in ("backend", "model")]
+    keys = varying(list(flat.values()))
     out = {}
     for j, f in flat.items():
-        model = str(f.get("model", "")).rstrip("/").rsplit("/", 1)[-1]
-        parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in varying]
-        out[j] = " ".join([str(f.get("backend", "")), model, *parts])
+        parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in keys
+                 if k not in ("backend", "model")]
+        out[j] = " ".join([str(f.get("backend", "")), short_model(f.get("model")), *parts])
     return out
+
+
+def varying(points: list[dict[str, Any]]) -> list[str]:
+    """The dotted keys whose value differs between the points (flattened with dotted)."""
+    keys = sorted({k for f in points for k in f})
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in points}) > 1]
+
+
+def short_model(model: Any) -> str:
+    return str(model or "").rstrip("/").rsplit("/", 1)[-1]
 
 
 def sort_key(point_json: str | None) -> tuple[Any, ...]:
@@ -38,40 +125,128 @@ def sort_key(point_json: str | None) -> tuple[Any, ...]:
                  else (1, 0, json.dumps(v)) for _, v in sorted(f.items()))
 
 
-def print_cycle_stats(console: Console, store: Store, campaign: str, limit: int = 20) -> None:
-    """Mean, 95% CI half-width (t) and CV per configuration with 2+ cycles; a metric nobody
-    measured (energy on a CPU-only machine) is left out; nothing when no config repeats."""
-    try:
-        from llem.store.query import run_sql
-    except ImportError as exc:  # a worker-only install (e.g. a GPU node without duckdb)
-        console.print(f"(cycle statistics not shown: {exc}; `llem query` shows them where "
-                      "duckdb is installed)")
-        return
+def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
+    """Per configuration of the campaign: ok and failed cycles, and for each metric the mean
+    and the Student-t 95% CI half-width over its ok cycles (None below 2 cycles)."""
+    from llem.store.query import run_sql
+
+    ok = "FILTER (status = 'ok')"
+    metrics = ",\n  ".join(
+        f"avg({m}) {ok} AS {m}_mean, llem_t95((count({m}) {ok})::BIGINT - 1) * "
+        f"stddev_samp({m}) {ok} / sqrt(count({m}) {ok}) AS {m}_ci95"
+        for m, _, _ in METRICS)
     safe = campaign.replace("'", "''")
-    rows = run_sql(store, f"SELECT * FROM stats WHERE campaign = '{safe}' AND cycles >= 2"
-                   ).to_pylist()
-    if not rows:
-        return
-    points = {r["job_id"]: r["p"] for r in run_sql(
-        store, f"SELECT job_id, any_value(point_json) AS p FROM runs WHERE campaign = '{safe}' "
-               "AND status = 'ok' GROUP BY job_id").to_pylist() if r["p"]}
-    names = labels(points)
-    rows.sort(key=lambda r: (sort_key(points.get(r["job_id"])), r["job_id"]))
-    shown = [s for s in SHOWN if any(r.get(f"{s[0]}_mean") is not None for r in rows)]
-    t = Table(title="across cycles: mean, ±95% CI (t), CV")
-    t.add_column("configuration")
+    return run_sql(store, f"""SELECT job_id, any_value(point_json) AS point_json,
+  count(*) {ok} AS ok, count(*) FILTER (status <> 'ok') AS failed,
+  list(DISTINCT energy_unavailable) FILTER (status = 'ok' AND energy_unavailable IS NOT NULL)
+    AS energy_unavailable,
+  {metrics}
+FROM runs WHERE campaign = '{safe}' GROUP BY job_id""").to_pylist()
+
+
+def print_results(out: Out, store: Store, campaign: str, job_ids: set[str] | None,
+                  store_arg: str) -> None:
+    """The table, the reasons a metric is missing (once), where the results are, and what
+    to run next. store_arg: the --store option the next commands need ('' for none)."""
+    try:
+        rows = config_rows(store, campaign)
+    except ImportError as exc:  # a worker-only install (a GPU node without duckdb)
+        out.print(f"(results table not shown: {exc}; `llem query` shows them where duckdb "
+                  "is installed)")
+        rows = []
+    if job_ids is not None:
+        rows = [r for r in rows if r["job_id"] in job_ids]
+    rows.sort(key=lambda r: (sort_key(r["point_json"]), r["job_id"]))
+    if rows:
+        out.print(results_table(campaign, rows[:ROWS_SHOWN], rows))
+        if len(rows) > ROWS_SHOWN:
+            out.print(f"({len(rows) - ROWS_SHOWN} more configurations: llem compare "
+                      f"{campaign}{store_arg})")
+        for why in missing_reasons(rows):
+            out.print(escape(why))
+    query = f"SELECT * FROM stats WHERE campaign = '{campaign}'"  # names: [A-Za-z0-9_.-]
+    for line in (f"results: {store.uri} (campaign {campaign})", "next:",
+                 f"  llem report {campaign}{store_arg} -o {campaign}.html   one HTML page "
+                 "with plots",
+                 f"  llem compare {campaign}{store_arg}   configurations side by side",
+                 f'  llem query "{query}"{store_arg}'):
+        out.print(escape(line))
+
+
+def results_table(campaign: str, shown: list[dict[str, Any]],
+                  every: list[dict[str, Any]]) -> Table:
+    points = [dotted(json.loads(r["point_json"])) if r["point_json"] else {} for r in every]
+    keys = varying(points) or ["backend", "model"]
+    names = _names(keys)
+    metrics = [(m, h, kind) for m, h, kind in METRICS  # what no row measured is left out
+               if any(r[f"{m}_mean"] is not None for r in every)]
+    t = Table(title=f"{campaign}: {_spread({r['ok'] for r in every if r['ok']})}")
+    for k in keys:
+        t.add_column(names[k], overflow="fold")
     t.add_column("cycles", justify="right")
-    for _, label, _ in shown:
-        for col in (label, "±95%", "CV"):
-            t.add_column(col, justify="right")
-    for r in rows[:limit]:
-        cells = [names.get(r["job_id"], r["job_id"]), str(r["cycles"])]
-        for metric, _, fmt in shown:
-            m, ci, cv = (r.get(f"{metric}_{k}") for k in ("mean", "ci95", "cv"))
-            cells += [format(m, fmt) if m is not None else "n/a",
-                      format(ci, fmt) if ci is not None else "",
-                      f"{cv:.1%}" if cv is not None else ""]
+    units = {m: _unit(kind, [r[f"{m}_mean"] for r in every]) for m, _, kind in metrics}
+    for m, header, _ in metrics:
+        unit = units[m][0]
+        t.add_column(f"{header} ({unit})" if unit else header, justify="right")
+    for r in shown:
+        f = dotted(json.loads(r["point_json"])) if r["point_json"] else {}
+        cells = [escape(short_model(f.get(k)) if k == "model" else _value(f.get(k)))
+                 for k in keys]
+        cells.append(str(r["ok"]) + (f" (+{r['failed']} failed)" if r["failed"] else ""))
+        for m, _, _ in metrics:
+            cells.append(_cell(r[f"{m}_mean"], r[f"{m}_ci95"], *units[m][1:]))
         t.add_row(*cells)
-    console.print(t)
-    if len(rows) > limit:
-        console.print(f"({len(rows) - limit} more: llem query \"SELECT * FROM stats\")")
+    return t
+
+
+def _spread(cycles: set[int]) -> str:
+    """The table's title: what its cells are."""
+    if not cycles:
+        return "no configuration has an ok result"
+    if max(cycles) < 2:
+        return "one cycle per configuration (no CI)"
+    if len(cycles) == 1:
+        return f"mean ± 95% CI over {cycles.pop()} cycles, per configuration"
+    return "mean ± 95% CI over each configuration's cycles (one cycle: its value)"
+
+
+def missing_reasons(rows: list[dict[str, Any]]) -> list[str]:
+    """Why J/token is missing: each reason once, below the table."""
+    if all(r["energy_per_token_j_mean"] is not None for r in rows if r["ok"]):
+        return []
+    reasons = sorted({why for r in rows for why in (r["energy_unavailable"] or [])})
+    if not reasons:
+        return ["J/token not measured (energy_unavailable gives no reason)"]
+    return [f"J/token not measured: {why}" for why in reasons]
+
+
+def _names(keys: list[str]) -> dict[str, str]:
+    """Column names: a key's last part, or more of it where two keys share the last part."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, dict | list):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def _unit(kind: str, values: list[float | None]) -> tuple[str, float, int]:
+    """A column's unit, scale and decimals: times in ms when every mean is below a second;
+    decimals give the column's smallest mean 3 significant digits."""
+    known = [abs(v) for v in values if v is not None]
+    scale = 1e3 if kind == "time" and known and max(known) < 1 else 1.0
+    unit = ("ms" if scale == 1e3 else "s") if kind == "time" else ""
+    small = min((v * scale for v in known if v), default=1.0)
+    return unit, scale, min(6, max(0, 2 - math.floor(math.log10(small))))
+
+
+def _cell(mean: float | None, ci: float | None, scale: float, decimals: int) -> str:
+    """'2944 ± 1167', or the single value of one cycle; '-' when not measured."""
+    if mean is None:
+        return "-"
+    text = f"{mean * scale:.{decimals}f}"
+    return text if ci is None else f"{text} ± {ci * scale:.{decimals}f}"

@@ -32,7 +32,7 @@ def test_flags_override_the_grid_file(llem_cache: Path, tmp_path: Path) -> None:
                 "-n", "4", "--cycles", "1", "--order", "shuffled", "--seed", "7", "--no-gaps",
                 "--store", str(store))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "up to 1 jobs (1 points x 1 cycles, order shuffled (seed 7))" in \
+    assert "up to 1 job (1 point x 1 cycle, order shuffled (seed 7))" in \
         " ".join(r.stderr.split())
     (row,) = runs(store)
     assert (row["campaign"], row["batch_size"], row["max_new_tokens"], row["num_prompts"]) == \
@@ -51,7 +51,9 @@ def test_one_line_run_without_a_file(llem_cache: Path, tmp_path: Path) -> None:
                 "--store", str(store))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "up to" not in r.stderr and "done" not in r.stderr  # --quiet: no header, no bar
-    assert "campaign summary" in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]  # the summary line only
+    assert r.stdout == "" and len(lines) == 1, r.stdout + r.stderr
+    assert lines[0].startswith("campaign summary: 2 jobs: 2 ok, 0 failed")
     rows = runs(store)
     assert [row["cycle"] for row in rows] == [0, 1]
     seeds = {row["order_seed"] for row in rows}
