@@ -17,11 +17,14 @@ def split(text: str | None) -> list[str]:
 
 @click.command()
 @click.argument("campaign")
-@click.option("--by", help="Comma-separated runs columns that define a configuration "
-              "(e.g. backend,batch_size). Default: the campaign's swept parameters.")
-@click.option("--metric", "metric", default="j_per_token,tokens_per_s", show_default=True,
-              help="Comma-separated metrics: runs columns or aliases (j_per_token, "
-              "throughput, ttft, latency_p99, power).")
+@click.option("--by", help="Comma-separated parameters that define a configuration: a "
+              "parameter's name or dotted path in the point (batch_size, request_rate, "
+              "server.rate, dataset.num_prompts) or a runs column. Default: every parameter "
+              "that varies between the campaign's configurations.")
+@click.option("--metric", "metric", help="Comma-separated metrics: runs columns or aliases "
+              "(j_per_token, throughput, ttft, latency_p99, power). Default: j_per_token,"
+              "tokens_per_s; in server mode also arrival_rate_achieved, goodput_requests_per_s, "
+              "slo_attainment.")
 @click.option("--baseline", help="The configuration ratios are taken against, as KEY=VALUE "
               "pairs of --by keys (e.g. backend=transformers,batch_size=1). Default: the "
               "first row.")
@@ -33,29 +36,34 @@ def compare(campaign: str, by: str | None, metric: str, baseline: str | None,
     """Compare CAMPAIGN's configurations: mean ± 95% CI over cycles, ratio vs a baseline.
 
     Each row is one group of --by values; its statistics run over that group's ok runs (one
-    per job x cycle), so with --by covering every swept parameter n is the cycle count. The
-    CI is the Student-t 95% half-width: t(0.975, n-1) * std / sqrt(n).
+    per job x cycle), so with --by covering every varying parameter (the default) each row
+    is one configuration and n is its cycle count. Server mode: each rate level is a
+    configuration (the rate is a parameter). The CI is the Student-t 95% half-width:
+    t(0.975, n-1) * std / sqrt(n).
 
     \b
       llem compare demo --by batch_size,max_new_tokens --metric tokens_per_s,latency_p50
       llem compare sweep --by backend,batch_size --baseline backend=transformers,batch_size=1
+      llem compare arrivals --by request_rate --metric ttft_p99,tokens_per_s
     """
     from llem.report.campaign import Campaign
 
     camp = Campaign.open(open_store(store), campaign)
     try:
-        keys = camp.check_columns(split(by), "--by") if by else camp.swept()
-        metrics = resolve(split(metric) or ["j_per_token"], camp.numeric_columns)
-        rows, _ = cmp.compare(camp, keys, metrics, cmp.parse_baseline(baseline, keys))
+        keys = camp.keys(split(by), "--by") if by else [p.path for p in camp.params]
+        metrics = (resolve(split(metric), camp.numeric_columns) if split(metric)
+                   else cmp.default_metrics(camp))
+        server = camp.server_mode
+        rows, names = cmp.compare(camp, keys, metrics, baseline)
     finally:
         camp.close()
     if fmt != "table":
-        click.echo(cmp.render(rows, keys, metrics, fmt))
+        click.echo(cmp.render(rows, names, metrics, fmt, server))
         return
-    header, cells = cmp.human_rows(rows, keys, metrics)
+    header, cells = cmp.human_rows(rows, names, metrics, server)
     table = Table(title=f"{campaign}: mean ± 95% CI over cycles")
     for h in header:
-        table.add_column(h, justify="left" if h in keys else "right")
+        table.add_column(h, justify="left" if h in names else "right")
     for line in cells:
         table.add_row(*line)
     console().print(table)

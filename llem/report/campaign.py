@@ -1,5 +1,6 @@
-"""One campaign in the store, as the reading commands need it: its swept parameters, its
-environment, and mean / std / 95% CI of metrics per group of configurations."""
+"""One campaign in the store, as the reading commands need it: what varies between its
+configurations (from their stored points), its environment, and mean / std / 95% CI of
+metrics per group of configurations."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from llem.config.axes import dotted
 from llem.errors import UserError
+from llem.report.fmt import sort_key, value
+from llem.report.params import Param, Points
 from llem.store.query import connect
 from llem.store.store import Store
 
-# Columns that describe what was run (config_columns in llem.harness.result); engine_* are added.
-CONFIG_COLUMNS = ("backend", "model", "dtype", "batch_size", "max_new_tokens",
-                  "min_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
-                  "seed", "max_input_tokens", "streaming", "num_prompts", "dataset_source",
-                  "dataset_path", "gpus_per_job", "min_window_s", "generate_json")
 # Columns that describe where it ran.
 ENVIRONMENT_COLUMNS = ("host", "gpu_name", "gpu_count", "driver_version", "cuda_version",
                        "cpu_model", "python_version", "torch_version", "transformers_version",
@@ -42,6 +40,7 @@ class Campaign:
     name: str
     con: duckdb.DuckDBPyConnection
     columns: dict[str, str]  # runs column -> DuckDB type
+    _points: Points | None = None
 
     @classmethod
     def open(cls, store: Store, name: str) -> Campaign:
@@ -74,26 +73,53 @@ class Campaign:
         return [c for c, t in self.columns.items()
                 if t.split("(")[0] in NUMERIC_TYPES and c not in ("schema_version", "cycle")]
 
-    def check_columns(self, names: list[str], what: str) -> list[str]:
-        """Columns of the runs view, or a UserError with a suggestion."""
-        for n in names:
-            if n not in self.columns:
-                close = difflib.get_close_matches(n, list(self.columns), n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise UserError(f"unknown {what} column '{n}': {hint}it must be a column of "
-                                f"the runs view (swept here: {', '.join(self.swept()) or 'none'})")
-        return names
+    @property
+    def points(self) -> Points:
+        """The configurations shown (those with an ok run; all when none is ok) and what
+        varies between them, from their stored points."""
+        if self._points is None:
+            rows = self.sql("SELECT job_id, any_value(point_json) AS p, bool_or(status = 'ok') "
+                            "AS ok FROM runs WHERE campaign = ? GROUP BY job_id ORDER BY job_id")
+            ok = [r for r in rows if r["ok"]] or rows
+            self._points = Points.of((r["job_id"], r["p"]) for r in ok)
+        return self._points
+
+    @property
+    def params(self) -> list[Param]:
+        """The parameters that vary between the campaign's configurations."""
+        return self.points.params
 
     def swept(self) -> list[str]:
-        """Config columns with more than one value in this campaign: the grid's axes."""
-        cands = [c for c in self.columns if c in CONFIG_COLUMNS or (c.startswith("engine_")
-                 and c != "engine_json")]
-        if not cands:
-            return []
-        counts = ", ".join(f"count(DISTINCT {ident(c)}) + max(CASE WHEN {ident(c)} IS NULL "
-                           f"THEN 1 ELSE 0 END) AS {ident(c)}" for c in cands)
-        row = self.sql(f"SELECT {counts} FROM runs WHERE campaign = ?")[0]
-        return [c for c in cands if (row[c] or 0) > 1]
+        """The varying parameters' names."""
+        return [p.name for p in self.params]
+
+    @property
+    def server_mode(self) -> bool:
+        """Whether the campaign measured rate levels of a server (mode = 'server')."""
+        if "mode" not in self.columns:
+            return False
+        return bool(self.sql("SELECT count(*) AS n FROM runs WHERE campaign = ? AND "
+                             "mode = 'server'")[0]["n"])
+
+    def keys(self, names: list[str], what: str) -> list[str]:
+        """Each name as a grouping key: a parameter (its name or dotted path, or any path of
+        the points, as the point's path) or a runs column; else a UserError with a
+        suggestion."""
+        out = []
+        for n in names:
+            path = self.points.find(n)
+            if path is None and n not in self.columns:
+                choices = [*self.swept(), *self.points.paths, *self.columns]
+                close = difflib.get_close_matches(n, choices, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UserError(f"unknown {what} column '{n}': {hint}it must be a parameter of "
+                                "the points (dotted, e.g. measurement.request_rate) or a "
+                                f"column of the runs view (varying here: "
+                                f"{', '.join(self.swept()) or 'none'})")
+            key = path if path is not None else n
+            if key not in out:
+                out.append(key)
+        return out
 
     def environment(self) -> dict[str, str]:
         """Each environment column's distinct values, joined; columns all null are left out."""
@@ -107,14 +133,9 @@ class Campaign:
         return out
 
     def fixed_config(self) -> dict[str, str]:
-        """Parameters every job of the campaign shared (from point_json), as dotted paths."""
-        points = [json.loads(r["p"]) for r in self.sql(
-            "SELECT DISTINCT point_json AS p FROM runs WHERE campaign = ? ORDER BY p")]
-        flat = [dotted(p) for p in points]
-        if not flat:
-            return {}
-        return {k: json.dumps(v) if not isinstance(v, str) else v
-                for k, v in sorted(flat[0].items()) if all(f.get(k, v) == v for f in flat)}
+        """Parameters every configuration of the campaign shared (from point_json), as
+        dotted paths."""
+        return self.points.fixed()
 
     def counts(self) -> dict[str, Any]:
         return self.sql("""SELECT count(*) FILTER (status = 'ok') AS ok,
@@ -124,29 +145,47 @@ class Campaign:
             CAST(max(finished_at) AS VARCHAR) AS last FROM runs WHERE campaign = ?""")[0]
 
     def group_stats(self, by: list[str], metrics: list[str]) -> list[dict[str, Any]]:
-        """Per group of `by` values, over its ok runs (cycles): n, and for each metric its
-        mean, std, 95% CI half-width (Student t) and CV."""
-        keys = ", ".join(ident(b) for b in by)
+        """Per group of `by` values (point paths, see keys(), or runs columns), over its ok
+        runs (cycles): n, saturated_n (server mode), and for each metric its mean, std, 95%
+        CI half-width (Student t) and CV. Rows in the order of their `by` values."""
+        paths = [b for b in by if b in self.points.paths]
+        if paths:
+            jobs = sorted(self.points.flat)
+            table = {"job_id": jobs}
+            for i, p in enumerate(paths):
+                table[f"p{i}"] = [json.dumps(self.points.flat[j].get(p), sort_keys=True)
+                                  for j in jobs]
+            self.con.register("llem_points", pa.table(table))
+        exprs = [f"p.p{paths.index(b)}" if b in paths else f"r.{ident(b)}" for b in by]
+        keys = ", ".join(f"{e} AS {ident(b)}" for e, b in zip(exprs, by, strict=True))
         aggs = []
         for m in metrics:
-            q = ident(m)
+            q = f"r.{ident(m)}"
             aggs.append(f"count({q}) AS {ident(m + '_n')}, avg({q}) AS {ident(m + '_mean')}, "
                         f"stddev_samp({q}) AS {ident(m + '_std')}, "
                         f"llem_t95(count({q})::BIGINT - 1) * stddev_samp({q}) / "
                         f"sqrt(count({q})) AS {ident(m + '_ci95')}, "
                         f"stddev_samp({q}) / nullif(avg({q}), 0) AS {ident(m + '_cv')}")
-        select = f"{keys + ', ' if keys else ''}count(*) AS n"
-        query = (f"SELECT {select}{''.join(', ' + a for a in aggs)} FROM runs "
-                 f"WHERE campaign = ? AND status = 'ok'"
-                 f"{' GROUP BY ' + keys + ' ORDER BY ' + keys if keys else ''}")
-        rows = self.sql(query)
-        return [r for r in rows if r["n"]]
+        if "saturated" in self.columns:
+            aggs.append("count(*) FILTER (WHERE r.saturated) AS saturated_n")
+        join = " JOIN llem_points p ON p.job_id = r.job_id" if paths else ""
+        query = (f"SELECT {keys + ', ' if keys else ''}count(*) AS n"
+                 f"{''.join(', ' + a for a in aggs)} FROM runs r{join} "
+                 f"WHERE r.campaign = ? AND r.status = 'ok'"
+                 f"{' GROUP BY ' + ', '.join(exprs) if exprs else ''}")
+        rows = [r for r in self.sql(query) if r["n"]]
+        for r in rows:
+            for b in paths:
+                r[b] = json.loads(r[b]) if r[b] is not None else None
+        rows.sort(key=lambda r: [sort_key(r[b]) for b in by])
+        return rows
 
     def close(self) -> None:
         self.con.close()
 
 
 
-def config_label(row: dict[str, Any], by: list[str]) -> str:
-    """'batch_size=8, streaming=True' for a row's `by` values."""
-    return ", ".join(f"{b}={row.get(b)}" for b in by) or "all"
+def config_label(row: dict[str, Any], by: list[str], names: dict[str, str] | None = None) -> str:
+    """'batch_size=8, streaming=true' for a row's `by` values."""
+    names = names or {}
+    return ", ".join(f"{names.get(b, b)}={value(row.get(b))}" for b in by) or "all"

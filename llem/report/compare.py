@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from typing import Any
 
 from llem.errors import UserError
 from llem.report.campaign import Campaign, config_label
+from llem.report.fmt import mean_ci, num, value
 
 
 def parse_baseline(text: str | None, by: list[str]) -> dict[str, str]:
@@ -18,7 +18,7 @@ def parse_baseline(text: str | None, by: list[str]) -> dict[str, str]:
         return {}
     out = {}
     for part in text.split(","):
-        key, sep, value = part.partition("=")
+        key, sep, text_value = part.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--baseline '{part}': write KEY=VALUE pairs separated by commas, "
@@ -26,27 +26,53 @@ def parse_baseline(text: str | None, by: list[str]) -> dict[str, str]:
         if key not in by:
             raise UserError(f"--baseline key '{key}' is not one of --by ({', '.join(by)}): "
                             "the baseline must name a configuration of the comparison")
-        out[key] = value.strip()
+        out[key] = text_value.strip()
     return out
 
 
-def _same(value: Any, text: str) -> bool:
-    if isinstance(value, bool):
-        return text.lower() in (("true", "1", "yes") if value else ("false", "0", "no"))
-    if isinstance(value, int | float) and not isinstance(value, bool):
+def _same(v: Any, text: str) -> bool:
+    if isinstance(v, bool):
+        return text.lower() in (("true", "1", "yes") if v else ("false", "0", "no"))
+    if isinstance(v, int | float):
         try:
-            return float(text) == float(value)
+            return float(text) == float(v)
         except ValueError:
             return False
-    return str(value) == text
+    if v is None:
+        return text.lower() in ("null", "none", "")
+    return value(v) == text or str(v) == text
 
 
-def compare(camp: Campaign, by: list[str], metrics: list[str],
-            baseline: dict[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows of group statistics, each with {metric}_ratio = mean / the baseline's mean."""
-    rows = camp.group_stats(by, metrics)
+# Server mode: the achieved rate and what met the SLOs, beside energy and throughput.
+DEFAULT_METRICS = ("energy_per_token_j", "tokens_per_s")
+SERVER_METRICS = ("energy_per_token_j", "tokens_per_s", "arrival_rate_achieved",
+                  "goodput_requests_per_s", "slo_attainment")
+
+
+def default_metrics(camp: Campaign) -> list[str]:
+    """What compare shows without --metric: goodput and SLO attainment added in server mode."""
+    names = SERVER_METRICS if camp.server_mode else DEFAULT_METRICS
+    return [m for m in names if m in camp.columns]
+
+
+def names_of(camp: Campaign, keys: list[str]) -> list[str]:
+    """The names a comparison's keys are shown by: a parameter's name, else the key."""
+    return [camp.points.name_of(k) if k in camp.points.paths else k for k in keys]
+
+
+def compare(camp: Campaign, keys: list[str], metrics: list[str],
+            baseline_text: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of group statistics by `keys` (Campaign.keys), each key under its name (the
+    second value), with {metric}_ratio = mean / the baseline's mean."""
+    by = names_of(camp, keys)
+    baseline = parse_baseline(baseline_text, by)
+    rows = camp.group_stats(keys, metrics)
     if not rows:
         raise UserError(f"campaign '{camp.name}' has no runs with status ok to compare")
+    for r in rows:
+        for k, name in zip(keys, by, strict=True):
+            if k != name:
+                r[name] = r.pop(k)
     matches = [r for r in rows if all(_same(r[k], v) for k, v in baseline.items())]
     if not matches:
         have = "; ".join(config_label(r, by) for r in rows[:8])
@@ -60,53 +86,51 @@ def compare(camp: Campaign, by: list[str], metrics: list[str],
         for m in metrics:
             b, v = base[f"{m}_mean"], r[f"{m}_mean"]
             r[f"{m}_ratio"] = v / b if v is not None and b not in (None, 0) else None
-    return rows, base
+    return rows, by
 
 
-def columns(by: list[str], metrics: list[str]) -> list[str]:
+def columns(by: list[str], metrics: list[str], server: bool = False) -> list[str]:
     """The machine-readable columns (csv, json)."""
-    return [*by, "n", *[f"{m}_{s}" for m in metrics
-                        for s in ("mean", "std", "ci95", "cv", "n", "ratio")], "baseline"]
+    return [*by, "n", *(["saturated_n"] if server else []),
+            *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95", "cv", "n", "ratio")],
+            "baseline"]
 
 
-def fmt_num(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if v == 0 or 1e-3 <= abs(v) < 1e5:
-        return f"{v:.4g}"
-    return f"{v:.3e}"
-
-
-def human_rows(rows: list[dict[str, Any]], by: list[str],
-               metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells for table / markdown: 'mean ± ci' and 'x ratio' per metric."""
-    header = [*by, "n", *[h for m in metrics for h in (m, f"{m} ratio")]]
+def human_rows(rows: list[dict[str, Any]], by: list[str], metrics: list[str],
+               server: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and cells for table / markdown: 'mean ± ci' and 'x ratio' per metric; in server
+    mode how many of a level's cycles were stopped as over-saturated."""
+    header = [*by, "n", *(["saturated"] if server else []),
+              *[h for m in metrics for h in (m, f"{m} ratio")]]
     cells = []
     for r in rows:
-        line = [str(r[b]) for b in by] + [str(r["n"])]
+        line = [value(r[b]) for b in by] + [str(r["n"])]
+        if server:
+            k = r.get("saturated_n") or 0
+            line.append(f"{k} of {r['n']}" if k else "no")
         for m in metrics:
-            mean, ci = r[f"{m}_mean"], r[f"{m}_ci95"]
-            line.append(fmt_num(mean) + (f" ± {fmt_num(ci)}" if ci is not None else ""))
+            line.append(mean_ci(r[f"{m}_mean"], r[f"{m}_ci95"]))
             ratio = r[f"{m}_ratio"]
             line.append("baseline" if r["baseline"] else
-                        (f"x{ratio:.3f}" if ratio is not None else "n/a"))
+                        (f"x{num(ratio)}" if ratio is not None else "n/a"))
         cells.append(line)
     return header, cells
 
 
-def render(rows: list[dict[str, Any]], by: list[str], metrics: list[str], fmt: str) -> str:
+def render(rows: list[dict[str, Any]], by: list[str], metrics: list[str], fmt: str,
+           server: bool = False) -> str:
     """csv / json / markdown text (the rich table is drawn by the CLI)."""
     if fmt == "json":
-        cols = columns(by, metrics)
+        cols = columns(by, metrics, server)
         return json.dumps([{c: r.get(c) for c in cols} for r in rows], default=str, indent=1)
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=columns(by, metrics), extrasaction="ignore",
+        w = csv.DictWriter(buf, fieldnames=columns(by, metrics, server), extrasaction="ignore",
                            lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    header, cells = human_rows(rows, by, metrics)
+    header, cells = human_rows(rows, by, metrics, server)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
     return "\n".join(lines)

@@ -7,7 +7,9 @@ from typing import Any
 
 from llem.errors import UserError
 from llem.report.campaign import Campaign
+from llem.report.fmt import sort_key
 from llem.report.metrics import HEADLINE
+from llem.report.params import Param, Points
 
 X, Y = "tokens_per_s", "energy_per_token_j"  # the Pareto plane: more tokens/s, fewer J/token
 
@@ -23,50 +25,89 @@ class Timeline:
     idle_w_per_gpu: float | None
 
 
+# What the report gathers per configuration: the headline, then what an arrival rate or a
+# server's rate levels add; the results table shows the ones with data.
+METRICS = (*HEADLINE, "itl_p50_s", "idle_power_w")
+RATE_METRICS = ("arrival_rate_achieved", "e2e_latency_p99_s")
+SERVER_METRICS = ("arrival_rate_achieved", "goodput_requests_per_s", "slo_attainment",
+                  "ttft_p99_s", "itl_p99_s", "energy_per_good_request_j")
+
+
 @dataclass
 class ReportData:
     campaign: str
     store: str
     counts: dict[str, Any]
-    swept: list[str]
+    points: Points
     environment: dict[str, str]
     fixed: dict[str, str]
     metrics: list[str]
-    configs: list[dict[str, Any]]  # one per job_id: swept values, backend, stats, pareto
+    configs: list[dict[str, Any]]  # one per job_id: label, stats (<metric>_mean ...), pareto
     timeline: Timeline | None
+    server: bool = False  # rate levels of a server (mode = 'server')
     notes: list[str] = field(default_factory=list)
 
     @property
+    def params(self) -> list[Param]:
+        return self.points.params
+
+    @property
+    def swept(self) -> list[str]:
+        """The varying parameters' names."""
+        return [p.name for p in self.params]
+
+    @property
     def has_energy(self) -> bool:
-        return any(c.get(f"{Y}_mean") is not None for c in self.configs)
+        return self.has(Y)
+
+    def has(self, metric: str) -> bool:
+        """Whether any configuration has a mean of `metric`."""
+        return any(c.get(f"{metric}_mean") is not None for c in self.configs)
 
     def label(self, row: dict[str, Any]) -> str:
-        return ", ".join(f"{s}={row[s]}" for s in self.swept) or row["job_id"]
+        return str(row.get("label") or row["job_id"])
+
+    def value(self, row: dict[str, Any], prm: Param) -> Any:
+        return self.points.value(row["job_id"], prm.path)
 
 
 def pareto(rows: list[dict[str, Any]]) -> set[int]:
     """Indices of rows not dominated: no other row has more tokens/s at no more J/token."""
     pts = [(i, r[f"{X}_mean"], r[f"{Y}_mean"]) for i, r in enumerate(rows)
-           if r.get(f"{X}_mean") is not None and r.get(f"{Y}_mean") is not None]
+           if r.get(f"{X}_mean") is not None and r.get(f"{Y}_mean") is not None
+           and not r.get("saturated_n")]
     return {i for i, x, y in pts
             if not any(x2 >= x and y2 <= y and (x2 > x or y2 < y) for _, x2, y2 in pts)}
 
 
 def gather(camp: Campaign, job: str | None = None) -> ReportData:
-    """Everything the report needs from one campaign."""
-    swept = camp.swept()
-    metrics = [m for m in (*HEADLINE, "itl_p50_s", "idle_power_w") if m in camp.columns]
-    by = list(dict.fromkeys([*swept, "backend", "job_id"]))
-    configs = camp.group_stats(by, metrics)
+    """Everything the report needs from one campaign: one row per configuration (job_id),
+    labelled by what varies between the configurations' points."""
+    server = camp.server_mode
+    points = camp.points
+    wanted = (*METRICS, *RATE_METRICS, *(SERVER_METRICS if server else ()))
+    metrics = [m for m in dict.fromkeys(wanted) if m in camp.columns]
+    configs = camp.group_stats(["job_id"], metrics)
+    arrivals = any(c.get("arrival_rate_achieved_mean") is not None for c in configs)
+    metrics = [m for m in metrics if any(c[f"{m}_mean"] is not None for c in configs)
+               and (arrivals or m not in RATE_METRICS)]
     failed = {r["job_id"]: r["n"] for r in camp.sql(
         "SELECT job_id, count(*) AS n FROM runs WHERE campaign = ? AND status <> 'ok' "
         "GROUP BY job_id")}
-    front = pareto(configs)
-    for i, c in enumerate(configs):
-        c["pareto"] = i in front
+    for c in configs:
+        c["label"] = points.label(c["job_id"]) or " ".join(
+            str(points.value(c["job_id"], k) or "") for k in ("backend", "model")).strip() \
+            or c["job_id"]
+        c["params"] = {p.name: points.value(c["job_id"], p.path) for p in points.params}
         c["failed"] = failed.get(c["job_id"], 0)
-    data = ReportData(camp.name, camp.store.uri, camp.counts(), swept, camp.environment(),
-                      camp.fixed_config(), metrics, configs, None)
+        c["saturated_n"] = c.get("saturated_n") or 0
+    order = sorted(configs, key=lambda c: [sort_key(points.value(c["job_id"], p.path))
+                                           for p in points.params])
+    front = pareto(order)
+    for i, c in enumerate(order):
+        c["pareto"] = i in front
+    data = ReportData(camp.name, camp.store.uri, camp.counts(), points, camp.environment(),
+                      camp.fixed_config(), metrics, order, None, server)
     data.timeline = timeline(camp, data, job)
     if not data.has_energy:
         reason = data.environment.get("energy_unavailable", "no energy readings in the store")
@@ -75,6 +116,15 @@ def gather(camp: Campaign, job: str | None = None) -> ReportData:
     if data.timeline is None:
         data.notes.append("No power samples in this campaign (they come from NVML on GPU "
                           "jobs): the power timeline is left out.")
+    saturated = sum(1 for c in configs if c["saturated_n"])
+    if saturated:
+        data.notes.append(f"{saturated} of {len(configs)} rate levels were stopped as "
+                          "over-saturated in some cycle (the server could not keep up): they "
+                          "are marked with a cross and left off the lines and frontiers.")
+    failed_jobs = sum(failed.values())
+    if failed_jobs:
+        data.notes.append(f"{failed_jobs} runs failed (`llem export {camp.name} --format "
+                          "jsonl` has their errors); figures are over the ok runs.")
     return data
 
 
@@ -116,5 +166,5 @@ def timeline(camp: Campaign, data: ReportData, job: str | None) -> Timeline | No
     idle = run[0]["idle_power_w"] if run else None
     n = (run[0]["gpu_count"] if run else None) or len(points) or 1
     conf = next((c for c in data.configs if c["job_id"] == jid), {"job_id": jid})
-    label = f"{data.label(conf) if conf.keys() >= set(data.swept) else jid} (cycle {cyc})"
+    label = f"{data.label(conf)} (cycle {cyc})"
     return Timeline(jid, cyc, label, points, idle / n if idle is not None else None)

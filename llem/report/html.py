@@ -7,8 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from llem.report.compare import fmt_num
 from llem.report.data import ReportData
+from llem.report.fmt import mean_ci, num, value
 from llem.report.metrics import label
 
 STYLE = """
@@ -60,25 +60,37 @@ def _dl(items: dict[str, Any]) -> str:
 
 
 def results_table(data: ReportData) -> str:
-    """One row per configuration: swept values, cycles, mean ± CI of each metric."""
-    heads = [(s, True) for s in data.swept] + [("backend", True), ("cycles ok", False),
-                                               ("failed", False)]
-    heads += [(label(m), False) for m in data.metrics] + [("Pareto", True), ("job_id", True)]
+    """One row per configuration: its varying parameters, cycles, mean ± CI of each metric
+    (the CI once 2+ cycles give one), and in server mode the over-saturated cycles."""
+    heads = [(p.name, True) for p in data.params] + [("cycles ok", False), ("failed", False)]
+    if data.server:
+        heads.append(("saturated", False))
+    heads += [(label(m), False) for m in data.metrics]
+    if not data.server:
+        heads.append(("Pareto", True))
+    heads.append(("job_id", True))
     th = "".join(f'<th class="{"text" if t else "num"}">{_e(h)}</th>' for h, t in heads)
     rows = []
     for c in data.configs:
-        cells = [(c[s], c[s], True) for s in data.swept]
-        cells += [(c["backend"], c["backend"], True), (c["n"], c["n"], False),
-                  (c["failed"], c["failed"], False)]
+        cells = []
+        for p in data.params:
+            v = data.value(c, p)
+            key = v if isinstance(v, int | float) and not isinstance(v, bool) else value(v)
+            cells.append((value(v), key, not p.numeric))
+        cells += [(c["n"], c["n"], False), (c["failed"], c["failed"], False)]
+        if data.server:
+            k = c["saturated_n"]
+            cells.append((f"{k} of {c['n']}" if k else "no", k, False))
         for m in data.metrics:
             mean, ci = c[f"{m}_mean"], c[f"{m}_ci95"]
-            text = fmt_num(mean) + (f" ± {fmt_num(ci)}" if ci is not None else "")
-            cells.append((text, "" if mean is None else repr(mean), False))
-        cells += [("yes" if c["pareto"] else "", "1" if c["pareto"] else "0", True),
-                  (c["job_id"], c["job_id"], True)]
+            cells.append((mean_ci(mean, ci), "" if mean is None else repr(mean), False))
+        if not data.server:
+            cells.append(("yes" if c["pareto"] else "", "1" if c["pareto"] else "0", True))
+        cells.append((c["job_id"], c["job_id"], True))
         tds = "".join(f'<td class="{"text" if t else "num"}" data-v="{_e(v)}">{_e(s)}</td>'
                       for s, v, t in cells)
-        rows.append(f'<tr class="{"pareto" if c["pareto"] else ""}">{tds}</tr>')
+        marked = "pareto" if c["pareto"] and not data.server else ""
+        rows.append(f'<tr class="{marked}">{tds}</tr>')
     return (f'<div class="scroll"><table class="sortable" id="results"><thead><tr>{th}</tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
 
@@ -95,9 +107,15 @@ def page(data: ReportData, figures: list[tuple[str, Any]], plotly_js: str) -> st
     summary = {"store": data.store, "configurations": counts["configs"],
                "runs ok": counts["ok"], "runs failed": counts["failed"],
                "cycles": counts["cycles"], "swept parameters": ", ".join(data.swept) or "none",
-               "total energy (J)": fmt_num(counts["energy_j"]),
+               "total energy (J)": num(counts["energy_j"]),
                "first result": counts["first"], "last result": counts["last"]}
-    swept_values = {s: ", ".join(sorted({str(c[s]) for c in data.configs})) for s in data.swept}
+    if data.server:
+        summary["mode"] = "server (each configuration is a rate level)"
+    swept_values = {}
+    for p in data.params:
+        vals = ", ".join(value(v) for v in data.points.values_of(p.path))
+        swept_values[p.name if p.name == p.path else f"{p.name} ({p.path})"] = (
+            vals + (f"; changes with {', '.join(p.together)}" if p.together else ""))
     plots = "".join(_plot_div(name, fig) for name, fig in figures)
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in data.notes)
     generated = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -110,15 +128,15 @@ def page(data: ReportData, figures: list[tuple[str, Any]], plotly_js: str) -> st
 </head><body>
 <h1>llem report: {_e(data.campaign)}</h1>
 <p>Generated {_e(generated)}. Every figure is a mean over the cycles of one configuration,
-with its 95% confidence interval (Student t). Columns and units: docs/schema.md.</p>
+with its 95% confidence interval (Student t): in the table from 2 cycles, as error bars on
+the plots from 3. Columns and units: docs/schema.md.</p>
 {notes}
 <h2>Campaign</h2>
 <div class="columns"><div><h3>Summary</h3>{_dl(summary)}<h3>Swept</h3>{_dl(swept_values)}</div>
 <div><h3>Environment</h3>{_dl(data.environment)}</div></div>
 <details><summary>Fixed configuration (every job)</summary>{_dl(data.fixed)}</details>
 <h2>Results</h2>
-<p>One row per configuration; click a header to sort. Highlighted rows are on the Pareto
-frontier (no other configuration has more tokens/s at no more J/token).</p>
+<p>One row per configuration; click a header to sort. {_e(_table_note(data))}</p>
 {results_table(data)}
 <h2>Plots</h2>
 {plots}
@@ -128,8 +146,18 @@ frontier (no other configuration has more tokens/s at no more J/token).</p>
 """
 
 
+def _table_note(data: ReportData) -> str:
+    if data.server:
+        return ("Each row is one rate level of a configuration; a level over-saturated in "
+                "some cycle is not a normal point.")
+    return ("Highlighted rows are on the Pareto frontier (no other configuration has more "
+            "tokens/s at no more J/token).")
+
+
 def _json(data: ReportData) -> str:
     """The configurations as JSON in the page, for scripts that read reports."""
-    text = json.dumps({"campaign": data.campaign, "swept": data.swept,
-                       "configs": data.configs}, default=str)
+    params = [{"name": p.name, "path": p.path, "level": p.level, "together": list(p.together)}
+              for p in data.params]
+    text = json.dumps({"campaign": data.campaign, "swept": data.swept, "params": params,
+                       "server": data.server, "configs": data.configs}, default=str)
     return text.replace("</", "<\\/")

@@ -42,11 +42,28 @@ def resolve(names: list[str], numeric_columns: list[str], what: str = "metric") 
     return out
 
 
+NAMES = {"energy_per_token_j": "energy per token (J/token)",
+         "energy_net_per_token_j": "net energy per token (J/token)",
+         "energy_per_request_j": "energy per request (J/request)",
+         "energy_per_good_request_j": "energy per good request (J/request)",
+         "arrival_rate_achieved": "achieved rate (requests/s)",
+         "goodput_requests_per_s": "goodput (requests/s)",
+         "slo_attainment": "SLO attainment (share)", "request_rate": "target rate (requests/s)"}
+ACRONYMS = {"ttft": "TTFT", "itl": "ITL", "tpot": "TPOT", "e2e": "e2e", "slo": "SLO"}
+
+
+def _words(stem: str) -> str:
+    return " ".join(ACRONYMS.get(w, w) for w in stem.split("_"))
+
+
 def label(column: str) -> str:
-    """A human axis label: 'energy_per_token_j' -> 'energy per token (J)'."""
+    """A human axis label with its unit: 'energy_per_token_j' -> 'energy per token
+    (J/token)', 'ttft_p99_s' -> 'TTFT p99 (s)', 'tokens_per_s' -> 'tokens/s'."""
+    if column in NAMES:
+        return NAMES[column]
     if column.endswith("_per_s"):
-        return column[: -len("_per_s")].replace("_", " ") + "/s"
+        return _words(column[: -len("_per_s")]) + "/s"
     for suffix, unit in (("_j", "J"), ("_s", "s"), ("_w", "W")):
         if column.endswith(suffix):
-            return f"{column[: -len(suffix)].replace('_', ' ')} ({unit})"
-    return column.replace("_", " ")
+            return f"{_words(column[: -len(suffix)])} ({unit})"
+    return _words(column)
