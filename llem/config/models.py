@@ -161,6 +161,99 @@ class Measurement(Strict):
     gap_idle_temp_c: float | None = Field(None, ge=0, le=120)
     gap_poll_s: float = Field(0.5, gt=0, le=60)
 
+    # Fields added after stores were written are left out of the point's dump (and so of
+    # its job_id, llem.config.job) while at their default: a point that does not use them
+    # keeps the job_id it always had, and resume still finds it.
+
+    # Idle baseline (llem.measure.meter): per_job measures idle_baseline_s before every
+    # job; per_worker once per model load on the worker; cached as per_worker, measured
+    # again when older than idle_max_age_s or when a idle_check_s check before the job
+    # differs from it by more than idle_check_tolerance (relative). cached is the default:
+    # energy_j and J/token never depend on the baseline (only the net figures do), and the
+    # check re-measures it whenever the GPU's idle state moved (README "How llem measures").
+    idle_baseline: Literal["per_job", "per_worker", "cached"] = Field(
+        "cached", exclude_if=lambda v: v == "cached")
+    idle_max_age_s: float = Field(600.0, gt=0, le=MAX_JOB_S, exclude_if=lambda v: v == 600.0)
+    idle_check_s: float = Field(1.0, gt=0, le=60, exclude_if=lambda v: v == 1.0)
+    idle_check_tolerance: float = Field(0.1, gt=0, le=10, exclude_if=lambda v: v == 0.1)
+    # Warmup shared within a load group: batches this worker already ran with the same
+    # generation settings since the model loaded are not run again in the pass over every
+    # batch (their kernels are built); the convergence runs as before.
+    warmup_share: bool = Field(True, exclude_if=lambda v: v is True)
+    # Energy boundary: gpu (the job's GPUs' energy counters) or node (those plus the host's
+    # CPU packages and DRAM from RAPL; energy_j is null without RAPL). pue (node only)
+    # scales the node's energy into energy_facility_j_estimate.
+    boundary: Literal["gpu", "node"] = Field("gpu", exclude_if=lambda v: v == "gpu")
+    pue: float | None = Field(None, ge=1.0, le=5.0, exclude_if=lambda v: v is None)
+    # Grid carbon intensity looked up in codecarbon's bundled data (offline): a country's
+    # ISO 3166-1 alpha-3 code (FRA), or a cloud region ({provider: gcp, region:
+    # europe-west1}); grid_intensity_g_per_kwh gives the number instead. At most one.
+    country: str | None = Field(None, exclude_if=lambda v: v is None)
+    cloud: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
+    # Prefill measured apart from decode: a window of prefill-only passes (1 output token,
+    # the same batches) before the full workload's window (prefill_energy_j,
+    # decode_energy_per_token_j).
+    phases: bool = Field(False, exclude_if=lambda v: v is False)
+    # Energy validity (energy_valid, energy_invalid_reasons; llem.measure.validity): the
+    # window spans at least valid_min_counter_periods of the energy counter's measured
+    # update period; samples cover at least valid_min_sample_coverage of it; the counter
+    # and the sampled power agree within valid_max_counter_sampled_gap (relative); the
+    # GPUs spent at most valid_max_throttle_share of it slowed by valid_throttle_reasons
+    # (NVML clock event reasons); warmup converged (valid_require_warmup_converged).
+    valid_min_counter_periods: float = Field(100.0, ge=0, le=1e6,
+                                             exclude_if=lambda v: v == 100.0)
+    valid_min_sample_coverage: float = Field(0.9, ge=0, le=1, exclude_if=lambda v: v == 0.9)
+    valid_max_counter_sampled_gap: float = Field(0.1, ge=0, le=100,
+                                                 exclude_if=lambda v: v == 0.1)
+    valid_max_throttle_share: float = Field(0.05, ge=0, le=1, exclude_if=lambda v: v == 0.05)
+    valid_throttle_reasons: list[str] = Field(
+        default_factory=lambda: ["hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                                 "hw_power_brake_slowdown"],
+        exclude_if=lambda v: v == ["hw_slowdown", "sw_thermal_slowdown",
+                                   "hw_thermal_slowdown", "hw_power_brake_slowdown"])
+    valid_require_warmup_converged: bool = Field(True, exclude_if=lambda v: v is True)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError(f"country must be an ISO 3166-1 alpha-3 code in capitals, e.g. "
+                             f"FRA or USA (got {shown(v)})")
+        return v
+
+    @field_validator("cloud")
+    @classmethod
+    def _cloud(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is not None and (sorted(v) != ["provider", "region"] or
+                              v["provider"] not in ("gcp", "aws", "azure")):
+            raise ValueError("cloud must be {provider: gcp|aws|azure, region: <its region "
+                             "name>}, e.g. {provider: gcp, region: europe-west1}")
+        return v
+
+    @field_validator("valid_throttle_reasons")
+    @classmethod
+    def _reasons(cls, v: list[str]) -> list[str]:
+        known = ("gpu_idle", "applications_clocks_setting", "sw_power_cap", "hw_slowdown",
+                 "sync_boost", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                 "hw_power_brake_slowdown", "display_clock_setting", "board_limit",
+                 "reliability")  # llem.measure.gpu.CLOCK_EVENTS' names
+        bad = [r for r in v if r not in known]
+        if bad:
+            raise ValueError(f"unknown clock event reason {shown(bad[0])}; use any of "
+                             f"{', '.join(known)}")
+        return v
+
+    @model_validator(mode="after")
+    def _carbon(self) -> Measurement:
+        given = [k for k in ("grid_intensity_g_per_kwh", "country", "cloud")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set one of grid_intensity_g_per_kwh, country, cloud (got "
+                             f"{' and '.join(given)})")
+        if self.pue is not None and self.boundary != "node":
+            raise ValueError("pue scales the node's energy: it needs boundary: node")
+        return self
+
 
 class Server(Strict):
     """Server mode: the load one job puts on the backend's server (llem.harness.server).
