@@ -60,14 +60,15 @@ class Points:
 
     @classmethod
     def of(cls, points: Iterable[tuple[str, str]]) -> Points:
-        """From (job_id, point_json) pairs; an unreadable point counts as empty."""
+        """From (job_id, point_json) pairs; a job without a readable point is known by its
+        job_id alone (a path the others lack: it tells that job apart)."""
         flat: dict[str, dict[str, Any]] = {}
         for job_id, text in points:
             try:
-                point = json.loads(text) if text else {}
+                point = json.loads(text) if text else None
             except ValueError:
-                point = {}
-            flat[job_id] = flatten(point) if isinstance(point, dict) else {}
+                point = None
+            flat[job_id] = flatten(point) if isinstance(point, dict) else {"job_id": job_id}
         out = cls(flat)
         out.params = out._varying()
         return out
