@@ -116,14 +116,16 @@ def test_counts_are_singular_for_one(tmp_path: Path) -> None:
 
 
 def test_csv_lines_end_with_newline_and_an_empty_result_says_so(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "runs").mkdir(parents=True)  # a store nothing was written to yet
     raw = subprocess.run([*LLEM, "query", "SELECT 1 AS a, 'x,y' AS b UNION ALL SELECT 2, 'z' "
-                          "ORDER BY a", "--store", str(tmp_path), "--format", "csv"], cwd=ROOT,
+                          "ORDER BY a", "--store", str(store), "--format", "csv"], cwd=ROOT,
                          capture_output=True, timeout=120, check=False)
     assert raw.returncode == 0, raw.stderr
     assert raw.stdout == b'a,b\n1,"x,y"\n2,z\n'
-    empty = run_cli("query", "SELECT * FROM runs", "--store", str(tmp_path))
+    empty = run_cli("query", "SELECT * FROM runs", "--store", str(store))
     assert empty.returncode == 0, empty.stderr
     assert empty.stdout == "0 rows\n"
-    one = run_cli("query", "SELECT 42 AS answer", "--store", str(tmp_path))
+    one = run_cli("query", "SELECT 42 AS answer", "--store", str(store))
     plain(one.stdout)
     assert one.stdout.split() == ["answer", "42"]

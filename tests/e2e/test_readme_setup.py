@@ -60,6 +60,7 @@ def test_usage_lines_run_after_the_documented_setup(tmp_path: Path) -> None:
              if ln.startswith("llem ")]
     assert len(usage) >= 10
     store = tmp_path / "empty-store"
+    (store / "runs").mkdir(parents=True)  # a store nothing was written to yet
     steps, helped = [], set()
     for words in usage:
         if words[1] in READ_ONLY:
