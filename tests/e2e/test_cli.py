@@ -40,6 +40,7 @@ def test_demo_runs_then_resumes(llem_cache: Path, tmp_path: Path) -> None:
 
 
 def test_query_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()  # a store nothing was written to yet
     r = run_cli("query", "SELECT nope FROM runs", "--store", str(tmp_path))
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: query failed") and "Traceback" not in r.stderr
@@ -49,6 +50,7 @@ def test_query_errors_are_one_line(tmp_path: Path) -> None:
 def test_query_from_sql_file(tmp_path: Path) -> None:
     sql = tmp_path / "q.sql"
     sql.write_text("SELECT 41 + 1 AS answer")
+    (tmp_path / "runs").mkdir()  # a store nothing was written to yet
     r = run_cli("query", str(sql), "--store", str(tmp_path), "--format", "csv")
     assert r.stdout.splitlines() == ["answer", "42"]
 
