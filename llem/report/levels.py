@@ -30,7 +30,7 @@ from llem.report.plotkit import (
 )
 
 RATE = "arrival_rate_achieved"
-LEVEL_METRICS = (Y, "goodput_requests_per_s", "ttft_p99_s", "itl_p99_s")
+LEVEL_METRICS = (Y, "goodput_requests_per_s", "slo_attainment", "ttft_p99_s", "itl_p99_s")
 LATENCY_AXES = ("ttft_p99_s", "itl_p99_s")  # the energy-latency planes
 SATURATED = {"symbol": "x", "size": 13, "line": {"width": 1}}
 
@@ -51,7 +51,7 @@ def _hover(data: ReportData, r: dict[str, Any], metrics: list[str]) -> str:
 
 
 def rate_levels_figure(data: ReportData) -> go.Figure | None:
-    """J/token, goodput and p99 latencies against the achieved rate: one line per
+    """J/token, goodput, SLO attainment and p99 latencies against the achieved rate: one line per
     configuration across its levels; over-saturated levels as crosses, not joined."""
     metrics = [m for m in LEVEL_METRICS if m in data.metrics and data.has(m)]
     if not metrics or not data.has(RATE):
