@@ -20,7 +20,7 @@ LS, LF = pa.list_(S), pa.list_(F)
 
 # the runs table's sections in docs/schema.md, in page order (a column's group)
 RUN_GROUPS = ("identity", "config", "load", "env", "scheduling", "gap", "idle", "warmup",
-              "throughput", "energy", "server")
+              "throughput", "energy", "validity", "server")
 _META = "llem.column"
 
 

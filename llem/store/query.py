@@ -12,6 +12,7 @@ from llem.measure.stats import t_critical
 from llem.store.listing import Listing
 from llem.store.schema import SCHEMAS, TABLES
 from llem.store.store import Store
+from llem.store.validity_fields import with_valid
 
 STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "energy_net_per_token_j",
                  "avg_power_w",
@@ -64,17 +65,25 @@ def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
             lo, hi = con.execute("SELECT min(schema_version), max(schema_version) "
                                  "FROM runs").fetchall()[0]
             store.check_versions([v for v in (lo, hi) if v is not None])
-    metrics = ",\n  ".join(
-        f"avg({m}) AS {m}_mean, stddev_samp({m}) AS {m}_std, "
-        f"stddev_samp({m}) / nullif(avg({m}), 0) AS {m}_cv, "
-        f"llem_t95(count({m})::BIGINT - 1) * stddev_samp({m}) / sqrt(count({m})) AS {m}_ci95"
-        for m in STATS_METRICS)
-    con.execute(f"""CREATE VIEW stats AS SELECT campaign, job_id,
+    # stats: the cycles whose energy can be trusted (llem.store.validity_fields.VALID_SQL),
+    # with a count of those left out; stats_all: every ok cycle. Grouped by boundary too,
+    # so energies of different boundaries never mix.
+    have = {r[0] for r in con.execute("DESCRIBE SELECT * FROM runs").fetchall()}
+    src = with_valid("runs", have)
+    for view, keep in (("stats", "_valid"), ("stats_all", "true")):
+        f = f" FILTER (WHERE {keep})"
+        metrics = ",\n  ".join(
+            f"avg({m}){f} AS {m}_mean, stddev_samp({m}){f} AS {m}_std, "
+            f"stddev_samp({m}){f} / nullif(avg({m}){f}, 0) AS {m}_cv, "
+            f"llem_t95(count({m}){f}::BIGINT - 1) * stddev_samp({m}){f} / "
+            f"sqrt(count({m}){f}) AS {m}_ci95"
+            for m in STATS_METRICS)
+        con.execute(f"""CREATE VIEW {view} AS SELECT campaign, job_id, boundary,
   any_value(backend) AS backend, any_value(model) AS model, any_value(dtype) AS dtype,
   any_value(batch_size) AS batch_size, any_value(max_new_tokens) AS max_new_tokens,
-  count(*) AS cycles,
+  count(*){f} AS cycles, count(*) FILTER (WHERE NOT _valid) AS invalid_cycles,
   {metrics}
-FROM runs WHERE status = 'ok' GROUP BY campaign, job_id""")
+FROM ({src}) WHERE status = 'ok' GROUP BY campaign, job_id, boundary""")
 
 
 def _source(con: duckdb.DuckDBPyConnection, store: Store, name: str, files: list[str]) -> str:

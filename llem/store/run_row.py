@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llem.store.column import F, col, columns_of
-from llem.store.server_fields import ServerFields
+from llem.store.validity_fields import ValidityFields
 
 
 @dataclass(slots=True, kw_only=True)
-class RunRow(ServerFields):
+class RunRow(ValidityFields):
     """One runs row (one job and cycle); None where a value was not measured."""
 
     duration_s: float | None = col(
