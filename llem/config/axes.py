@@ -1,32 +1,41 @@
-"""Turn a Campaign into fixed values and axes over Point paths, validating each value.
+"""Values and axes over Point paths: the grid grammar of one map (the file's grid: and
+sections, one per_backend entry, one experiment), each value validated.
 
-Grammar (the predecessor's, which users know): a list of scalars is an independent axis and
-axes are crossed; a list of dicts is a dependent group whose entries are alternatives ({} =
-no override), each dict's keys relative to the group's key (the key `variants` takes full
-paths); dotted paths reach nested fields (`vllm.max_num_seqs`). A list value that is itself
-a literal list is written as a list of lists.
+Grammar: a scalar is a fixed value; a list of values is an axis, and axes are crossed; a
+literal list value is written as a list of lists. Dotted paths reach nested fields
+(`vllm.max_num_seqs`). A list of maps is a group of alternatives, never combined with
+each other ({} = no override):
+  - under a parameter (`measurement: [{}, {sample_hz: 50}]`) its keys are relative to that
+    parameter, except a dotted key that starts with a parameter's name
+    (`vllm.max_num_seqs`, `generate.min_p`): that is the full path it reads as;
+  - under any other name (`quant: [...]`, `variants: [...]`: a named group) its keys are
+    full paths; a grid may hold several named groups, crossed like any axes;
+  - a list inside an alternative is an axis crossed within that alternative only (a
+    mini-grid: `{dtype: float16, batch_size: [1, 8]}` is two alternatives).
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from llem.backends import get_info
+from llem.config.campaign import describe_error
 from llem.config.models import (
     ENGINE_SECTIONS,
+    MAX_POINTS,
     SECTIONS,
-    Campaign,
     Dataset,
     Measurement,
     Point,
     Resources,
     Server,
-    describe_error,
 )
+from llem.config.names import old_name_hint
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError, Problems
 
@@ -36,8 +45,10 @@ POINT_SCALARS = tuple(f for f in Point.model_fields if f not in SECTIONS
                       and f not in ("engine", "generate", "backend", "model"))
 LOAD_PREFIXES = ("model", "dtype", "resources.", "engine.") + tuple(f"{b}." for b in
                                                                      ENGINE_SECTIONS)
+HEADS = (*ENGINE_SECTIONS, *SECTIONS, "generate")  # names a full dotted path starts with
 
 Alternative = dict[str, Any]  # path -> value
+Where = dict[str, Loc]  # path of a fixed value -> where it was written
 
 
 @dataclass(frozen=True)
@@ -53,9 +64,13 @@ class Axis:
         """Does choosing among these alternatives change what the worker loads?"""
         return any(is_load_path(p) for alt in self.alternatives for p in alt)
 
+    def paths(self) -> set[str]:
+        return {p for alt in self.alternatives for p in alt}
+
     def backend(self) -> str | None:
-        """The engine section this axis belongs to, if it is backend-specific."""
-        head = self.key.split(".", 1)[0]
+        """The engine section this axis belongs to, when all it sets is one backend's."""
+        heads = {p.split(".", 1)[0] for p in self.paths()} or {self.key.split(".", 1)[0]}
+        head = heads.pop() if len(heads) == 1 else None
         return head if head in ENGINE_SECTIONS else None
 
 
@@ -85,11 +100,13 @@ def check_path(path: str) -> str | None:
 
 
 def suggest(path: str) -> str | None:
-    import difflib
-
+    """What the writer probably meant: llem's name for a migrating user's old one, else the
+    closest parameter."""
+    old = old_name_hint(path)
+    if old:
+        return old
     if path in ENGINE_SECTIONS or path in SECTION_MODELS or path == "generate":
         return None
-
     known = list(POINT_SCALARS) + [f"{s}.{f}" for s, m in SECTION_MODELS.items()
                                    for f in m.model_fields]
     close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
@@ -119,70 +136,16 @@ def flatten_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return dotted(rule)
 
 
-Where = dict[str, Loc]  # path of a fixed value -> where it was written
+def is_group(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def collect(c: Campaign, smap: SourceMap, problems: Problems | None = None,
-            check_backends: bool = True) -> tuple[Alternative, list[Axis], Where]:
-    """Split a campaign into fixed values and axes, validating each value; every mistake
-    goes to problems (without: the first is raised). A path written twice (dotted and nested,
-    in a section and in grid:, as a value and as an axis) is a mistake naming both lines;
-    variants and dependent groups may override a fixed value (that is what they are for)."""
-    own = problems is None
-    problems = Problems() if problems is None else problems
-    fixed: Alternative = {}
-    where: Where = {}
-    axes: list[Axis] = []
-    entries: list[tuple[str, Any, Loc]] = []
-    for section in SECTIONS:
-        entries += _flatten(getattr(c, section), section, (section,))
-    for section in ENGINE_SECTIONS:
-        entries += _flatten(c.engine_section(section), section, (section,))
-    entries += _flatten(c.grid, "", ("grid",))
-    models = tuple({"model": m} for m in c.models)
-    axes.append(Axis("model", models, tuple(("models", i) for i in range(len(models)))))
-    written: dict[str, Loc] = {}  # path of a fixed value or plain axis -> where
-    for path, value, loc in entries:
-        with problems.collecting():
-            group = isinstance(value, list) and bool(value) and \
-                all(isinstance(v, dict) for v in value)
-            if path == "variants" and not group:
-                bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)),
-                           None) if isinstance(value, list) else None
-                raise smap.error(loc if bad is None else loc + (bad,),
-                                 "'variants' must be a list of maps of full paths",
-                                 hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
-            if not group:
-                _check(path, loc, smap)  # a dependent group's own key is a prefix, not a field
-                if path in written:
-                    raise _twice(smap, path, loc, written[path])
-                written[path] = loc
-            if isinstance(value, list):
-                if not value:
-                    raise smap.error(loc, "empty list: an axis needs at least one value",
-                                     hint="remove the key or give it values")
-                alts, locs, n = [], [], len(problems.errors)
-                for i in distinct(value):  # a value listed twice is one alternative
-                    with problems.collecting():
-                        alts.append(_alternative(path, value[i], loc + (i,), smap))
-                        locs.append(loc + (i,))
-                if len(problems.errors) == n:
-                    axes.append(Axis(path, tuple(alts), tuple(locs)))
-            else:
-                _validate({**fixed, path: value}, loc, smap)  # fixed: values found good
-                fixed[path] = value
-                where[path] = loc
-    _check_nesting(fixed, where, axes, smap, problems)
-    if check_backends:
-        _check_backends(c, fixed, where, axes, smap, problems)
-    if own:
-        problems.check()
-    return fixed, axes, where
-
-
-def _twice(smap: SourceMap, path: str, loc: Loc, first: Loc) -> ConfigError:
-    return smap.error(loc, f"'{path}' is also set on line {smap.line(first)}",
-                      hint="keep one of them: the later one would win silently")
+def named_group(path: str, value: Any) -> bool:
+    """Is path the name of a group of alternatives written with full paths (not a
+    parameter: `variants`, `quant`)?"""
+    return "." not in path and path.split(".", 1)[0] not in HEADS and \
+        path not in POINT_SCALARS and path not in ("model", "backend") and \
+        (value == [] or is_group(value))
 
 
 def same_key(value: Any) -> Any:
@@ -206,47 +169,93 @@ def distinct(values: list[Any]) -> list[int]:
     return sorted(first.values())
 
 
-def _check_nesting(fixed: Alternative, where: Where, axes: list[Axis], smap: SourceMap,
-                   problems: Problems) -> None:
-    """No path may reach inside another path's non-map value (dataset.path and
-    dataset.path.x)."""
-    used = [(p, v, where[p]) for p, v in fixed.items()]
-    used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
-             for p, v in alt.items()]
-    leaves = {p for p, v, _ in used if not isinstance(v, dict)}
-    for path, _, loc in used:
-        parts = path.split(".")
-        for n in range(1, len(parts)):
-            if ".".join(parts[:n]) in leaves:
-                problems.add(smap.error(loc, f"'{path}' reaches inside "
-                                        f"'{'.'.join(parts[:n])}', which is set to a value",
-                                        hint="keep one of them"))
-                break
+def twice(smap: SourceMap, path: str, loc: Loc, first: Loc) -> ConfigError:
+    return smap.error(loc, f"'{path}' is also set on line {smap.line(first)}",
+                      hint="keep one of them: the later one would win silently")
 
 
-def _check(path: str, loc: Loc, smap: SourceMap) -> None:
+def check(path: str, loc: Loc, smap: SourceMap) -> None:
     why = check_path(path)
     if why:
         raise smap.error(loc, why, hint=suggest(path))
 
 
-def _alternative(path: str, value: Any, loc: Loc, smap: SourceMap) -> Alternative:
-    if isinstance(value, dict):
-        prefix = "" if path == "variants" else path
+def axis(path: str, value: list[Any], loc: Loc, smap: SourceMap, problems: Problems,
+         named: bool = False) -> Axis | None:
+    """A list value as an axis (None: its mistakes went to problems). Each entry is an
+    alternative, a map entry possibly several (its own lists are crossed within it)."""
+    if not value:
+        raise smap.error(loc, "empty list: an axis needs at least one value",
+                         hint="remove the key or give it values")
+    if named and not is_group(value):
+        bad = next(i for i, v in enumerate(value) if not isinstance(v, dict))
+        raise smap.error(loc + (bad,), f"'{path}' must be a list of maps of full paths (a "
+                         "named group of alternatives)",
+                         hint=f"e.g. {path}: [{{}}, {{dtype: float16, batch_size: 8}}]")
+    alts: list[Alternative] = []
+    locs: list[Loc] = []
+    seen: set[str] = set()
+    n = len(problems.errors)
+    for i in distinct(value):  # a value listed twice is one alternative
+        with problems.collecting():
+            item, here = value[i], loc + (i,)
+            made = expand("" if named else path, item, here, smap, relative=not named) \
+                if isinstance(item, dict) else [{path: item}]
+            for alt in made:
+                validate(alt, here, smap)
+                key = repr(sorted((p, same_key(v)) for p, v in alt.items()))
+                if key not in seen:
+                    seen.add(key)
+                    alts.append(alt)
+                    locs.append(here)
+    if len(problems.errors) != n:
+        return None
+    return Axis(path, tuple(alts), tuple(locs))
+
+
+def expand(prefix: str, item: dict[str, Any], loc: Loc, smap: SourceMap,
+           relative: bool = True) -> list[Alternative]:
+    """One map entry of a group as its alternatives: its lists crossed (a mini-grid)."""
+    choices: list[list[Alternative]] = []
+    written: dict[str, Loc] = {}
+    for key, value in item.items():
+        full = relative and "." in key and key.split(".", 1)[0] in HEADS
+        path = key if full or not prefix else f"{prefix}.{key}"
+        flat = _flatten(value, path, loc + (key,)) if isinstance(value, dict) and value \
+            else [(path, value, loc + (key,))]
+        for p, v, here in flat:
+            check(p, loc, smap)
+            if p in written:
+                raise twice(smap, p, here, written[p])
+            written[p] = here
+            if isinstance(v, list):
+                if not v:
+                    raise smap.error(here, "empty list: an axis needs at least one value",
+                                     hint="remove the key or give it values")
+                opts: list[Alternative] = []
+                for j in distinct(v):
+                    opts += expand(p, v[j], here + (j,), smap) if isinstance(v[j], dict) \
+                        and v[j] else [{p: v[j]}]
+                choices.append(opts)
+            else:
+                choices.append([{p: v}])
+    size = 1
+    for c in choices:
+        size *= len(c)
+    if size > MAX_POINTS:
+        raise smap.error(loc, f"this alternative alone makes {size} points (its lists are "
+                         f"crossed), over the {MAX_POINTS} a grid may have",
+                         hint="narrow its lists")
+    out = []
+    for combo in itertools.product(*choices):
         alt: Alternative = {}
-        written: dict[str, Loc] = {}
-        for p, v, here in _flatten(value, prefix, loc):
-            _check(p, loc, smap)
-            if p in alt:
-                raise _twice(smap, p, here, written[p])
-            alt[p], written[p] = v, here
-    else:
-        alt = {path: value}
-    _validate(alt, loc, smap)
-    return alt
+        for part in combo:
+            alt.update(part)
+        out.append(alt)
+    return out or [{}]
 
 
-def _validate(alt: Alternative, loc: Loc, smap: SourceMap) -> None:
+def validate(alt: Alternative, loc: Loc, smap: SourceMap) -> None:
     """Check the values of alt by resolving them into a Point on their own (rules across
     fields are checked on whole combinations: llem.config.checks.check_cross_fields)."""
     try:
@@ -270,59 +279,6 @@ def _whole_section(err: Any) -> bool:
     (llem.config.checks.check_sections)."""
     return err["type"] == "value_error" and (not err["loc"] or (
         len(err["loc"]) == 1 and err["loc"][0] in SECTION_MODELS))
-
-
-def _check_backends(c: Campaign, fixed: Alternative, where: Where, axes: list[Axis],
-                    smap: SourceMap, problems: Problems) -> None:
-    """Unknown backends, engine sections for absent backends, unsupported parameters (each
-    mistake once, at the first value that makes it)."""
-    defaults = Point(backend="noop", model="x")
-    used = [(p, v, where[p]) for p, v in fixed.items()]
-    used += [(p, v, ax.locs[j]) for ax in axes for j, alt in enumerate(ax.alternatives)
-             for p, v in alt.items()]
-    said: set[tuple[str, str]] = set()
-    for section in ENGINE_SECTIONS:
-        if c.engine_section(section) and section not in c.backends:
-            problems.add(smap.error((section,), f"engine settings for '{section}', which is "
-                                    "not in backends:",
-                                    hint=f"add {section} to backends or remove this"))
-    for path, _, loc in used:
-        head = path.split(".", 1)[0]
-        if head in ENGINE_SECTIONS and head not in c.backends and \
-                not c.engine_section(head) and ("", path) not in said:
-            said.add(("", path))
-            problems.add(smap.error(loc, f"'{path}' is a setting of '{head}', which is not in "
-                                    "backends:", hint=f"add {head} to backends or remove it"))
-    for i, name in enumerate(c.backends):
-        try:
-            info = get_info(name)
-        except KeyError as exc:
-            problems.add(smap.error(("backends", i), str(exc.args[0])))
-            continue
-        for path, value, loc in used:
-            if (name, path) in said:
-                continue
-            try:
-                _supports(name, info, path, value, loc, defaults, smap)
-            except ConfigError as err:
-                said.add((name, path))
-                problems.add(err)
-
-
-def _supports(name: str, info: Any, path: str, value: Any, loc: Loc, defaults: Point,
-              smap: SourceMap) -> None:
-    if path == "mode" and value == "server" and info.server is None:
-        raise smap.error(loc, f"backend '{name}' has no server mode",
-                         hint="use mode: offline, or a backend with a server")
-    if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
-            path != "streaming" and value != getattr(defaults, path) and \
-            path not in info.supports:
-        raise smap.error(loc, f"backend '{name}' does not support '{path}'",
-                         hint="remove it or use another backend")
-    if path == "streaming" and value and not info.streaming:
-        raise smap.error(loc, f"backend '{name}' cannot measure streaming "
-                         "(per-token) latency", hint="set streaming: false or use "
-                         "another backend")
 
 
 def resolve(values: Alternative) -> Point:

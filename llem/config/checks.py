@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llem.backends import options_of
+from llem.backends import REGISTRY, options_of
 from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
 from llem.config.loaded import Loaded
 from llem.config.yaml_source import Loc
+from llem.errors import Problems, UserError
 from llem.prompts.dataset import FileProblem, file_pool, load_hf
 
 PATH_PREFIXES = ("./", "../", "/", "~")
@@ -44,6 +45,67 @@ def _cross_field(path: str) -> bool:
     return path.startswith(CROSS_FIELD)
 
 
+def check_backend_keys(loaded: Loaded, problems: Problems) -> None:
+    """Each key of a backend's engine section, and each generate: key its points get, that
+    the backend's library would reject when the model loads (its options module's
+    check_keys): a problem each, located and with the right place suggested. What could not
+    be checked is noted in loaded.notes (the dry run prints them)."""
+    for backend in loaded.campaign.backends:
+        opts = options_of(backend) if backend in REGISTRY else None
+        check = getattr(opts, "check_keys", None) if opts is not None else None
+        if check is None:
+            continue
+        keys: dict[str, dict[str, tuple[Any, Loc]]] = {"engine": {}, "generate": {}}
+        for name, path, value, loc in loaded.used():
+            head, _, rest = path.partition(".")
+            section = "engine" if head == backend else "generate" if head == "generate" \
+                else None
+            if name == backend and section is not None:
+                key = rest.split(".", 1)[0]
+                keys[section].setdefault(key, (_top(value, rest), loc))
+        env = loaded.campaign.environments.get(backend) or {}
+        for section, found in keys.items():
+            if not found:
+                continue
+            wrong, note = check(section, {k: v for k, (v, _) in found.items()},
+                                environment=env, modes=_modes(loaded, backend))
+            for key, why, hint in wrong:
+                loc = found[key][1]
+                path = f"{_name(backend, section)}.{key}"
+                said = "" if ".".join(map(str, loc)).endswith(path) else f"'{path}': "
+                problems.add(loaded.source.error(loc, said + why, hint=hint))
+            if note and note not in loaded.notes:
+                loaded.notes.append(note)
+
+
+def _top(value: Any, rest: str) -> Any:
+    """The value of a key as written under it (a dotted path's leaf, nested back)."""
+    for part in reversed(rest.split(".")[1:]):
+        value = {part: value}
+    return value
+
+
+def _name(backend: str, section: str) -> str:
+    return backend if section == "engine" else "generate"
+
+
+def _modes(loaded: Loaded, backend: str) -> set[str]:
+    """The modes (offline, server) the backend's points can have."""
+    modes: set[str] = set()
+    for part in loaded.parts():
+        if backend not in part.part_backends():
+            continue
+        fixed = part.fixed_for(backend)
+        if "mode" in fixed:
+            modes.add(fixed["mode"])
+            continue
+        axes = [ax for ax in part.axes_for(backend) if "mode" in ax.paths()]
+        modes |= {alt["mode"] for ax in axes for alt in ax.alternatives if "mode" in alt}
+        if not any(all("mode" in alt for alt in ax.alternatives) for ax in axes):
+            modes.add("offline")
+    return modes or {"offline"}
+
+
 def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
     """Raise ConfigError (file, line, key) for the first job a backend would reject, by its
     own rules (its options module's check_options); local paths it names are resolved."""
@@ -51,12 +113,12 @@ def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
         opts = options_of(backend)
         if opts is None:
             continue
-        used = set(loaded.fixed) | {p for ax in loaded.axes for alt in ax.alternatives
-                                    for p in alt}
+        used = {p for b, p, _, _ in loaded.used() if b == backend}
         if not any(p.startswith(f"{backend}.") for p in used):
             continue  # no options: nothing to check, and no grid walk for a large grid
-        _resolve_paths(loaded, base_dir, [f"{backend}.{k}" for k in
-                                          getattr(opts, "PATH_KEYS", ())])
+        for part in loaded.parts():
+            _resolve_paths(part, base_dir, [f"{backend}.{k}" for k in
+                                            getattr(opts, "PATH_KEYS", ())])
         check = getattr(opts, "check_options", None)
         if check is not None:
             _check_points(loaded, backend, check)
@@ -84,13 +146,14 @@ def _check_points(loaded: Loaded, backend: str, check: Any) -> None:
 
 def _where(loaded: Loaded, path: str) -> Loc:
     """Where path (or a setting under it) was written: fixed value, else an axis."""
-    for p, loc in loaded.where.items():
-        if p == path or p.startswith(path + "."):
-            return tuple(loc)
-    for ax in loaded.axes:
-        for alt, loc in zip(ax.alternatives, ax.locs):
-            if any(p == path or p.startswith(path + ".") for p in alt):
+    for part in loaded.parts():
+        for p, loc in part.where.items():
+            if p == path or p.startswith(path + "."):
                 return tuple(loc)
+        for ax in part.axes:
+            for alt, loc in zip(ax.alternatives, ax.locs):
+                if any(p == path or p.startswith(path + ".") for p in alt):
+                    return tuple(loc)
     return (path.split(".", 1)[0],)
 
 
@@ -100,7 +163,10 @@ def _resolve_paths(loaded: Loaded, base_dir: Path, keys: list[str]) -> None:
     places: list[tuple[dict[str, Any], str, Loc]] = [
         (loaded.fixed, p, loaded.where.get(p, (p.split(".", 1)[0],))) for p in keys
         if p in loaded.fixed]
-    for ax in loaded.axes:
+    for scoped in loaded.per_backend.values():
+        places += [(scoped.fixed, p, scoped.where.get(p, ("per_backend",))) for p in keys
+                   if p in scoped.fixed]
+    for ax in [*loaded.axes, *(a for s in loaded.per_backend.values() for a in s.axes)]:
         for alt, loc in zip(ax.alternatives, ax.locs):
             places += [(alt, p, loc) for p in keys if p in alt]
     for values, path, loc in places:
@@ -118,23 +184,35 @@ def check_datasets(loaded: Loaded) -> None:
     """Resolve every distinct dataset of the campaign (not every point) and read its prompt
     file; a problem raises UserError naming the grid file, line and key (dataset.path).
 
-    Built-in prompts ship with llem; HF datasets are loaded here once (kept for the driver in
-    this process), so an offline machine or a dataset without a text column fails before
-    Ray starts.
+    Built-in prompts ship with llem; HF datasets (and the named ones, such as the AI Energy
+    Score prompts) are loaded here once (kept for the driver in this process), so an offline
+    machine or a dataset without a text column fails before Ray starts, at the line of the
+    grid that names it. Metadata lines a prompt file skips are noted in loaded.notes.
     """
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     checked: set[str] = set()
     for values, where in combinations(loaded, lambda p: p.startswith("dataset.")):
         ds = resolve({"backend": "noop", "model": "x", **values}).dataset
-        if ds.source == "hf" and ds.model_dump_json() not in checked:
-            checked.add(ds.model_dump_json())
-            load_hf(ds)  # download (or cache hit) and column detection, before Ray
+        loc = where.get("dataset.path") or where.get("dataset.source") or ("dataset",)
+        if ds.source not in ("builtin", "file"):
+            key = ds.model_dump_json(include={"source", "path", "split", "column"})
+            if key not in checked:
+                checked.add(key)
+                try:  # download (or cache hit) and column detection, before Ray
+                    load_hf(ds)
+                except UserError as exc:
+                    raise loaded.source.error(loc, str(exc)) from None
             continue
         if ds.source != "file" or str(ds.path) in checked:
             continue
         checked.add(str(ds.path))
         try:
-            file_pool(ds, base_dir)
+            pool = file_pool(ds, base_dir)
         except FileProblem as exc:
-            loc = where.get("dataset.path") or where.get("dataset.source") or ("dataset",)
             raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
+        skipped = getattr(pool, "skipped", 0)
+        if skipped:
+            note = f"{ds.path}: {skipped} metadata line{'s' if skipped > 1 else ''} " \
+                "(keys starting with _) skipped"
+            if note not in loaded.notes:
+                loaded.notes.append(note)

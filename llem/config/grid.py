@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.config.axes import Alternative, Axis, Where, resolve
+from llem.config.campaign import describe_error
 from llem.config.job import Job, canonical, job_id_of, load_key_of
 from llem.config.loaded import Loaded
-from llem.config.models import Point, Server, describe_error
+from llem.config.models import Point, Server
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError
 
@@ -81,47 +82,56 @@ Choice = tuple[int, Alternative, Loc]  # an axis (its index), the values asked a
 def combinations(loaded: Loaded, wanted: Callable[[str], bool],
                  backends: list[str] | None = None) -> Iterator[tuple[Alternative, Where]]:
     """Each distinct combination of values at the paths `wanted` selects that the grid's
-    points have (include/exclude applied), with where each value was written.
+    points have (include/exclude applied; every part: the sweep and each experiment), with
+    where each value was written.
 
     Only the axes that set such a path are crossed; whether the rules keep some point with a
     combination is asked of the axes the rules name, once per distinct choice of their
     values. Exact, and cheap where the grid is large but the question is about few of its
     axes: nothing is resolved, and no point is enumerated."""
-    c = loaded.campaign
-    named = {p for rule in (*c.include, *c.exclude) for p in rule}
-    for backend in c.backends if backends is None else backends:
-        fixed: Alternative = {"backend": backend, **loaded.fixed}
-        base = {p: v for p, v in fixed.items() if wanted(p)}
-        base_where = {p: loaded.where[p] for p in base if p in loaded.where}
-        outer: list[list[Choice]] = []
-        inner: list[list[Choice]] = []
-        for i, ax in enumerate(_axes_for(loaded.axes, backend)):
-            paths = {p for alt in ax.alternatives for p in alt}
-            if any(wanted(p) for p in paths):
-                outer.append(_choices(ax, i, lambda p: wanted(p) or p in named))
-            elif paths & named:
-                inner.append(_choices(ax, i, named.__contains__))
-        rule_base = {p: v for p, v in fixed.items() if p in named}
-        kept: dict[str, bool] = {}
-        seen: set[str] = set()
-        for combo in itertools.product(*outer):
-            values, where = dict(base), dict(base_where)
-            for _, sub, loc in combo:
-                asked = {p: v for p, v in sub.items() if wanted(p)}
-                values.update(asked)
-                where.update(dict.fromkeys(asked, loc))
-            key = repr(sorted(values.items()))
-            if key in seen:
+    seen: set[str] = set()
+    for part in loaded.parts():
+        named = {p for rule in (*part.include, *part.exclude) for p in rule}
+        for backend in part.part_backends():
+            if backends is not None and backend not in backends:
                 continue
-            if named:
-                ruled = [(i, {p: v for p, v in sub.items() if p in named}) for i, sub, _ in combo]
-                rkey = repr(ruled)
-                if rkey not in kept:
-                    kept[rkey] = _kept(loaded, rule_base, ruled, inner)
-                if not kept[rkey]:
+            fixed: Alternative = {"backend": backend, **part.fixed_for(backend)}
+            part_where = part.where_for(backend)
+            base = {p: v for p, v in fixed.items() if wanted(p)}
+            base_where = {p: part_where[p] for p in base if p in part_where}
+            outer: list[list[Choice]] = []
+            inner: list[list[Choice]] = []
+            for i, ax in enumerate(part.axes_for(backend)):
+                paths = ax.paths()
+                if any(wanted(p) for p in paths):
+                    outer.append(_choices(ax, i, _either(wanted, named)))
+                elif paths & named:
+                    inner.append(_choices(ax, i, named.__contains__))
+            rule_base = {p: v for p, v in fixed.items() if p in named}
+            kept: dict[str, bool] = {}
+            for combo in itertools.product(*outer):
+                values, where = dict(base), dict(base_where)
+                for _, sub, loc in combo:
+                    asked = {p: v for p, v in sub.items() if wanted(p)}
+                    values.update(asked)
+                    where.update(dict.fromkeys(asked, loc))
+                key = repr(sorted(values.items()))
+                if key in seen:
                     continue
-            seen.add(key)
-            yield values, {p: where[p] for p in values if p in where}
+                if named:
+                    ruled = [(i, {p: v for p, v in sub.items() if p in named})
+                             for i, sub, _ in combo]
+                    rkey = repr(ruled)
+                    if rkey not in kept:
+                        kept[rkey] = _kept(part, rule_base, ruled, inner)
+                    if not kept[rkey]:
+                        continue
+                seen.add(key)
+                yield values, {p: where[p] for p in values if p in where}
+
+
+def _either(wanted: Callable[[str], bool], named: set[str]) -> Callable[[str], bool]:
+    return lambda p: wanted(p) or p in named
 
 
 def _choices(ax: Axis, index: int, keep: Callable[[str], bool]) -> list[Choice]:
@@ -137,7 +147,7 @@ def _kept(loaded: Loaded, base: Alternative, outer: list[tuple[int, Alternative]
     """Does some choice of the inner axes make a point that include/exclude keep? A search
     over the inner axes, one at a time, that stops a branch as soon as the values no later
     axis can change already decide it (values are laid in axis order, as in the grid)."""
-    include, exclude = loaded.campaign.include, loaded.campaign.exclude
+    include, exclude = loaded.include, loaded.exclude
     later: list[set[str]] = [set() for _ in range(len(inner) + 1)]
     for k in range(len(inner) - 1, -1, -1):
         later[k] = later[k + 1] | {p for _, sub, _ in inner[k] for p in sub}
@@ -186,17 +196,66 @@ def located(smap: SourceMap, exc: ValidationError | ValueError, where: Where) ->
 
 
 def count_points(loaded: Loaded) -> int:
-    """Upper bound on distinct points (exact unless include/exclude/dedupe remove some)."""
+    """Distinct points of every part, include/exclude applied (exact unless two points
+    resolve to one configuration, or rules name so many axes that the count would walk
+    more than COUNT_WALK of their choices: then before the rules)."""
     total = 0
-    for b in loaded.campaign.backends:
-        axes = _axes_for(loaded.axes, b)
-        total += math.prod(len(a.alternatives) for a in axes)
+    for part in loaded.parts():
+        for b in part.part_backends():
+            total += _count(part, b)
     return total * _sweep_factor(loaded)
+
+
+COUNT_WALK = 1_000_000
+
+
+def _count(part: Loaded, backend: str) -> int:
+    axes = part.axes_for(backend)
+    named = {p for rule in (*part.include, *part.exclude) for p in rule}
+    if not named:
+        return math.prod(len(a.alternatives) for a in axes)
+    base = {"backend": backend, **part.fixed_for(backend)}
+    ruled: list[list[tuple[Alternative, int]]] = []
+    free = 1
+    for ax in axes:
+        if not ax.paths() & named:
+            free *= len(ax.alternatives)
+            continue
+        counts: dict[str, tuple[Alternative, int]] = {}
+        for alt in ax.alternatives:
+            sub = {p: v for p, v in alt.items() if p in named}
+            key = repr(sorted(sub.items()))
+            counts[key] = (sub, counts[key][1] + 1 if key in counts else 1)
+        ruled.append(list(counts.values()))
+    if math.prod(len(r) for r in ruled) > COUNT_WALK:
+        return free * math.prod(sum(n for _, n in r) for r in ruled)
+    kept = 0
+    for combo in itertools.product(*ruled):
+        values = dict(base)
+        for sub, _ in combo:
+            values.update(sub)
+        if part.include and not any(_matches(values, r) for r in part.include):
+            continue
+        if any(_matches(values, r) for r in part.exclude):
+            continue
+        kept += math.prod(n for _, n in combo)
+    return kept * free
+
+
+def count_before_rules(loaded: Loaded) -> int:
+    """Points of every part with include/exclude not applied."""
+    return sum(math.prod(len(a.alternatives) for a in part.axes_for(b))
+               for part in loaded.parts() for b in part.part_backends()) * \
+        _sweep_factor(loaded)
 
 
 def _sweep_factor(loaded: Loaded) -> int:
     """A sweep point is sweep_levels + 2 jobs (sweep_levels): the most it can be here."""
-    alts = [loaded.fixed] + [alt for ax in loaded.axes for alt in ax.alternatives]
+    alts: list[Alternative] = []
+    for part in loaded.parts():
+        for b in part.part_backends():
+            alts += [part.fixed_for(b)] + [alt for ax in part.axes_for(b)
+                                           for alt in ax.alternatives]
     if not any(a.get("server.profile") == "sweep" for a in alts):
         return 1
     levels = [int(a["server.sweep_levels"]) for a in alts if "server.sweep_levels" in a]
@@ -216,40 +275,78 @@ def sweep_levels(point: Point) -> Iterator[Point]:
         yield point.model_copy(update={"server": s.model_copy(update={"sweep_level": level})})
 
 
-def _axes_for(axes: list[Axis], backend: str) -> list[Axis]:
-    return [a for a in axes if a.backend() in (None, backend)]
-
-
 def groups(loaded: Loaded) -> Iterator[Group]:
-    """Lazily yield the campaign's load groups (each with a lazy job iterator)."""
+    """Lazily yield the campaign's load groups (each with a lazy job iterator). The sweep's
+    groups come as they are found; an experiment's points join the sweep's group of the
+    same load key (one model load), and its other groups follow."""
     c = loaded.campaign
-    for backend in c.backends:
-        axes = _axes_for(loaded.axes, backend)
+    extra: dict[str, tuple[Point, int, list[Any]]] = {}
+    for part in loaded.experiments:
+        for key, first, size, factory in _part_groups(part):
+            have = extra.get(key)
+            extra[key] = (have[0], have[1] + size, [*have[2], factory]) if have else \
+                (first, size, [factory])
+    for key, first, size, factory in _part_groups(loaded):
+        more = extra.pop(key, None)
+        factories = [factory, *(more[2] if more else [])]
+        yield Group(key, first, (size + (more[1] if more else 0)) * c.cycles,
+                    _merged(factories), c.cycles, c.order, c.seed, c.name)
+    for key, (first, size, factories) in extra.items():
+        yield Group(key, first, size * c.cycles, _merged(factories), c.cycles, c.order,
+                    c.seed, c.name)
+
+
+def _part_groups(part: Loaded) -> Iterator[tuple[str, Point, int, Any]]:
+    """(load key, first point, size hint, point factory) of each load of a part: load
+    combinations resolving to the same load (an alternative that also sets run settings,
+    {} vs a default) are one group, their points merged. Every load combination's first
+    point is resolved before the first group is yielded; its jobs stay lazy."""
+    found: dict[str, tuple[Point, int, list[Any]]] = {}
+    for backend in part.part_backends():
+        axes = part.axes_for(backend)
         load_axes = [a for a in axes if a.load]
         run_axes = [a for a in axes if not a.load]
         run_size = math.prod(len(a.alternatives) for a in run_axes)
-        seen_keys: set[str] = set()
+        fixed, fixed_where = part.fixed_for(backend), part.where_for(backend)
         for combo in itertools.product(*(zip(a.alternatives, a.locs) for a in load_axes)):
-            base: Alternative = {"backend": backend, **loaded.fixed}
-            where = dict(loaded.where)
+            base: Alternative = {"backend": backend, **fixed}
+            where = dict(fixed_where)
             for alt, loc in combo:
                 base.update(alt)
                 where.update(dict.fromkeys(alt, loc))
-            points = _point_factory(base, where, run_axes, loaded)
+            points = _point_factory(base, where, run_axes, part)
             first = next(points(), None)
             if first is None:
                 continue
             key = load_key_of(first)
-            if key in seen_keys:  # two combos resolving to the same load (e.g. {} vs default)
-                continue
-            seen_keys.add(key)
-            yield Group(key, first, run_size * c.cycles, points, c.cycles, c.order, c.seed,
-                        c.name)
+            have = found.get(key)
+            found[key] = (have[0], have[1] + run_size, [*have[2], points]) if have else \
+                (first, run_size, [points])
+    for key, (first, size, factories) in found.items():
+        yield key, first, size, _merged(factories)
+
+
+def _merged(factories: list[Any]) -> Any:
+    """One group's points out of several factories, each distinct point once."""
+    if len(factories) == 1:
+        return factories[0]
+
+    def points() -> Iterator[Point]:
+        seen: set[bytes] = set()
+        for factory in factories:
+            for point in factory():
+                h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
+                                    digest_size=8).digest()
+                if h not in seen:
+                    seen.add(h)
+                    yield point
+
+    return points
 
 
 def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
                    loaded: Loaded) -> Any:
-    include, exclude = loaded.campaign.include, loaded.campaign.exclude
+    include, exclude = loaded.include, loaded.exclude
 
     def points() -> Iterator[Point]:
         seen: set[bytes] = set()

@@ -4,6 +4,7 @@ together (ConfigErrors, one line each), rules across them once those are all goo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from pathlib import Path
@@ -12,21 +13,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.backends import REGISTRY
-from llem.config.axes import (
-    check_path,
-    collect,
-    distinct,
-    flatten_rule,
-    suggest,
-)
-from llem.config.checks import check_backend_options, check_cross_fields
+from llem.config.axes import check_path, distinct, flatten_rule, suggest
+from llem.config.campaign import Campaign, describe_error
+from llem.config.checks import check_backend_keys, check_backend_options, check_cross_fields
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
-from llem.config.grid import combinations, count_points
+from llem.config.grid import combinations, count_before_rules, count_points
 from llem.config.loaded import Loaded
-from llem.config.models import ENGINE_SECTIONS, MAX_POINTS, Campaign, describe_error
+from llem.config.models import ENGINE_SECTIONS, MAX_POINTS
+from llem.config.names import old_name_hint
 from llem.config.overrides import merge_overrides
-from llem.config.yaml_source import SourceMap, parse_yaml, read_yaml, shown
+from llem.config.parts import build
+from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
 from llem.errors import ConfigError, Problems
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
 
@@ -69,18 +67,21 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            problems.add(smap.error((key,), "unknown key",
-                                    hint=f"did you mean '{close[0]}'?" if close else
-                                    f"known keys: {', '.join(known)}"))
+            problems.add(smap.error((key,), "unknown key", hint=old_name_hint(key) or (
+                f"did you mean '{close[0]}'?" if close else
+                f"known keys: {', '.join(known)}")))
     campaign, bad = _campaign({k: v for k, v in data.items() if k in known}, smap, problems)
     if campaign is None:
         problems.check()
         raise smap.error((), "the file is not a valid grid")  # (problems held the reason)
     models = []
+    named = {b for e in campaign.experiments for k in ("backend", "backends")
+             for b in ([e[k]] if isinstance(e.get(k), str) else e.get(k) or [])
+             if isinstance(b, str)}
     hub = "backends" not in bad and any(loads_from_hub(b) for b in campaign.backends)
     for i, m in enumerate(campaign.models):
         with problems.collecting():
-            models.append(_model(m, i, base_dir, smap, hub))
+            models.append(_model(m, ("models", i), base_dir, smap, hub))
     campaign = campaign.model_copy(update={
         "models": [models[i] for i in distinct(models)],  # listed twice: one choice
         "backends": [campaign.backends[i] for i in distinct(campaign.backends)],
@@ -92,11 +93,20 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
                 problems.add(smap.error(("exclude", j), f"this rule drops every point that "
                                         f"include rule {i + 1} ({rule}) keeps",
                                         hint="remove it from one of the lists"))
-    _check_environments(campaign, smap, problems)
-    fixed, axes, where = collect(campaign, smap, problems, check_backends="backends" not in bad)
+    any_hub = hub or any(loads_from_hub(b) for b in named)
+
+    def model(name: str, loc: Loc) -> str:
+        return _model(name, loc, base_dir, smap, any_hub)
+
+    loaded = build(campaign, smap, problems, path, check_backends="backends" not in bad,
+                   model=model)
+    if loaded is not None:
+        _check_environments(loaded.campaign, smap, problems)
+        if "backends" not in bad:
+            check_backend_keys(loaded, problems)
     problems.check()
+    assert loaded is not None  # (problems held the reason)
     # rules across fields and whole combinations: only on a grid whose values are all good
-    loaded = Loaded(campaign, fixed, axes, smap, path, where)
     _check_datasets(loaded)
     _check_size(loaded)
     check_cross_fields(loaded)
@@ -180,6 +190,11 @@ def _check_datasets(loaded: Loaded) -> None:
     """Every dataset the grid can produce names its source completely (no file is read)."""
     for values, where in combinations(loaded, _dataset):
         source = values.get("dataset.source", "builtin")
+        if source not in ("builtin", "file", "hf") and values.get("dataset.path"):
+            raise loaded.source.error(where.get("dataset.path", ("dataset",)), f"dataset."
+                                      f"source '{source}' names its own dataset; dataset.path "
+                                      "would be ignored", hint="remove dataset.path, or use "
+                                      "source: hf with the dataset id")
         if source in ("file", "hf") and not values.get("dataset.path"):
             loc = where.get("dataset.source", ("dataset",))
             what = "a prompt file (.jsonl or .txt)" if source == "file" else "the dataset id"
@@ -199,30 +214,30 @@ def _dataset(path: str) -> bool:
     return path.startswith("dataset.")
 
 
-def _model(model: str, i: int, base_dir: Path, smap: SourceMap, hub: bool) -> str:
+def _model(model: str, loc: Loc, base_dir: Path, smap: SourceMap, hub: bool) -> str:
     """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist;
     other names are hub ids where a backend of the grid loads from the hub."""
     if not model.strip() or any(ord(ch) < 32 for ch in model):
-        raise smap.error(("models", i), f"bad model name {model!r}",
+        raise smap.error(loc, f"bad model name {model!r}",
                          hint="a hub id (org/name), a ./local/path or llem:tiny")
     if is_builtin(model):
         if model.removeprefix(PREFIX) not in BUILTIN_MODELS:
-            raise smap.error(("models", i), f"unknown built-in model '{model}'",
+            raise smap.error(loc, f"unknown built-in model '{model}'",
                              hint=f"known: {', '.join(PREFIX + m for m in BUILTIN_MODELS)}")
         return model
     if not model.startswith(PATH_PREFIXES):  # a hub id (org/name)
         why = hub_id_problem(model) if hub else None
         if why:
-            raise smap.error(("models", i), f"model {shown(model)} is not a hub id: {why}",
+            raise smap.error(loc, f"model {shown(model)} is not a hub id: {why}",
                              hint="a hub id (org/name), a ./local/path or llem:tiny")
         return model
     try:
         resolved = (base_dir / Path(model).expanduser()).resolve()
     except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
-        raise smap.error(("models", i), f"cannot resolve model path {model!r}: {exc}") \
+        raise smap.error(loc, f"cannot resolve model path {model!r}: {exc}") \
             from None
     if not resolved.exists():
-        raise smap.error(("models", i), f"model path {resolved} does not exist",
+        raise smap.error(loc, f"model path {resolved} does not exist",
                          hint="build one with `llem tiny-model DIR` or fix the path")
     return str(resolved)
 
@@ -249,26 +264,32 @@ def hub_id_problem(repo_id: str) -> str | None:
 
 
 def _check_not_empty(loaded: Loaded) -> None:
-    """include/exclude rules that together leave no point: say so, before Ray starts."""
+    """include/exclude rules that together leave no point of the sweep: say so, before Ray
+    starts."""
     c = loaded.campaign
     if not (c.include or c.exclude):
         return
-
-    if next(combinations(loaded, lambda p: False), None) is None:  # the rules' axes only
+    sweep = dataclasses.replace(loaded, experiments=[])
+    if next(combinations(sweep, lambda p: False), None) is None:  # the rules' axes only
         raise ConfigError(f"the grid is empty: include/exclude rules drop all "
-                          f"{count_points(loaded)} points", file=loaded.source.file,
+                          f"{count_before_rules(sweep)} points", file=loaded.source.file,
                           hint="loosen an exclude rule or widen an include rule")
 
 
 def _check_size(loaded: Loaded) -> None:
+    """max_points counts the points that run: include/exclude applied, experiments added."""
     n = count_points(loaded)
     limit = loaded.campaign.max_points
     if n > limit:
         sizes = ", ".join(f"{a.key}: {len(a.alternatives)}" for a in loaded.axes
                           if len(a.alternatives) > 1)
-        raise ConfigError(f"the grid has {n} points, over max_points={limit} ({sizes})",
-                          file=loaded.source.file,
+        c = loaded.campaign
+        before = count_before_rules(loaded)
+        ruled = f" after include/exclude (of {before})" if (c.include or c.exclude) and \
+            before != n else ""
+        more = f", {len(loaded.experiments)} experiments" if loaded.experiments else ""
+        raise ConfigError(f"the grid has {n} points{ruled}, over max_points={limit} "
+                          f"({sizes}{more})", file=loaded.source.file,
                           hint="narrow an axis, add exclude: rules, or raise max_points"
                           if limit < MAX_POINTS else f"narrow an axis or add exclude: rules "
                           f"({MAX_POINTS} points is the most a grid may have)")
-

@@ -16,6 +16,11 @@ from llem.errors import UserError
 from llem.prompts.files import Prompt, load_builtin, load_file, select
 
 TEXT_COLUMNS = ("prompt", "text", "question", "instruction", "input", "content")
+# Named sources: a dataset on the Hugging Face hub that a source name stands for
+# (HF id, split, column). ai_energy_score: the AI Energy Score text-generation prompts
+# (1,000 texts from WikiText, OSCAR and UltraChat).
+NAMED: dict[str, tuple[str, str, str]] = {
+    "ai_energy_score": ("AIEnergyScore/text_generation", "train", "text")}
 CHAT_COLUMNS = ("messages", "conversations", "conversation")
 
 
@@ -34,6 +39,8 @@ class DatasetSpec(Protocol):
     def num_prompts(self) -> int: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def order(self) -> str: ...
 
 
 class FileProblem(Exception):
@@ -45,7 +52,8 @@ class FileProblem(Exception):
 
 
 def load_prompts(ds: DatasetSpec, base_dir: Path) -> list[str]:
-    """The dataset's num_prompts prompts, chosen deterministically by its seed."""
+    """The dataset's num_prompts prompts: the first ones (order "file") or drawn in an
+    order its seed decides (order "sample")."""
     if ds.source == "builtin":
         pool = load_builtin()
     elif ds.source == "file":
@@ -53,11 +61,11 @@ def load_prompts(ds: DatasetSpec, base_dir: Path) -> list[str]:
             pool = file_pool(ds, base_dir)
         except FileProblem as exc:
             raise UserError(f"dataset.path: {exc} ({exc.hint})") from None
-    else:
+    else:  # hf, or a named source on the hub
         pool = load_hf(ds)
     if not pool:
         raise UserError(f"dataset {ds.path or ds.source} has no prompts")
-    return [p.text for p in select(pool, ds.num_prompts, ds.seed)]
+    return [p.text for p in select(pool, ds.num_prompts, ds.seed, ds.order)]
 
 
 def file_pool(ds: DatasetSpec, base_dir: Path) -> list[Prompt]:
@@ -103,39 +111,53 @@ def load_hf(ds: DatasetSpec) -> list[Prompt]:
     share it). The prompt column is dataset.column, else the first of TEXT_COLUMNS, else a
     chat column (CHAT_COLUMNS: OpenAI messages or ShareGPT conversations), whose first user
     turn is the prompt."""
-    key = repr((ds.path, ds.split, ds.column))
+    path, split, column = hf_source(ds)
+    key = repr((path, split, column))
     if key not in _HF_CACHE:
-        _HF_CACHE[key] = _read_hf(ds)
+        _HF_CACHE[key] = _read_hf(ds.source, path, split, column)
     return _HF_CACHE[key]
 
 
-def _read_hf(ds: DatasetSpec) -> list[Prompt]:
-    if not ds.path:
+def hf_source(ds: DatasetSpec) -> tuple[str | None, str, str | None]:
+    """The (HF dataset id, split, column) a dataset setting loads: a named source's own,
+    else dataset.path, split and column."""
+    if ds.source in NAMED:
+        return NAMED[ds.source]
+    return ds.path, ds.split, ds.column
+
+
+def _read_hf(source: str, path: str | None, split: str, column: str | None) -> list[Prompt]:
+    what = f"the {source} prompts (HF dataset {path})" if source in NAMED else \
+        f"HF dataset '{path}'"
+    if not path:
         raise UserError("dataset.source is 'hf' but dataset.path (the dataset id) is not set")
     try:
         import datasets
     except ImportError:
-        raise UserError("dataset.source 'hf' needs the `datasets` package: "
+        raise UserError(f"dataset.source '{source}' needs the `datasets` package: "
                         "pip install 'llem[hf]' (or pip install datasets)") from None
     datasets.disable_progress_bars()
     try:
-        data = datasets.load_dataset(ds.path, split=ds.split)
+        data = datasets.load_dataset(path, split=split)
     except Exception as exc:
         offline = " (offline: HF_HUB_OFFLINE=1 and not in the cache)" if \
             os.environ.get("HF_HUB_OFFLINE") == "1" else " (offline? gated? a typo?)"
-        raise UserError(f"cannot load HF dataset '{ds.path}' (split {ds.split}): "
+        instead = "or copy its prompts to a .jsonl file and use dataset.source: file" \
+            if source in NAMED else "or use dataset.source: file"
+        raise UserError(f"cannot load {what} (split {split}): "
                         f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                        f"{offline}; or use dataset.source: file") from None
+                        f"{offline}; {instead}") from None
     names = list(data.column_names)
-    column = ds.column or next((c for c in TEXT_COLUMNS + CHAT_COLUMNS if c in names), None)
-    if column is None or column not in names:
-        what = f"column {column!r}" if column else "text column"
-        raise UserError(f"HF dataset '{ds.path}' has no {what} (columns: {', '.join(names)}); "
+    col = column or next((c for c in TEXT_COLUMNS + CHAT_COLUMNS if c in names), None)
+    if col is None or col not in names:
+        missing = f"column {col!r}" if col else "text column"
+        raise UserError(f"{what} has no {missing} (columns: {', '.join(names)}); "
                         "set dataset.column")
-    chat = column in CHAT_COLUMNS and ds.column is None
+    chat = col in CHAT_COLUMNS and column is None
     texts = (_first_user_turn(v) if chat else v if isinstance(v, str) else str(v)
-             for v in data[column])
-    return [Prompt(f"{ds.path}-{i}", "hf", t) for i, t in enumerate(texts) if t and t.strip()]
+             for v in data[col])
+    task = "hf" if source not in NAMED else source
+    return [Prompt(f"{path}-{i}", task, t) for i, t in enumerate(texts) if t and t.strip()]
 
 
 def _first_user_turn(turns: Any) -> str:

@@ -27,25 +27,34 @@ def load_builtin() -> list[Prompt]:
     return load_file(BUILTIN_PATH)
 
 
+class Prompts(list[Prompt]):
+    """A file's prompts, and how many metadata lines it skipped."""
+
+    skipped: int = 0
+
+
 def load_file(path: Path) -> list[Prompt]:
     """Prompts from a .jsonl file (objects with "prompt" or "text") or plain text (one a line).
 
-    Errors name the file and line so a user can fix the file without a traceback.
+    A JSONL object whose keys all start with "_" (a provenance header such as {"_source":
+    ...}) is metadata: skipped, and counted in the result's `skipped`. Errors name the file
+    and line so a user can fix the file without a traceback.
     """
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines()
     if path.suffix.lower() == ".jsonl":
         prompts = _parse_jsonl(path, lines)
     else:
-        prompts = [Prompt(f"line-{n}", "file", line.strip())
-                   for n, line in enumerate(lines, 1) if line.strip()]
+        prompts = Prompts(Prompt(f"line-{n}", "file", line.strip())
+                          for n, line in enumerate(lines, 1) if line.strip())
     if not prompts:
-        raise ValueError(f"{path}: no prompts (the file is empty)")
+        what = f"only {prompts.skipped} metadata lines" if prompts.skipped else "the file is empty"
+        raise ValueError(f"{path}: no prompts ({what})")
     return prompts
 
 
-def _parse_jsonl(path: Path, lines: list[str]) -> list[Prompt]:
-    prompts: list[Prompt] = []
+def _parse_jsonl(path: Path, lines: list[str]) -> Prompts:
+    prompts = Prompts()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -55,6 +64,9 @@ def _parse_jsonl(path: Path, lines: list[str]) -> list[Prompt]:
             raise ValueError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+        if obj and all(str(k).startswith("_") for k in obj):
+            prompts.skipped += 1  # metadata (a provenance header): not a prompt
+            continue
         text = obj.get("prompt", obj.get("text"))
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{path}:{n}: no non-empty string under \"prompt\" or \"text\"")
@@ -63,8 +75,9 @@ def _parse_jsonl(path: Path, lines: list[str]) -> list[Prompt]:
     return prompts
 
 
-def select(prompts: list[Prompt], n: int, seed: int = 0) -> list[Prompt]:
-    """n prompts in a seeded order, cycling when n exceeds the pool.
+def select(prompts: list[Prompt], n: int, seed: int = 0, order: str = "sample") -> list[Prompt]:
+    """n prompts, cycling when n exceeds the pool: in a seeded order (order "sample"), or
+    the first n in the pool's own order (order "file").
 
     random.Random(seed).shuffle is stable across Python runs and versions (it does not use
     hash()), so the same seed runs the same prompts in every campaign.
@@ -73,6 +86,9 @@ def select(prompts: list[Prompt], n: int, seed: int = 0) -> list[Prompt]:
         raise ValueError(f"cannot select a negative number of prompts ({n})")
     if not prompts:
         raise ValueError("cannot select from an empty prompt list")
-    order = list(prompts)
-    random.Random(seed).shuffle(order)
-    return [order[i % len(order)] for i in range(n)]
+    if order not in ("sample", "file"):
+        raise ValueError(f"unknown prompt order {order!r} (sample or file)")
+    pool = list(prompts)
+    if order == "sample":
+        random.Random(seed).shuffle(pool)
+    return [pool[i % len(pool)] for i in range(n)]

@@ -66,8 +66,8 @@ EXPECTED: dict[str, str | list[str]] = {
     "section_not_a_map.yaml": r":4: 'measurement': must be a map of settings.*\(got 5\)",
     "order_unknown.yaml": r":4: 'order': must be 'interleaved', 'sequential' or 'shuffled' "
                           r"\(got 'random'\)",
-    "dataset_unknown_source.yaml": r":5: 'dataset\.source': must be 'builtin', 'file' or 'hf' "
-                                   r"\(got 's3'\)",
+    "dataset_unknown_source.yaml": r":5: 'dataset\.source': must be 'builtin', 'file', 'hf' or "
+                                   r"'ai_energy_score' \(got 's3'\)",
     "dependent_group_bad_value.yaml": r":7: 'grid\.measurement\.1': "
                                       r"measurement\.warmup_requests: must be >= 0 \(got -1\)",
     # the campaign name becomes a path in the store

@@ -6,15 +6,20 @@
     adapter: ./my-lora                   # a LoRA (PEFT) adapter: model.load_adapter(...)
     assistant_model: org/small-draft     # assisted (speculative) generation
 
-Every other key goes to from_pretrained untouched. check_options holds transformers' own
-rules (the ones it would raise on mid-run) so a rejected combination is a validation error
-before anything starts; it imports neither torch nor transformers. apply_options runs in the
-worker and returns the facts recorded with each result.
+Every other key goes to from_pretrained untouched: it must be one of its arguments or a
+config setting (FROM_PRETRAINED, CONFIG_KEYS; `transformers serve` options in server mode).
+check_keys refuses the others, and the keys that belong elsewhere (batch_size, load_in_4bit,
+sampling parameters, a duplicate of llem's dtype), naming the right place; check_options
+holds transformers' own rules (the ones it would raise on mid-run) so a rejected combination
+is a validation error before anything starts. Neither imports torch nor transformers.
+apply_options runs in the worker and returns the facts recorded with each result.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import json
 from typing import Any
 
 # engine keys that name local folders: resolved against the grid file's folder (llem.config)
@@ -28,6 +33,60 @@ BNB_KEYS = ("load_in_8bit", "load_in_4bit", "llm_int8_threshold", "llm_int8_skip
 COMPILE_KEYS = ("fullgraph", "dynamic", "backend", "mode", "options", "disable")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SHORTHAND = {"4bit": {"load_in_4bit": True}, "8bit": {"load_in_8bit": True}}
+# PreTrainedModel.from_pretrained's own arguments (transformers 5.x: its signature and the
+# keys it pops from **kwargs), less what llem sets itself (dtype) or never passes
+FROM_PRETRAINED = frozenset({
+    "cache_dir", "config", "disable_mmap", "force_download", "fusion_config",
+    "ignore_mismatched_sizes", "local_files_only", "revision", "use_safetensors",
+    "weights_only", "adapter_kwargs", "adapter_name", "allow_all_kernels",
+    "attn_implementation", "device_map", "device_mesh", "distributed_config",
+    "experts_implementation", "generation_config", "gguf_file", "kernel_config",
+    "kernels_mode", "key_mapping", "max_memory", "offload_buffers", "offload_folder",
+    "output_loading_info", "proxies", "quantization_config", "subfolder", "tp_plan",
+    "tp_size", "trust_remote_code", "use_kernels", "variant", "low_cpu_mem_usage"})
+# config settings from_pretrained passes on to the model's config (PretrainedConfig's and
+# the common ones of causal LMs)
+CONFIG_KEYS = frozenset({
+    "output_attentions", "output_hidden_states", "return_dict", "use_cache",
+    "tie_word_embeddings", "torchscript", "pad_token_id", "bos_token_id", "eos_token_id",
+    "max_position_embeddings", "rope_scaling", "rope_theta", "rope_parameters",
+    "sliding_window", "use_sliding_window", "attention_dropout", "num_hidden_layers",
+    "chunk_size_feed_forward", "problem_type", "layer_types", "max_window_layers"})
+# `transformers serve` options (llem.backends.transformers.server.SERVE_OPTIONS; a test
+# keeps the two equal)
+SERVE_OPTIONS = frozenset({
+    "continuous_batching", "attn_implementation", "compile", "quantization", "reasoning",
+    "chat_template_kwargs", "decision_config", "device", "dtype", "trust_remote_code",
+    "model_timeout", "max_model_len", "cb_block_size", "cb_num_blocks", "cb_max_batch_tokens",
+    "cb_max_memory_percent", "cb_use_cuda_graph", "enable_cors", "log_level",
+    "enable_log_requests", "default_seed", "api_server_count"})
+# GenerationConfig's settings (transformers 5.x), the generate: keys transformers takes
+GENERATE_KEYS = frozenset({
+    "assistant_confidence_threshold", "assistant_early_exit", "assistant_lookbehind",
+    "bad_words_ids", "begin_suppress_tokens", "bos_token_id", "cache_config",
+    "cache_implementation", "compile_config", "constraints", "decoder_start_token_id",
+    "disable_compile", "diversity_penalty", "dola_layers", "early_stopping",
+    "encoder_no_repeat_ngram_size", "encoder_repetition_penalty", "eos_token_id",
+    "epsilon_cutoff", "eta_cutoff", "exponential_decay_length_penalty", "force_words_ids",
+    "forced_bos_token_id", "forced_eos_token_id", "guidance_scale", "length_penalty",
+    "low_memory", "max_cache_len", "max_length", "max_matching_ngram_size", "max_time",
+    "min_length", "min_p", "no_repeat_ngram_size", "num_assistant_tokens",
+    "num_assistant_tokens_schedule", "num_beam_groups", "num_beams", "output_attentions",
+    "output_hidden_states", "output_logits", "output_scores", "pad_token_id", "penalty_alpha",
+    "prefill_chunk_size", "prompt_lookup_num_tokens", "remove_invalid_values",
+    "renormalize_logits", "return_dict_in_generate", "sequence_bias", "stop_strings",
+    "suppress_tokens", "target_lookbehind", "token_healing", "top_h", "typical_p",
+    "use_cache", "watermarking_config"})
+# generate settings llem sets from its own fields
+LLEM_GENERATE = {"max_new_tokens": "max_new_tokens", "min_new_tokens": "min_new_tokens",
+                 "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+                 "repetition_penalty": "repetition_penalty", "do_sample": "temperature",
+                 "num_return_sequences": None, "max_tokens": "max_new_tokens"}
+# other libraries' sampling parameters, which transformers' generate does not take
+OTHER_SAMPLING = frozenset({"presence_penalty", "frequency_penalty", "min_tokens", "stop",
+                            "ignore_eos", "logprobs", "best_of", "use_beam_search", "n"})
+BATCH = "llem's batch_size: grid: {batch_size: 8} (per backend: per_backend: " \
+        "{transformers: {batch_size: 8}})"
 
 
 def installed(package: str) -> bool:
@@ -49,6 +108,83 @@ def quantization(engine: dict[str, Any]) -> str | None:
     if engine.get("quantization") is None:
         return None
     return "bnb-4bit" if bnb_config(engine["quantization"]).get("load_in_4bit") else "bnb-8bit"
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else "..."
+
+
+def check_keys(section: str, keys: dict[str, Any], *, environment: dict[str, Any],
+               modes: set[str]) -> tuple[list[tuple[str, str, str | None]], str | None]:
+    """(key, why, hint) for each key of the grid's `transformers:` section (section
+    "engine") or of generate: (section "generate") that transformers would reject (keys:
+    each key and a value it was given), and a note for what was not checked. Checked
+    against what transformers 5 accepts (no environment is needed)."""
+    problems = []
+    for key, value in keys.items():
+        found = _engine_key(key, value, modes) if section == "engine" else \
+            _generate_key(key, value, checked=modes != {"server"})
+        if found:
+            problems.append((key, *found))
+    note = "transformers generate keys in server mode not checked: they go to the " \
+        "server's requests" if section == "generate" and modes == {"server"} else None
+    return problems, note
+
+
+def _engine_key(key: str, value: Any, modes: set[str]) -> tuple[str, str | None] | None:
+    if key in ("dtype", "torch_dtype"):
+        return ("duplicates llem's own dtype (from_pretrained would get this one while the "
+                "result records llem's)", f"write llem's dtype: {_shown(value)} (per backend: "
+                f"per_backend: {{transformers: {{dtype: {_shown(value)}}}}})")
+    if key in ("batch_size", "per_device_batch_size", "batching"):
+        return "not a from_pretrained argument: batching is llem's", f"write {BATCH}"
+    if key in ("load_in_4bit", "load_in_8bit"):
+        bits = key[len("load_in_"):]
+        return ("not a from_pretrained argument in transformers 5 (bitsandbytes settings "
+                "go in a quantization config)", f"write transformers: {{quantization: {bits}}}")
+    if key in BNB_KEYS:
+        return ("a bitsandbytes setting, not a from_pretrained argument",
+                f"write transformers: {{quantization: {{{key}: {_shown(value)}, ...}}}}")
+    if key in LLEM_GENERATE or key in GENERATE_KEYS or key in OTHER_SAMPLING:
+        mine = LLEM_GENERATE.get(key)
+        return ("a generation setting, not a from_pretrained argument",
+                f"write llem's {mine}: {_shown(value)}" if mine else
+                f"write generate.{key}: {_shown(value)}")
+    offline = set(OPTION_KEYS) | FROM_PRETRAINED | CONFIG_KEYS
+    server = SERVE_OPTIONS | {"torch_compile", "quantization"}
+    allowed = offline & server if modes >= {"offline", "server"} else \
+        server if "server" in modes else offline
+    if key in allowed:
+        return None
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.7)
+    what = "a `transformers serve` option" if modes == {"server"} else \
+        "a from_pretrained argument of transformers 5 nor a config setting llem knows"
+    if modes == {"offline", "server"}:
+        what += " (offline and server points share this section)"
+    return (f"not {what}", f"did you mean '{close[0]}'?" if close else
+            "llem's options: " + ", ".join(OPTION_KEYS))
+
+
+def _generate_key(key: str, value: Any, checked: bool) -> tuple[str, str | None] | None:
+    if key == "do_sample":
+        return ("set by llem: it samples when temperature > 0",
+                "write llem's temperature: 0 for greedy decoding, or preset: deterministic")
+    if key in LLEM_GENERATE:
+        mine = LLEM_GENERATE[key]
+        return (f"set by llem from {mine}" if mine else "set by llem",
+                f"write llem's {mine}: {_shown(value)} (recorded with each result)" if mine
+                else "remove it (llem takes one completion per prompt)")
+    if key == "batch_size":
+        return "not a generation setting", f"write {BATCH}"
+    if key in OTHER_SAMPLING:
+        return ("transformers' generate has no such setting (vLLM and TensorRT-LLM take it)",
+                f"scope it to those: per_backend: {{vllm: {{generate.{key}: {_shown(value)}}}}}")
+    if key in GENERATE_KEYS or not checked:
+        return None
+    close = difflib.get_close_matches(key, sorted(GENERATE_KEYS), n=1, cutoff=0.7)
+    return ("not a generation setting of transformers 5 (GenerationConfig)",
+            f"did you mean '{close[0]}'?" if close else None)
 
 
 def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,

@@ -164,24 +164,26 @@ def test_variants_take_full_paths_and_empty_means_no_override() -> None:
 def test_dotted_paths_into_engine_sections() -> None:
     head = "name: t\nmodels: [llem:tiny]\nbackends: [noop, transformers]\n"
     loaded = load("transformers:\n  attn_implementation: sdpa\n"
-                  "grid:\n  transformers.model_kwargs.low_cpu: [true, false]\n"
-                  "  generate.do_sample: false\n", head=head)
+                  "grid:\n  transformers.torch_compile.fullgraph: [true, false]\n"
+                  "  generate.num_beams: 1\n", head=head)
     pts = points(loaded)
     noop = [p for p in pts if p["backend"] == "noop"]
     tf = [p for p in pts if p["backend"] == "transformers"]
     assert [p["engine"] for p in noop] == [{}]  # another backend's section does not apply
     assert sorted(str(p["engine"]) for p in tf) == sorted(str(
-        {"attn_implementation": "sdpa", "model_kwargs": {"low_cpu": v}}) for v in (True, False))
-    assert all(p["generate"] == {"do_sample": False} for p in pts)
+        {"attn_implementation": "sdpa", "torch_compile": {"fullgraph": v}})
+        for v in (True, False))
+    assert all(p["generate"] == {"num_beams": 1} for p in pts)
     assert count_points(loaded) == 3
 
 
 def test_nested_engine_dicts_expand_their_lists() -> None:
     head = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n"
-    pts = points(load("transformers:\n  compile:\n    mode: [default, max-autotune]\n"
+    pts = points(load("transformers:\n  torch_compile:\n    mode: [default, max-autotune]\n"
                       "    fullgraph: true\n", head=head))
-    assert sorted(p["engine"]["compile"]["mode"] for p in pts) == ["default", "max-autotune"]
-    assert all(p["engine"]["compile"]["fullgraph"] is True for p in pts)
+    assert sorted(p["engine"]["torch_compile"]["mode"] for p in pts) == \
+        ["default", "max-autotune"]
+    assert all(p["engine"]["torch_compile"]["fullgraph"] is True for p in pts)
 
 
 def test_list_of_lists_is_a_literal_list_value() -> None:
@@ -307,7 +309,8 @@ def test_dtype_and_engine_args_split_loads() -> None:
 
 def test_count_points() -> None:
     head = "name: t\nmodels: [llem:tiny, llem:random-0.8b]\nbackends: [noop, transformers]\n"
-    loaded = load("grid:\n  batch_size: [1, 2, 4]\ntransformers:\n  x: [1, 2]\n", head=head)
+    loaded = load("grid:\n  batch_size: [1, 2, 4]\ntransformers:\n  attn_implementation: "
+                  "[sdpa, eager]\n", head=head)
     assert count_points(loaded) == 2 * 3 + 2 * 3 * 2
     assert count_points(load("grid:\n  batch_size: 1\n")) == 1
 

@@ -54,7 +54,7 @@ def pairs(loaded: Loaded, *fields: str) -> list[tuple[Any, ...]]:
     ("grid:\n  variants:\n    - {generate.a: 1, generate: {a: 2}}\n",
      "'generate.a' is also set on line 6"),
     ("grid:\n  measurement:\n    - {sample_hz: 5, measurement.sample_hz: 6}\n",
-     "unknown measurement setting"),
+     "'measurement.sample_hz' is also set on line 6"),
     ("grid:\n  generate:\n    - {a.b: 1, a: {b: 2}}\n", "'generate.a.b' is also set on line 6"),
 ])
 def test_a_parameter_written_twice_is_refused(body: str, want: str) -> None:

@@ -16,13 +16,13 @@ from pydantic import BaseModel
 
 import llem.config.credential_scan as scan
 import llem.config.load as load_mod
+from llem.config.campaign import Campaign
 from llem.config.environments import EnvChoice
 from llem.config.grid import iter_jobs
 from llem.config.load import from_data, hub_id_problem, load_text
 from llem.config.models import (
     INT32_MAX,
     STORED_INT32,
-    Campaign,
     Dataset,
     Measurement,
     Point,

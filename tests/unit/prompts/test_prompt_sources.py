@@ -54,8 +54,8 @@ def test_an_unreachable_dataset_is_one_line_before_ray(tmp_path: Path) -> None:
                 env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("error: cannot load HF dataset 'llem-test/not-a-cached-dataset' "
-                           "(split train): ")
+    assert line.startswith(f"error: {grid}:3: 'dataset.path': cannot load HF dataset "
+                           "'llem-test/not-a-cached-dataset' (split train): "), line
     assert "HF_HUB_OFFLINE=1 and not in the cache" in line and "dataset.source: file" in line
     assert not (tmp_path / "s").exists()
 

@@ -1,0 +1,276 @@
+"""A Campaign as the parts llem expands: the sweep, each backend's per_backend values, and
+each explicit experiment (llem.config.loaded.Loaded holds them).
+
+per_backend: {vllm: {batch_size: 64, generate.presence_penalty: [0, 0.5]}} replaces the
+grid's value or axis of each path it names for that backend's points only (its lists are
+axes of that backend's points); a path the grid does not set applies to that backend alone.
+
+experiments: [{backend: vllm, model: org/m, batch_size: 64, vllm.enforce_eager: true}, ...]
+are points (or, with lists, small grids) run besides the sweep: each starts from the file's
+fixed values (sections, grid: scalars, engine sections' scalars, per_backend scalars), not
+from its axes; model(s) and backend(s) default to the file's. include/exclude shape the
+sweep only. A point that both make is one job (the same job_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llem.backends import get_info
+from llem.config.axes import (
+    POINT_SCALARS,
+    Alternative,
+    Axis,
+    Where,
+    _flatten,
+    axis,
+    check,
+    is_group,
+    named_group,
+    twice,
+    validate,
+)
+from llem.config.campaign import Campaign
+from llem.config.loaded import Loaded, Scoped
+from llem.config.models import ENGINE_SECTIONS, SECTIONS, Point
+from llem.config.yaml_source import Loc, SourceMap
+from llem.errors import ConfigError, Problems
+
+EXPERIMENT_KEYS = {"model": "models", "models": "models", "backend": "backends",
+                   "backends": "backends"}
+
+
+def build(c: Campaign, smap: SourceMap, problems: Problems, path: Path | None = None,
+          check_backends: bool = True,
+          model: Callable[[str, Loc], str] | None = None) -> Loaded | None:
+    """The loaded campaign (None when a mistake leaves nothing to build on; every mistake
+    is in problems). model(name, loc) checks and resolves a model name."""
+    entries: list[tuple[str, Any, Loc]] = []
+    for section in SECTIONS:
+        entries += _flatten(getattr(c, section), section, (section,))
+    for section in ENGINE_SECTIONS:
+        entries += _flatten(c.engine_section(section), section, (section,))
+    entries += _flatten(c.grid, "", ("grid",))
+    fixed, axes, where = values(entries, smap, problems)
+    models = tuple({"model": m} for m in c.models)
+    axes.insert(0, Axis("model", models, tuple(("models", i) for i in range(len(models)))))
+    experiments = [_experiment(c, i, e, smap, problems, model)
+                   for i, e in enumerate(c.experiments)]
+    extra = [b for e in experiments if e for b in e.part_backends() if b not in c.backends]
+    union = c.model_copy(update={"backends": [*c.backends, *dict.fromkeys(extra)]})
+    sweep = Loaded(union, fixed, axes, smap, path, where, backends=list(c.backends))
+    sweep.per_backend = _per_backend(c, union.backends, smap, problems)
+    for e in experiments:
+        if e is not None:
+            e.campaign = union.model_copy(update={"models": e.campaign.models,
+                                                  "backends": e.part_backends()})
+            _inherit(e, sweep)
+            sweep.experiments.append(e)
+    for part in sweep.parts():
+        _check_nesting(part, smap, problems)
+    if check_backends:
+        _check_backends(sweep, smap, problems)
+    return sweep
+
+
+def values(entries: list[tuple[str, Any, Loc]], smap: SourceMap,
+           problems: Problems) -> tuple[Alternative, list[Axis], Where]:
+    """Fixed values and axes of one map's entries, each value validated. A path written
+    twice (dotted and nested, in a section and in grid:, as a value and as an axis) is a
+    mistake naming both lines; groups may override a fixed value (that is what they are
+    for)."""
+    fixed: Alternative = {}
+    where: Where = {}
+    axes: list[Axis] = []
+    written: dict[str, Loc] = {}  # path of a fixed value or plain axis -> where
+    for path, value, loc in entries:
+        with problems.collecting():
+            group = is_group(value)
+            named = named_group(path, value)
+            if path == "variants" and not group:
+                bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)),
+                           None) if isinstance(value, list) and value else None
+                raise smap.error(loc if bad is None else loc + (bad,),
+                                 "'variants' must be a list of maps of full paths",
+                                 hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
+            if not group:
+                check(path, loc, smap)  # a group's own key is a prefix or a name
+                if path in written:
+                    raise twice(smap, path, loc, written[path])
+                written[path] = loc
+            if isinstance(value, list):
+                ax = axis(path, value, loc, smap, problems, named=named)
+                if ax is not None:
+                    axes.append(ax)
+            else:
+                validate({**fixed, path: value}, loc, smap)  # fixed: values found good
+                fixed[path] = value
+                where[path] = loc
+    return fixed, axes, where
+
+
+def _per_backend(c: Campaign, backends: list[str], smap: SourceMap,
+                 problems: Problems) -> dict[str, Scoped]:
+    out: dict[str, Scoped] = {}
+    for name, section in c.per_backend.items():
+        loc: Loc = ("per_backend", name)
+        with problems.collecting():
+            if name not in backends:
+                raise smap.error(loc, f"per_backend values for '{name}', which is not in "
+                                 "backends:", hint=f"known here: {', '.join(backends)}")
+            if not isinstance(section, dict) or not section:
+                raise smap.error(loc, "must be a map of parameter paths and their values",
+                                 hint=f"e.g. per_backend: {{{name}: {{batch_size: 64}}}}")
+            entries = _flatten(section, "", loc)
+            for path, _, here in entries:
+                head = path.split(".", 1)[0]
+                if head in ENGINE_SECTIONS:
+                    raise smap.error(here, f"engine arguments are written in the "
+                                     f"'{head}:' section, which applies to {head} only",
+                                     hint=f"move it to {head}: {{{path.split('.', 1)[-1]}: "
+                                     "...}")
+            fixed, axes, where = values(entries, smap, problems)
+            out[name] = Scoped(fixed, axes, where)
+    return out
+
+
+def _experiment(c: Campaign, i: int, exp: dict[str, Any], smap: SourceMap, problems: Problems,
+                model: Callable[[str, Loc], str] | None) -> Loaded | None:
+    loc: Loc = ("experiments", i)
+    if not exp:
+        problems.add(smap.error(loc, "an empty experiment is the file's defaults",
+                                hint="give it keys, e.g. {backend: vllm, batch_size: 64}"))
+        return None
+    n = len(problems.errors)
+    chosen: dict[str, list[str]] = {"models": list(c.models), "backends": list(c.backends)}
+    for key, what in EXPERIMENT_KEYS.items():
+        if key not in exp:
+            continue
+        with problems.collecting():
+            if key == what and what[:-1] in exp:
+                raise smap.error(loc + (key,), f"'{what[:-1]}' and '{what}' both set",
+                                 hint="keep one of them")
+            value = exp[key]
+            names = [value] if isinstance(value, str) else value
+            if not isinstance(names, list) or not names or \
+                    not all(isinstance(v, str) for v in names):
+                raise smap.error(loc + (key,), f"must be a name or a list of names "
+                                 f"(e.g. {key}: {'vllm' if what == 'backends' else 'org/m'})")
+            if what == "backends":
+                for b in names:
+                    try:
+                        get_info(b)
+                    except KeyError as exc:
+                        raise smap.error(loc + (key,), str(exc.args[0])) from None
+            elif model is not None:
+                names = [model(m, loc + (key,)) for m in names]
+            chosen[what] = list(dict.fromkeys(names))
+    rest = {k: v for k, v in exp.items() if k not in EXPERIMENT_KEYS}
+    fixed, axes, where = values(_flatten(rest, "", loc), smap, problems)
+    if len(problems.errors) != n:
+        return None
+    models = tuple({"model": m} for m in chosen["models"])
+    axes.insert(0, Axis("model", models, (loc,) * len(models)))
+    campaign = c.model_copy(update={"models": chosen["models"],
+                                    "backends": chosen["backends"]})
+    return Loaded(campaign, fixed, axes, smap, None, where, backends=chosen["backends"],
+                  rules=False, label=f"experiment {i + 1}")
+
+
+def _inherit(exp: Loaded, sweep: Loaded) -> None:
+    """An experiment starts from the file's fixed values; its own win."""
+    own = set(exp.fixed) | {p for ax in exp.axes for p in ax.paths()}
+    exp.fixed = {**{p: v for p, v in sweep.fixed.items() if p not in own}, **exp.fixed}
+    exp.where = {**{p: w for p, w in sweep.where.items() if p not in own}, **exp.where}
+    exp.per_backend = {b: Scoped({p: v for p, v in s.fixed.items() if p not in own}, [],
+                                 dict(s.where))
+                       for b, s in sweep.per_backend.items()}
+
+
+def _check_nesting(part: Loaded, smap: SourceMap, problems: Problems) -> None:
+    """No path may reach inside another path's non-map value (dataset.path and
+    dataset.path.x), among values that can meet in a point: alternatives of one axis never
+    do."""
+    for b in part.part_backends():
+        used: list[tuple[str, Any, Loc, int]] = [
+            (p, v, part.where_for(b).get(p, ("grid",)), -1)
+            for p, v in part.fixed_for(b).items()]
+        used += [(p, v, ax.locs[j], i) for i, ax in enumerate(part.axes_for(b))
+                 for j, alt in enumerate(ax.alternatives) for p, v in alt.items()]
+        leaves: dict[str, set[int]] = {}
+        for p, v, _, i in used:
+            if not isinstance(v, dict):
+                leaves.setdefault(p, set()).add(i)
+        for path, _, loc, i in used:
+            parts = path.split(".")
+            for n in range(1, len(parts)):
+                where = leaves.get(".".join(parts[:n]), set())
+                if where - {i} or (i == -1 and where):
+                    problems.add(smap.error(loc, f"'{path}' reaches inside "
+                                            f"'{'.'.join(parts[:n])}', which is set to a "
+                                            "value", hint="keep one of them"))
+                    return
+
+
+def _check_backends(loaded: Loaded, smap: SourceMap, problems: Problems) -> None:
+    """Unknown backends, engine sections for absent backends, unsupported parameters (each
+    mistake once, at the first value that makes it)."""
+    c = loaded.campaign
+    for section in ENGINE_SECTIONS:
+        if c.engine_section(section) and section not in c.backends:
+            problems.add(smap.error((section,), f"engine settings for '{section}', which is "
+                                    "not in backends:",
+                                    hint=f"add {section} to backends or remove this"))
+    said: set[tuple[str, str]] = set()
+    infos: dict[str, Any] = {}
+    for i, name in enumerate(c.backends):
+        try:
+            infos[name] = get_info(name)
+        except KeyError as exc:
+            problems.add(smap.error(("backends", i), str(exc.args[0])))
+    defaults = Point(backend="noop", model="x")
+    for part in loaded.parts():
+        for path, loc in _engine_paths(part):
+            head = path.split(".", 1)[0]
+            if head not in c.backends and not c.engine_section(head) and \
+                    ("", path) not in said:
+                said.add(("", path))
+                problems.add(smap.error(loc, f"'{path}' is a setting of '{head}', which is "
+                                        "not in backends:",
+                                        hint=f"add {head} to backends or remove it"))
+    for name, path, value, loc in loaded.used():
+        if name not in infos or (name, path) in said:
+            continue
+        try:
+            _supports(name, infos[name], path, value, loc, defaults, smap)
+        except ConfigError as err:
+            said.add((name, path))
+            problems.add(err)
+
+
+def _engine_paths(part: Loaded) -> list[tuple[str, Loc]]:
+    out = [(p, part.where.get(p, ("grid",))) for p in part.fixed
+           if p.split(".", 1)[0] in ENGINE_SECTIONS]
+    out += [(p, ax.locs[j]) for ax in part.axes for j, alt in enumerate(ax.alternatives)
+            for p in alt if p.split(".", 1)[0] in ENGINE_SECTIONS]
+    return out
+
+
+def _supports(name: str, info: Any, path: str, value: Any, loc: Loc, defaults: Point,
+              smap: SourceMap) -> None:
+    if path == "mode" and value == "server" and info.server is None:
+        raise smap.error(loc, f"backend '{name}' has no server mode",
+                         hint="use mode: offline, or a backend with a server")
+    if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
+            path != "streaming" and value != getattr(defaults, path) and \
+            path not in info.supports:
+        raise smap.error(loc, f"backend '{name}' does not support '{path}'",
+                         hint="remove it, or scope it to the backends that do: "
+                         "per_backend: {<backend>: {" + path + ": ...}}")
+    if path == "streaming" and value and not info.streaming:
+        raise smap.error(loc, f"backend '{name}' cannot measure streaming "
+                         "(per-token) latency", hint="set streaming: false or use "
+                         "another backend")
+
