@@ -6,13 +6,12 @@ are a pass-through dict: llem never re-declares a library's flags.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llem.backends import DEFAULT_BACKEND, REGISTRY
+from llem.backends import REGISTRY
 from llem.config.yaml_source import INT64, shown
 
 # What the store can hold (llem.store.run_fields declares the columns; tests/unit/config
@@ -41,56 +40,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def describe_error(err: Any) -> str:
-    """One pydantic error (an item of ValidationError.errors()) as a short plain sentence."""
-    kind, msg, got = err["type"], str(err["msg"]), err.get("input")
-    ctx = err.get("ctx") or {}
-    shown_ = f" (got {shown(got)})" if not isinstance(got, dict | list | bool) else \
-        f" (got {str(got).lower()}: {YAML_BOOLS})" if isinstance(got, bool) else \
-        f" (got a {'map' if isinstance(got, dict) else 'list'})"
-    if kind in ("int_type", "float_type") and isinstance(got, str) and _numeric(got):
-        shown_ = f" (got the text {shown(got)}: write it without quotes)" if "e" not in \
-            got.lower() else f" (got {shown(got)}, which YAML reads as text: write the digits, " \
-            "or a dot before the exponent, e.g. 1.0e+6)"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return "unknown setting"
-    if kind == "dict_type":
-        return "must be a map of settings (key: value)" + shown_
-    if kind in ("list_type", "tuple_type"):
-        return "must be a list, e.g. [a, b]" + shown_
-    if kind == "too_short":
-        return "must list at least one value"
-    if kind == "too_long":
-        return f"must list at most {ctx.get('max_length')} values"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return "must be a whole number" + shown_
-    if kind in ("float_type", "float_parsing"):
-        return "must be a number" + shown_
-    if kind == "finite_number":
-        return "must be a finite number" + shown_
-    if kind in ("bool_type", "bool_parsing"):
-        return "must be true or false" + shown_
-    if kind == "string_type":
-        return "must be text" + shown_
-    for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-        if bound in ctx and kind.startswith(("greater", "less")):
-            why = ", the store's 32-bit limit" if ctx[bound] == INT32_MAX else \
-                ", the store's 64-bit limit" if ctx[bound] in INT64 else ""
-            return f"must be {op} {ctx[bound]}{why}" + shown_
-    return msg.replace("Input should be", "must be") + shown_
-
-
-def _numeric(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
 class Strict(BaseModel):
     """Unknown keys are errors; values are checked, never coerced across types (a boolean is
     not a number, text is not a number; a whole number is a fine float); numbers are finite."""
@@ -109,12 +58,15 @@ def check_name(value: str, what: str = "name") -> str:
 class Dataset(Strict):
     """Where prompts come from. builtin: the set shipped with llem."""
 
-    source: Literal["builtin", "file", "hf"] = "builtin"
+    source: Literal["builtin", "file", "hf", "ai_energy_score"] = "builtin"
     path: str | None = None  # file path, or HF dataset id
     split: str = "train"
     column: str | None = None  # HF column with the prompt text; auto-detected when None
     num_prompts: int = Field(32, ge=1, le=1_000_000)
     seed: int = Field(0, ge=INT64[0], le=INT64[1])
+    # sample: num_prompts drawn in a seeded order; file: the first num_prompts in the
+    # source's own order (cycling past its end). Left out of the job_id at its default.
+    order: Literal["sample", "file"] = Field("sample", exclude_if=lambda v: v == "sample")
 
     @field_validator("path")
     @classmethod
@@ -407,59 +359,3 @@ SECTIONS = ("dataset", "measurement", "resources", "server")
 # one section per registered backend (llem.backends): its engine args, passed untouched
 ENGINE_SECTIONS = tuple(REGISTRY)
 
-
-class Campaign(Strict):
-    """A grid file. Lists are axes (crossed); see llem.config.grid for the grammar."""
-
-    # engine sections (ENGINE_SECTIONS) are the extra keys, each a map: engine_section()
-    model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
-
-    name: str
-    store: str = "results"
-    cycles: int = Field(1, ge=1, le=1000)
-    order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
-    # for order: shuffled; None: drawn at run time and recorded (order_seed, int64)
-    seed: int | None = Field(None, ge=INT64[0], le=INT64[1])
-    models: list[str] = Field(min_length=1)
-    backends: list[str] = Field(default_factory=lambda: [DEFAULT_BACKEND], min_length=1)
-    grid: dict[str, Any] = Field(default_factory=dict)
-    dataset: dict[str, Any] = Field(default_factory=dict)
-    measurement: dict[str, Any] = Field(default_factory=dict)
-    resources: dict[str, Any] = Field(default_factory=dict)
-    server: dict[str, Any] = Field(default_factory=dict)  # server mode: the load (Server)
-    # backend -> its Python environment (llem.config.environments.EnvChoice); not part of any job_id
-    environments: dict[str, Any] = Field(default_factory=dict)
-    scheduling: Scheduling = Field(default_factory=Scheduling)
-    include: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_RULES)
-    exclude: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_RULES)
-    max_points: int = Field(100_000, ge=1, le=MAX_POINTS)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v, "campaign name")
-
-    @field_validator("store")
-    @classmethod
-    def _store(cls, v: str) -> str:
-        if not v.strip() or v != v.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
-            raise ValueError(f"must be a folder path or URI, e.g. results (got "
-                             f"{shown(v)})")
-        return v
-
-    @field_validator("models", "backends", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _sections(self) -> Campaign:
-        unknown = [k for k in self.model_extra or {} if k not in ENGINE_SECTIONS]
-        if unknown:
-            raise ValueError(f"unknown key '{unknown[0]}'")
-        return self
-
-    def engine_section(self, backend: str) -> dict[str, Any]:
-        """The grid's `<backend>:` section (engine args and their axes), {} when absent."""
-        return (self.model_extra or {}).get(backend) or {}
