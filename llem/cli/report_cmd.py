@@ -30,8 +30,11 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     """Write CAMPAIGN's report: configuration, environment, a sortable results table and plots.
 
     Plots: J/token vs throughput with the Pareto frontier, latency (p50/p99, TTFT) vs
-    energy, each metric by swept parameter, and one job's power timeline with its idle
-    baseline. The page inlines plotly's JavaScript: it opens offline, from a file or e-mail.
+    energy and vs throughput, each metric by swept parameter (the others as colour), one
+    job's power timeline with its idle baseline; server mode: J/token, goodput, SLO
+    attainment and p99 TTFT/ITL against the achieved rate per configuration (saturated
+    levels marked), and the energy-latency Pareto (J/token vs p99 TTFT and vs p99 ITL).
+    The page inlines plotly's JavaScript: it opens offline, from a file or e-mail.
     """
     import plotly.offline
 
