@@ -122,10 +122,18 @@ def never_placed(need: Need, nodes: Iterable[NodeView], memory_bytes: float | No
 
 @dataclass
 class Books:
-    """Free resources per alive node, as the driver has handed them out."""
+    """Free resources per alive node, as the driver has handed them out.
+
+    GPU needs are answered from an index (node kind, free GPUs) -> nodes, so that placing a
+    worker costs the same on 2 nodes as on 1,250: the kinds (distinct resource totals: 8 x
+    H100, 4 x A100, ...) times the free-GPU levels are scanned, not the nodes."""
 
     nodes: dict[str, Node] = field(default_factory=dict)
     exclusive: bool = False
+    # (kind, whole free GPUs) -> node ids (an ordered set); node id -> its kind
+    _slots: dict[tuple[int, int], dict[str, None]] = field(default_factory=dict, repr=False)
+    _kinds: dict[tuple[tuple[str, float], ...], int] = field(default_factory=dict, repr=False)
+    _kind_of: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_nodes(cls, nodes: list[dict[str, Any]], exclusive: bool = False) -> Books:
@@ -138,6 +146,19 @@ class Books:
     def add(self, node_id: str, resources: dict[str, float]) -> None:
         if node_id not in self.nodes:
             self.nodes[node_id] = Node(node_id, dict(resources), dict(resources))
+            kind = tuple(sorted((k, float(v)) for k, v in resources.items()
+                                if not k.startswith("node:")))
+            self._kind_of[node_id] = self._kinds.setdefault(kind, len(self._kinds))
+            self._index(node_id, True)
+
+    def _index(self, node_id: str, on: bool) -> None:
+        key = self._kind_of[node_id], int(self.nodes[node_id].free.get("GPU", 0.0) + EPS)
+        if on:
+            self._slots.setdefault(key, {})[node_id] = None
+        elif key in self._slots:
+            self._slots[key].pop(node_id, None)
+            if not self._slots[key]:
+                del self._slots[key]
 
     def sync(self, alive: list[dict[str, Any]]) -> None:
         """Nodes that joined become usable; nodes that left are booked as lost."""
@@ -156,31 +177,56 @@ class Books:
         return never_placed(need, self.views()) is None
 
     def can_place(self, need: Need) -> bool:
-        return any(n.fits(need, self.exclusive) for n in self.nodes.values())
+        return self._find(need, None) is not None
+
+    def _find(self, need: Need, prefer: str | None) -> Node | None:
+        """A node where need fits now: prefer if it fits, else the tightest fit (fewest free
+        GPUs), so that large GPU sets stay free for TP jobs."""
+        if prefer is not None and prefer in self.nodes and \
+                self.nodes[prefer].fits(need, self.exclusive):
+            return self.nodes[prefer]
+        if need.gpus <= 0:  # CPU workers: few nodes and workers, a plain scan
+            fits = [n for n in self.nodes.values() if n.fits(need, self.exclusive)]
+            return min(fits, key=lambda n: (n.free.get("GPU", 0.0), n.free.get("CPU", 0.0),
+                                            n.node_id), default=None)
+        for kind, free in sorted(self._slots, key=lambda k: (k[1], k[0])):
+            if free < need.gpus:
+                continue
+            for node_id in self._slots[(kind, free)]:
+                n = self.nodes[node_id]
+                if not can_ever_fit(n.total, need):
+                    break  # the whole kind lacks it (accelerator type, custom)
+                if n.fits(need, self.exclusive):
+                    return n
+        return None
 
     def place(self, need: Need, prefer: str | None = None) -> str | None:
-        """A node with room now: prefer (where an idle worker can be reused) if it fits,
-        else the tightest fit, so large GPU sets stay free for TP jobs."""
-        fits = [n for n in self.nodes.values() if n.fits(need, self.exclusive)]
-        if not fits:
+        """Book need on a node with room now (see _find); its id, or None."""
+        best = self._find(need, prefer)
+        if best is None:
             return None
-        best = min(fits, key=lambda n: (n.node_id != prefer, n.free.get("GPU", 0.0),
-                                        n.free.get("CPU", 0.0), n.node_id))
+        self._index(best.node_id, False)
         for k, v in need.amounts:
             best.free[k] = best.free.get(k, 0.0) - v
         best.workers += 1
+        self._index(best.node_id, True)
         return best.node_id
 
     def release(self, node_id: str, need: Need) -> None:
         n = self.nodes.get(node_id)
         if n is None:
             return
+        if n.alive:
+            self._index(node_id, False)
         for k, v in need.amounts:
             n.free[k] = min(n.total.get(k, 0.0), n.free.get(k, 0.0) + v)
         n.workers = max(0, n.workers - 1)
+        if n.alive:
+            self._index(node_id, True)
 
     def lose(self, node_id: str) -> None:
-        if node_id in self.nodes:
+        if node_id in self.nodes and self.nodes[node_id].alive:
+            self._index(node_id, False)
             self.nodes[node_id].alive = False
 
     def describe(self) -> str:

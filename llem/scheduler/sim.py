@@ -1,0 +1,224 @@
+"""A simulated cluster and clock driving llem.scheduler.core.SchedulerCore: no Ray, no sleep.
+
+Events wait in a priority queue of simulated times: a worker starts START_S after its Start
+(at once when an idle process is reused), a job finishes after its duration (plus its
+group's model load when it is the worker's first job of the group), a worker process dies
+now and then, nodes are lost at random times and come back later under a new id. The
+decisions are the core's own; the simulator only carries them out and checks that every
+job ends exactly once (finished or failed).
+
+    from llem.scheduler.sim import workload, simulate
+    simulate(workload(1024, seed=1), losses=4)   # -> SimResult
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llem.scheduler.core import START_S, CoreGroup, Decision, Fail, Kill, SchedulerCore, Send, Start
+from llem.scheduler.placement import ACCEL_PREFIX, Books, Need
+
+H100 = {"GPU": 8.0, "CPU": 96.0, ACCEL_PREFIX + "H100": 1.0}
+A100 = {"GPU": 4.0, "CPU": 48.0, ACCEL_PREFIX + "A100": 1.0}
+
+
+@dataclass
+class Workload:
+    nodes: list[tuple[str, dict[str, float]]]
+    groups: list[CoreGroup]
+    duration: list[float]  # job id -> seconds
+    load_s: dict[int, float]  # group id -> model load seconds
+    accel: dict[int, str | None]  # group id -> required accelerator type
+
+    @property
+    def gpus(self) -> int:
+        return int(sum(r["GPU"] for _, r in self.nodes))
+
+    def bound(self) -> tuple[float, float, float]:
+        """The lower bound on the makespan: (bound, work / GPUs, longest chain).
+
+        work: every job's GPU-seconds plus one model load per group (times its GPUs), over
+        the GPUs that may run it (a group tied to an accelerator type counts against that
+        type's GPUs too); longest chain: the longest single job after its model load (a
+        group can be split, a job cannot)."""
+        total = sum(r["GPU"] for _, r in self.nodes)
+        per_type: dict[str, float] = {}
+        for _, r in self.nodes:
+            for k in r:
+                if k.startswith(ACCEL_PREFIX):
+                    per_type[k[len(ACCEL_PREFIX):]] = per_type.get(k[len(ACCEL_PREFIX):], 0) \
+                        + r["GPU"]
+        work, typed = 0.0, dict.fromkeys(per_type, 0.0)
+        chain = 0.0
+        for g in self.groups:
+            w = (sum(self.duration[j] for j in g.jobs) + self.load_s[g.gid]) * g.need.gpus
+            work += w
+            a = self.accel[g.gid]
+            if a:
+                typed[a] += w
+            chain = max(chain, self.load_s[g.gid] + max(self.duration[j] for j in g.jobs))
+        spread = max([work / total] + [typed[a] / per_type[a] for a in typed if per_type[a]])
+        return max(spread, chain), spread, chain
+
+
+def workload(gpus: int, seed: int = 0, jobs_per_gpu: float = 30.0) -> Workload:
+    """gpus GPUs: 3/4 of them on 8 x H100 nodes, the rest on 4 x A100 nodes; load groups of
+    skewed size (Pareto), model loads of 10-120 s, jobs of 15-300 s (a group's jobs within
+    +-40% of its own mean), 1, 2, 4 or 8 GPUs a job, some groups tied to a GPU type."""
+    rng = random.Random(seed)
+    h = max(1, round(0.75 * gpus / 8))
+    a = max(0, (gpus - 8 * h) // 4)
+    nodes = [(f"h{i}", dict(H100)) for i in range(h)] + [(f"a{i}", dict(A100))
+                                                          for i in range(a)]
+    target = jobs_per_gpu * gpus
+    groups: list[CoreGroup] = []
+    duration: list[float] = []
+    load_s: dict[int, float] = {}
+    accel: dict[int, str | None] = {}
+    jobs_gpus = 0.0
+    while jobs_gpus < target:
+        gid = len(groups)
+        width = rng.choices([1, 2, 4, 8], [70, 15, 10, 5])[0]
+        kind = "H100" if width == 8 else rng.choices(["H100", "A100", None], [2, 1 if a else 0,
+                                                                               7])[0]
+        n = max(1, min(int(rng.paretovariate(1.3) * 6), 2000))
+        mean = rng.uniform(15, 300)
+        jobs = []
+        for _ in range(n):
+            jobs.append(len(duration))
+            duration.append(min(300.0, max(15.0, mean * rng.uniform(0.6, 1.4))))
+        amounts = {"GPU": float(width)}
+        if kind:
+            amounts[ACCEL_PREFIX + kind] = 0.001
+        need = Need(tuple(sorted(amounts.items())), width)
+        groups.append(CoreGroup(gid, need, rng.choice(["vllm", "transformers"]),
+                                deque(jobs)))
+        load_s[gid] = rng.uniform(10, 120)
+        accel[gid] = kind
+        jobs_gpus += n * width * mean / 100.0  # ~ jobs of 100 s per GPU
+    return Workload(nodes, groups, duration, load_s, accel)
+
+
+@dataclass
+class SimResult:
+    gpus: int
+    jobs: int
+    groups: int
+    makespan_s: float
+    bound_s: float
+    spread_s: float
+    chain_s: float
+    loads: int
+    events: int
+    core_cpu_s: float  # CPU time inside the core (its decisions), the whole campaign
+    setup_cpu_s: float  # of which the first call (every group queued, the first workers)
+    event_cpu_p99_s: float
+    event_cpu_max_s: float
+    lost_nodes: int
+    failed: int
+    rescheduled: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
+             retries: int = 2) -> SimResult:
+    """Run wl to the end; losses nodes are lost at random times within the bound (each comes
+    back 600 s later as a new node); crash_p: chance that a job kills its worker process."""
+    rng = random.Random(seed + 1)
+    bound, spread, chain = wl.bound()
+    core = SchedulerCore(Books.from_nodes([{"node_id": n, "resources": r}
+                                           for n, r in wl.nodes]), retries=retries)
+    heap: list[tuple[float, int, str, tuple[Any, ...]]] = []  # (time, seq, kind, args)
+    seq = 0
+
+    def push(t: float, kind: str, *args: object) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (t, seq, kind, args))
+
+    node_of: dict[int, str] = {}  # live worker -> node
+    token: dict[int, int] = {}  # live worker -> its pending event's seq (stale ones skipped)
+    ended: dict[int, str] = {}  # job -> "ok" / "failed": each exactly once
+    now = 0.0
+    rescheduled = 0
+
+    def apply(decisions: list[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, Start):
+                node_of[d.worker] = d.node
+                if not d.reuse:
+                    push(now + START_S, "started", d.worker)
+            elif isinstance(d, Send):
+                crash = rng.random() < crash_p
+                t = now + (wl.load_s[core.workers[d.worker].group.gid] if d.load else 0.0)
+                t += wl.duration[d.job] * (0.5 if crash else 1.0)
+                push(t, "died" if crash else "finished", d.worker, d.job, d.load)
+                token[d.worker] = seq
+            elif isinstance(d, Kill):
+                node_of.pop(d.worker, None)
+                token.pop(d.worker, None)
+            elif isinstance(d, Fail):
+                assert d.job not in ended, f"job {d.job} ended twice"
+                ended[d.job] = "failed"
+
+    times: list[float] = []
+
+    def timed(call: Callable[..., list[Decision]], *args: Any) -> None:
+        t0 = time.process_time()
+        out = call(*args)
+        times.append(time.process_time() - t0)
+        apply(out)
+
+    t0 = time.process_time()
+    apply(core.add_groups(wl.groups))
+    setup = time.process_time() - t0
+    names = [n for n, _ in wl.nodes]
+    for t in sorted(rng.uniform(0.05, 0.8) * bound for _ in range(losses)):
+        push(t, "lose", rng.choice(names))
+    while heap:
+        now, s, kind, args = heapq.heappop(heap)
+        if kind == "lose":
+            node = str(args[0])
+            if node not in core.books.nodes or not core.books.nodes[node].alive:
+                continue
+            gone = [w for w, n in node_of.items() if n == node]
+            rescheduled += sum(1 for w in gone if core.workers.get(w) is not None
+                               and core.workers[w].job is not None)
+            for w in gone:
+                node_of.pop(w, None)
+                token.pop(w, None)
+            timed(core.node_lost, node)
+            push(now + 600.0, "add", node + "+", dict(core.books.nodes[node].total))
+        elif kind == "add":
+            names.append(str(args[0]))
+            timed(core.node_added, args[0], args[1])
+        elif args[0] not in node_of:
+            continue  # its node was lost, or it was killed
+        elif kind == "started":
+            timed(core.worker_started, args[0])
+        elif token.get(args[0]) != s:
+            continue
+        elif kind == "finished":
+            wid, job, load = args
+            assert job not in ended, f"job {job} ended twice"
+            ended[job] = "ok"
+            timed(core.job_finished, wid, job, wl.duration[job],
+                  wl.load_s[core.workers[wid].group.gid] if load else 0.0)
+        elif kind == "died":
+            node_of.pop(args[0], None)
+            token.pop(args[0], None)
+            timed(core.worker_died, args[0])
+    jobs = len(wl.duration)
+    assert len(ended) == jobs, f"{jobs - len(ended)} jobs never ended"
+    times.sort()
+    return SimResult(wl.gpus, jobs, len(wl.groups), now, bound, spread, chain, core.loads,
+                     core.events, setup + sum(times), setup,
+                     times[int(0.99 * (len(times) - 1))] if times else 0.0,
+                     times[-1] if times else 0.0, losses,
+                     sum(1 for v in ended.values() if v == "failed"), rescheduled)
