@@ -7,15 +7,16 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from llem.cli.dry_run import dry_run
 from llem.cli.run_progress import RunProgress
-from llem.cli.term import console
+from llem.cli.term import Out, console
 from llem.config.grid import count_points
 from llem.config.load import from_data, load_campaign
 from llem.config.loaded import Loaded
@@ -135,6 +136,24 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
 def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("as_json") and not flags.get("dry_run"):
         raise click.UsageError("--json goes with --dry-run")
+    err = console(stderr=True)  # progress and notices
+    with stop_on_signals() as stop:
+        try:
+            code = _campaign(grid, quiet, verbose, stop, err, **flags)
+        except KeyboardInterrupt:  # stopped before the driver ran (loading, checks, Ray start)
+            stop.done = True
+            from llem.cli.stats_table import summary_line
+            from llem.scheduler.state import Summary
+
+            err.print(escape(summary_line(Summary(interrupted=True))), highlight=False)
+            err.print("interrupted before any job ran: nothing stored. Run the same command "
+                      "again to start.", highlight=False)
+            code = 130
+    raise SystemExit(code)
+
+
+def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err: Out,
+              **flags: Any) -> int:
     from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
     from llem.cli.stats_table import print_end
 
@@ -143,9 +162,9 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
     if flags.get("dry_run"):
-        raise SystemExit(dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
-                                 store or c.store, as_json=flags.get("as_json", False)))
-    err, out = console(stderr=True), console()  # progress and notices; results
+        return dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
+                       store or c.store, as_json=flags.get("as_json", False))
+    out = console()  # results
     shown = RunProgress(err, c.name, count_points(loaded) * c.cycles, quiet)
     tracebacks: list[str] | None = [] if verbose else None
 
@@ -154,36 +173,62 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
             tracebacks.append(f"{row.job_id} c{row.cycle}:\n{row.traceback}")
         shown.result(row, s)
 
-    with shown, stop_on_sigterm() as rearm:
+    with shown:
         def on_start(s: Started) -> None:
-            rearm()  # Ray is up: its SIGTERM handler replaced ours
+            stop.arm()  # Ray is up: had it put its SIGTERM handler in place of ours
             shown.start(s)
 
         summary = run_campaign(ready, store=store, address=address, dashboard=dashboard,
                                on_start=on_start, on_result=on_result,
                                on_event=shown.event)
+        stop.done = True  # the summary is printed whatever comes now
         shown.finish(summary)
-    raise SystemExit(print_end(err, out, summary, loaded, store or c.store, quiet, tracebacks))
+    return print_end(err, out, summary, loaded, store or c.store, quiet, tracebacks)
+
+
+class Stopper:
+    """SIGINT and SIGTERM (Ctrl-C, a scheduler's kill, `timeout`, systemd) stop the campaign
+    the same way: the first raises KeyboardInterrupt (workers killed, their GPUs freed, the
+    summary printed, exit 130); a second while that happens is noted, not raised (a
+    KeyboardInterrupt inside the cleanup would skip the summary); a third quits at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = False  # the campaign is over: signals no longer interrupt it
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.done:
+            return
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt(f"signal {signum}")
+        if self.count == 2:
+            os.write(2, b"\nstopping: the workers are being stopped and the summary follows "
+                        b"(a third signal quits at once)\n")
+            return
+        os.write(2, b"\nstopped at once: results stored so far are kept\n")
+        os._exit(130)
+
+    def arm(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, self.handle)
 
 
 @contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[Callable[[], None]]:
-    """SIGTERM (a scheduler's kill, `timeout`, systemd) stops the campaign as Ctrl-C does:
-    workers killed, their GPUs freed, the summary printed; the default would just die.
-    Yields a function that installs the handler again: ray.init puts Ray's own in its place
-    (which only logs and dies), so it is called once Ray is up."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def arm() -> None:
-        signal.signal(signal.SIGTERM, interrupt)
-
+def stop_on_signals() -> Iterator[Stopper]:
+    """Install a Stopper for SIGINT and SIGTERM for the block (not outside the main thread:
+    llem run called from a library keeps its caller's handlers)."""
+    stop = Stopper()
     try:
-        old = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (llem run called from a library)
-        yield lambda: None
+        old = [(sig, signal.signal(sig, stop.handle)) for sig in Stopper.SIGNALS]
+    except ValueError:  # not the main thread
+        yield stop
         return
     try:
-        yield arm
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, old)
+        stop.done = True
+        for sig, handler in old:
+            signal.signal(sig, handler)

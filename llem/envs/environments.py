@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -154,14 +155,38 @@ def probe(python: Path) -> tuple[dict[str, str | None] | None, str]:
             "    try: return m.version(n)\n"
             "    except m.PackageNotFoundError: return None\n"
             "print(json.dumps({'ray': v('ray'), 'python': '%d.%d' % sys.version_info[:2]}))")
-    try:
-        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
-                              timeout=60, check=False, env=_clean_env())
+    problem = shell_problem(str(python))
+    if problem:
+        return None, problem
+    try:  # the way Ray starts it: `bash -c "exec PY ARGS"`, PY unquoted (ray_command)
+        proc = subprocess.run(["bash", "-c", ray_command(str(python), "-c", code)],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env=_clean_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"{python} does not run: {exc}"
     if proc.returncode != 0:
         return None, f"{python} fails: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
     return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
+def ray_command(python: str, *args: str) -> str:
+    """The command line Ray hands to `bash -c` to start a worker of a `py_executable`
+    runtime_env (Ray 2.60 RuntimeEnvContext.exec_worker): the executable as it is, unquoted,
+    its arguments quoted. The probe runs the same string the same way."""
+    return " ".join(["exec", python, *(shlex.quote(a) for a in args)])
+
+
+def shell_problem(python: str) -> str | None:
+    """Why python cannot go into Ray's unquoted `bash -c` (a space splits it; $, `, ;, |,
+    quotes, globs run or change something), if so. Only what shlex leaves unquoted is safe:
+    letters, digits and @%+=:,./-."""
+    if python and shlex.quote(python) == python:
+        return None
+    bad = sorted({ch for ch in python if shlex.quote(ch) != ch}) if python else []
+    what = ", ".join("space" if ch == " " else repr(ch) for ch in bad) or "an empty path"
+    return (f"the interpreter path {python!r} has {what}: Ray starts a venv's python through "
+            "an unquoted `bash -c`, which would split or run it; use a path of letters, "
+            "digits and @%+=:,./- only (e.g. a symlink to the venv)")
 
 
 def driver_ray_version() -> str | None:
@@ -262,6 +287,11 @@ def runtime_env(backend: str, choice: EnvChoice) -> dict[str, Any]:
         else:
             variant = requirements_file(backend, choice.variant)[0]
             py = str(venv_python(venv_dir(backend, variant)))
+        problem = shell_problem(py)
+        if problem:
+            raise UserError(f"environments.{backend}.python: {problem}" if choice.python
+                            else f"the {backend} venv: {problem} (set LLEM_ENVS_DIR to a "
+                            "folder with such a path and build it there)")
         out["py_executable"] = py
         env_vars["PYTHONPATH"] = str(llem_source_dir())
     elif kind in ("pip", "uv"):
@@ -293,6 +323,7 @@ def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[st
             problem = None if choice.python else python_problem(backend)
             if problem:
                 raise UserError(problem)
+            runtime_env(backend, choice)  # a path Ray's shell cannot carry: refused unrun
             st = venv_status(backend, choice.variant, choice.python)
             if st.state != "ready":
                 fix = (f"point environments.{backend}.python at a venv with {backend} and ray "

@@ -8,9 +8,15 @@ A node whose probe fails is still listed, with its Ray-reported GPU count and no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -94,15 +100,59 @@ def is_alive(node_id: str) -> bool:
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
             dashboard: bool = False) -> str:
-    """Join the cluster at address/RAY_ADDRESS, else start an embedded local Ray."""
+    """Join the cluster at address/RAY_ADDRESS, else start an embedded local Ray.
+
+    ray.init puts the driver's working folder first on every worker's sys.path: a `llem/`
+    folder where the user stands (the parent of a clone) would shadow the installed llem in
+    every worker. So Ray starts from a folder holding only a link to this llem
+    (llem_source_dir), which is what the workers then find first.
+
+    ray.init also replaces a SIGTERM handler with one that exits 15 at once; a handler the
+    caller installed (llem run stops a campaign on SIGTERM as on Ctrl-C) is kept.
+    """
     if ray.is_initialized():
         return "existing"
     target = address or os.environ.get("RAY_ADDRESS")
-    if target:
-        ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
+    with _from_llem_folder(), _keep_sigterm_handler():
+        if target:
+            ray.init(address=target, namespace=NAMESPACE, logging_level=logging.ERROR,
+                     log_to_driver=False)
+            return target
+        # address="local": always a new Ray, never one another process on this host started
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
+                 include_dashboard=dashboard, logging_level=logging.ERROR,
                  log_to_driver=False)
-        return target
-    # address="local": always a new Ray, never one another process on this host started
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, namespace=NAMESPACE,
-             include_dashboard=dashboard, logging_level=logging.ERROR, log_to_driver=False)
     return "embedded"
+
+
+@contextlib.contextmanager
+def _from_llem_folder() -> Iterator[None]:
+    """The working folder is a folder holding only `llem` (a link to this package) while
+    Ray starts or is joined, then the user's again."""
+    from llem.envs.environments import llem_source_dir
+
+    here = Path.cwd()
+    try:
+        folder = llem_source_dir()
+    except OSError:  # the envs folder is not writable: a fresh empty folder shadows nothing
+        folder = Path(tempfile.mkdtemp(prefix="llem-ray-cwd-"))
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    handler = signal.getsignal(signal.SIGTERM) if \
+        threading.current_thread() is threading.main_thread() else None
+    if not callable(handler):  # the default: Ray's own handler may take its place
+        yield
+        return
+    real = ray._private.utils.set_sigterm_handler
+    ray._private.utils.set_sigterm_handler = lambda h: None
+    try:
+        yield
+    finally:
+        ray._private.utils.set_sigterm_handler = real

@@ -231,3 +231,68 @@ measurement: {warmup_requests: 0, thermal_gaps: false}
     session = Path(global_worker.node.get_session_dir_path())
     assert ray.is_initialized() and (session / "logs").is_dir()
     assert grep_tree(session, PLANTED) == []
+
+
+def _until(p: subprocess.Popen[bytes], text: str, timeout: float = 120) -> str:
+    """stderr lines of p until one holds text (the CLI prints one line per step off a
+    terminal)."""
+    assert p.stderr is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stderr.readline().decode()
+        assert line, "".join(seen)[-3000:]
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError("".join(seen)[-3000:])
+
+
+def _stopped(p: subprocess.Popen[bytes], before: str) -> str:
+    _, err = p.communicate(timeout=90)
+    text = before + err.decode()
+    assert p.returncode == 130, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert "campaign summary:" in text and "(interrupted)" in text, text[-3000:]
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_two_signals_end_with_the_summary(ray_address: str, tmp_path: Path,
+                                          sig: signal.Signals) -> None:
+    """Ctrl-C twice, or SIGTERM twice 0.3 s apart (a scheduler's impatience): the second
+    does not cut the cleanup short: the summary line, exit 130, no traceback."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SLOW_GPU_GRID.replace("resources: {gpus_per_job: 1}\n", ""))
+    root = tmp_path / "store"
+    p = driver(grid, root, ray_address)
+    before = _until(p, "loading m")
+    deadline = time.monotonic() + 60
+    while not Store(root).files("runs"):
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    p.send_signal(sig)
+    time.sleep(0.3)
+    p.send_signal(sig)
+    _stopped(p, before)
+    check_store(Store(root))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_while_ray_starts_ends_with_the_summary(tmp_path: Path,
+                                                       sig: signal.Signals) -> None:
+    """A signal while the embedded Ray starts (ray.init puts its own SIGTERM handler in
+    place, which exited 15 with nothing printed): the summary line and exit 130."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SLOW_GPU_GRID.replace("resources: {gpus_per_job: 1}\n", ""))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.Popen([sys.executable, "-m", "llem", "run", str(grid), "--store",
+                          str(tmp_path / "store")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    before = _until(p, "starting Ray")
+    time.sleep(0.5)  # inside ray.init
+    p.send_signal(sig)
+    text = _stopped(p, before)
+    assert "Ray ready" not in text, text[-3000:]
