@@ -14,12 +14,14 @@ sweep only. A point that both make is one job (the same job_id).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llem.backends import get_info
 from llem.config.axes import (
+    HEADS,
     POINT_SCALARS,
     Alternative,
     Axis,
@@ -27,14 +29,17 @@ from llem.config.axes import (
     _flatten,
     axis,
     check,
+    check_path,
     is_group,
     named_group,
+    suggest,
     twice,
     validate,
 )
 from llem.config.campaign import Campaign
 from llem.config.loaded import Loaded, Scoped
 from llem.config.models import ENGINE_SECTIONS, SECTIONS, Point
+from llem.config.names import old_name_hint
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError, Problems
 
@@ -88,14 +93,23 @@ def values(entries: list[tuple[str, Any, Loc]], smap: SourceMap,
     for path, value, loc in entries:
         with problems.collecting():
             group = is_group(value)
-            named = named_group(path, value)
+            named = named_group(path, value) or (
+                isinstance(value, list) and any(isinstance(v, dict) for v in value) and
+                named_group(path, []))
+            if named and path != "variants":
+                close = difflib.get_close_matches(path, [*HEADS, *POINT_SCALARS], n=1,
+                                                  cutoff=0.8)
+                if close:  # a misspelled parameter, not a group's name
+                    raise smap.error(loc, f"unknown parameter '{path}' (a list of maps under "
+                                     "a name that is no parameter is a named group of full "
+                                     "paths)", hint=f"did you mean '{close[0]}'?")
             if path == "variants" and not group:
                 bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)),
                            None) if isinstance(value, list) and value else None
                 raise smap.error(loc if bad is None else loc + (bad,),
                                  "'variants' must be a list of maps of full paths",
                                  hint="e.g. variants: [{}, {dtype: float16, batch_size: 8}]")
-            if not group:
+            if not group and not named:
                 check(path, loc, smap)  # a group's own key is a prefix or a name
                 if path in written:
                     raise twice(smap, path, loc, written[path])
@@ -124,13 +138,19 @@ def _per_backend(c: Campaign, backends: list[str], smap: SourceMap,
                 raise smap.error(loc, "must be a map of parameter paths and their values",
                                  hint=f"e.g. per_backend: {{{name}: {{batch_size: 64}}}}")
             entries = _flatten(section, "", loc)
-            for path, _, here in entries:
+            for path, value, here in entries:
                 head = path.split(".", 1)[0]
                 if head in ENGINE_SECTIONS:
                     raise smap.error(here, f"engine arguments are written in the "
                                      f"'{head}:' section, which applies to {head} only",
                                      hint=f"move it to {head}: {{{path.split('.', 1)[-1]}: "
                                      "...}")
+                if check_path(path) and not is_group(value) and not old_name_hint(path):
+                    close = suggest(path)
+                    raise smap.error(here, f"unknown parameter '{path}': per_backend takes "
+                                     "llem's parameters", hint=f"an engine argument of {name}? "
+                                     f"write it in the {name}: section" +
+                                     (f"; or {close}" if close else ""))
             fixed, axes, where = values(entries, smap, problems)
             out[name] = Scoped(fixed, axes, where)
     return out

@@ -223,6 +223,76 @@ EXPECTED: dict[str, str | list[str]] = {
         r":8: 'grid\.max_new_tokens': \.inf is not a finite number"],
     "many_mistakes_stop_at_20.yaml": [rf":{n + 5}: 'grid\.bad_{n}': unknown parameter"
                                       for n in range(20)] + [r": stopped after 20 errors"],
+    # engine and generate keys the library would reject when the model loads: refused at
+    # validation, with the right place (llem.backends.<name>.options.check_keys)
+    "engine_vllm_sampling_parameter.yaml": r":5: 'vllm\.presence_penalty': a sampling "
+                                           r"parameter, not an engine argument \(write "
+                                           r"generate\.presence_penalty: 0\.5\)",
+    "engine_vllm_dtype_beside_dtype.yaml": r":6: 'vllm\.dtype': duplicates llem's own 'dtype'"
+                                           r".*\(write llem's dtype: float16 \(per backend: "
+                                           r"per_backend: \{vllm: \{dtype: float16\}\}\)",
+    "engine_vllm_batch_size.yaml": r":5: 'vllm\.batch_size': not an engine argument of vLLM "
+                                   r"\(.*per_backend: \{vllm: \{batch_size: 64\}\}",
+    "engine_transformers_batch_size.yaml": r":5: 'transformers\.batch_size': not a "
+                                           r"from_pretrained argument.*grid: \{batch_size: 8\}",
+    "engine_transformers_load_in_4bit.yaml": r":5: 'transformers\.load_in_4bit': not a "
+                                             r"from_pretrained argument in transformers 5 .*"
+                                             r"\(write transformers: \{quantization: 4bit\}\)",
+    "engine_transformers_misspelled.yaml": r":5: 'transformers\.attn_implmentation': not a "
+                                           r"from_pretrained argument of transformers 5 .*"
+                                           r"\(did you mean 'attn_implementation'\?\)",
+    "engine_transformers_sampling_parameter.yaml": r":5: 'transformers\.temperature': a "
+                                                   r"generation setting, not a "
+                                                   r"from_pretrained argument \(write llem's "
+                                                   r"temperature: 0\.7\)",
+    "generate_key_the_backend_lacks.yaml": r":5: 'grid\.generate\.presence_penalty': "
+                                           r"transformers' generate has no such setting .*"
+                                           r"per_backend: \{vllm: \{generate\."
+                                           r"presence_penalty: 0\.5\}\}",
+    "generate_key_duplicates_llem_field.yaml": r":5: 'grid\.generate\.temperature': set by llem "
+                                               r"from temperature \(write llem's temperature: "
+                                               r"0\.7",
+    # the names a migrating user types: llem's name for each, never a wrong guess
+    "old_name_sweep.yaml": r":4: 'sweep': unknown key \(llem calls it 'grid'",
+    "old_name_precision_in_grid.yaml": r":5: 'grid\.precision': unknown parameter 'precision' "
+                                       r"\(llem calls it 'dtype'",
+    "old_name_model.yaml": [r": 'models': required key is missing",
+                            r":2: 'model': unknown key \(llem calls it 'models'"],
+    "old_names_several.yaml": [
+        r":3: 'backend': unknown key \(llem calls it 'backends'",
+        r":4: 'n_cycles': unknown key \(llem calls it 'cycles'",
+        r":5: 'num_cycles': unknown key \(llem calls it 'cycles'",
+        r":6: 'decoder': unknown key \(llem calls it 'preset'",
+        r":7: 'traffic': unknown key \(llem calls it measurement\.request_rate and "
+        r"measurement\.arrival",
+        r":8: 'batching': unknown key \(llem calls it 'batch_size'",
+        r":9: 'precision': unknown key \(llem calls it 'dtype'",
+        r":10: 'experiment': unknown key \(llem calls it 'experiments'"],
+    "old_name_fp16.yaml": r":5: 'grid\.fp16': unknown parameter 'fp16' \(write dtype: float16\)",
+    # per_backend, experiments, named groups, datasets, max_points
+    "per_backend_unknown_backend.yaml": r":5: 'per_backend\.vlm': per_backend values for 'vlm', "
+                                        r"which is not in backends: \(known here: noop, vllm\)",
+    "per_backend_engine_argument.yaml": r":5: 'per_backend\.vllm\.max_num_seqs': unknown "
+                                        r"parameter 'max_num_seqs': per_backend takes llem's "
+                                        r"parameters \(an engine argument of vllm\? write it "
+                                        r"in the vllm: section",
+    "per_backend_engine_section_path.yaml": r":5: 'per_backend\.vllm\.vllm\.max_num_seqs': "
+                                            r"engine arguments are written in the 'vllm:' "
+                                            r"section",
+    "experiment_unknown_backend.yaml": r":6: 'experiments\.1\.backend': unknown backend 'vlm' "
+                                       r"\(did you mean 'vllm'\?\)",
+    "experiment_unknown_parameter.yaml": r":6: 'experiments\.1\.batchsize': unknown parameter "
+                                         r"'batchsize' \(did you mean 'batch_size'\?\)",
+    "named_group_misspelled_parameter.yaml": r":5: 'grid\.genrate': unknown parameter "
+                                             r"'genrate' .*\(did you mean 'generate'\?\)",
+    "named_group_scalar_entry.yaml": r":5: 'grid\.quant\.2': 'quant' must be a list of maps of "
+                                     r"full paths",
+    "dataset_named_source_with_path.yaml": r":6: 'dataset\.path': dataset\.source "
+                                           r"'ai_energy_score' names its own dataset",
+    "dataset_order_unknown.yaml": r":5: 'dataset\.order': must be 'sample' or 'file' "
+                                  r"\(got 'first'\)",
+    "too_many_points_after_exclude.yaml": r": the grid has 5 points after include/exclude "
+                                          r"\(of 6\), over max_points=4",
     # needs the cluster: detected by the driver after Ray starts (no actor, no store files)
     "gpus_per_job_too_many.yaml": r"needs 64 GPUs on one node; the cluster has no GPU .*"
                                   r"resources\.gpus_per_job",
