@@ -55,7 +55,7 @@ def load_prompts(ds: DatasetSpec, base_dir: Path) -> list[str]:
     """The dataset's num_prompts prompts: the first ones (order "file") or drawn in an
     order its seed decides (order "sample")."""
     if ds.source == "builtin":
-        pool = load_builtin()
+        pool: list[Prompt] = load_builtin()
     elif ds.source == "file":
         try:
             pool = file_pool(ds, base_dir)

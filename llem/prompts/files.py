@@ -22,7 +22,7 @@ class Prompt:
     text: str
 
 
-def load_builtin() -> list[Prompt]:
+def load_builtin() -> Prompts:
     """The ~300 prompts shipped with llem (varied tasks and lengths, English)."""
     return load_file(BUILTIN_PATH)
 
@@ -33,7 +33,7 @@ class Prompts(list[Prompt]):
     skipped: int = 0
 
 
-def load_file(path: Path) -> list[Prompt]:
+def load_file(path: Path) -> Prompts:
     """Prompts from a .jsonl file (objects with "prompt" or "text") or plain text (one a line).
 
     A JSONL object whose keys all start with "_" (a provenance header such as {"_source":

@@ -146,7 +146,8 @@ def _engine_key(key: str, value: Any, modes: set[str]) -> tuple[str, str | None]
     if key in BNB_KEYS:
         return ("a bitsandbytes setting, not a from_pretrained argument",
                 f"write transformers: {{quantization: {{{key}: {_shown(value)}, ...}}}}")
-    if key in LLEM_GENERATE or key in GENERATE_KEYS or key in OTHER_SAMPLING:
+    if (key in LLEM_GENERATE or key in GENERATE_KEYS or key in OTHER_SAMPLING) and \
+            key not in FROM_PRETRAINED | CONFIG_KEYS:
         mine = LLEM_GENERATE.get(key)
         return ("a generation setting, not a from_pretrained argument",
                 f"write llem's {mine}: {_shown(value)}" if mine else
