@@ -17,8 +17,10 @@ from llem.config.job import Job, canonical
 from llem.config.models import Measurement
 from llem.credentials import redact
 from llem.harness.workload import Served
+from llem.measure.carbon import grid_intensity
 from llem.measure.meter import Window
 from llem.measure.stats import mean, pct, safe_div, summary
+from llem.measure.validity import Checks, judge, power_source, sample_coverage, throttle
 from llem.store.run_row import Result, RunRow
 from llem.store.schema import SCHEMA_VERSION
 
@@ -42,6 +44,7 @@ def config_columns(job: Job) -> RunRow:
         num_prompts=p.dataset.num_prompts, dataset_source=p.dataset.source,
         dataset_path=p.dataset.path, gpus_per_job=p.resources.gpus_per_job,
         min_window_s=m.min_window_s, arrival=arrival_pattern(m), request_rate=m.request_rate,
+        pue=m.pue,
         max_concurrency=m.max_concurrency,
         engine_json=canonical(p.engine), generate_json=canonical(p.generate),
         point_json=canonical(p.model_dump(mode="json")))
@@ -113,35 +116,92 @@ def _total(values: list[float | None]) -> float | None:
     return float(sum(v for v in values if v)) if values and None not in values else None
 
 
-def energy_columns(w: Window, out_tok: int, n_req: int,
-                   intensity: float | None) -> dict[str, Any]:
-    """Counter energy, sampled-power energy and their ratio, idle and net of idle, CO2, as
-    {column: value} (RunRow.update refuses a name that is no runs column)."""
+def energy_columns(w: Window, out_tok: int, n_req: int, intensity: float | None = None,
+                   warmup_converged: bool | None = None,
+                   m: Measurement | None = None) -> dict[str, Any]:
+    """Counter energy inside the boundary, sampled-power energy and their ratio, idle and
+    net of idle, CO2 and the intensity's source, the validity checks and their verdict, as
+    {column: value} (RunRow.update refuses a name that is no runs column).
+
+    m: the job's measurement settings (default: the window's, else the defaults); intensity:
+    a number given by the caller (else looked up from m: llem.measure.carbon)."""
+    m = m or w.measurement or Measurement()
+    source = "given: measurement.grid_intensity_g_per_kwh" if intensity is not None else None
+    if intensity is None:
+        intensity, source = grid_intensity(m)
     energy = w.energy_j
+    boundary = w.recorded_boundary
+    node = boundary == "node" and bool(w.gpu_energy_j)  # a GPU job with the host added
     idle = [v for v in w.idle_power_w.values() if v is not None]
     idle_w = sum(idle) if idle and len(idle) == len(w.idle_power_w) else None
+    if node and idle_w is not None:  # the host's idle too, or no net figure
+        host_idle = w.idle.host_power_w if w.idle else None
+        idle_w = idle_w + host_idle if host_idle is not None else None
     net = energy - idle_w * w.duration_s if energy is not None and idle_w is not None else None
     counter_j = _total(list(w.gpu_energy_j.values()))
     sampled_j = _total(list(w.gpu_sampled_energy_j.values()))
-    host_j = sum(w.cpu.values()) if w.gpu_energy_j and w.cpu else 0.0
-    co2 = (energy + host_j) / J_PER_KWH * intensity if energy is not None and \
-        intensity is not None else None
+    ratio = safe_div(counter_j, sampled_j)
+    host_j = sum(w.cpu.values()) if w.gpu_energy_j and w.cpu and not node else 0.0
+    facility = energy * m.pue if node and m.pue is not None and energy is not None else None
+    basis = facility if facility is not None else \
+        energy + host_j if energy is not None else None
+    co2 = basis / J_PER_KWH * intensity if basis is not None and intensity is not None \
+        else None
+    gpus = len(w.gpu_energy_j)
+    coverage = sample_coverage(w.samples, w.duration_s, w.sample_hz, gpus) \
+        if w.sample_hz else None
+    throttle_s, seen = throttle(w.samples, w.duration_s, m.valid_throttle_reasons)
+    checks = Checks(energy=energy is not None, duration_s=w.duration_s,
+                    counter_period_s=w.counter_period_s,
+                    counter_period_measured=w.counter_period_measured,
+                    sample_coverage=coverage, counter_to_sampled=ratio, throttle_s=throttle_s,
+                    warmup_converged=warmup_converged)
+    valid, reasons = judge(checks, m)
     return {
         "energy_j": energy, "energy_per_token_j": safe_div(energy, out_tok),
         "energy_per_request_j": safe_div(energy, n_req),
         "avg_power_w": safe_div(energy, w.duration_s), "idle_power_w": idle_w,
         "energy_net_j": net, "energy_net_per_token_j": safe_div(net, out_tok),
         "gpu_energy_j": counter_j, "gpu_energy_sampled_j": sampled_j,
-        "energy_counter_to_sampled": safe_div(counter_j, sampled_j),
+        "energy_counter_to_sampled": ratio,
         "gpu_energy_j_per_gpu": [w.gpu_energy_j[u] for u in w.gpu_energy_j],
         "gpu_energy_sampled_j_per_gpu": [w.gpu_sampled_energy_j[u] for u in w.gpu_energy_j],
         "idle_power_w_per_gpu": [w.idle_power_w.get(u) for u in w.gpu_energy_j],
         "cpu_energy_j": w.cpu.get("cpu_energy_j"), "dram_energy_j": w.cpu.get("dram_energy_j"),
         "co2_estimate_g": co2, "grid_intensity_g_per_kwh": intensity,
+        "grid_intensity_source": source,
+        "boundary": boundary, "energy_facility_j_estimate": facility, "pue": m.pue,
+        "cpu_energy_j_estimate": w.cpu_estimate_j, "cpu_estimate_method": w.cpu_estimate_method,
         "energy_unavailable": None if energy is not None else (w.unavailable or
                                                                "energy counter read failed"),
+        "energy_valid": valid, "energy_invalid_reasons": reasons if valid is not None else None,
+        "energy_counter_period_s": w.counter_period_s,
+        "window_counter_periods": checks.counter_periods, "sample_coverage": coverage,
+        "throttle_s": throttle_s, "throttle_reasons": seen,
+        "power_source": (power_source(w.samples) if gpus else "counter")
+        if energy is not None or gpus else None,
         **(w.idle.columns() if w.idle else {}),
     }
+
+
+def phase_columns(prefill: Window | None, info: dict[str, Any], energy: float | None,
+                  repeats: int, out_tok: int, in_tok: int, n_req: int) -> dict[str, Any]:
+    """measurement.phases: prefill apart from decode, per pass of the workload (the full
+    window and the prefill-only one repeat it a different number of times)."""
+    if prefill is None:
+        return {}
+    p_repeats = int(info.get("prefill_repeats") or 0)
+    p_energy = prefill.energy_j
+    per_pass = safe_div(p_energy, p_repeats)
+    full = safe_div(energy, repeats)
+    decode_tok = (out_tok - n_req) / repeats if repeats else 0
+    decode = (full - per_pass) / decode_tok if full is not None and per_pass is not None \
+        and decode_tok > 0 else None
+    return {"prefill_energy_j": per_pass,
+            "prefill_energy_per_input_token_j": safe_div(per_pass, in_tok / repeats
+                                                         if repeats else None),
+            "decode_energy_per_token_j": decode, "prefill_window_s": prefill.duration_s,
+            "prefill_repeats": p_repeats}
 
 
 def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
@@ -169,9 +229,14 @@ def ok_result(job: Job, w: Window, served: list[Served], info: dict[str, Any],
     run.update(summary([r["ttft_s"] for r in streamed], "ttft"))
     run.update(summary(all_gaps, "itl"))
     run.tpot_mean_s = mean([r["tpot_s"] for r in streamed if r["tpot_s"] is not None])
-    run.update(energy_columns(w, out_tok, len(records), m.grid_intensity_g_per_kwh))
+    run.update(energy_columns(w, out_tok, len(records), None, info.get("warmup_converged"),
+                              m))
+    run.update(phase_columns(info.get("prefill"), info, run.energy_j, info["repeats"],
+                             out_tok, in_tok, len(records)))
     run.repeats, run.warmup_requests = info["repeats"], info["warmup_requests"]
     run.warmup_converged = info.get("warmup_converged")
+    run.warmup_shared = info.get("warmup_shared")
+    run.warmup_batches_reused = info.get("warmup_batches_reused")
     run.min_window_s = info.get("min_window_s", m.min_window_s)
     run.min_window_reached = info.get("min_window_reached")
     run.arrival_rate_achieved = info.get("arrival_rate_achieved")

@@ -2,12 +2,16 @@
 latency settles, then the workload (served at its arrival pattern) inside one energy window,
 repeated until the window is long enough for the energy counter's resolution.
 
+Per worker it keeps what later jobs may reuse: the meter's idle baseline and counter period
+(llem.measure.meter) and the batches already warm since the model loaded (warmup_share).
+
 JobRunner is plain Python (no Ray): the Ray actor in worker.py only calls it, so the same
 job runs inline in a unit test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
@@ -87,6 +91,7 @@ class JobRunner:
         self.load_s: float | None = None
         self.jobs_run = 0
         self.model_path: str | None = None
+        self.warm: set[tuple[Any, ...]] = set()  # batches run since the model loaded
 
     def switch(self, backend: str, load: dict[str, Any]) -> None:
         """Serve another load group in this process (a reused worker, llem.scheduler.driver): the
@@ -121,6 +126,8 @@ class JobRunner:
                 raise
             self.load_s = time.perf_counter() - t0
             self.loads += 1
+            self.warm = set()
+            self.meter.loaded()
             self.meter.worked()
             self.thermal.context_created()
         return self.backend
@@ -131,6 +138,7 @@ class JobRunner:
         reused worker): the job's load spec, switched to first if it differs."""
         job = Job.from_payload(payload)
         started = time.time()
+        self.meter.configure(job.point.measurement)
         gap = self.thermal.wait(job.point.measurement)  # back near idle before this job
         try:
             if load is not None:
@@ -141,7 +149,8 @@ class JobRunner:
                 result = level_result(job, level, self.context(), started)
             else:
                 cfg = getattr(backend, "model_config", None) or local_config(self.model_path)
-                window, records, info = measure(backend, job, prompts, self.meter, cfg)
+                window, records, info = measure(backend, job, prompts, self.meter, cfg,
+                                                warm=self.warm)
                 result = ok_result(job, window, records, info, self.context(), started)
         except Exception as exc:
             result = failed_result(job, exc, traceback.format_exc(), self.context(), started)
@@ -182,8 +191,14 @@ def min_window(m: Measurement, meter: EnergyMeter) -> float:
     return DEFAULT_GPU_MIN_WINDOW_S if meter.gpus else 0.0
 
 
+def warm_key(batch: list[str], spec: GenerateSpec) -> tuple[Any, ...]:
+    """What makes a warmup batch the same as one run before: its prompts and generation."""
+    return (tuple(batch), repr(spec))
+
+
 def warmup(backend: Backend, batches: list[list[str]], spec: GenerateSpec, m: Measurement,
-           clock: Callable[[], float]) -> tuple[int, bool | None]:
+           clock: Callable[[], float],
+           warm: set[tuple[Any, ...]] | None = None) -> tuple[int, bool | None]:
     """Run every batch of the workload once, then the first batch until its latency
     settles: the CV of the last warmup_window latencies below warmup_cv (converged), or
     warmup_requests requests ran (not converged).
@@ -192,6 +207,9 @@ def warmup(backend: Backend, batches: list[list[str]], spec: GenerateSpec, m: Me
     cache kernels per input shape (on an H100, HF generate paid ~3 s the first time it met a
     new prompt length, then ~0.9 s), and the window repeats exactly these batches. The
     convergence then repeats the same batch, so latencies differ only by the system's state.
+
+    warm (measurement.warmup_share): the batches already run on this worker since its model
+    loaded (warm_key); those are left out of the pass, and the ones run are added.
 
     Returns (requests run, converged); converged is None when warmup is off. The default cap
     is one pass plus DEFAULT_WARMUP_BATCHES batches, so that any batch size can converge; a
@@ -203,10 +221,15 @@ def warmup(backend: Backend, batches: list[list[str]], spec: GenerateSpec, m: Me
         return 0, None
     n = 0
     for batch in batches:
+        key = warm_key(batch, spec)
+        if warm is not None and key in warm:
+            continue
         if n + len(batch) > cap:
             break
         backend.generate(batch, spec)
         n += len(batch)
+        if warm is not None:
+            warm.add(key)
     lat: list[float] = []
     while n < cap:
         t = clock()
@@ -233,11 +256,15 @@ def local_config(model: str | None) -> dict[str, Any] | None:
 
 
 def measure(backend: Backend, job: Job, prompts: list[str], meter: EnergyMeter,
-            model_config: dict[str, Any] | None = None
+            model_config: dict[str, Any] | None = None,
+            warm: set[tuple[Any, ...]] | None = None
             ) -> tuple[Window, list[Served], dict[str, Any]]:
     """Idle baseline, warmup, then the workload inside one energy window, repeated until
-    the window is at least min_window long.
+    the window is at least min_window long (measurement.phases: a prefill-only window of
+    the same batches first).
 
+    warm: the batches already run on this worker since its model loaded (JobRunner.warm),
+    used and extended when measurement.warmup_share is on.
     Returns the window, the served requests and facts about the run.
     """
     p, m = job.point, job.point.measurement
@@ -246,9 +273,26 @@ def measure(backend: Backend, job: Job, prompts: list[str], meter: EnergyMeter,
     clock = meter.clock
     idle = meter.idle_baseline(m.idle_baseline_s)  # after the thermal gap, before warmup
     batches = [prompts[i:i + cap] for i in range(0, len(prompts), cap)]
-    warm, converged = warmup(backend, batches, spec, m, clock)
+    shared = warm if m.warmup_share else None
+    reused = sum(1 for b in batches if warm_key(b, spec) in shared) if shared is not None \
+        else 0
+    warm_n, converged = warmup(backend, batches, spec, m, clock, shared)
     meter.worked()
     floor = min_window(m, meter)
+    prefill: Window | None = None
+    p_repeats = 0
+    if m.phases:  # the same batches, 1 output token each: prefill (and the first token)
+        one = dataclasses.replace(spec, max_new_tokens=1, min_new_tokens=1, streaming=False)
+        offline = [clock()] * len(prompts)
+        meter.begin(m.sample_hz)
+        t0 = clock()
+        while True:
+            dispatch(backend, prompts, offline, cap, one, p_repeats, clock, meter.sleep)
+            offline = [clock()] * len(prompts)
+            p_repeats += 1
+            if clock() - t0 >= floor or p_repeats >= m.max_repeats:
+                break
+        prefill = meter.end()
     served: list[Served] = []
     schedule = Schedule(arrival_pattern(m), m.request_rate, m.arrival_seed)
     meter.begin(m.sample_hz)
@@ -264,8 +308,11 @@ def measure(backend: Backend, job: Job, prompts: list[str], meter: EnergyMeter,
     window = meter.end()
     flops = estimate_flops(model_config, [(s.record.input_tokens, s.record.output_tokens)
                                           for s in served])
-    return window, served, {"t0": t0, "repeats": repeats, "warmup_requests": warm,
+    return window, served, {"t0": t0, "repeats": repeats, "warmup_requests": warm_n,
                             "warmup_converged": converged, "min_window_s": floor,
                             "min_window_reached": window.duration_s >= floor,
                             "flops_estimate": flops, "idle": idle,
-                            "arrival_rate_achieved": schedule.achieved_rate(served)}
+                            "arrival_rate_achieved": schedule.achieved_rate(served),
+                            "warmup_shared": reused > 0 if shared is not None else False,
+                            "warmup_batches_reused": reused,
+                            "prefill": prefill, "prefill_repeats": p_repeats}

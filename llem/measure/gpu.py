@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 WORKER_ENV = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
@@ -56,29 +58,36 @@ class Gpu:
 
     def power_w(self) -> float | None:
         """Instantaneous power where the driver offers it (Hopper's PowerUsage is a 1 s mean)."""
+        return self.power_reading()[0]
+
+    def power_reading(self) -> tuple[float | None, str | None]:
+        """(watts, source): 'instant' from NVML_FI_DEV_POWER_INSTANT, else 'average' from
+        nvmlDeviceGetPowerUsage (a 1 s running mean on Hopper); (None, None) when neither
+        answers."""
         n = nvml()
         try:
             fv = n.nvmlDeviceGetFieldValues(self.handle, [n.NVML_FI_DEV_POWER_INSTANT])[0]
             if fv.nvmlReturn == 0:
-                return float(fv.value.uiVal) / 1000.0
+                return float(fv.value.uiVal) / 1000.0, "instant"
         except Exception:
             pass
         try:
-            return float(n.nvmlDeviceGetPowerUsage(self.handle)) / 1000.0
+            return float(n.nvmlDeviceGetPowerUsage(self.handle)) / 1000.0, "average"
         except Exception:
-            return None
+            return None, None
 
     def power_source(self) -> str | None:
         """Which reading power_w() gets: 'instant' (NVML_FI_DEV_POWER_INSTANT) or 'average'
         (nvmlDeviceGetPowerUsage, a 1 s running mean on Hopper); recorded by the GPU proof."""
-        n = nvml()
-        try:
-            fv = n.nvmlDeviceGetFieldValues(self.handle, [n.NVML_FI_DEV_POWER_INSTANT])[0]
-            if fv.nvmlReturn == 0:
-                return "instant"
-        except Exception:
-            pass
-        return "average" if self.call("nvmlDeviceGetPowerUsage") is not None else None
+        return self.power_reading()[1]
+
+    def clock_events(self) -> list[str] | None:
+        """Names of the clock event reasons active now (nvmlDeviceGetCurrentClocksEventReasons,
+        formerly ...ThrottleReasons, on older bindings); None when the driver cannot say."""
+        mask = self.call("nvmlDeviceGetCurrentClocksEventReasons")
+        if mask is None:
+            mask = self.call("nvmlDeviceGetCurrentClocksThrottleReasons")
+        return None if mask is None else event_names(int(mask))
 
     def call(self, name: str, *args: Any) -> Any:
         """An NVML device query by name; None when this driver/binding lacks it or it fails."""
@@ -91,12 +100,16 @@ class Gpu:
             return None
 
     def sample(self) -> dict[str, Any]:
-        """Power, temperature, SM clock, utilisation and memory used, now."""
+        """Power (and its source), clock event reasons, temperature, SM clock, utilisation and
+        memory used, now."""
         n = nvml()
         util = self.call("nvmlDeviceGetUtilizationRates")
         mem = self.call("nvmlDeviceGetMemoryInfo")
+        power, source = self.power_reading()
         return {
-            "power_w": self.power_w(),
+            "power_w": power,
+            "power_source": source,
+            "clocks_event_reasons": self.clock_events(),
             "temperature_c": self.call("nvmlDeviceGetTemperature", n.NVML_TEMPERATURE_GPU),
             "sm_clock_mhz": self.call("nvmlDeviceGetClockInfo", n.NVML_CLOCK_SM),
             "gpu_util_pct": util.gpu if util is not None else None,
@@ -112,6 +125,52 @@ class Gpu:
                 "power_limit_w": limit / 1000.0 if limit else None,
                 "mig_mode": bool(mig[0]) if mig else False,
                 "memory_total_mib": mem.total / 2**20 if mem is not None else None}
+
+
+# NVML's clock event reasons (nvmlClocksEventReason*, the bits of
+# nvmlDeviceGetCurrentClocksEventReasons; board_limit and reliability are newer drivers')
+CLOCK_EVENTS = (
+    (0x1, "gpu_idle"), (0x2, "applications_clocks_setting"), (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"), (0x10, "sync_boost"), (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"), (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"), (0x200, "board_limit"), (0x400, "reliability"))
+
+
+def event_names(mask: int) -> list[str]:
+    """The reasons set in a clock event bit mask, in bit order (unknown bits as 'bit_N')."""
+    names = [name for bit, name in CLOCK_EVENTS if mask & bit]
+    known = sum(bit for bit, _ in CLOCK_EVENTS)
+    names += [f"bit_{i}" for i in range(64) if mask & ~known & (1 << i)]
+    return names
+
+
+def counter_period(read: Callable[[], float | int | None], clock: Callable[[], float],
+                   sleep: Callable[[float], None], changes: int = 4, poll_s: float = 0.002,
+                   timeout_s: float = 3.0) -> float | None:
+    """The update period of an energy counter, measured as Zeus measures its power counter's:
+    poll it until its value changes, then time the next `changes` changes; the median gap.
+
+    NVML's counter updates every ~100 ms on H100 and one read costs ~4 ms, so this takes
+    about (changes + 1) periods. None when it did not change `changes` times in timeout_s
+    (a stuck or missing counter).
+    """
+    t_end = clock() + timeout_s
+    last = read()
+    if last is None:
+        return None
+    stamps: list[float] = []
+    while len(stamps) <= changes and clock() < t_end:
+        sleep(poll_s)
+        v = read()
+        if v is None:
+            return None
+        if v != last:
+            stamps.append(clock())
+            last = v
+    if len(stamps) <= changes:
+        return None
+    gaps = sorted(b - a for a, b in pairwise(stamps))
+    return gaps[len(gaps) // 2]
 
 
 def _text(v: Any) -> str:
