@@ -45,10 +45,12 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     plan = make_plan(loaded, nodes, prompts)
     resumed = _resumed(plan, store) if store is not None else None
     if as_json:
-        click.echo(json.dumps(as_data(plan, where, resumed)))
+        click.echo(json.dumps(as_data(plan, where, resumed, loaded.notes)))
     else:
         out = console()
         render(plan, where, out, verbose)
+        for note in loaded.notes:  # checks skipped here, and why
+            out.print(escape(f"not checked: {note}"))
         if resumed is not None:
             out.print(escape(resumed["text"]))
     return 1 if any(p.unplaceable for p in plan.points) else 0
@@ -70,7 +72,8 @@ def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
             f"already done (status ok); a run skips them and runs {plan.jobs - n}"}
 
 
-def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str, Any]:
+def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
+            plan_notes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The plan as plain data (`--dry-run --json`): sizes in bytes."""
     points = []
     for p in plan.points:
@@ -97,6 +100,7 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None) -> dict[str,
             "jobs": plan.jobs, "order": plan.order, "load_groups": groups,
             "cluster": {"where": where, "nodes": nodes}, "plan": points,
             "never_placed_jobs": sum(1 for p in plan.points if p.unplaceable) * plan.cycles,
+            "not_checked": list(plan_notes),
             "store": None if resumed is None else
             {"uri": resumed["uri"], "jobs_done": resumed["done"]}}
 

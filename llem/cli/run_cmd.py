@@ -158,7 +158,8 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
     from llem.cli.stats_table import print_end
 
     loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
-    ready = prepare(loaded)  # prompt files and backend environments, before Ray
+    # prompt files and backend environments, before Ray (a dry run notes a missing env)
+    ready = prepare(loaded, plan_only=bool(flags.get("dry_run")))
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
     if flags.get("dry_run"):

@@ -309,36 +309,49 @@ def runtime_env(backend: str, choice: EnvChoice) -> dict[str, Any]:
     return out
 
 
-def preflight(backends: list[str], choices: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def preflight(backends: list[str], choices: dict[str, Any], plan_only: bool = False,
+              notes: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each backend's runtime_env, after checking what can be checked here, before Ray starts.
 
     A missing, half-built or broken venv, or a backend library absent from the driver's env
-    for kind current, is one UserError naming the command that fixes it.
+    for kind current, is one UserError naming the command that fixes it. plan_only (a dry
+    run, e.g. on a login node that will never run the backend): those become notes (the
+    check skipped, and why); what is wrong whatever the machine (a path Ray's shell cannot
+    carry, an image kind without image_uri) is still an error.
     """
     out: dict[str, dict[str, Any]] = {}
+
+    def refuse(message: str) -> None:
+        if not plan_only:
+            raise UserError(message)
+        note = (f"{backend} environment not checked here: {message} (a real run on this "
+                "machine refuses it; the cluster's nodes need it)")
+        if notes is not None and note not in notes:
+            notes.append(note)
+
     for backend in backends:
         choice = choice_for(backend, choices)
         kind = kind_for(backend, choice)
         if kind == "venv":
             problem = None if choice.python else python_problem(backend)
             if problem:
-                raise UserError(problem)
+                refuse(problem)
+                continue
             runtime_env(backend, choice)  # a path Ray's shell cannot carry: refused unrun
             st = venv_status(backend, choice.variant, choice.python)
             if st.state != "ready":
                 fix = (f"point environments.{backend}.python at a venv with {backend} and ray "
                        f"{driver_ray_version()}") if choice.python else \
                     f"run `{fix_command(backend, choice.variant)}`"
-                raise UserError(f"the {backend} environment is {st.state} ({st.where}: "
-                                f"{st.detail}); {fix}")
+                refuse(f"the {backend} environment is {st.state} ({st.where}: "
+                       f"{st.detail}); {fix}")
         elif kind == "current":
             missing = missing_modules(backend)
             if missing:
-                raise UserError(
-                    f"backend '{backend}' runs in the driver's Python ({sys.executable}), which "
-                    f"lacks {', '.join(missing)}; run `{fix_command(backend, None)}` and set "
-                    f"environments: {{{backend}: {{kind: venv}}}}, or install "
-                    f"'llem[{backend}]'")
+                refuse(f"backend '{backend}' runs in the driver's Python ({sys.executable}), "
+                       f"which lacks {', '.join(missing)}; run `{fix_command(backend, None)}` "
+                       f"and set environments: {{{backend}: {{kind: venv}}}}, or install "
+                       f"'llem[{backend}]'")
         out[backend] = runtime_env(backend, choice)
     return out
 

@@ -271,3 +271,26 @@ def test_cli_env_list_for_a_grid(tmp_path: Path) -> None:
     assert (vl["state"], vl["where"]) == ("on demand", "reg/v:1") and "podman" in vl["detail"]
     bad = run_cli("env", "list", str(tmp_path / "nope.yaml"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", ["vllm", "tensorrt"])
+def test_dry_run_on_a_login_node_skips_the_environment_and_says_so(tmp_path: Path,
+                                                                   backend: str) -> None:
+    """Planning from a machine without the backend's environment: the dry run checks the
+    rest, says which check it skipped and why, exits 0; a real run still refuses (exit 2)
+    before Ray starts."""
+    grid = tmp_path / "g.yaml"
+    grid.write_text(_grid(backends=f"[{backend}]"))
+    env = {"LLEM_ENVS_DIR": str(tmp_path / "none")}
+    dry = run_cli("run", str(grid), "--dry-run", "--store", str(tmp_path / "store"), env=env)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    assert f"not checked: {backend} environment not checked here" in \
+        " ".join(dry.stdout.split()), dry.stdout
+    as_json = run_cli("run", str(grid), "--dry-run", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    import json
+    assert any(backend in n for n in json.loads(as_json.stdout)["not_checked"])
+    real = run_cli("run", str(grid), "--store", str(tmp_path / "store"), env=env)
+    assert real.returncode == 2, real.stderr
+    assert len(real.stderr.strip().splitlines()) == 1 and "starting Ray" not in real.stderr
+    assert not (tmp_path / "store").exists()
