@@ -35,7 +35,7 @@ from llem.config.models import (
     Resources,
     Server,
 )
-from llem.config.names import old_name_hint
+from llem.config.names import old_name_hint, old_value_hint
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError, Problems
 
@@ -268,7 +268,8 @@ def validate(alt: Alternative, loc: Loc, smap: SourceMap) -> None:
         field = ".".join(str(p) for p in err["loc"])
         key = ".".join(str(p) for p in loc)
         shown = "" if key.endswith(field) or f"{field}." in key else f"{field}: "
-        raise smap.error(loc, shown + describe_error(err)) from None
+        raise smap.error(loc, shown + describe_error(err),
+                         hint=old_value_hint(field, err.get("input"))) from None
     except ValueError as exc:  # a path inside a value (_set)
         raise smap.error(loc, str(exc)) from None
 

@@ -93,3 +93,11 @@ def old_name_hint(path: str) -> str | None:
         if key in OLD_NAMES:
             return OLD_NAMES[key]
     return None
+
+
+def old_value_hint(field: str, value: object) -> str | None:
+    """llem's spelling of a value other tools spell otherwise (dataset names)."""
+    if field == "dataset.source" and isinstance(value, str) and \
+            value.lower().replace("-", "").replace("_", "") == "aienergyscore":
+        return "write dataset.source: ai_energy_score"
+    return None

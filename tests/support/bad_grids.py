@@ -289,6 +289,9 @@ EXPECTED: dict[str, str | list[str]] = {
                                      r"full paths",
     "dataset_named_source_with_path.yaml": r":6: 'dataset\.path': dataset\.source "
                                            r"'ai_energy_score' names its own dataset",
+    "dataset_old_source_name.yaml": r":5: 'dataset\.source': must be 'builtin', 'file', 'hf' or "
+                                    r"'ai_energy_score' \(got 'ai-energy-score'\) \(write "
+                                    r"dataset\.source: ai_energy_score\)",
     "dataset_order_unknown.yaml": r":5: 'dataset\.order': must be 'sample' or 'file' "
                                   r"\(got 'first'\)",
     "too_many_points_after_exclude.yaml": r": the grid has 5 points after include/exclude "
