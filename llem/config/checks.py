@@ -187,7 +187,7 @@ def check_datasets(loaded: Loaded) -> None:
     Built-in prompts ship with llem; HF datasets (and the named ones, such as the AI Energy
     Score prompts) are loaded here once (kept for the driver in this process), so an offline
     machine or a dataset without a text column fails before Ray starts, at the line of the
-    grid that names it. Metadata lines a prompt file skips are noted in loaded.notes.
+    grid that names it.
     """
     base_dir = loaded.path.resolve().parent if loaded.path else Path.cwd()
     checked: set[str] = set()
@@ -207,12 +207,6 @@ def check_datasets(loaded: Loaded) -> None:
             continue
         checked.add(str(ds.path))
         try:
-            pool = file_pool(ds, base_dir)
+            file_pool(ds, base_dir)
         except FileProblem as exc:
             raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
-        skipped = getattr(pool, "skipped", 0)
-        if skipped:
-            note = f"{ds.path}: {skipped} metadata line{'s' if skipped > 1 else ''} " \
-                "(keys starting with _) skipped"
-            if note not in loaded.notes:
-                loaded.notes.append(note)

@@ -127,8 +127,8 @@ def check_keys(section: str, keys: dict[str, Any], *, environment: dict[str, Any
             _generate_key(key, value, checked=modes != {"server"})
         if found:
             problems.append((key, *found))
-    note = "transformers generate keys in server mode not checked: they go to the " \
-        "server's requests" if section == "generate" and modes == {"server"} else None
+    note = "transformers generate keys in server mode: they go to the server's requests" \
+        if section == "generate" and modes == {"server"} else None
     return problems, note
 
 

@@ -77,10 +77,10 @@ def check_keys(section: str, keys: dict[str, Any], *, environment: dict[str, Any
         return problems, None
     fields, why = engine_fields(environment)
     if fields is None:
-        return problems, f"vllm {section} keys not checked against vLLM's own: {why}"
+        return problems, f"vllm {section} keys against vLLM's own fields: {why}"
     version = fields.get("version", "?")
     if section == "engine" and modes == {"server"}:
-        return problems, ("vllm engine keys in server mode not checked against vLLM's own: "
+        return problems, ("vllm engine keys in server mode against vLLM's own fields: "
                           "vllm serve takes frontend flags beside EngineArgs")
     own = set(fields["engine"] if section == "engine" else fields["sampling"])
     other = set(fields["sampling"] if section == "engine" else fields["engine"])

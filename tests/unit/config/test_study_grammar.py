@@ -239,7 +239,7 @@ def test_vllm_keys_are_checked_against_the_fields_of_its_environment(tmp_path: P
 def test_vllm_keys_not_checked_without_its_environment_say_so() -> None:
     head = "name: t\nmodels: [llem:tiny]\nbackends: [vllm]\n"
     loaded = load("vllm: {max_num_seqs: 8}\n", head)
-    assert loaded.notes == ["vllm engine keys not checked against vLLM's own: no vllm "
+    assert loaded.notes == ["vllm engine keys against vLLM's own fields: no vllm "
                             "environment is built here (llem env build vllm)"]
     loaded = load("vllm: {max_num_seqs: 8}\nenvironments: {vllm: {kind: image, image_uri: "
                   "reg/x:1}}\n", head)

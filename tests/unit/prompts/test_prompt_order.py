@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from llem.config.checks import check_datasets
-from llem.config.load import load_campaign
 from llem.config.models import Dataset
 from llem.prompts.dataset import NAMED, hf_source, load_prompts
 from llem.prompts.files import Prompt, load_file, select
@@ -57,17 +55,6 @@ def test_jsonl_metadata_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"_source": "x", "title": "no prompt"}) + "\n")
     with pytest.raises(ValueError, match="no non-empty string"):
         load_file(bad)
-
-
-def test_check_datasets_notes_the_skipped_lines(tmp_path: Path) -> None:
-    (tmp_path / "p.jsonl").write_text(json.dumps({"_source": "x"}) + "\n" +
-                                      json.dumps({"text": "hi"}) + "\n")
-    grid = tmp_path / "g.yaml"
-    grid.write_text("name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
-                    "dataset: {source: file, path: p.jsonl}\n")
-    loaded = load_campaign(grid)
-    check_datasets(loaded)
-    assert loaded.notes == ["p.jsonl: 1 metadata line (keys starting with _) skipped"]
 
 
 def test_ai_energy_score_is_a_named_hub_source() -> None:
