@@ -13,12 +13,13 @@ started, job finished with its duration, worker died, node added or lost), decis
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from llem.scheduler.placement import Books, Need
 
+UNTIMED_JOBS = 2  # see split_gain
 START_S = 2.0  # what a new worker costs before its model load (process, imports), roughly
 
 
@@ -39,10 +40,15 @@ def split_gain(g: Runnable, start_s: float) -> float:
     g's w workers still need R = left x job_s / w each. One more, ready after c = start_s +
     load_s, finishes the lot at (left x job_s + c) / (w + 1): sooner exactly when R > c,
     whatever the job count. So a GPU never idles while a group it can serve has more work
-    left per worker than a model load costs. Unknown until one of g's jobs is timed."""
+    left per worker than a model load costs. Before any of g's jobs is timed, a free GPU
+    takes it once each worker would still get UNTIMED_JOBS jobs (a measured job lasts 15 s
+    or more: on a GPU that would idle anyway, the load costs energy, not time)."""
     left = g.left()
-    if g.job_s is None or not g.workers or not left:
+    if not g.workers or not left:
         return 0.0
+    if g.job_s is None:
+        return 1e-3 * left / (g.workers + 1) if left >= UNTIMED_JOBS * (g.workers + 1) \
+            else 0.0
     work = left * g.job_s
     cost = start_s + g.load_s
     per = work / g.workers
@@ -56,27 +62,29 @@ def lpt_key(g: Runnable) -> float:
     return g.left() * max(1, g.need.gpus)
 
 
-def next_start(pending: Iterable[Runnable], running: Iterable[Runnable], books: Books,
-               reusable: Callable[[Runnable], bool]) -> tuple[Runnable, bool] | None:
+def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
+               books: Books, reusable: Callable[[Runnable], bool]
+               ) -> tuple[Runnable, bool] | None:
     """The group to start one worker for now, and whether it is a split, or None.
 
     Waiting groups go first (each must run once anyway): of those that fit a node now, one
     an idle worker can serve (no process start), then the longest. Once none waits, the
-    running group whose split gains the most. pending: at most one group per need is
-    enough (the longest of its need; see SchedulerCore)."""
+    running group whose split gains the most, among the needs that fit a node now and share
+    no kind of node with a waiting group (running: need -> its running groups; nothing is
+    scanned while every GPU is busy). pending: the
+    longest waiting group of each need is enough (see SchedulerCore)."""
     fit = [g for g in pending if books.can_place(g.need)]
     if fit:
         return max(fit, key=lambda g: (reusable(g), lpt_key(g))), False
-    if any(True for _ in pending):
-        return None  # a split now could keep a waiting (wider) group off its node
     best, gain = None, 0.0
-    checked: dict[Need, bool] = {}
-    for g in running:
-        s = split_gain(g, 0.0 if reusable(g) else START_S)
-        if s > gain:
-            if g.need not in checked:
-                checked[g.need] = books.can_place(g.need)
-            if checked[g.need]:
+    for need, groups in running.items():
+        # a split must not keep a waiting (wider) group off a node it could use
+        if any(books.shares_kind(need, w.need) for w in pending) or \
+                not books.can_place(need):
+            continue
+        for g in groups:
+            s = split_gain(g, 0.0 if reusable(g) else START_S)
+            if s > gain:
                 best, gain = g, s
     return (best, True) if best is not None else None
 
@@ -151,7 +159,8 @@ class SchedulerCore:
     workers: dict[int, CoreWorker] = field(default_factory=dict)
     pending: dict[Need, list[CoreGroup]] = field(default_factory=dict)  # LPT, largest last
     attempts: dict[int, int] = field(default_factory=dict)
-    running: dict[int, CoreGroup] = field(default_factory=dict)  # gid -> group with a worker
+    # need -> gid -> its groups with a worker
+    running: dict[Need, dict[int, CoreGroup]] = field(default_factory=dict)
     idle: dict[tuple[str, Need], dict[int, None]] = field(default_factory=dict)
     loads: int = 0
     events: int = 0
@@ -249,7 +258,8 @@ class SchedulerCore:
         out: list[Decision] = []
         while True:
             heads = [q[-1] for q in self.pending.values() if q]
-            pick = next_start(heads, self.running.values(), self.books, self._reusable)
+            pick = next_start(heads, {k: v.values() for k, v in self.running.items()},
+                              self.books, self._reusable)
             if pick is None:
                 return out
             g, split = pick
@@ -278,7 +288,7 @@ class SchedulerCore:
                 self.workers[w.wid] = w
             w.group = g
             g.workers += 1
-            self.running[g.gid] = g
+            self.running.setdefault(g.need, {})[g.gid] = g
             out.append(Start(w.wid, w.node, g.gid, reuse is not None))
             if reuse is not None:
                 out += self._feed(w, load=True)
@@ -288,7 +298,7 @@ class SchedulerCore:
         g = w.group
         g.workers -= 1
         if not g.workers:
-            self.running.pop(g.gid, None)
+            self.running.get(g.need, {}).pop(g.gid, None)
         self.books.release(w.node, g.need)
 
     def _forget(self, w: CoreWorker) -> None:
@@ -305,6 +315,6 @@ class SchedulerCore:
             self.books.release(w.node, g.need)
         self.workers.pop(w.wid, None)
         if not g.workers:
-            self.running.pop(g.gid, None)
+            self.running.get(g.need, {}).pop(g.gid, None)
             if g.jobs:  # no worker left: it waits for a node again, first of its need
                 self.pending.setdefault(g.need, []).append(g)

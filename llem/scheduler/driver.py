@@ -4,14 +4,15 @@ Scheduling, in order: every load group is checked against the cluster's nodes fi
 no node can ever run is a UserError before any actor starts); groups are started largest
 first (longest-processing-time order keeps the makespan near ideal), each on a node the
 driver picks (llem.scheduler.placement), one call in flight per actor; once every group has
-started, a group with many jobs left is split onto idle GPU sets (same load key, a second
-model load). A worker whose group is done serves the next group of the same backend and
-resources in its own process (llem.scheduler.pool, scheduling.reuse_workers). A worker process that
-dies is restarted by Ray (max_restarts) and the job it was running is retried up to
-scheduling.retries times, then stored as failed with the cause; the jobs of a lost node go
-back to the queue. Results are written by a background thread (llem.store.writer). Jobs
-already stored with status ok are skipped, so re-running a campaign resumes it. Ctrl-C
-kills the actors and returns the summary of what was stored.
+started, a running group gets one more worker on an idle GPU set (same load key, a second
+model load) when its work left per worker outlasts a start and model load (the decisions
+of llem.scheduler.core, which the simulator runs too). A worker whose group is done serves
+the next group of the same backend and resources in its own process (llem.scheduler.pool).
+A worker process that dies is restarted by Ray (max_restarts) and the job it was running is
+retried up to scheduling.retries times, then stored as failed with the cause; the jobs of a
+lost node go back to the queue. Results are written by a background thread. Jobs already
+stored with status ok are skipped (a re-run resumes). Ctrl-C kills the actors and returns
+the summary of what was stored.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from llem.errors import UserError
 from llem.harness.result import failed_result
 from llem.prompts.dataset import load_prompts
 from llem.scheduler.cluster import alive_nodes, is_alive
+from llem.scheduler.core import Runnable, next_start
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.neighbours import Neighbours
 from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
 from llem.scheduler.pool import Pool
 from llem.scheduler.state import (
     MATERIALISE,
-    START_S,
     GroupRun,
     JobTimeout,
     Summary,
@@ -189,7 +190,7 @@ class Driver:
     def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
         """Start workers while a node has room: waiting groups, largest first (backfilling a
         later one when the first does not fit); once all have started, one more worker for
-        a running group whose remaining jobs outweigh its start and model load (split)."""
+        the running group whose split gains the most time (llem.scheduler.core.next_start)."""
         while True:
             fit = [g for g in self._pending if self.books.can_place(g.need)]
             while not fit and queue and len(self._pending) < AHEAD:
@@ -207,19 +208,20 @@ class Driver:
             elif queue or self._pending:
                 return  # a split now could keep a waiting (wider) group off its node
             else:
-                splits = [(g.split_piece(self.sched.split_min_jobs,
-                                         0.0 if self.pool.reusable(g) else START_S), id(g), g)
-                          for g in {id(w.run): w.run for w in self.pool.workers}.values()
-                          if self.books.can_place(g.need)]
-                piece, _, split = max(splits, key=lambda x: x[:2], default=(0, 0, None))
-                if split is None or not piece:
+                running: dict[Need, list[GroupRun]] = {}
+                for r in {id(w.run): w.run for w in self.pool.workers}.values():
+                    running.setdefault(r.need, []).append(r)
+                pick = next_start([], running, self.books, self._reusable)
+                if pick is None or not isinstance(pick[0], GroupRun):
                     return
-                target = split
+                target = pick[0]
             idle = self.pool.reusable(target)
             node = self.books.place(target.need, idle.node_id if idle else None)
             assert node is not None
             self.pool.start(target, node)
 
+    def _reusable(self, g: Runnable) -> bool:
+        return isinstance(g, GroupRun) and self.pool.reusable(g) is not None
     def _unrunnable(self) -> None:
         """Waiting groups that no alive node can run any more (their nodes were lost)."""
         for gr in [g for g in self._pending if not self.books.feasible(g.need)]:

@@ -176,6 +176,15 @@ class Books:
     def feasible(self, need: Need) -> bool:
         return never_placed(need, self.views()) is None
 
+    def shares_kind(self, a: Need, b: Need) -> bool:
+        """Whether some kind of alive node could ever run both a and b."""
+        return any(can_ever_fit(dict(kind), a) and can_ever_fit(dict(kind), b)
+                   for kind, _ in self._kind_slots())
+
+    def _kind_slots(self) -> list[tuple[tuple[tuple[str, float], ...], int]]:
+        used = {k for k, _ in self._slots}
+        return [(kind, i) for kind, i in self._kinds.items() if i in used]
+
     def can_place(self, need: Need) -> bool:
         return self._find(need, None) is not None
 

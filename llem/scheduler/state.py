@@ -58,7 +58,6 @@ class Summary:
 
 
 MATERIALISE = 4096  # a group of at most this many jobs is listed up front: exact counts
-START_S = 2.0  # what a new worker costs before its model load (process, imports), roughly
 
 
 @dataclass
@@ -126,17 +125,6 @@ class GroupRun:
             d = max(0.0, float(f) - float(s))
             self.job_s = d if self.job_s is None else 0.8 * self.job_s + 0.2 * d
         self.load_s = max(self.load_s, float(run.model_load_s or 0.0))
-
-    def split_piece(self, min_jobs: int, start_s: float = START_S) -> int:
-        """The jobs one more worker would take, if worth its start and model load, else 0.
-        Worth it once a job has been timed: the piece outlasts twice the start cost
-        (start_s: 0 for an idle worker that is reused)."""
-        if self.job_s is None or not self.workers:
-            return 0
-        piece = self.left() // (self.workers + 1)
-        if piece < min_jobs or piece * self.job_s < 2 * (self.load_s + start_s):
-            return 0
-        return piece
 
 
 @dataclass

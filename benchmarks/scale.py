@@ -1,0 +1,80 @@
+"""The scheduling core at 8 to 10,000 GPUs on a simulated cluster and clock (no Ray, no sleep).
+
+The decisions are llem.scheduler.core's, the ones the Ray driver takes; llem.scheduler.sim
+carries them out: 3/4 of the GPUs on 8 x H100 nodes, the rest on 4 x A100 nodes, skewed
+load groups (Pareto sizes), model loads of 10-120 s, jobs of 15-300 s of 1-8 GPUs, some tied
+to a GPU type. Per size it prints
+
+    makespan / bound      bound = max(GPU work / GPUs (jobs + one model load per group, per
+                          GPU type too), longest job after its load)          goal <= 1.03 at 1,024
+    model loads / load groups
+    driver CPU per job and per event (CPU time inside the core's decisions)  goal at 1,024 <=
+                          1.5 x that at 8; p99 per event < 5 ms at 10,000
+
+and a run of 1,024 GPUs that loses 4 nodes at random times (each back 600 s later).
+
+    python -m benchmarks.scale              # 8, 64, 1,024 GPUs (a few seconds)
+    python -m benchmarks.scale 10000        # also 10,000 GPUs
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks.figures import Figure
+from llem.scheduler.sim import SimResult, simulate, workload
+
+
+def run(gpus: int, losses: int = 0, seed: int = 1) -> SimResult:
+    return simulate(workload(gpus, seed=seed), losses=losses, crash_p=0.002, seed=seed)
+
+
+def figures(r: SimResult, base: SimResult | None, tag: str = "") -> list[Figure]:
+    size = f"{r.gpus} GPUs, {r.jobs} jobs, {r.groups} groups{tag}"
+    per_job = r.core_cpu_s / r.jobs * 1e3
+    out = [
+        Figure("scale", f"makespan / bound ({size})", r.makespan_s, r.bound_s, "s",
+               "sim", "bound", "<= 1.03" if r.gpus == 1024 and not tag else None,
+               f"work/GPUs {r.spread_s:.0f} s, longest job {r.chain_s:.0f} s"),
+        Figure("scale", f"model loads / load groups ({size})", r.loads, r.groups, "loads",
+               "loads", "groups"),
+        Figure("scale", f"driver CPU per event, p99 / mean ({size})",
+               r.event_cpu_p99_s * 1e3, r.core_cpu_s / max(1, r.events) * 1e3, "ms",
+               "p99", "mean", "value < 5" if r.gpus >= 10_000 else None,
+               f"{r.events} events, max {r.event_cpu_max_s * 1e3:.2f} ms"),
+    ]
+    if base is not None and not tag:
+        out.append(Figure("scale", f"driver CPU per job, {r.gpus} / {base.gpus} GPUs",
+                          per_job, base.core_cpu_s / base.jobs * 1e3, "ms/job",
+                          f"{r.gpus}", f"{base.gpus}",
+                          "<= 1.5" if r.gpus == 1024 else None))
+    return out
+
+
+def main(sizes: tuple[int, ...] = (8, 64, 1024)) -> list[Figure]:
+    out: list[Figure] = []
+    base = None
+    for gpus in sizes:
+        r = run(gpus)
+        base = base or r
+        print(f"  {gpus:>6} GPUs: {r.jobs} jobs, {r.groups} groups: makespan "
+              f"{r.makespan_s:.0f} s / bound {r.bound_s:.0f} s = "
+              f"{r.makespan_s / r.bound_s:.3f}; loads {r.loads} / {r.groups} groups; CPU "
+              f"{r.core_cpu_s / r.jobs * 1e6:.0f} us/job, {r.core_cpu_s / r.events * 1e6:.0f}"
+              f" us/event (p99 {r.event_cpu_p99_s * 1e6:.0f} us, max "
+              f"{r.event_cpu_max_s * 1e6:.0f} us)", flush=True)
+        out += figures(r, base)
+    lossy = run(1024, losses=4)
+    print(f"  1024 GPUs, 4 nodes lost: makespan / bound {lossy.makespan_s / lossy.bound_s:.3f}"
+          f", {lossy.rescheduled} jobs rescheduled, {lossy.failed} failed", flush=True)
+    out += figures(lossy, None, ", 4 nodes lost")
+    return out
+
+
+if __name__ == "__main__":
+    from benchmarks.figures import render
+
+    extra = tuple(int(a) for a in sys.argv[1:])
+    from rich.console import Console
+
+    Console(width=150).print(render(main((8, 64, 1024) + extra), "scale"))
