@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llem.config.models import Measurement
+from llem.measure.carbon import CpuEstimate
 from llem.measure.gpu import Sampler, counter_period, job_gpus
 from llem.measure.rapl import POWERCAP, RaplReader, domains
 
@@ -163,7 +164,7 @@ class EnergyMeter:
         self._loads = 0  # model loads seen (loaded()): a reused baseline is per load
         self._cached: Idle | None = None
         self._cached_load = -1
-        self._cpu_estimate: Any = None  # llem.measure.carbon.CpuEstimate, made on first use
+        self._cpu_estimate: CpuEstimate | None = None  # made on first use (node, no RAPL)
         self._t0 = 0.0
         self._e0: dict[str, int | None] = {}
         self._sampler: Sampler | None = None
@@ -328,8 +329,6 @@ class EnergyMeter:
             self.rapl.begin()
         elif self.boundary == "node":  # no RAPL: codecarbon's CPU model, as an estimate
             if self._cpu_estimate is None:
-                from llem.measure.carbon import CpuEstimate
-
                 self._cpu_estimate = CpuEstimate()
             self._cpu_estimate.start()
         self._e0 = {g.uuid: g.energy_mj() for g in self.gpus}
