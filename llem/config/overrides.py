@@ -40,12 +40,20 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def _remove(data: dict[str, Any], path: str) -> None:
-    """Drop path from its section and from grid: (as a dotted key or nested maps)."""
+    """Drop path from its section, from grid:, from each per_backend entry and each
+    experiment (as a dotted key or nested maps): the flag's value is every point's."""
     head, _, rest = path.partition(".")
     if rest and head in SECTIONS and isinstance(data.get(head), dict):
         data[head] = _without(data[head], rest)
     if isinstance(data.get("grid"), dict):
         data["grid"] = _without(data["grid"], path)
+    if isinstance(data.get("per_backend"), dict):
+        data["per_backend"] = {b: _without(v, path) if isinstance(v, dict) else v
+                               for b, v in data["per_backend"].items()}
+        data["per_backend"] = {b: v for b, v in data["per_backend"].items() if v != {}}
+    if isinstance(data.get("experiments"), list):
+        kept = [_without(e, path) if isinstance(e, dict) else e for e in data["experiments"]]
+        data["experiments"] = [e for e in kept if e != {}]  # only the flag's path: gone
 
 
 def _without(d: dict[str, Any], dotted: str) -> dict[str, Any]:

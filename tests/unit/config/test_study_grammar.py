@@ -16,8 +16,9 @@ import llem.backends.transformers.options as tf_options
 import llem.backends.vllm.options as vllm_options
 from llem.backends.transformers.server import SERVE_OPTIONS
 from llem.config.grid import count_points, groups, iter_jobs
-from llem.config.load import load_text
+from llem.config.load import from_data, load_text
 from llem.config.loaded import Loaded
+from llem.config.yaml_source import SourceMap
 from llem.errors import ConfigError
 
 HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
@@ -268,3 +269,12 @@ def test_transformers_serve_options_are_the_servers() -> None:
     assert tf_options.SERVE_OPTIONS == SERVE_OPTIONS
     assert vllm_options.check_keys("engine", {"dtype": "float16"}, environment={},
                                    modes={"offline"})[0][0][0] == "dtype"
+
+
+def test_a_command_line_flag_wins_over_per_backend_and_experiments() -> None:
+    data = {"name": "t", "models": ["llem:tiny"], "backends": ["noop"],
+            "grid": {"batch_size": [1, 8]}, "per_backend": {"noop": {"batch_size": 64}},
+            "experiments": [{"batch_size": 32}, {"batch_size": 4, "seed": 1}]}
+    loaded = from_data(data, SourceMap("x"), Path.cwd(), overrides={"batch_size": 2})
+    assert sorted((j.point.batch_size, j.point.seed) for j in iter_jobs(loaded)) == \
+        [(2, 0), (2, 1)]
