@@ -34,7 +34,7 @@ class Runnable(Protocol):
     def left(self) -> int: ...
 
 
-def split_gain(g: Runnable, start_s: float) -> float:
+def split_gain(g: Runnable, start_s: float, min_jobs: int = 2) -> float:
     """Seconds one more worker would take off g's finish, or 0 when it would not pay.
 
     g's w workers still need R = left x job_s / w each. One more, ready after c = start_s +
@@ -44,8 +44,8 @@ def split_gain(g: Runnable, start_s: float) -> float:
     takes it once each worker would still get UNTIMED_JOBS jobs (a measured job lasts 15 s
     or more: on a GPU that would idle anyway, the load costs energy, not time)."""
     left = g.left()
-    if not g.workers or not left:
-        return 0.0
+    if not g.workers or not left or left // (g.workers + 1) < min_jobs:
+        return 0.0  # min_jobs (scheduling.split_min_jobs): the smallest piece worth a split
     if g.job_s is None:
         return 1e-3 * left / (g.workers + 1) if left >= UNTIMED_JOBS * (g.workers + 1) \
             else 0.0
@@ -63,7 +63,7 @@ def lpt_key(g: Runnable) -> float:
 
 
 def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
-               books: Books, reusable: Callable[[Runnable], bool]
+               books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2
                ) -> tuple[Runnable, bool] | None:
     """The group to start one worker for now, and whether it is a split, or None.
 
@@ -83,7 +83,7 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
                 not books.can_place(need):
             continue
         for g in groups:
-            s = split_gain(g, 0.0 if reusable(g) else START_S)
+            s = split_gain(g, 0.0 if reusable(g) else START_S, min_jobs)
             if s > gain:
                 best, gain = g, s
     return (best, True) if best is not None else None

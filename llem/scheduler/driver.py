@@ -211,7 +211,8 @@ class Driver:
                 running: dict[Need, list[GroupRun]] = {}
                 for r in {id(w.run): w.run for w in self.pool.workers}.values():
                     running.setdefault(r.need, []).append(r)
-                pick = next_start([], running, self.books, self._reusable)
+                pick = next_start([], running, self.books, self._reusable,
+                                  self.sched.split_min_jobs)
                 if pick is None or not isinstance(pick[0], GroupRun):
                     return
                 target = pick[0]
