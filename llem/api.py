@@ -22,7 +22,7 @@ from llem.config.grid import count_points
 from llem.config.load import load_campaign
 from llem.config.loaded import Loaded
 from llem.envs.environments import preflight
-from llem.models.hub_check import check_hub_models, hub_models
+from llem.config.hub_check import check_hub_models, hub_models
 from llem.scheduler.cluster import connect
 from llem.scheduler.driver import Driver
 from llem.scheduler.state import Summary
@@ -57,7 +57,7 @@ def prepare(grid: str | Path | Loaded | Prepared, overrides: dict[str, Any] | No
             plan_only: bool = False) -> Prepared:
     """Everything checked before Ray starts: the grid, its prompt files and datasets, each
     backend's environment (its Ray runtime_env). A mistake raises UserError. Each hub model
-    must be in the local HF cache or answer on the hub (llem.models.hub_check). plan_only
+    must be in the local HF cache or answer on the hub (llem.config.hub_check). plan_only
     (a dry run): a backend environment missing here is a note in loaded.notes, not an
     error."""
     if isinstance(grid, Prepared):

@@ -23,7 +23,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llem.config.environments import EnvChoice
+from llem.envs.shell import ray_command, shell_problem
 from llem.errors import UserError
 from llem.measure.gpu import system_info
 
@@ -167,26 +167,6 @@ def probe(python: Path) -> tuple[dict[str, str | None] | None, str]:
     if proc.returncode != 0:
         return None, f"{python} fails: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
     return json.loads(proc.stdout.strip().splitlines()[-1]), ""
-
-
-def ray_command(python: str, *args: str) -> str:
-    """The command line Ray hands to `bash -c` to start a worker of a `py_executable`
-    runtime_env (Ray 2.60 RuntimeEnvContext.exec_worker): the executable as it is, unquoted,
-    its arguments quoted. The probe runs the same string the same way."""
-    return " ".join(["exec", python, *(shlex.quote(a) for a in args)])
-
-
-def shell_problem(python: str) -> str | None:
-    """Why python cannot go into Ray's unquoted `bash -c` (a space splits it; $, `, ;, |,
-    quotes, globs run or change something), if so. Only what shlex leaves unquoted is safe:
-    letters, digits and @%+=:,./-."""
-    if python and shlex.quote(python) == python:
-        return None
-    bad = sorted({ch for ch in python if shlex.quote(ch) != ch}) if python else []
-    what = ", ".join("space" if ch == " " else repr(ch) for ch in bad) or "an empty path"
-    return (f"the interpreter path {python!r} has {what}: Ray starts a venv's python through "
-            "an unquoted `bash -c`, which would split or run it; use a path of letters, "
-            "digits and @%+=:,./- only (e.g. a symlink to the venv)")
 
 
 def driver_ray_version() -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from llem.envs.environments import llem_source_dir
 from llem.measure.gpu import local_gpus
 
 PROBE_TIMEOUT_S = 60.0
@@ -129,8 +130,6 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
 def _from_llem_folder() -> Iterator[None]:
     """The working folder is a folder holding only `llem` (a link to this package) while
     Ray starts or is joined, then the user's again."""
-    from llem.envs.environments import llem_source_dir
-
     here = Path.cwd()
     try:
         folder = llem_source_dir()

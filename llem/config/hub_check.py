@@ -12,7 +12,9 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from llem.config.load import PATH_PREFIXES, loads_from_hub
 from llem.errors import UserError
+from llem.models.builtin import is_builtin
 
 TIMEOUT_S = 5.0
 
@@ -23,9 +25,6 @@ def _offline() -> bool:
 
 def hub_models(loaded: Any) -> list[str]:
     """The campaign's models that a backend of it loads by hub id (not llem:, not a path)."""
-    from llem.config.load import PATH_PREFIXES, loads_from_hub
-    from llem.models.builtin import is_builtin
-
     out: list[str] = []
     for part in loaded.parts():
         c = part.campaign
