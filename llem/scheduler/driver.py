@@ -10,9 +10,8 @@ of llem.scheduler.core, which the simulator runs too). A worker whose group is d
 the next group of the same backend and resources in its own process (llem.scheduler.pool).
 A worker process that dies is restarted by Ray (max_restarts) and the job it was running is
 retried up to scheduling.retries times, then stored as failed with the cause; the jobs of a
-lost node go back to the queue. Results are written by a background thread. Jobs already
-stored with status ok are skipped (a re-run resumes). Ctrl-C kills the actors and returns
-the summary of what was stored.
+lost node go back to the queue. Results are written by a background thread; jobs stored
+with status ok are skipped (a re-run resumes); Ctrl-C kills the actors.
 """
 
 from __future__ import annotations
