@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 
 from llem.cli.dry_run import dry_run
+from llem.cli.gpu_default import default_gpus
 from llem.cli.run_progress import RunProgress
 from llem.cli.term import Out, console
 from llem.config.grid import count_points
@@ -122,7 +123,15 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
         "measurement.gap_max_s": flags.get("gap_max_s"),
     }
     if grid is not None:
-        return load_campaign(grid, overrides)
+        loaded = load_campaign(grid, overrides)
+        if flags.get("gpus") is None:
+            gpus, note = default_gpus(loaded, flags.get("address")
+                                      or os.environ.get("RAY_ADDRESS"))
+            if note and not flags.get("quiet"):
+                console(stderr=True).print(escape(note), highlight=False)
+            if gpus is not None:
+                loaded = load_campaign(grid, {**overrides, "resources.gpus_per_job": gpus})
+        return loaded
     if not flags.get("model"):
         raise click.UsageError("give a GRID file or --model (e.g. llem run --model llem:tiny "
                                "-n 16)")
@@ -157,7 +166,7 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
     from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
     from llem.cli.stats_table import print_end
 
-    loaded = load_for_run(grid, flags)  # validation first: a bad file starts nothing
+    loaded = load_for_run(grid, {**flags, "quiet": quiet})  # validation first
     # prompt files and backend environments, before Ray (a dry run notes a missing env)
     ready = prepare(loaded, plan_only=bool(flags.get("dry_run")))
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
