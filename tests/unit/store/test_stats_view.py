@@ -1,15 +1,13 @@
-"""The `stats` DuckDB view and the table `llem run` prints from it, against hand values."""
+"""The `stats` DuckDB view against hand values (the table `llem run` prints from the store:
+tests/e2e/test_run_output.py)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from llem.cli.stats_table import print_cycle_stats
 from llem.measure.stats import cycle_stats
 from llem.store.query import run_sql
 from llem.store.run_row import Result, RunRow
@@ -41,14 +39,6 @@ def test_stats_view_matches_cycle_stats(tmp_path: Path) -> None:
     assert a["energy_per_token_j_cv"] == pytest.approx(cycle_stats(jpt)["cv"])
     assert rows["bbbbbbbb"]["tokens_per_s_ci95"] is None  # one cycle: no spread
 
-    buf = io.StringIO()
-    print_cycle_stats(Console(file=buf, width=200), store, "s")
-    text = buf.getvalue()
-    line = next(ln for ln in text.splitlines() if "transformers m batch_size=4" in ln)
-    cells = [c.strip() for c in line.replace("│", "|").split("|") if c.strip()]
-    # tok/s 12.0 ± 4.3027 * 2 / sqrt(3) = 4.97, CV 2/12; J/token 0.5 ± 0.0497, CV 4%
-    assert cells[1:] == ["3", "12.0", "5.0", "16.7%", "0.5", "0.04968", "4.0%"]
-    assert text.count("transformers") == 1  # the single-cycle config is not shown
 
 
 def test_labels_name_what_was_swept() -> None:
