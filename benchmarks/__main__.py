@@ -19,10 +19,10 @@ import traceback
 from benchmarks.figures import Figure, dump, render
 
 # Issue order: 1+2 makespan and per-job overhead, 3 reuse, 4 lazy, 5 query, 6 overhead,
-# 7 server mode's load client. makespan (the packed campaign on skewed groups) is the
-# cluster work's own benchmark.
+# 7 server mode's load client, 8 window_share (the measurement windows' share of GPU time).
+# makespan (the packed campaign on skewed groups) is the cluster work's own benchmark.
 BENCHMARKS = [name for name in ("makespan_compare", "makespan", "scale", "reuse", "lazy", "query",
-                                "overhead_cpu", "server_client")
+                                "overhead_cpu", "server_client", "window_share")
               if importlib.util.find_spec(f"benchmarks.{name}") is not None]
 
 

@@ -152,8 +152,8 @@ class Measurement(Strict):
     # and the sampled power agree within valid_max_counter_sampled_gap (relative); the
     # GPUs spent at most valid_max_throttle_share of it slowed by valid_throttle_reasons
     # (NVML clock event reasons); warmup converged (valid_require_warmup_converged).
-    valid_min_counter_periods: float = Field(100.0, ge=0, le=1e6,
-                                             exclude_if=lambda v: v == 100.0)
+    valid_min_counter_periods: float = Field(50.0, ge=0, le=1e6,
+                                             exclude_if=lambda v: v == 50.0)
     valid_min_sample_coverage: float = Field(0.9, ge=0, le=1, exclude_if=lambda v: v == 0.9)
     valid_max_counter_sampled_gap: float = Field(0.1, ge=0, le=100,
                                                  exclude_if=lambda v: v == 0.1)

@@ -43,9 +43,10 @@ class ValidityFields(ServerFields):
         "the median gap kept. The slowest of the job's GPUs; RAPL's on CPU jobs (then it is "
         "bounded below by the poll). Null when the counter did not change within 3 s.")
     window_counter_periods: float | None = col(
-        "validity", F, "periods", "`duration_s / energy_counter_period_s`. Each window edge "
-        "may miss up to one period's energy, so the counter's error is within about 2 / this. "
-        "Invalid under `valid_min_counter_periods` (100).")
+        "validity", F, "periods", "`duration_s / energy_counter_period_s`. Each edge reads the "
+        "counter as it was at its last update, up to one period late; the two lags cancel in "
+        "part, so at steady power the counter misses less than one period's energy: under "
+        "1 / this of the window's. Invalid under `valid_min_counter_periods` (50, so 2%).")
     sample_coverage: float | None = col(
         "validity", F, "ratio", "Share of the window covered by power samples at the asked "
         "`sample_hz`: each sample covers one sampling period from its time, clipped to the "

@@ -164,7 +164,7 @@ def test_judge_each_check_against_its_threshold() -> None:
     assert valid is False and [r.split(":")[0] for r in why] == [
         "short_window", "low_sample_coverage", "counter_vs_sampled", "throttled",
         "warmup_not_converged"]
-    assert "20.0 counter periods < 100" in why[0]
+    assert "20.0 counter periods < 50" in why[0]
     loose = Measurement(valid_min_counter_periods=10, valid_min_sample_coverage=0.4,
                         valid_max_counter_sampled_gap=0.5, valid_max_throttle_share=0.6,
                         valid_require_warmup_converged=False)
