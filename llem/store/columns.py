@@ -33,6 +33,9 @@ REQUESTS = (
     Column("job_id", S, "-", "As in `runs`. The key to join with it is `(campaign, job_id, "
            "cycle)`."),
     Column("cycle", I32, "-", "As in `runs`."),
+    Column("session_id", S, "-", "As in `runs`: the session that measured it. The key to join "
+           "a measurement is `(campaign, job_id, cycle, session_id)`; the `requests` view holds "
+           "the rows of the measurement the `runs` view shows."),
     Column("request_index", I32, "-", "Position in serving order within the window, "
            "`0..num_requests-1`."),
     Column("repeat", I32, "-", "The pass over the prompt set this request belongs to "
@@ -83,6 +86,7 @@ SAMPLES = (
     Column("campaign", S, "-", "As in `runs`."),
     Column("job_id", S, "-", "As in `runs`."),
     Column("cycle", I32, "-", "As in `runs`."),
+    Column("session_id", S, "-", "As in `runs`."),
     Column("t_s", F, "s", "Sample time since the window start (`perf_counter`)."),
     Column("gpu_uuid", S, "-", "NVML UUID of the GPU sampled."),
     Column("gpu_index", I32, "-", "NVML (physical, PCI bus order) index of the GPU. This is not "
@@ -103,7 +107,9 @@ SAMPLES = (
 SESSIONS = (
     Column("schema_version", I16, "-", "Store schema version (see Schema version)."),
     Column("campaign", S, "-", "Campaign the session ran."),
-    Column("session_id", S, "-", "`<YYYYmmddTHHMMSS UTC>-<8 hex>`, also the file name."),
+    Column("session_id", S, "-", "`<YYYYmmddTHHMMSS UTC>-<8 hex>`: when the session started, "
+           "and 8 random hex digits. Also the file name, and the `session_id` of every row "
+           "the session wrote."),
     Column("started_at", TS, "UTC time", "`finished_at - elapsed_s`."),
     Column("finished_at", TS, "UTC time", "Wall clock when the session's row was written."),
     Column("jobs", I64, "jobs", "Job × cycle pairs of the campaign that the session went through, "
@@ -124,6 +130,8 @@ SESSIONS = (
     Column("elapsed_s", F, "s", "Driver time from start to end (`perf_counter`)."),
     Column("energy_j", F, "J", "Sum of `runs.energy_j` over the session's ok jobs. This is "
            "measured window energy only, not load, gap, idle or warmup."),
+    Column("rerun", B, "-", "True when the session measured the campaign again (`llem run "
+           "--rerun`): every job ran, none was skipped as done."),
 )
 
 COLUMNS: dict[str, tuple[Column, ...]] = {

@@ -7,12 +7,13 @@ names its sources with their size and CRC-32 (llem.store.listing); readers skip 
 from the moment the compacted file is in place, and compaction deletes the sources after.
 Killed at any point, the store reads every row exactly once; running it again finishes.
 
-Taken: job-cycles whose runs row is ok (a failed one is re-run and its file replaced, so
-it stays per-job), their requests and samples files, sessions files, and compacted files
-under half the size bound (merged again). Files written while it runs stay per-job, so
-it is safe beside a running campaign (the driver never rewrites an ok job; a file rewritten
-between the identity check and its deletion, by two drivers of one campaign at once, is
-the one window left).
+Taken: measurements (job, cycle, session) whose runs row is ok (a failed one stays per-job:
+a run that measures it again writes its own files beside it), their requests and samples
+files, sessions files, and compacted files under half the size bound (merged again). Files
+that do not read whole, and every file of their measurement, are never taken. Files
+written while it runs stay per-job, so it is safe beside a running campaign (the driver
+never rewrites an ok job; a file rewritten between the identity check and its deletion, by
+two drivers of one campaign at once, is the one window left).
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from llem.store.listing import (
     drop_stale,
     encode,
     is_compacted,
+    row_keys,
 )
 from llem.store.schema import TABLES
-from llem.store.store import Store
+from llem.store.store import DATA_TABLES, Store
 
 MAX_BYTES = 512 << 20  # input bytes per compacted file (Parquet, compressed)
 ROW_GROUP = 1 << 17
@@ -138,6 +140,27 @@ def finish(store: Store, table: str, campaign: str) -> int:
                 removed += 1
 
 
+def drop_measurements(store: Store, campaign: str, keys: set[str]) -> list[tuple[str, int]]:
+    """Rewrite the campaign's compacted files (every data table) that hold rows of the
+    measurements `keys` (llem.store.listing.row_key) without those rows, as compaction
+    rewrites a stale file: the new file in place first (naming the old one, which readers
+    then skip), the old one deleted after. Returns (old file, rows left out) per file."""
+    out = []
+    with _lock(store):
+        for table in DATA_TABLES:
+            listed = store.listing(table, campaign)
+            for path in [p for p in listed.files if is_compacted(p)]:
+                n = sum(1 for k in row_keys(store.fs, path) if k in keys)
+                if not n:
+                    continue
+                one = Listing([path], stale={path: listed.stale.get(path, set()) | keys},
+                              sizes={path: listed.sizes[path]})
+                _write_chunk(store, campaign, table, [path], one, Compaction(campaign, table))
+                finish(store, table, campaign)
+                out.append((store.rel(path), n))
+    return out
+
+
 def _hides(listed: Listing, cpath: str, hidden: set[str]) -> bool:
     folder = cpath.rsplit("/", 1)[0]
     return any(f"{folder}/{s.name}" in hidden for s in listed.compacted.get(cpath, []))
@@ -145,10 +168,13 @@ def _hides(listed: Listing, cpath: str, hidden: set[str]) -> bool:
 
 def _compact_table(store: Store, campaign: str, table: str, max_bytes: int,
                    report: Compaction) -> None:
-    runs = store.listing("runs", campaign) if table in ("requests", "samples") else None
-    listed = store.listing(table, campaign, runs=runs)
+    # as readers see them: files that read whole, of whole measurements only (a measurement
+    # with a damaged file stays per-job: `llem doctor --clean` moves its files aside)
+    found = store.listings(campaign)
+    runs = found["runs"] if table in ("requests", "samples") else None
+    listed = found[table]
     per_job = [p for p in listed.files if not is_compacted(p)]
-    if runs is not None:  # requests, samples: only job-cycles whose ok runs row is compacted
+    if runs is not None:  # requests, samples: only measurements whose ok runs row is compacted
         ok = done_names(store.fs, dataclasses.replace(
             runs, files=[p for p in runs.files if is_compacted(p)]))
         per_job = [p for p in per_job if "/".join(p.rsplit("/", 2)[-2:]) in ok]
@@ -199,7 +225,8 @@ def _write_chunk(store: Store, campaign: str, table: str, paths: list[str], list
         nonlocal rows
         buffered: list[pa.Table] = []
         pending = 0
-        with pq.ParquetWriter(out, schema, compression="zstd") as writer, \
+        with pq.ParquetWriter(out, schema, compression="zstd",
+                              write_page_checksum=True) as writer, \
                 ThreadPoolExecutor(READERS) as pool:
             ahead = _ahead(pool, lambda p: None if is_compacted(p) else
                            _read(store, p, table, listed), usable)

@@ -8,6 +8,11 @@ then hidden (its rows are read from the compacted file). A file of the same name
 another identity was written after compaction (a job rewritten): it stays visible, and the
 compacted file's rows of that job and cycle are left out (`stale`), as a rewrite replaces a
 per-job file. Without compacted files this is a plain listing, at the cost it had before.
+
+A per-job file is one measurement of a job and cycle: `<job_id>-c<cycle>-<session>.parquet`
+(`<job_id>-c<cycle>.parquet` in stores written before sessions); its name without
+`.parquet` is the measurement's key, and a row's key is made the same way from its job_id,
+cycle and session_id (row_key), so files and rows of one measurement are matched by name.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import pyarrow.parquet as pq
 
 COMPACTED = b"llem.compacted"  # key of the key-value metadata naming a compacted file's sources
 COMPACT_PREFIX = "compact-"
-JOB_FILE = re.compile(r"([0-9a-f]{8,64})-c([0-9]+)\.parquet")
+JOB_FILE = re.compile(r"([0-9a-f]{8,64})-c([0-9]+)(?:-([0-9]{8}T[0-9]{6}-[0-9a-f]{8}))?"
+                      r"\.parquet")
 
 
 @dataclass(frozen=True)
@@ -38,20 +44,43 @@ class Source:
 @dataclass
 class Listing:
     files: list[str]  # what readers read: per-job files and compacted files, sorted
-    stale: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # compacted file ->
-    # (job_id, cycle) whose rows in it were replaced by a per-job file written since
+    stale: dict[str, set[str]] = field(default_factory=dict)  # compacted file -> keys
+    # (row_key) of measurements whose rows in it are left out: replaced by a per-job file
+    # written since, or of a measurement with a file that does not read
     hidden: list[str] = field(default_factory=list)  # rows already in a compacted file
     compacted: dict[str, list[Source]] = field(default_factory=dict)  # every compacted file
     sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes, for files listed
+    skipped: dict[str, Any] = field(default_factory=dict)  # path -> its Verdict
+    # (llem.store.checks): llem-named files that do not read whole or are not llem's
+    left_out: dict[str, set[str]] = field(default_factory=dict)  # compacted file -> keys of
+    # measurements readers leave out (a file of theirs does not read; Store.listings)
+    done: set[str] | None = None  # runs, from Store.listings: done_names of this listing
+
+    def dropped(self, path: str) -> set[str]:
+        """The measurement keys whose rows a reader leaves out of this (compacted) file."""
+        return self.stale.get(path, set()) | self.left_out.get(path, set())
 
 
 def is_compacted(path: str) -> bool:
     return path.rsplit("/", 1)[-1].startswith(COMPACT_PREFIX)
 
 
-def job_cycle(name: str) -> tuple[str, int] | None:
+def job_cycle(name: str) -> tuple[str, int, str | None] | None:
+    """(job_id, cycle, session or None) of a per-job file's name."""
     m = JOB_FILE.fullmatch(name)
-    return (m.group(1), int(m.group(2))) if m else None
+    return (m.group(1), int(m.group(2)), m.group(3)) if m else None
+
+
+def measurement(path: str) -> str:
+    """'campaign=<name>/<key>' of a per-job file: its partition folder and name without
+    .parquet (a key of the same measurement in every table)."""
+    folder, name = path.rsplit("/", 2)[-2:]
+    return f"{folder}/{name.removesuffix('.parquet')}"
+
+
+def row_key(job_id: str, cycle: int, session: str | None) -> str:
+    """The key of a row's measurement, as its per-job file is named without .parquet."""
+    return f"{job_id}-c{cycle}-{session}" if session else f"{job_id}-c{cycle}"
 
 
 def crc32(fs: pafs.FileSystem, path: str) -> int | None:
@@ -109,37 +138,74 @@ def listing(fs: pafs.FileSystem, table: str, campaign: str | None,
                 hidden.add(path)
             else:
                 other.setdefault(cpath, []).append(s)
-    stale: dict[str, set[tuple[str, int]]] = {}
+    stale: dict[str, set[str]] = {}
     for cpath, sources in other.items():
-        pairs = {jc for s in sources if (jc := job_cycle(s.name)) is not None}
-        if pairs and cpath not in hidden:
-            stale[cpath] = pairs
+        keys = {s.name.removesuffix(".parquet") for s in sources if job_cycle(s.name)}
+        if keys and cpath not in hidden:
+            stale[cpath] = keys
     return Listing(sorted(p for p in sizes if p not in hidden), stale, sorted(hidden),
                    compacted, sizes)
 
 
 def done_names(fs: pafs.FileSystem, runs: Listing) -> set[str]:
-    """'campaign=<name>/<job_id>-c<cycle>.parquet' of every job-cycle with a runs row: its
-    per-job runs file, or its row in a compacted runs file (left out where stale)."""
+    """'campaign=<name>/<key>.parquet' of every measurement with a runs row: its per-job
+    runs file, or its row in a compacted runs file (left out where stale or left_out)."""
     done = {"/".join(p.rsplit("/", 2)[-2:]) for p in runs.files if not is_compacted(p)}
     for path in runs.files:
         if not is_compacted(path):
             continue
         folder = path.rsplit("/", 2)[-2]
-        t = pq.read_table(path, filesystem=fs, columns=["job_id", "cycle"])
-        stale = runs.stale.get(path, set())
-        done.update(f"{folder}/{j}-c{c}.parquet" for j, c in
-                    zip(t["job_id"].to_pylist(), t["cycle"].to_pylist(), strict=True)
-                    if (j, c) not in stale)
+        stale = runs.dropped(path)
+        done.update(f"{folder}/{k}.parquet" for k in row_keys(fs, path) if k not in stale)
     return done
 
 
-def drop_stale(table: Any, stale: set[tuple[str, int]]) -> Any:
-    """The rows of a compacted file's table whose job and cycle were not rewritten since."""
+def row_keys(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The measurement key (row_key) of every row of a file."""
+    pf = pq.ParquetFile(path, filesystem=fs)
+    cols = ["job_id", "cycle"] + (["session_id"] if "session_id" in pf.schema_arrow.names
+                                  else [])
+    t = pf.read(columns=cols, use_threads=False)
+    sessions = t["session_id"].to_pylist() if "session_id" in cols else [None] * t.num_rows
+    return [row_key(j, c, s) for j, c, s in zip(t["job_id"].to_pylist(),
+                                                t["cycle"].to_pylist(), sessions, strict=True)]
+
+
+def drop_stale(table: Any, stale: set[str]) -> Any:
+    """The rows of a compacted file's table whose measurement (row_key) is not in stale."""
     if not stale:
         return table
     import pyarrow as pa
 
-    keep = [(j, c) not in stale for j, c in
-            zip(table["job_id"].to_pylist(), table["cycle"].to_pylist(), strict=True)]
+    sessions = table["session_id"].to_pylist() if "session_id" in table.column_names else \
+        [None] * table.num_rows
+    keep = [row_key(j, c, s) not in stale for j, c, s in
+            zip(table["job_id"].to_pylist(), table["cycle"].to_pylist(), sessions, strict=True)]
     return table.filter(pa.array(keep, pa.bool_()))
+
+
+def leave_out(found: dict[str, Listing], tables: tuple[str, ...]) -> None:
+    """Leave out of every table a measurement with a skipped file in any of them: its
+    per-job files dropped, its rows left out of compacted files (left_out). A damaged
+    compacted file's measurements are those its footer names, when it reads."""
+    bad: set[str] = set()  # 'campaign=<name>/<key>'
+    for table in tables:
+        for path, verdict in found[table].skipped.items():
+            folder, name = path.rsplit("/", 2)[-2:]
+            if not is_compacted(name):
+                if job_cycle(name):
+                    bad.add(measurement(path))
+                continue
+            bad.update(f"{folder}/{n.removesuffix('.parquet')}" for n in verdict.sources
+                       if job_cycle(n))
+    if not bad:
+        return
+    for table in tables:
+        listed = found[table]
+        listed.files = [f for f in listed.files if is_compacted(f) or measurement(f) not in bad]
+        for f in listed.files:
+            if is_compacted(f):
+                folder = f.rsplit("/", 2)[-2]
+                keys = {k.split("/", 1)[1] for k in bad if k.startswith(folder + "/")}
+                if keys:
+                    listed.left_out[f] = keys

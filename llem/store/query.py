@@ -1,7 +1,21 @@
-"""DuckDB over the store: views runs, requests, samples (and stats across cycles)."""
+"""DuckDB over the store: views runs, requests, samples (the newest measurement of each job
+and cycle), runs_all, requests_all, samples_all (every measurement), sessions, and stats
+across cycles.
+
+A job and cycle measured more than once (`llem run --rerun`, a failed job run again on
+resume) has one runs row per measurement (session_id). `runs` keeps one of them: the newest
+ok one, else the newest (sessions sort by start time; rows of stores written before
+sessions count as oldest), so a failed rerun does not hide a good measurement and a job the
+view shows ok is one resume skips; `requests` and `samples` keep the rows of the
+measurement `runs` shows. Without a second measurement anywhere the views are the `*_all`
+views as they are, at no cost. The views read only files that read whole and are llem's
+(Store.listings); each file left out is one warning (Store.on_warning).
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 import duckdb
@@ -9,7 +23,7 @@ import duckdb.func
 import pyarrow as pa
 
 from llem.measure.stats import t_critical
-from llem.store.listing import Listing
+from llem.store.listing import Listing, job_cycle
 from llem.store.schema import SCHEMAS, TABLES
 from llem.store.store import Store
 from llem.store.validity_fields import with_valid
@@ -17,6 +31,10 @@ from llem.store.validity_fields import with_valid
 STATS_METRICS = ("tokens_per_s", "energy_j", "energy_per_token_j", "energy_net_per_token_j",
                  "avg_power_w",
                  "latency_p50_s", "latency_p99_s", "ttft_p50_s", "itl_p50_s", "duration_s")
+MEASURED = ("runs", "requests", "samples")  # a view of every measurement (_all), and one of
+# the newest
+NEWEST = ("PARTITION BY campaign, job_id, cycle ORDER BY (status = 'ok') DESC, "
+          "session_id DESC NULLS LAST, finished_at DESC NULLS LAST")
 
 
 def _sql_str(s: str) -> str:
@@ -41,30 +59,31 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
 def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     con.create_function("llem_t95", t95, [duckdb.sqltypes.BIGINT], duckdb.sqltypes.DOUBLE,
                         null_handling=duckdb.func.SPECIAL)
-    runs: Listing | None = None
-    for table in TABLES:  # runs first: requests and samples are filtered by its listing
-        # complete llem files only: no temp, partial or foreign
-        listed = store.listing(table, runs=runs)
-        if table == "runs":
-            runs = listed
-        if not listed.files:
+    listed = store.listings()  # files that read whole and are llem's, measurements whole
+    for table in TABLES:
+        name = f"{table}_all" if table in MEASURED else table
+        files = listed[table]
+        if not files.files:
             con.register(f"_{table}_empty", SCHEMAS[table].empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{table}_empty")
             continue
         if table == "runs" and store.local:  # runs rows are the done marks: checked first
-            store.check_versions(_versions(con, ", ".join(_sql_str(f) for f in listed.files)))
-        plain = [f for f in listed.files if f not in listed.stale]
-        parts = [(plain, "")] if plain else []
-        for path, pairs in sorted(listed.stale.items()):  # compacted files with rows rewritten
-            keys = ", ".join(_sql_str(f"{j}-c{c}") for j, c in sorted(pairs))
-            parts.append(([path], f" WHERE concat(job_id, '-c', cycle) NOT IN ({keys})"))
-        selects = [f"SELECT * FROM {_source(con, store, f'_{table}_{i}', files)}{where}"
-                   for i, (files, where) in enumerate(parts)]
-        con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(selects))
+            store.check_versions(_versions(con, ", ".join(_sql_str(f) for f in files.files)))
+        con.execute(f"CREATE VIEW {name} AS {_union(con, store, table, files)}")
         if table == "runs" and not store.local:
             lo, hi = con.execute("SELECT min(schema_version), max(schema_version) "
-                                 "FROM runs").fetchall()[0]
+                                 "FROM runs_all").fetchall()[0]
             store.check_versions([v for v in (lo, hi) if v is not None])
+    if _remeasured(listed["runs"]):
+        con.execute(f"CREATE VIEW runs AS SELECT * FROM runs_all QUALIFY "
+                    f"row_number() OVER ({NEWEST}) = 1")
+        for table in ("requests", "samples"):
+            con.execute(f"""CREATE VIEW {table} AS SELECT t.* FROM {table}_all t SEMI JOIN runs r
+  ON t.campaign = r.campaign AND t.job_id = r.job_id AND t.cycle = r.cycle
+  AND t.session_id IS NOT DISTINCT FROM r.session_id""")
+    else:
+        for table in MEASURED:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {table}_all")
     # stats: the cycles whose energy can be trusted (llem.store.validity_fields.VALID_SQL),
     # with a count of those left out; stats_all: every ok cycle. Grouped by boundary too,
     # so energies of different boundaries never mix.
@@ -84,6 +103,44 @@ def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
   count(*){f} AS cycles, count(*) FILTER (WHERE NOT _valid) AS invalid_cycles,
   {metrics}
 FROM ({src}) WHERE status = 'ok' GROUP BY campaign, job_id, boundary""")
+
+
+def _remeasured(runs: Listing) -> bool:
+    """Does any job and cycle have more than one measurement (a runs row per session)?"""
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for name in runs.done or ():
+        folder, base = name.rsplit("/", 1)
+        jc = job_cycle(base)
+        if jc is not None:
+            seen[(folder, jc[0], jc[1])] += 1
+    return any(n > 1 for n in seen.values())
+
+
+def _union(con: duckdb.DuckDBPyConnection, store: Store, table: str, listed: Listing) -> str:
+    """SELECT of the table's rows over its files: compacted files with measurements left out
+    read with a WHERE; session_id (null) added where no file has it (a store written before)."""
+    plain = [f for f in listed.files if not listed.dropped(f)]
+    parts = [(plain, "")] if plain else []
+    for path in sorted(f for f in listed.files if listed.dropped(f)):
+        keys = ", ".join(_sql_str(k) for k in sorted(listed.dropped(path)))
+        src = _source(con, store, f"_{table}_probe", [path])
+        has = "session_id" in _columns(con, f"SELECT * FROM {src}")
+        key = ("concat(job_id, '-c', cycle, coalesce('-' || session_id, ''))" if has
+               else "concat(job_id, '-c', cycle)")
+        parts.append(([path], f" WHERE {key} NOT IN ({keys})"))
+    selects = [f"SELECT * FROM {_source(con, store, f'_{table}_{i}', files)}{where}"
+               for i, (files, where) in enumerate(parts)]
+    union = " UNION ALL BY NAME ".join(selects)
+    if table in MEASURED:
+        named = any((jc := job_cycle(f.rsplit("/", 1)[-1])) is not None and jc[2]
+                    for f in listed.files)
+        if not named and "session_id" not in _columns(con, union):
+            union = f"SELECT *, NULL::VARCHAR AS session_id FROM ({union})"
+    return union
+
+
+def _columns(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    return {r[0] for r in con.execute(f"DESCRIBE {sql}").fetchall()}
 
 
 def _source(con: duckdb.DuckDBPyConnection, store: Store, name: str, files: list[str]) -> str:
@@ -106,8 +163,7 @@ def _source(con: duckdb.DuckDBPyConnection, store: Store, name: str, files: list
 def _versions(con: duckdb.DuckDBPyConnection, listed: str) -> list[int]:
     """The lowest and highest schema_version of the listed files. That one column is read
     without union_by_name: unifying ~140 columns over 1,000 one-row runs files made the
-    check 5x slower (0.6 vs 0.11 s, benchmarks/query.py). A file without the column (a
-    foreign one, `llem doctor STORE` names it) reads as null through union_by_name."""
+    check 5x slower (0.6 vs 0.11 s, benchmarks/query.py)."""
     for union in ("false", "true"):
         try:
             lo, hi = con.execute(
@@ -127,13 +183,40 @@ def t95(df: int | None) -> float | None:
 
 def run_sql(store: Store, sql: str) -> pa.Table:
     """The query's rows; once more, on fresh views, if a listed file vanished meanwhile
-    (`llem compact` deletes the files it merged once the merged file is in place)."""
-    try:
-        return _run_sql(store, sql)
-    except duckdb.IOException as exc:
-        if "No files found" not in str(exc):
-            raise
-        return _run_sql(store, sql)
+    (`llem compact` deletes the files it merged once the merged file is in place), or if a
+    file that passed its check failed to read after all (changed in place under the same
+    size and times: it is recorded as damaged, warned about and left out)."""
+    for attempt in range(4):
+        try:
+            return _run_sql(store, sql)
+        except duckdb.Error as exc:
+            if attempt == 3:
+                raise
+            if isinstance(exc, duckdb.IOException) and "No files found" in str(exc):
+                continue
+            if isinstance(exc, SQL_ERRORS):  # the query's own mistake: no file to blame
+                raise
+            paths = _named_files(store, str(exc))
+            for path in paths:
+                store.damaged(path, exc)
+            if not paths and not store.recheck():  # DuckDB did not say which: read them all
+                raise
+    raise AssertionError("unreachable")
+
+
+SQL_ERRORS = (duckdb.ParserException, duckdb.SyntaxException, duckdb.BinderException,
+              duckdb.CatalogException, duckdb.ConversionException, duckdb.OutOfRangeException,
+              duckdb.TypeMismatchException, duckdb.InvalidTypeException,
+              duckdb.NotImplementedException, duckdb.InterruptException,
+              duckdb.OutOfMemoryException)
+
+
+def _named_files(store: Store, message: str) -> list[str]:
+    """The store's data files a DuckDB error names (it quotes the file it failed on)."""
+    if not store.local:
+        return []
+    root = re.escape(store.root.rstrip("/"))
+    return sorted(set(re.findall(rf"({root}/[^\s\"']+?\.parquet)", message)))
 
 
 def _run_sql(store: Store, sql: str) -> pa.Table:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llem.store.column import F, col, columns_of
+from llem.store.column import F, S, col, columns_of
 from llem.store.validity_fields import ValidityFields
 
 
@@ -146,6 +146,12 @@ class RunRow(ValidityFields):
     idle_since_work_s: float | None = col(
         "idle", F, "s", "Time since this worker's GPUs last finished work (model load, warmup, or "
         "the previous window), when the idle period started. Null when they never worked.")
+    session_id: str | None = col(
+        "identity", S, "-", "The driver session that measured the row (`sessions.session_id`, "
+        "also the end of its file names): a job and cycle measured again (`llem run --rerun`, "
+        "or a failed job run again on resume) has one row per session. The `runs` view shows "
+        "the newest measurement of each job and cycle, `runs_all` every one. Null in stores "
+        "written before sessions were recorded.")
 
     def update(self, values: Mapping[str, Any]) -> None:
         """Set columns from a helper's {column: value} (llem.measure's gap, idle baseline and

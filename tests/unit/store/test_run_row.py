@@ -51,11 +51,12 @@ def test_schemas_extend_those_of_a_store_written_before(table: str) -> None:
 
 
 def test_samples_schema_unchanged() -> None:
-    """No store before the layout has samples (CPU jobs): the table as it was."""
+    """No store before the layout has samples (CPU jobs): the table as it was, with the
+    session that measured each sample added after the identity columns."""
     f, i32, s = pa.float64(), pa.int32(), pa.string()
     old = pa.schema([
         ("schema_version", pa.int16()), ("campaign", s), ("job_id", s), ("cycle", i32),
-        ("t_s", f), ("gpu_uuid", s), ("gpu_index", i32), ("power_w", f),
+        ("session_id", s), ("t_s", f), ("gpu_uuid", s), ("gpu_index", i32), ("power_w", f),
         ("temperature_c", f), ("sm_clock_mhz", f), ("gpu_util_pct", f), ("mem_used_mib", f)])
     # columns added since (server mode, validity) come after them
     assert pa.schema(list(SCHEMAS["samples"])[:len(old)]).equals(old)

@@ -1,0 +1,123 @@
+"""Can results be written to a store (Store.check_writable), before Ray starts: a folder,
+or one that can be made; no file where llem writes a folder; a probe file created and
+removed in .staging and in each folder a result is renamed into; an object store that
+answers. Each refusal is one StoreError line. Nothing is left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import stat
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow.fs as pafs
+
+from llem.store.checks import first_line
+from llem.store.schema import TABLES, StoreError
+
+if TYPE_CHECKING:
+    from llem.store.store import Store
+
+
+def _folders(campaign: str | None) -> list[str]:
+    """Folders llem writes in, relative to the root, outermost first."""
+    out = [".staging"]
+    for table in TABLES:
+        out.append(table)
+        if campaign is not None:
+            out.append(f"{table}/campaign={campaign}")
+    return out
+
+def check_local(store: Store, campaign: str | None) -> None:
+    root = Path(store.root)
+    missing: list[Path] = []
+    here = root
+    while True:
+        try:
+            st = here.stat()
+            break
+        except (FileNotFoundError, NotADirectoryError):  # the parent tells
+            missing.append(here)
+            here = here.parent
+        except OSError as exc:
+            raise StoreError(f"store {store.uri} cannot be reached: {exc.strerror} "
+                             f"({here})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = _kind(st.st_mode)
+        if here == root:
+            raise StoreError(f"store {store.uri} is {what}, not a folder: give a folder "
+                             "(--store, or the grid's store:)")
+        raise StoreError(f"store {store.uri} cannot be created: {here} is {what}, not a "
+                         "folder")
+    targets = [here] if missing else []
+    if not missing:
+        for rel in _folders(campaign):
+            p = root / rel
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"store {store.uri}: {rel} cannot be reached: "
+                                 f"{exc.strerror}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise StoreError(f"store {store.uri}: {rel} is {_kind(st.st_mode)} where "
+                                 "llem writes a folder: move it away (`llem doctor "
+                                 "STORE` lists what does not belong)")
+        # where each file lands: its folder, or the nearest one there to make it in
+        for rel in _folders(campaign):
+            p = root / rel
+            while not p.is_dir():
+                p = p.parent
+            if p not in targets:
+                targets.append(p)
+    created: list[Path] = []
+    probe_dir = root / ".staging"
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        if not probe_dir.is_dir():
+            probe_dir.mkdir()
+            created.append(probe_dir)
+        for d in [probe_dir, *targets]:
+            probe = d / f".llem-probe-{uuid.uuid4().hex[:8]}.tmp"
+            with probe.open("xb") as f:
+                f.write(b"llem")
+            probe.unlink()
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StoreError(f"store {store.uri} is not writable: "
+                         f"{exc.strerror or first_line(exc)}{where}") from None
+    finally:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+def check_remote(store: Store) -> None:
+    try:
+        info = store.fs.get_file_info(store.root)
+    except Exception as exc:
+        raise StoreError(f"store {store.uri} cannot be reached: {first_line(exc)}") from None
+    if info.type == pafs.FileType.File:
+        raise StoreError(f"store {store.uri} is a file, not a folder")
+    probe = store.path(".staging", f"llem-probe-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with store.fs.open_output_stream(probe) as out:
+            out.write(b"llem")
+        store.fs.delete_file(probe)
+    except Exception as exc:
+        raise StoreError(f"store {store.uri} is not writable: {first_line(exc)}") from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a folder"
