@@ -54,13 +54,17 @@ class Prepared:
 
 def prepare(grid: str | Path | Loaded | Prepared, overrides: dict[str, Any] | None = None,
             runtime_envs: dict[str, dict[str, Any]] | None = None,
-            plan_only: bool = False) -> Prepared:
+            store: str | Path | Store | None = None, plan_only: bool = False) -> Prepared:
     """Everything checked before Ray starts: the grid, its prompt files and datasets, each
-    backend's environment (its Ray runtime_env). A mistake raises UserError. Each hub model
-    must be in the local HF cache or answer on the hub (llem.config.hub_check). plan_only
-    (a dry run): a backend environment missing here is a note in loaded.notes, not an
-    error."""
+    backend's environment (its Ray runtime_env), and with store, that results can be
+    written there (Store.check_writable: a folder, or one that can be made, no file where
+    llem writes a folder, a probe file created and removed; a URI that answers). A mistake
+    raises UserError (StoreError for the store). Each hub model must be in the local HF
+    cache or answer on the hub (llem.config.hub_check). plan_only (a dry run): a backend
+    environment missing here is a note in loaded.notes, not an error."""
     if isinstance(grid, Prepared):
+        if store is not None:
+            check_store(store, grid.loaded.campaign.name)
         return grid
     loaded = grid if isinstance(grid, Loaded) else load_campaign(grid, overrides)
     check_datasets(loaded)
@@ -68,7 +72,16 @@ def prepare(grid: str | Path | Loaded | Prepared, overrides: dict[str, Any] | No
     c = loaded.campaign
     envs = runtime_envs if runtime_envs is not None else \
         preflight(c.backends, c.environments, plan_only, loaded.notes)
+    if store is not None:
+        check_store(store, c.name)
     return Prepared(loaded, envs)
+
+
+def check_store(store: str | Path | Store, campaign: str | None = None) -> Store:
+    """The store, checked writable for the campaign (one StoreError line otherwise)."""
+    st = store if isinstance(store, Store) else Store(store)
+    st.check_writable(campaign)
+    return st
 
 
 def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | Store | None = None,
@@ -77,7 +90,8 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
                  dashboard: bool = False,
                  on_start: Callable[[Started], None] | None = None,
                  on_result: Callable[[RunRow, Summary], None] | None = None,
-                 on_event: Callable[[str], None] | None = None
+                 on_event: Callable[[str], None] | None = None,
+                 rerun: bool = False
                  ) -> Summary:
     """Run a campaign to completion and return its summary.
 
@@ -93,15 +107,20 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     on what is happening while no result comes: starting or joining Ray, starting a worker,
     a worker loading a model.
 
-    Jobs already stored with status ok are skipped: calling it again resumes. Ctrl-C stops
-    the workers and returns the summary with interrupted set.
+    Jobs already stored with status ok are skipped: calling it again resumes. rerun: run
+    every job again (a new measurement, in files of its own beside the earlier ones, which
+    stay readable: the store's runs view shows the newest, runs_all every one). The store
+    is checked writable before Ray starts. Ctrl-C stops the workers and returns the summary
+    with interrupted set.
     """
     ready = prepare(grid, overrides, runtime_envs)
     loaded = ready.loaded
     c = loaded.campaign
     if c.order == "shuffled" and c.seed is None:  # drawn now, recorded with every row
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})
-    st = store if isinstance(store, Store) else Store(store if store is not None else c.store)
+    st = check_store(store if store is not None else c.store, c.name).new_session(rerun)
+    if st.on_warning is None and on_event is not None:  # files the resume check skipped
+        st.on_warning = lambda m: on_event(f"warning: {m}")
     event = on_event or (lambda m: None)
     target = address or os.environ.get("RAY_ADDRESS")
     event(f"connecting to Ray at {target}" if target else

@@ -16,8 +16,9 @@ def compact(store: str | None, campaign: str | None) -> None:
     """Rewrite a campaign's per-job Parquet files (one per job, cycle and table) into one
     file per table and campaign (more above 512 MiB), so queries over large campaigns read a
     few footers instead of thousands. Jobs whose runs row is ok are merged; failed ones stay
-    per-job (a rerun replaces them). Readers see every row exactly once throughout, even if
-    it is killed; running it again finishes the job. Safe beside a running campaign: files
+    per-job, and so do files that do not read whole (`llem doctor STORE` lists them).
+    Readers see every row exactly once throughout, even if it is killed; running it again
+    finishes the job. Safe beside a running campaign: files
     written meanwhile stay per-job until the next compaction. STORE: a path or pyarrow
     filesystem URI (default: the store of the grid file in this directory, else ./results).
 

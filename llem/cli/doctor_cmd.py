@@ -22,7 +22,8 @@ COLORS = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
 @click.command()
 @click.argument("store", required=False)
 @click.option("--clean", is_flag=True, help="With STORE: remove partial and temp files, move "
-              "foreign ones to STORE/.quarantine.")
+              "damaged and foreign ones to STORE/.quarantine (with the other files of their "
+              "job's measurement, so the job runs again).")
 @click.option("--address", help="Also check the Ray cluster at this address (default "
               "RAY_ADDRESS): its version, nodes and GPUs.")
 @click.option("--quick", is_flag=True, help="Do not run each backend venv's python to check it.")
@@ -34,8 +35,9 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
     version. Each missing piece comes with its fix. Exit status 1 when a check fails.
 
     With STORE (a results store path or URI): the files its readers skip (temp files of a
-    writer that died, Parquet files cut short, foreign files, another schema version);
-    --clean removes or quarantines them. Exit status 1 while any is left.
+    writer that died, Parquet files cut short or damaged, each file read whole with its
+    page checksums; foreign files and schemas, another schema version); --clean removes or
+    quarantines them. Exit status 1 while any is left.
     """
     if store is not None:
         raise SystemExit(doctor_store(store, clean=clean, as_json=as_json))
@@ -61,7 +63,7 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
 
 def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
     """Print the store's report; exit status 0 when nothing is left to fix, else 1."""
-    store = open_store(where)
+    store = open_store(where, warnings=False)  # the report names every file skipped
     report = inspect(store, clean=clean)
     if as_json:
         click.echo(json.dumps({"store": store.uri, "schema_version": SCHEMA_VERSION,

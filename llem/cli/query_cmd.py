@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from llem.cli.term import console, to_second
+from llem.credentials import redact
 from llem.errors import UserError
 
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -43,15 +44,39 @@ STORE_HELP = ("Results store: a path or a pyarrow filesystem URI (s3://, gs://, 
               "file://). Default: the store of the grid file in this directory, else ./results.")
 
 
-def open_store(path: str | None) -> Any:
-    """The Store at `path` (or the default), or one clear UserError."""
-    from llem.store.store import Store
+def open_store(path: str | None, warnings: bool = True) -> Any:
+    """The Store at `path` (or the default), or one clear UserError: also where no store
+    is there (a reader would show an empty table). warnings: print each file readers skip
+    (damaged, cut short, not llem's) on stderr, one line each."""
+    from llem.store.store import Store, StoreError
 
     where = path or default_store()
     try:
-        return Store(where)
+        st = Store(where, on_warning=_warn if warnings else None)
+    except StoreError:
+        raise
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for bad URIs
         raise UserError(f"cannot open store '{where}': {str(exc).splitlines()[0]}") from None
+    if not st.is_store():
+        raise UserError(f"no store at {st.uri}{_how_found(path, where)}: no runs, requests, "
+                        "samples or sessions folder there; pass --store with the folder (or "
+                        "URI) `llem run` wrote to")
+    return st
+
+
+def _how_found(path: str | None, where: str) -> str:
+    if path is not None:
+        return ""
+    grids = [p.name for p in sorted(Path.cwd().glob("*.y*ml")) if _grid_store(p)]
+    if where != "results" or len(grids) == 1:
+        return f" (the store of {grids[0]} here)" if grids else ""
+    why = "the grid files here name different stores" if grids else \
+        f"no grid file in {Path.cwd()} names one"
+    return f" (the default ./results: {why})"
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {redact(message)}", err=True)
 
 
 @click.command()
@@ -93,9 +118,18 @@ def query(sql: str, store: str | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def results(store: str | None, fmt: str) -> None:
     """List the campaigns in the store with their counts of ok and failed jobs."""
+    import duckdb
+
     from llem.store.query import campaign_counts
 
-    rows = [to_second(r) for r in campaign_counts(open_store(store))]
+    st = open_store(store)
+    try:
+        counts = campaign_counts(st)
+    except duckdb.Error as exc:
+        raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
+    rows = [to_second(r) for r in counts]
     emit(rows, ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"], fmt)
 
 

@@ -69,6 +69,9 @@ ORDERS = ("interleaved", "sequential", "shuffled")
               "local Ray.")
 @click.option("--dashboard/--no-dashboard", default=False, show_default=True,
               help="Start the Ray dashboard with the embedded Ray.")
+@click.option("--rerun", is_flag=True, help="Measure every job again, done ones too: the new "
+              "measurement is stored beside the earlier one (both stay queryable: the runs "
+              "view shows the newest, runs_all every one).")
 @click.option("--dry-run", is_flag=True, help="Validate everything and print points, jobs, load "
               "groups, GPUs and estimated memory per job against the cluster's GPUs, and the "
               "jobs that can never be placed; run nothing, write nothing.")
@@ -167,8 +170,10 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
     from llem.cli.stats_table import print_end
 
     loaded = load_for_run(grid, {**flags, "quiet": quiet})  # validation first
-    # prompt files and backend environments, before Ray (a dry run notes a missing env)
-    ready = prepare(loaded, plan_only=bool(flags.get("dry_run")))
+    # prompt files, backend environments (a dry run notes a missing env) and a writable
+    # store, before Ray
+    ready = prepare(loaded, store=flags.get("store") or loaded.campaign.store,
+                    plan_only=bool(flags.get("dry_run")))
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
     if flags.get("dry_run"):
@@ -189,6 +194,7 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
             shown.start(s)
 
         summary = run_campaign(ready, store=store, address=address, dashboard=dashboard,
+                               rerun=flags.get("rerun", False),
                                on_start=on_start, on_result=on_result,
                                on_event=shown.event)
         stop.done = True  # the summary is printed whatever comes now

@@ -183,7 +183,7 @@ def test_job_in_progress_stays_per_job(tmp_path: Path) -> None:
     store._write(to_table("requests", extra.requests),
                  store.file_for("requests", "st", job_id, cycle))
     compact(store)
-    assert (tmp_path / "s" / "requests" / "campaign=st" / f"{job_id}-c0.parquet").exists()
+    assert Path(store.file_for("requests", "st", job_id, 0)).exists()
     n = "SELECT count(*) AS n FROM requests"
     assert run_sql(store, n).to_pylist()[0]["n"] == 30  # 6 job-cycles with a runs row x 5
     store._write(to_table("runs", [run]), store.file_for("runs", "st", job_id, 0))
@@ -275,7 +275,9 @@ def test_store_uri_through_pyarrow_filesystem(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{root}/nope"], "error: no store at {root}/nope"),
+    (["{root}/nope"], "error: no store at {root}/nope: no runs, requests, samples or "
+                      "sessions folder there; pass --store with the folder (or URI) `llem run` "
+                      "wrote to"),
     (["{root}/s", "--campaign", "other"], "error: no campaign 'other' in store {root}/s "
                                           "(campaigns: st)"),
 ])

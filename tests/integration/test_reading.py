@@ -187,10 +187,18 @@ def test_default_store_is_the_grid_files(campaign: Path, tmp_path: Path) -> None
     sql = "SELECT count(*) AS n FROM runs"
     assert llem("query", sql, "--format", "csv", cwd=campaign).split() == ["n", "12"]
     assert "readtest" in llem("results", "--format", "csv", cwd=campaign)
-    # two grid files naming different stores: not obvious, so ./results (empty here)
+    # two grid files naming different stores: not obvious, so ./results, which is no
+    # store here: one line saying where it looked and why, not an empty table
     for name, st in (("a.yaml", "one"), ("b.yaml", "two")):
         (tmp_path / name).write_text(f"name: x\nstore: {st}\nmodels: [m]\n")
-    assert llem("query", sql, "--format", "csv", cwd=tmp_path).split() == ["n", "0"]
+    r = run_cli("query", sql, "--format", "csv", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.strip() == (
+        f"error: no store at {tmp_path / 'results'} (the default ./results: the grid files "
+        "here name different stores): no runs, requests, samples or sessions folder there; "
+        "pass --store with the folder (or URI) `llem run` wrote to")
+    r = run_cli("results", cwd=tmp_path.parent)  # run from another folder
+    assert r.returncode == 2 and "error: no store at" in r.stderr
 
 
 BAD = [
