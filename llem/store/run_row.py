@@ -132,11 +132,13 @@ class RunRow(ValidityFields):
     tflops_per_s_estimate: float | None = col(
         "energy", F, "TFLOP/s", "**Estimate**: `flops_estimate / 1e12 / duration_s`.")
     co2_estimate_g: float | None = col(
-        "energy", F, "g CO2e", "**Estimate**: `(energy_j + host RAPL energy on GPU jobs) / 3.6e6 "
-        "× grid_intensity_g_per_kwh`. Null without a grid intensity.")
+        "energy", F, "g CO2e", "**Estimate**: `(energy_j + host RAPL energy on GPU jobs of "
+        "boundary gpu) / 3.6e6 × grid_intensity_g_per_kwh`; on boundary node with `pue`, "
+        "`energy_facility_j_estimate` instead of the bracket. Null without a grid intensity.")
     grid_intensity_g_per_kwh: float | None = col(
-        "config", F, "gCO2e/kWh", "Grid carbon intensity given in the grid file, used only for "
-        "`co2_estimate_g`. Null when not given.")
+        "config", F, "gCO2e/kWh", "Grid carbon intensity used for `co2_estimate_g`: given in "
+        "the grid file, or looked up in codecarbon's bundled data for `measurement.country` or "
+        "`measurement.cloud` (`grid_intensity_source` says which). Null when none.")
     idle_s: float | None = col("idle", F, "s", "Measured length of the idle period.")
     idle_temperature_c: float | None = col(
         "idle", F, "°C", "Hottest GPU's temperature at the start of the idle period.")
