@@ -23,7 +23,29 @@ STUDIES = {
     "study-decoding.yaml": (28, 28, 2),
     "study-traffic.yaml": (7, 21, 1),
 }
-OFFLINE = {"HF_HUB_OFFLINE": "1"}  # the models' config.json is not fetched: no estimate
+# a small config.json for every hub model, in a Hugging Face cache of the test's own: the
+# dry run finds each model cached (offline) and estimates its memory from that config
+CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 256,
+          "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+          "num_key_value_heads": 4, "vocab_size": 1000, "max_position_embeddings": 2048,
+          "torch_dtype": "bfloat16"}
+
+
+def hf_cache(root: Path, models: list[str]) -> dict[str, str]:
+    """An offline Hugging Face cache holding each model's config.json; the env to use it."""
+    for m in models:
+        repo = root / "hub" / f"models--{m.replace('/', '--')}"
+        rev = "0" * 40
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(rev)
+        (repo / "snapshots" / rev).mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / rev / "config.json").write_text(json.dumps(CONFIG))
+    return {"HF_HOME": str(root), "HF_HUB_OFFLINE": "1"}
+
+
+def _hub_models(grid: Path) -> list[str]:
+    loaded = load_campaign(grid)
+    return sorted({m for part in loaded.parts() for m in part.campaign.models})
 
 
 def test_every_study_grid_is_listed() -> None:
@@ -31,8 +53,7 @@ def test_every_study_grid_is_listed() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES))
-def test_study_job_count_in_process(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_study_job_count_in_process(name: str) -> None:
     loaded = load_campaign(ROOT / "configs" / name)
     points, jobs, _ = STUDIES[name]
     assert count_points(loaded) == points
@@ -40,25 +61,32 @@ def test_study_job_count_in_process(name: str, monkeypatch: pytest.MonkeyPatch) 
     assert len(all_jobs) == jobs and len({j.key for j in all_jobs}) == jobs
 
 
-def _vllm_env_missing() -> str | None:
-    r = run_cli("env", "list", "--json")
-    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    ready = any(e.get("backend") == "vllm" and e.get("state") == "ready" for e in rows)
-    return None if ready else "no vllm environment here (llem env build vllm --variant cpu)"
-
-
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_study_job_count_through_the_dry_run(name: str, tmp_path: Path) -> None:
     grid = ROOT / "configs" / name
-    if "vllm" in load_campaign(grid).campaign.backends:
-        why = _vllm_env_missing()
-        if why:
-            pytest.skip(why)
+    env = hf_cache(tmp_path / "hf", _hub_models(grid))
     r = run_cli("run", str(grid), "--dry-run", "--json", "--store", str(tmp_path / "s"),
-                env=OFFLINE)
-    # exit 1: some job needs a GPU this machine does not have (the plan is still printed)
+                env=env)
+    # exit 1: some job needs a GPU this machine does not have (the plan is still printed);
+    # a backend environment missing here is a note of the plan, not an error
     assert r.returncode in (0, 1), r.stderr[-3000:]
     plan = json.loads(r.stdout)
     points, jobs, groups = STUDIES[name]
     assert (plan["points"], plan["jobs"], len(plan["load_groups"])) == (points, jobs, groups)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_check_the_dry_run_could_not_make_is_named(tmp_path: Path) -> None:
+    """Without a vllm environment here, the plan still comes, and says that vLLM's engine
+    keys were not checked against vLLM's own fields, and why."""
+    grid = ROOT / "configs" / "study-vllm-engine.yaml"
+    env = {**hf_cache(tmp_path / "hf", _hub_models(grid)),
+           "LLEM_ENVS_DIR": str(tmp_path / "no-envs"), "LLEM_CACHE": str(tmp_path / "cache")}
+    r = run_cli("run", str(grid), "--dry-run", "--json", env=env)
+    assert r.returncode in (0, 1), r.stderr[-3000:]
+    plan = json.loads(r.stdout)
+    assert plan["jobs"] == 32
+    assert "vllm engine keys against vLLM's own fields: no vllm environment is built here " \
+           "(llem env build vllm)" in plan["not_checked"], plan["not_checked"]
+    r = run_cli("run", str(grid), "--dry-run", env=env)
+    assert "not checked: vllm engine keys against vLLM's own fields" in r.stdout + r.stderr
