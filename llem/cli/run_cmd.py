@@ -109,7 +109,8 @@ def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
         sys.exit(1)
 
 
-def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
+def load_for_run(grid: Path | None, flags: dict[str, Any],
+                 notes: list[str] | None = None) -> Loaded:
     """The validated campaign: GRID with the flags laid over it, or one built from flags."""
     overrides = {
         "models": [flags["model"]] if flags.get("model") else None,
@@ -130,8 +131,8 @@ def load_for_run(grid: Path | None, flags: dict[str, Any]) -> Loaded:
         if flags.get("gpus") is None:
             gpus, note = default_gpus(loaded, flags.get("address")
                                       or os.environ.get("RAY_ADDRESS"))
-            if note and not flags.get("quiet"):
-                console(stderr=True).print(escape(note), highlight=False)
+            if note is not None and notes is not None:
+                notes.append(note)  # said once the grid passed every check
             if gpus is not None:
                 loaded = load_campaign(grid, {**overrides, "resources.gpus_per_job": gpus})
         return loaded
@@ -169,11 +170,14 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
     from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
     from llem.cli.stats_table import print_end
 
-    loaded = load_for_run(grid, {**flags, "quiet": quiet})  # validation first
+    notes: list[str] = []
+    loaded = load_for_run(grid, flags, notes)  # validation first
     # prompt files, backend environments (a dry run notes a missing env) and a writable
     # store, before Ray
     ready = prepare(loaded, store=flags.get("store") or loaded.campaign.store,
                     plan_only=bool(flags.get("dry_run")))
+    for note in [] if quiet else notes:
+        err.print(escape(note), highlight=False)
     address, store, dashboard = flags.get("address"), flags.get("store"), flags["dashboard"]
     c = loaded.campaign
     if flags.get("dry_run"):
