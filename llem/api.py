@@ -19,10 +19,11 @@ from typing import Any
 
 from llem.config.checks import check_datasets
 from llem.config.grid import count_points
+from llem.config.hub_check import check_hub_models, hub_models
 from llem.config.load import load_campaign
 from llem.config.loaded import Loaded
 from llem.envs.environments import preflight
-from llem.config.hub_check import check_hub_models, hub_models
+from llem.harness.server.served import LOG_DIR_ENV
 from llem.scheduler.cluster import connect
 from llem.scheduler.driver import Driver
 from llem.scheduler.state import Summary
@@ -132,5 +133,7 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     if on_start is not None:
         on_start(Started(c.name, points, c.cycles, points * c.cycles, c.order, c.seed, where,
                          st.uri))
+    if st.local:  # server logs beside the store (their paths are in the rows)
+        os.environ[LOG_DIR_ENV] = str(Path(st.root) / "logs" / f"campaign={c.name}")
     return Driver(loaded, st, on_result=on_result, runtime_envs=ready.runtime_envs,
                   on_event=on_event).run()

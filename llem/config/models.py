@@ -270,8 +270,10 @@ class Scheduling(Strict):
     max_restarts: int = Field(5, ge=0, le=1000)
     # one measured job per node: no neighbours share its CPUs, memory bandwidth or power
     exclusive_node: bool = False
-    # a group with at least this many jobs left gets a second worker on an idle GPU set
-    split_min_jobs: int = Field(8, ge=2, le=INT32_MAX)
+    # a running group gets one more worker on an idle GPU set when that finishes it sooner
+    # (its jobs left per worker outlast a worker start and model load: decided by time,
+    # llem.scheduler.core.split_gain) and each worker's piece has at least this many jobs
+    split_min_jobs: int = Field(2, ge=1, le=INT32_MAX)
     # seconds a worker may take to start (runtime env, imports) before the job fails
     start_timeout_s: float = Field(600.0, gt=0, le=MAX_JOB_S)
     # a worker whose group is done serves the next group of the same backend and resources

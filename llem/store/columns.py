@@ -23,7 +23,7 @@ from pathlib import Path
 
 from llem.store.column import I16, I32, I64, LF, RUN_GROUPS, TS, B, Column, F, S
 from llem.store.run_row import RUN_COLUMNS
-from llem.store.server_fields import SERVER_REQUESTS
+from llem.store.server_fields import SERVER_REQUESTS, SERVER_SAMPLES
 from llem.store.validity_fields import VALIDITY_SAMPLES
 
 # one row per request served in the window (llem.harness.result.request_row)
@@ -102,7 +102,7 @@ SAMPLES = (
            "occupancy."),
     Column("mem_used_mib", F, "MiB", "`nvmlDeviceGetMemoryInfo().used / 2^20`: the whole device, "
            "all processes."),
-) + VALIDITY_SAMPLES
+) + SERVER_SAMPLES + VALIDITY_SAMPLES
 # one row per driver session (llem.store.store.Store.write_session)
 SESSIONS = (
     Column("schema_version", I16, "-", "Store schema version (see Schema version)."),
