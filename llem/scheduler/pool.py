@@ -13,6 +13,7 @@ does every group with scheduling.reuse_workers off. Idle workers nobody took are
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from llem.scheduler.metrics import Metrics
 from llem.scheduler.placement import Books
 from llem.scheduler.state import GroupRun, Summary, Worker
 from llem.scheduler.worker import call_name, start_worker
+
+SERVER_STOP_S = 60.0  # a server-mode worker's server stop (its process tree) at the end
 
 
 class Pool:
@@ -139,4 +142,9 @@ class Pool:
         self.summary.model_loads += n
         if self.metrics:
             self.metrics.loaded(n)
+        if w.run.load.get("mode") == "server" and w.started:
+            # ray.kill is a SIGKILL, which no handler outlives: the worker's server would
+            # (its own session). Ask the worker to stop it first; a dead one cannot answer.
+            with contextlib.suppress(Exception):
+                ray.get(w.actor.close.remote(), timeout=SERVER_STOP_S)
         ray.kill(w.actor)

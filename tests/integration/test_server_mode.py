@@ -46,6 +46,12 @@ resources: {{gpus_per_job: 1}}
 """
 
 
+def _servers(model: Path) -> list[int]:
+    """pids of `serve` processes of this model still running (none once a campaign ends)."""
+    return [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+            if "serve" in (p.info["cmdline"] or []) and str(model) in (p.info["cmdline"] or [])]
+
+
 def _rows(store: Path, sql: str) -> list[dict]:
     return run_sql(Store(store), sql).to_pylist()
 
@@ -55,6 +61,7 @@ def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: P
                        limit="requests: 12")
     summary = run_campaign(load_text(text), store=Store(tmp_path))
     assert (summary.ok, summary.failed) == (4, 0), summary.errors
+    assert not _servers(tiny_model), "a server outlived its campaign"
     runs = _rows(tmp_path, "SELECT * FROM runs ORDER BY load_key, request_rate")
     by_group: dict[str, list[dict]] = {}
     for r in runs:
@@ -140,9 +147,7 @@ def test_server_killed_mid_level(ray_gpus, tiny_model, tmp_path: Path) -> None:
     if later:  # the level after the death ran on a new server
         assert later[0]["status"] == "ok"
         assert len(list((tmp_path / "logs" / "campaign=kill").glob("*.log"))) == 2
-    assert not [p for p in psutil.process_iter(["cmdline"])  # no server of this test left
-                if "serve" in (p.info["cmdline"] or []) and
-                str(tiny_model) in (p.info["cmdline"] or [])]
+    assert not _servers(tiny_model), "a server outlived its campaign"
 
 
 VLLM_GRID = """
