@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from llem import __version__
 from llem.cli.compact_cmd import compact
 from llem.cli.compare_cmd import compare
 from llem.cli.doctor_cmd import doctor
@@ -19,6 +18,7 @@ from llem.cli.submit_cmd import logs, status, stop, submit
 from llem.cli.tools_cmd import tiny_model
 from llem.credentials import redact
 from llem.errors import UserError
+from llem.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,9 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from llem import __version__
 from llem.backends import get_info
 from llem.measure.gpu import system_info
+from llem.version import __version__
 
 
 def version(package: str) -> str | None:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import llem
 from llem.errors import UserError
 
 EXCLUDES = [".git", ".venv", "results", "*.parquet", "__pycache__", ".staging"]
@@ -47,7 +46,7 @@ def submit(grid: Path, address: str, store: str, extra_args: list[str] | None = 
            runtime_env: dict[str, Any] | None = None) -> str:
     """Submit `llem run` of grid as a Ray Job; return its submission id."""
     c = client(address)
-    package = Path(llem.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the llem package
     args = ["python", "-m", "llem", "run", grid.name, "--store", store, "--quiet",
             *(extra_args or [])]
     env: dict[str, Any] = {"working_dir": str(grid.resolve().parent), "excludes": EXCLUDES,

@@ -9,15 +9,22 @@ import contextlib
 import stat
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 
 from llem.store.checks import first_line
 from llem.store.schema import TABLES, StoreError
 
-if TYPE_CHECKING:
-    from llem.store.store import Store
+
+class Store(Protocol):
+    """What these checks read of a llem.store.store.Store (which calls them)."""
+
+    root: str
+    uri: str
+    fs: Any
+
+    def path(self, *parts: str) -> str: ...
 
 
 def _folders(campaign: str | None) -> list[str]:
