@@ -43,6 +43,9 @@ class DatasetSpec(Protocol):
     def order(self) -> str: ...
 
 
+MAX_FILE_BYTES = 64 * 2**20  # a prompt file is read whole, in the driver and its checks
+
+
 class FileProblem(Exception):
     """A prompt file that cannot be used: the message, and how to fix it (hint)."""
 
@@ -83,6 +86,12 @@ def file_pool(ds: DatasetSpec, base_dir: Path) -> list[Prompt]:
                            "paths are relative to the grid file's folder")
     if not path.is_file():
         raise FileProblem(f"prompt file {path} is not a file", "point it at a .jsonl file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:  # read whole (the driver holds it): bounded, not a surprise
+        raise FileProblem(f"prompt file {path} is {size / 2**20:.0f} MiB, over the "
+                          f"{MAX_FILE_BYTES // 2**20} MiB limit of a prompt file",
+                          "keep the prompts a campaign runs in a smaller file, or use "
+                          "dataset.source: hf")
     try:
         if not path.read_bytes().strip():
             raise FileProblem(f"prompt file {path} is empty", "add one prompt per line")

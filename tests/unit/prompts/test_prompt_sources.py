@@ -82,3 +82,16 @@ def test_hf_prompts_and_length_policies_through_a_run(tmp_path: Path, llem_cache
     (req,) = (tmp_path / "s" / "requests").rglob("*.parquet")
     reqs = pq.read_table(req).to_pylist()
     assert {(q["input_tokens"], q["output_tokens"]) for q in reqs} == {(8, 5)}
+
+
+def test_a_prompt_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A huge prompt file is one located error, not gigabytes read by a dry run (the limit
+    is lowered here so the test writes a small file)."""
+    from llem.prompts import dataset as ds_module
+
+    monkeypatch.setattr(ds_module, "MAX_FILE_BYTES", 1024)
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"prompt": "a long prompt"}\n' * 100)
+    with pytest.raises(ds_module.FileProblem, match=r"over the 0 MiB limit"):
+        ds_module.file_pool(Dataset(source="file", path=str(big)), tmp_path)
