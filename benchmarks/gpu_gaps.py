@@ -98,7 +98,7 @@ def main() -> None:
     # so a machine without accelerate (not needed for one GPU) still runs the proof.
     envs = {"transformers": runtime_env("transformers", EnvChoice())}
     summary = run_campaign(loaded, store=Store(str(tmp / "store")), on_result=on_result,
-                     runtime_envs=envs).run()
+                           runtime_envs=envs)
     gpus, reason = local_gpus()
     report = {"device": [g.get("name") for g in gpus] or reason, "system": system_info(),
               "settings": data, "model_build_s": build_s, "elapsed_s": summary.elapsed_s,

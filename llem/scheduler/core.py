@@ -44,6 +44,8 @@ def split_gain(g: Runnable, start_s: float, min_jobs: int = 2) -> float:
     takes it once each worker would still get UNTIMED_JOBS jobs (a measured job lasts 15 s
     or more: on a GPU that would idle anyway, the load costs energy, not time)."""
     left = g.left()
+    if not g.need.gpus:  # CPU jobs measure the node's shared cores: a split would run two
+        return 0.0       # of them side by side, each in the other's window
     if not g.workers or not left or left // (g.workers + 1) < min_jobs:
         return 0.0  # min_jobs (scheduling.split_min_jobs): the smallest piece worth a split
     if g.job_s is None:
