@@ -174,7 +174,8 @@ def _orphan(info: pafs.FileInfo, rel: str, done: set[str], now: float) -> Findin
     if table not in ("requests", "samples") or rest in done or is_compacted(rel):
         return None  # a compacted file holds only rows of jobs with an ok runs row
     f = Finding(rel, "orphan", "rows of a job with no runs row (its driver died before the "
-                "job's done mark); rerunning the campaign rewrites it")
+                "job's done mark); readers skip it, a rerun writes the job under its own "
+                "session, --clean removes it")
     if _age(info, now) < STAGING_GRACE_S:
         f.detail += f"; younger than {STAGING_GRACE_S:.0f} s: a campaign may be writing it"
     return f
