@@ -100,7 +100,7 @@ def _request_row(job: Job, r: dict[str, Any]) -> dict[str, Any]:
         "e2e_latency_s": None if r["end_s"] is None or not r["ok"] else r["end_s"] - sched,
         "ttft_s": r["ttft_s"], "itl_mean_s": mean(itl), "itl_p50_s": pct(itl, 50),
         "itl_p99_s": pct(itl, 99), "tpot_s": r["tpot_s"],
-        "token_times_s": r["chunk_times_s"] or None, "itl_s": itl or None,
+        "token_times_s": r["chunk_times_s"] or None, "itl_s": itl,
         "slo_met": r["slo_met"], "energy_attributed_j": r["energy_attributed_j"],
         "energy_whole_request_j": r["energy_whole_request_j"], "in_ramp": r["in_ramp"],
         "in_window": r["in_window"], "ok": r["ok"], "status": r["status"],

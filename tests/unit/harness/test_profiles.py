@@ -108,7 +108,10 @@ def test_closed_loop_ramp_and_warmup_are_marked() -> None:
     assert [r.in_ramp for r in res.replies] == [True] * 5 + [False] * 10
     t = res.target_reached_s  # the first moment after the warmup with 4 in flight
     assert t >= res.replies[5].sent_s and len(res.measured) == 10
-    assert sum(r.sent_s <= t < r.done_s for r in res.replies) == 4
+    # 4 in flight at t; a reply whose end freed a slot is stamped done a moment after the
+    # loop sent the next one, so at t it may still count, or just have ended (3 seen)
+    assert 3 <= sum(r.sent_s <= t < r.done_s for r in res.replies) <= 4
+    assert res.max_in_flight == 4
     assert thr.max_in_flight == 12  # all at once
 
 
