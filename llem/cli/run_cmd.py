@@ -251,4 +251,10 @@ def stop_on_signals() -> Iterator[Stopper]:
     finally:
         stop.done = True
         for sig, handler in old:
-            signal.signal(sig, handler)
+            # stopped by a signal: the summary is out; one more while the process exits
+            # (Ray's shutdown) ends it as the first did, with 130, not the default kill
+            signal.signal(sig, _exit_130 if stop.count else handler)
+
+
+def _exit_130(signum: int, frame: object) -> None:
+    os._exit(130)
