@@ -135,7 +135,8 @@ def test_ctrl_c_counts_what_did_not_run_on_a_terminal(llem_cache: Path, tmp_path
     assert all(len(ln) <= 100 for ln in lines), max(lines, key=len)
     # what happened before the first result, then the time left once a job had finished
     assert "starting Ray on this machine" in text
-    assert "worker 0: loading m (noop" in text
+    # a status shown for about a second: on a busy machine the bar may redraw only once
+    assert "worker 0: loading m (noop" in text or "starting worker 0 (noop)" in text
     assert re.search(r"ETA \d+:\d\d:\d\d", text), text[-3000:]
     counts = summary_counts(text)
     stored = query(root, "SELECT count(*) AS n FROM runs WHERE status = 'ok'")[0]["n"]
