@@ -249,4 +249,4 @@ resources: {gpus_per_job: 1}
     assert d.node_id in on and on - {d.node_id} <= set(nodes.values())
     # the jobs D held when it went are rescheduled; with time-decided splits its group may
     # be spread over other workers, so D can also be lost holding none (then 0 is right)
-    assert s.rescheduled + s.retried >= 0 and s.workers >= 3
+    assert s.workers >= 3
