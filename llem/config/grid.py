@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,14 +334,19 @@ def _merged(factories: list[Any]) -> Any:
     def points() -> Iterator[Point]:
         seen: set[bytes] = set()
         for factory in factories:
-            for point in factory():
-                h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
-                                    digest_size=8).digest()
-                if h not in seen:
-                    seen.add(h)
-                    yield point
+            yield from _unseen(factory(), seen)
 
     return points
+
+
+def _unseen(points: Iterable[Point], seen: set[bytes]) -> Iterator[Point]:
+    """The points whose canonical form is not in seen yet (a short hash), adding each."""
+    for point in points:
+        h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
+                            digest_size=8).digest()
+        if h not in seen:
+            seen.add(h)
+            yield point
 
 
 def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
@@ -365,12 +370,7 @@ def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
                 for alt, loc in combo:
                     where.update(dict.fromkeys(alt, loc))
                 raise located(loaded.source, exc, where) from None
-            for point in sweep_levels(resolved):
-                h = hashlib.blake2b(canonical(point.model_dump(mode="json")).encode(),
-                                    digest_size=8).digest()
-                if h not in seen:
-                    seen.add(h)
-                    yield point
+            yield from _unseen(sweep_levels(resolved), seen)
 
     return points
 
