@@ -41,13 +41,15 @@ def test_setup_lines_are_make_targets_then_the_activation() -> None:
     assert setup[len(makes):] == [["source", ".venv/bin/activate"]]
     if shutil.which("make") is None:
         pytest.skip("no make here")
+    # as a newcomer's shell runs it: not inside the `make test` that may be running this test
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     for words in makes:
         r = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, check=False)
+                           text=True, timeout=60, check=False, env=env)
         assert r.returncode == 0, r.stderr
     # make demo ends by saying how to get llem on PATH: the README's own line
     demo = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, check=False).stdout
+                          timeout=60, check=False, env=env).stdout
     assert "source .venv/bin/activate" in demo.splitlines()[-1]
 
 
