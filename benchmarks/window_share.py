@@ -9,6 +9,8 @@ it was (the same window, the same convergence before it) while spending less out
     python -m benchmarks window_share             # CPU: noop backend, a simulated GPU
     python -m benchmarks.window_share --gpu       # the GPU run: one H100 (~25 min)
     python -m benchmarks.window_share --gpu --model llem:random-0.8b --cycles 3
+    python -m benchmarks.window_share --gpu --side before --cycles 2   # one device call each
+    python -m benchmarks.window_share --combine DIR     # the two sides' JSON side by side
 
 The CPU run scales the H100's times by 1/15 (idle 5 -> 0.33 s, window 10 -> 0.67 s, the 1 s
 idle check -> 0.067 s, the counter's 100 ms period -> 6.7 ms) and runs the jobs inline (one
@@ -89,9 +91,9 @@ def figures_of(rows: list[dict[str, Any]], gpu_s: float) -> dict[str, Any]:
     from llem.measure.stats import cycle_stats
 
     inside = sum((r["duration_s"] or 0.0) + (r.get("prefill_window_s") or 0.0) for r in rows)
-    by: dict[tuple[Any, ...], list[float | None]] = {}
+    by: dict[str, list[float | None]] = {}  # str keys: the figures travel as JSON
     for r in rows:
-        by.setdefault((r["batch_size"], r["max_new_tokens"]), []).append(
+        by.setdefault(f"batch {r['batch_size']} x {r['max_new_tokens']} tokens", []).append(
             r["energy_per_token_j"])
     points = {k: cycle_stats(v) for k, v in sorted(by.items())}
     valid = [r.get("energy_valid") for r in rows]
@@ -215,7 +217,17 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     ap.add_argument("--model", default="llem:random-0.8b")
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--side", choices=("before", "after", "both"), default="both",
+                    help="--gpu: one side only (its figures to $OUT/window_share_SIDE.json), "
+                         "so each side fits one device call")
+    ap.add_argument("--combine", metavar="DIR",
+                    help="report the two sides' JSON files written to DIR by --side runs")
     args = ap.parse_args(argv if argv is not None else [])
+    if args.combine:
+        d = Path(args.combine)
+        sides = [json.loads((d / f"window_share_{s}.json").read_text())
+                 for s in ("before", "after")]
+        return report(sides[0], sides[1], f"GPU, {args.model}")
     if not args.gpu:
         before, after = cpu_side("before", args.cycles), cpu_side("after", args.cycles)
         return report(before, after, "CPU, simulated GPU")
@@ -224,6 +236,13 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     tmp = Path(tempfile.mkdtemp(prefix="llem-window-"))
     os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
     with local_ray(num_gpus=1, num_cpus=os.cpu_count() or 2):
+        if args.side != "both":
+            one = gpu_side(args.side, args.cycles, args.model, tmp / "store")
+            where = Path(os.environ.get("OUT") or ".") / f"window_share_{args.side}.json"
+            where.write_text(json.dumps(one, indent=1, default=str))
+            print(f"   {args.side}: window {one['window_s']:.1f} s of {one['gpu_s']:.1f} s GPU "
+                  f"time = share {one['share']:.3f}; written to {where}", flush=True)
+            return []
         before = gpu_side("before", args.cycles, args.model, tmp / "store")
         after = gpu_side("after", args.cycles, args.model, tmp / "store")
     figs = report(before, after, f"GPU, {args.model}")
