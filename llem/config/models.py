@@ -270,6 +270,9 @@ class Scheduling(Strict):
     max_restarts: int = Field(5, ge=0, le=1000)
     # one measured job per node: no neighbours share its CPUs, memory bandwidth or power
     exclusive_node: bool = False
+    # CPU-measured jobs (gpus_per_job 0) one node runs at once: they share its cores and its
+    # RAPL package, so two at once measure each other (llem.scheduler.placement.Books)
+    cpu_jobs_per_node: int = Field(1, ge=1, le=INT32_MAX)
     # a running group gets one more worker on an idle GPU set when that finishes it sooner
     # (its jobs left per worker outlast a worker start and model load: decided by time,
     # llem.scheduler.core.split_gain) and each worker's piece has at least this many jobs

@@ -94,7 +94,7 @@ class Driver:
 
     def run(self) -> Summary:
         t0 = time.perf_counter()
-        self.books = Books.from_nodes(alive_nodes(), self.sched.exclusive_node)
+        self.books = Books.of(alive_nodes(), self.sched)
         queue = deque(self._plan())
         done = self.store.done(self.campaign)
         self.metrics = Metrics(self.campaign)
@@ -133,8 +133,7 @@ class Driver:
                 for w in [w for w in pool.workers if not w.inflight and not w.run.more()]:
                     pool.finished(w)
                 self.metrics.state(len(pool.calls) + sum(p.left() for p in self._pending)
-                                   + sum(w.run.left() for w in pool.workers),
-                                   len(pool.workers))
+                                   + sum(w.run.left() for w in pool.workers), len(pool.workers))
             finished = True
         except KeyboardInterrupt:
             self.summary.interrupted = True
@@ -317,6 +316,7 @@ class Driver:
         run = result.run
         run.attempts = self._attempts.get(run.key, 0) + 1 if attempts is None else attempts
         run.exclusive_node = self.sched.exclusive_node
+        run.cpu_jobs_per_node = self.sched.cpu_jobs_per_node
         if w is not None and not placed:
             self._place(w, run)
         self.writer.put(result)

@@ -226,6 +226,10 @@ class RunFields:
     exclusive_node: bool | None = col(
         "scheduling", B, "-", "The `scheduling.exclusive_node` setting: whether no other measured "
         "job could share this job's node.")
+    cpu_jobs_per_node: int | None = col(
+        "scheduling", I32, "jobs", "The `scheduling.cpu_jobs_per_node` setting: how many "
+        "CPU-measured jobs (`gpus_per_job` 0) the driver let run at once on one node. Those "
+        "share the node's cores and RAPL package; the default 1 keeps them apart.")
     neighbor_jobs: list[str] | None = col(
         "scheduling", LS, "-", "`<job_id>-c<cycle>` of other jobs that ran on the same Ray node "
         "and overlapped this job's `[started_at, finished_at]`. A neighbour shares CPU, memory "
