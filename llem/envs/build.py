@@ -28,7 +28,6 @@ from llem.envs.environments import (
     MARKER,
     _clean_env,
     env_key,
-    envs_root,
     job_env,
     llem_source_dir,
     python_problem,
@@ -38,6 +37,7 @@ from llem.envs.environments import (
     venv_python,
 )
 from llem.errors import UserError
+from llem.paths import envs_root
 
 Log = Callable[[str], None]
 

@@ -37,6 +37,7 @@ from llem.config.environments import EnvChoice
 from llem.envs.shell import ray_command, shell_problem
 from llem.errors import UserError
 from llem.measure.gpu import system_info
+from llem.paths import envs_root
 
 MARKER = "llem-env.json"  # written last: an env without it is not ready
 RECIPE_VERSION = 1  # bump when the build steps change: every env's key changes with it
@@ -61,14 +62,6 @@ class JobEnv(BaseModel):
 def jobs_dir() -> Path:
     """jobs/ of the llem checkout (LLEM_JOBS_DIR overrides, e.g. for an installed llem)."""
     return Path(os.environ.get("LLEM_JOBS_DIR") or LLEM_PACKAGE.parent / "jobs")
-
-
-def envs_root() -> Path:
-    """Where built venvs live; outside any checkout, so every clone and CI run reuses them."""
-    if os.environ.get("LLEM_ENVS_DIR"):
-        return Path(os.environ["LLEM_ENVS_DIR"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "llem" / "envs"
 
 
 def job_env(backend: str) -> JobEnv:

@@ -7,11 +7,11 @@ build has before it exists (a dry run plans memory without building a 7B model).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from llem.models.tiny import build_tiny_model
+from llem.paths import cache_root
 
 PREFIX = "llem:"
 BUILD_VERSION = "v1"  # part of each build's folder name: bump when a build's bytes change
@@ -37,14 +37,9 @@ def is_builtin(model: str) -> bool:
     return model.startswith(PREFIX)
 
 
-def cache_dir() -> Path:
-    """Where built-in models are built: $LLEM_CACHE, else ~/.cache/llem."""
-    return Path(os.environ.get("LLEM_CACHE", Path.home() / ".cache" / "llem")).expanduser()
-
-
 def build_dir(model: str) -> Path:
     """The folder of llem:<name>'s build (it may not exist yet)."""
-    return cache_dir() / f"{model.removeprefix(PREFIX)}-{BUILD_VERSION}"
+    return cache_root() / f"{model.removeprefix(PREFIX)}-{BUILD_VERSION}"
 
 
 def resolve_model(model: str) -> str:

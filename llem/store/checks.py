@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from llem.paths import cache_root
 from llem.store.listing import is_compacted, job_cycle, sources_of
 from llem.store.schema import MAGIC, SCHEMAS, schema_problem
 
@@ -126,8 +127,7 @@ def skip_message(rel: str, verdict: Verdict, uri: str) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LLEM_CACHE") or Path.home() / ".cache" / "llem").expanduser() \
-        / "store-checks"
+    return cache_root() / "store-checks"
 
 
 @dataclass

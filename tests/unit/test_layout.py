@@ -13,7 +13,8 @@ Layers, top to bottom (a package may import its own modules and any lower layer)
     models                          model shapes, FLOPs, memory, built-in models
     prompts                         prompt sets and datasets
     backends                        the backend interface, registry and implementations
-    errors, credentials, version    what every layer may use
+    errors, credentials, version,   what every layer may use
+    paths
 
 Packages of one layer may import each other (without a circle). A function-local import of a
 llem module is allowed only when that module loads a heavy
@@ -43,7 +44,7 @@ LAYERS = [
     {"models"},
     {"prompts"},
     {"backends"},
-    {"errors", "credentials", "version"},
+    {"errors", "credentials", "version", "paths"},
 ]
 HEAVY = {"ray", "duckdb", "plotly", "kaleido", "pyarrow", "torch", "transformers", "vllm",
          "tensorrt_llm", "datasets", "pandas", "huggingface_hub", "tokenizers", "peft",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
+from llem.paths import cache_root
 
 # LLM(...) arguments that only configure the executor at run time (what _TrtLLM._build_model
 # puts into ExecutorConfig, not into the engine): they do not change which engine is built.
@@ -121,8 +122,7 @@ def perf_durations(completion: Any) -> dict[str, float]:
 
 
 def engine_cache_root() -> Path:
-    base = Path(os.environ.get("LLEM_CACHE") or Path.home() / ".cache" / "llem")
-    return base / "trt-engines"
+    return cache_root() / "trt-engines"
 
 
 def publish_engine(engine_dir: Path, save: Callable[[Path], None],

@@ -20,6 +20,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from llem.paths import cache_root, envs_root
+
 # vLLM's own default of gpu_memory_utilization (EngineArgs)
 GPU_MEMORY_UTILIZATION = 0.9
 PROBE_TIMEOUT_S = 180
@@ -144,8 +146,7 @@ def env_python(environment: dict[str, Any]) -> tuple[Path | None, str]:
         return Path(str(environment["python"])).expanduser(), ""
     if kind == "current":
         return None, "kind current: vLLM is not in the driver's environment"
-    root = Path(os.environ["LLEM_ENVS_DIR"]).expanduser() if os.environ.get("LLEM_ENVS_DIR") \
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llem" / "envs"
+    root = envs_root()
     variants = [environment["variant"]] if environment.get("variant") else ["cuda", "cpu"]
     for v in variants:
         python = root / f"vllm-{v}" / "bin" / "python"
@@ -165,8 +166,7 @@ def _version(python: Path) -> str | None:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("LLEM_CACHE", Path.home() / ".cache" / "llem")).expanduser() \
-        / "vllm-fields"
+    return cache_root() / "vllm-fields"
 
 
 def engine_fields(environment: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:

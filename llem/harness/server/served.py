@@ -19,7 +19,7 @@ from typing import Any
 from llem.backends import server_of
 from llem.harness.server.launch import ServerProcess, backend_server
 from llem.harness.server.proctree import StopReport
-from llem.models.builtin import cache_dir
+from llem.paths import cache_root
 
 # where server logs go when the driver names no folder (LLEM_LOG_DIR, set by the scheduler:
 # beside a local store, else the llem cache)
@@ -27,7 +27,7 @@ LOG_DIR_ENV = "LLEM_LOG_DIR"
 
 
 def log_dir() -> Path:
-    path = Path(os.environ.get(LOG_DIR_ENV) or cache_dir() / "logs").expanduser()
+    path = Path(os.environ.get(LOG_DIR_ENV) or cache_root() / "logs").expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
