@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from llem.cli.compare_cmd import INCLUDE_INVALID_HELP, invalid_note
 from llem.cli.query_cmd import STORE_HELP, open_store
 from llem.cli.term import plural
 from llem.errors import UserError
@@ -25,8 +26,9 @@ from llem.report.output import atomic_file, check_folder
 @click.option("--job", help="Job whose power timeline is drawn: a job_id or unique prefix, "
               "optionally JOB:CYCLE. Default: the job with the most power samples.")
 @click.option("--store", help=STORE_HELP)
+@click.option("--include-invalid", is_flag=True, help=INCLUDE_INVALID_HELP)
 def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
-           store: str | None) -> None:
+           store: str | None, include_invalid: bool) -> None:
     """Write CAMPAIGN's report: configuration, environment, a sortable results table and plots.
 
     Plots: J/token vs throughput with the Pareto frontier, latency (p50/p99, TTFT) vs
@@ -35,6 +37,8 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     attainment and p99 TTFT/ITL against the achieved rate per configuration (saturated
     levels marked), and the energy-latency Pareto (J/token vs p99 TTFT and vs p99 ITL).
     The page inlines plotly's JavaScript: it opens offline, from a file or e-mail.
+    Energy and power figures leave out the runs whose energy is invalid (counted per
+    configuration and in the summary) unless --include-invalid.
     """
     import plotly.offline
 
@@ -43,7 +47,7 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     from llem.report.figures import all_figures
     from llem.report.html import page
 
-    camp = Campaign.open(open_store(store), campaign)
+    camp = Campaign.open(open_store(store), campaign, include_invalid)
     try:
         data = gather(camp, job)
     finally:
@@ -57,6 +61,9 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
         Path(tmp).write_text(text, encoding="utf-8")
     click.echo(f"wrote {output} ({plural(len(data.configs), 'configuration')}, "
                f"{plural(len(figures), 'plot')})")
+    note = invalid_note(data.invalid, include_invalid)
+    if note:
+        click.echo(note, err=True)
     if png_dir:
         staged = _pngs(figures, png_dir)
         png_dir.mkdir(exist_ok=True)

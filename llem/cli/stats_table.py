@@ -3,7 +3,9 @@ people read (per configuration: throughput, energy per token and latency, mean Â
 over the cycles), then where the results are and the commands that read them next.
 
 The table is read back from the store (so it shows what a query would); its rows are the
-configurations of the grid just run, named by the parameters that vary between them.
+configurations of the grid just run, named by the parameters that vary between them. As in
+the `stats` view, J/token leaves out the cycles whose energy is invalid; the cycles cell
+counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.scheduler.state import Summary
 from llem.store.store import Store
+from llem.store.validity_fields import is_energy_metric, with_valid
 
 ROWS_SHOWN = 20
 GRID_IDS_MAX = 20_000  # points read to know the grid's configurations; past that, all of them
@@ -126,22 +129,26 @@ def sort_key(point_json: str | None) -> tuple[Any, ...]:
 
 
 def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
-    """Per configuration of the campaign: ok and failed cycles, and for each metric the mean
-    and the Student-t 95% CI half-width over its ok cycles (None below 2 cycles)."""
+    """Per configuration of the campaign: ok and failed cycles, ok cycles whose energy is
+    invalid (invalid: left out of J/token, as the `stats` view does), and for each metric
+    the mean and the Student-t 95% CI half-width over its ok cycles (None below 2)."""
     from llem.store.query import run_sql
 
     ok = "FILTER (status = 'ok')"
+    valid = "FILTER (status = 'ok' AND _valid)"
     metrics = ",\n  ".join(
-        f"avg({m}) {ok} AS {m}_mean, llem_t95((count({m}) {ok})::BIGINT - 1) * "
-        f"stddev_samp({m}) {ok} / sqrt(count({m}) {ok}) AS {m}_ci95"
-        for m, _, _ in METRICS)
+        f"avg({m}) {f} AS {m}_mean, llem_t95((count({m}) {f})::BIGINT - 1) * "
+        f"stddev_samp({m}) {f} / sqrt(count({m}) {f}) AS {m}_ci95"
+        for m, _, _ in METRICS for f in [valid if is_energy_metric(m) else ok])
     safe = campaign.replace("'", "''")
+    have = set(run_sql(store, "DESCRIBE runs").column("column_name").to_pylist())
     return run_sql(store, f"""SELECT job_id, any_value(point_json) AS point_json,
   count(*) {ok} AS ok, count(*) FILTER (status <> 'ok') AS failed,
+  count(*) FILTER (status = 'ok' AND NOT _valid) AS invalid,
   list(DISTINCT energy_unavailable) FILTER (status = 'ok' AND energy_unavailable IS NOT NULL)
     AS energy_unavailable,
   {metrics}
-FROM runs WHERE campaign = '{safe}' GROUP BY job_id""").to_pylist()
+FROM ({with_valid("runs", have)}) WHERE campaign = '{safe}' GROUP BY job_id""").to_pylist()
 
 
 def print_results(out: Out, store: Store, campaign: str, job_ids: set[str] | None,
@@ -164,6 +171,11 @@ def print_results(out: Out, store: Store, campaign: str, job_ids: set[str] | Non
                       f"{campaign}{store_arg})")
         for why in missing_reasons(rows):
             out.print(escape(why))
+        invalid = sum(r.get("invalid") or 0 for r in rows)
+        if invalid:
+            out.print(escape(f"J/token leaves out {plural(invalid, 'cycle')} whose energy is "
+                             "invalid (energy_valid false, or a neighbour on their GPUs; "
+                             "energy_invalid_reasons says why); `stats_all` keeps them"))
     query = f"SELECT * FROM stats WHERE campaign = '{campaign}'"  # names: [A-Za-z0-9_.-]
     for line in (f"results: {store.uri} (campaign {campaign})", "next:",
                  f"  llem report {campaign}{store_arg} -o {campaign}.html   one HTML page "
@@ -192,7 +204,8 @@ def results_table(campaign: str, shown: list[dict[str, Any]],
         f = dotted(json.loads(r["point_json"])) if r["point_json"] else {}
         cells = [escape(short_model(f.get(k)) if k == "model" else _value(f.get(k)))
                  for k in keys]
-        cells.append(str(r["ok"]) + (f" (+{r['failed']} failed)" if r["failed"] else ""))
+        cells.append(str(r["ok"]) + (f" (+{r['failed']} failed)" if r["failed"] else "")
+                     + (f" ({r['invalid']} energy invalid)" if r.get("invalid") else ""))
         for m, _, _ in metrics:
             cells.append(_cell(r[f"{m}_mean"], r[f"{m}_ci95"], *units[m][1:]))
         t.add_row(*cells)
@@ -212,7 +225,8 @@ def _spread(cycles: set[int]) -> str:
 
 def missing_reasons(rows: list[dict[str, Any]]) -> list[str]:
     """Why J/token is missing: each reason once, below the table."""
-    if all(r["energy_per_token_j_mean"] is not None for r in rows if r["ok"]):
+    if all(r["energy_per_token_j_mean"] is not None for r in rows
+           if r["ok"] > (r.get("invalid") or 0)):  # all invalid: said below the table
         return []
     reasons = sorted({why for r in rows for why in (r["energy_unavailable"] or [])})
     if not reasons:

@@ -1,6 +1,11 @@
 """One campaign in the store, as the reading commands need it: what varies between its
 configurations (from their stored points), its environment, and mean / std / 95% CI of
-metrics per group of configurations."""
+metrics per group of configurations.
+
+Energy figures leave out ok rows whose energy is invalid (the `stats` view's rule,
+llem.store.validity_fields.VALID_SQL) unless include_invalid (--include-invalid); their
+throughput and latency stay in (is_energy_metric says why), and each group counts the rows
+left out (invalid_n)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from llem.report.fmt import sort_key, value
 from llem.report.params import Param, Points
 from llem.store.query import connect
 from llem.store.store import Store
+from llem.store.validity_fields import is_energy_metric, with_valid
 
 # Columns that describe where it ran.
 ENVIRONMENT_COLUMNS = ("host", "gpu_name", "gpu_count", "driver_version", "cuda_version",
@@ -40,10 +46,11 @@ class Campaign:
     name: str
     con: duckdb.DuckDBPyConnection
     columns: dict[str, str]  # runs column -> DuckDB type
+    include_invalid: bool = False  # energy figures over every ok row, the invalid ones too
     _points: Points | None = None
 
     @classmethod
-    def open(cls, store: Store, name: str) -> Campaign:
+    def open(cls, store: Store, name: str, include_invalid: bool = False) -> Campaign:
         """The campaign, or a UserError naming the campaigns the store does have."""
         try:
             known = store.campaigns()
@@ -60,7 +67,7 @@ class Campaign:
                             f"there: {', '.join(known)}")
         con = connect(store)
         cols = {r[0]: r[1] for r in con.execute("DESCRIBE runs").fetchall()}
-        return cls(store, name, con, cols)
+        return cls(store, name, con, cols, include_invalid)
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a query as dicts."""
@@ -138,16 +145,24 @@ class Campaign:
         return self.points.fixed()
 
     def counts(self) -> dict[str, Any]:
-        return self.sql("""SELECT count(*) FILTER (status = 'ok') AS ok,
+        return self.sql(f"""SELECT count(*) FILTER (status = 'ok') AS ok,
             count(*) FILTER (status <> 'ok') AS failed, count(DISTINCT job_id) AS configs,
+            count(*) FILTER (status = 'ok' AND NOT _valid) AS invalid,
             max(cycle) + 1 AS cycles, sum(energy_j) AS energy_j,
             CAST(min(started_at) AS VARCHAR) AS first,
-            CAST(max(finished_at) AS VARCHAR) AS last FROM runs WHERE campaign = ?""")[0]
+            CAST(max(finished_at) AS VARCHAR) AS last FROM ({self.valid_runs()})
+            WHERE campaign = ?""")[0]
+
+    def valid_runs(self) -> str:
+        """SELECT over runs with `_valid`: whether the row's energy can be trusted."""
+        return with_valid("runs", set(self.columns))
 
     def group_stats(self, by: list[str], metrics: list[str]) -> list[dict[str, Any]]:
         """Per group of `by` values (point paths, see keys(), or runs columns), over its ok
-        runs (cycles): n, saturated_n (server mode), and for each metric its mean, std, 95%
-        CI half-width (Student t) and CV. Rows in the order of their `by` values."""
+        runs (cycles): n, saturated_n (server mode), invalid_n (rows whose energy is invalid:
+        left out of the energy metrics unless include_invalid), and for each metric its n,
+        mean, std, 95% CI half-width (Student t) and CV. Rows in the order of their `by`
+        values."""
         paths = [b for b in by if b in self.points.paths]
         if paths:
             jobs = sorted(self.points.flat)
@@ -158,9 +173,12 @@ class Campaign:
             self.con.register("llem_points", pa.table(table))
         exprs = [f"p.p{paths.index(b)}" if b in paths else f"r.{ident(b)}" for b in by]
         keys = ", ".join(f"{e} AS {ident(b)}" for e, b in zip(exprs, by, strict=True))
-        aggs = []
+        aggs = ["count(*) FILTER (WHERE NOT r._valid) AS invalid_n"]
+        keep = "true" if self.include_invalid else "r._valid"
         for m in metrics:
             q = f"r.{ident(m)}"
+            if is_energy_metric(m):
+                q = f"(CASE WHEN {keep} THEN {q} END)"
             aggs.append(f"count({q}) AS {ident(m + '_n')}, avg({q}) AS {ident(m + '_mean')}, "
                         f"stddev_samp({q}) AS {ident(m + '_std')}, "
                         f"llem_t95(count({q})::BIGINT - 1) * stddev_samp({q}) / "
@@ -170,7 +188,7 @@ class Campaign:
             aggs.append("count(*) FILTER (WHERE r.saturated) AS saturated_n")
         join = " JOIN llem_points p ON p.job_id = r.job_id" if paths else ""
         query = (f"SELECT {keys + ', ' if keys else ''}count(*) AS n"
-                 f"{''.join(', ' + a for a in aggs)} FROM runs r{join} "
+                 f"{''.join(', ' + a for a in aggs)} FROM ({self.valid_runs()}) r{join} "
                  f"WHERE r.campaign = ? AND r.status = 'ok'"
                  f"{' GROUP BY ' + ', '.join(exprs) if exprs else ''}")
         rows = [r for r in self.sql(query) if r["n"]]

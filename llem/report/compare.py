@@ -1,4 +1,8 @@
-"""`llem compare`: configurations side by side, mean +/- 95% CI, ratio to a baseline."""
+"""`llem compare`: configurations side by side, mean +/- 95% CI, ratio to a baseline.
+
+Energy metrics leave out the rows whose energy is invalid unless --include-invalid
+(llem.report.campaign); `invalid_n` counts them per row, and the human formats show that
+count in a column of its own when any row has one."""
 
 from __future__ import annotations
 
@@ -91,16 +95,26 @@ def compare(camp: Campaign, keys: list[str], metrics: list[str],
 
 def columns(by: list[str], metrics: list[str], server: bool = False) -> list[str]:
     """The machine-readable columns (csv, json)."""
-    return [*by, "n", *(["saturated_n"] if server else []),
+    return [*by, "n", *(["saturated_n"] if server else []), "invalid_n",
             *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95", "cv", "n", "ratio")],
             "baseline"]
 
 
+def invalid_header(rows: list[dict[str, Any]], include_invalid: bool) -> str | None:
+    """The human formats' column of rows whose energy is invalid: None when there are none."""
+    if not any(r.get("invalid_n") for r in rows):
+        return None
+    return "energy invalid (included)" if include_invalid else "energy invalid (left out)"
+
+
 def human_rows(rows: list[dict[str, Any]], by: list[str], metrics: list[str],
-               server: bool = False) -> tuple[list[str], list[list[str]]]:
+               server: bool = False, include_invalid: bool = False
+               ) -> tuple[list[str], list[list[str]]]:
     """Header and cells for table / markdown: 'mean ± ci' and 'x ratio' per metric; in server
-    mode how many of a level's cycles were stopped as over-saturated."""
-    header = [*by, "n", *(["saturated"] if server else []),
+    mode how many of a level's cycles were stopped as over-saturated; how many cycles' energy
+    is invalid, when any is."""
+    invalid = invalid_header(rows, include_invalid)
+    header = [*by, "n", *(["saturated"] if server else []), *([invalid] if invalid else []),
               *[h for m in metrics for h in (m, f"{m} ratio")]]
     cells = []
     for r in rows:
@@ -108,6 +122,8 @@ def human_rows(rows: list[dict[str, Any]], by: list[str], metrics: list[str],
         if server:
             k = r.get("saturated_n") or 0
             line.append(f"{k} of {r['n']}" if k else "no")
+        if invalid:
+            line.append(str(r.get("invalid_n") or 0))
         for m in metrics:
             line.append(mean_ci(r[f"{m}_mean"], r[f"{m}_ci95"]))
             ratio = r[f"{m}_ratio"]
@@ -118,7 +134,7 @@ def human_rows(rows: list[dict[str, Any]], by: list[str], metrics: list[str],
 
 
 def render(rows: list[dict[str, Any]], by: list[str], metrics: list[str], fmt: str,
-           server: bool = False) -> str:
+           server: bool = False, include_invalid: bool = False) -> str:
     """csv / json / markdown text (the rich table is drawn by the CLI)."""
     if fmt == "json":
         cols = columns(by, metrics, server)
@@ -130,7 +146,7 @@ def render(rows: list[dict[str, Any]], by: list[str], metrics: list[str], fmt: s
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    header, cells = human_rows(rows, by, metrics, server)
+    header, cells = human_rows(rows, by, metrics, server, include_invalid)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
     return "\n".join(lines)

@@ -46,6 +46,13 @@ class ReportData:
     timeline: Timeline | None
     server: bool = False  # rate levels of a server (mode = 'server')
     notes: list[str] = field(default_factory=list)
+    include_invalid: bool = False  # energy figures over invalid rows too (--include-invalid)
+
+    @property
+    def invalid(self) -> int:
+        """Ok runs whose energy is invalid (left out of the energy figures unless
+        include_invalid)."""
+        return sum(c.get("invalid_n") or 0 for c in self.configs)
 
     @property
     def params(self) -> list[Param]:
@@ -107,12 +114,15 @@ def gather(camp: Campaign, job: str | None = None) -> ReportData:
     for i, c in enumerate(order):
         c["pareto"] = i in front
     data = ReportData(camp.name, camp.store.uri, camp.counts(), points, camp.environment(),
-                      camp.fixed_config(), metrics, order, None, server)
+                      camp.fixed_config(), metrics, order, None, server,
+                      include_invalid=camp.include_invalid)
     data.timeline = timeline(camp, data, job)
     if not data.has_energy:
         reason = data.environment.get("energy_unavailable", "no energy readings in the store")
         data.notes.append(f"Energy was not measured in this campaign ({reason}): the energy "
                           "plots are left out; throughput and latency are shown.")
+    if data.invalid:
+        data.notes.append(invalid_note(data))
     if data.timeline is None:
         data.notes.append("No power samples in this campaign (they come from NVML on GPU "
                           "jobs): the power timeline is left out.")
@@ -126,6 +136,21 @@ def gather(camp: Campaign, job: str | None = None) -> ReportData:
         data.notes.append(f"{failed_jobs} runs failed (`llem export {camp.name} --format "
                           "jsonl` has their errors); figures are over the ok runs.")
     return data
+
+
+def invalid_note(data: ReportData) -> str:
+    """What the energy figures do with the runs whose energy is invalid."""
+    n = data.invalid
+    configs = sum(1 for c in data.configs if c.get("invalid_n"))
+    where = f"{n} ok runs (in {configs} of {len(data.configs)} configurations)"
+    if data.include_invalid:
+        return (f"{where} have invalid energy (energy_valid false, or a neighbour on their "
+                "GPUs) and are included in the energy figures (--include-invalid): those "
+                "figures are not all trustworthy.")
+    return (f"{where} have invalid energy (energy_valid false, or a neighbour on their GPUs): "
+            "they are left out of the energy and power figures (the 'energy invalid' column "
+            "counts them; throughput and latency keep them). `llem report --include-invalid` "
+            "includes them; `energy_invalid_reasons` says why.")
 
 
 def timeline(camp: Campaign, data: ReportData, job: str | None) -> Timeline | None:

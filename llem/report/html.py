@@ -63,6 +63,9 @@ def results_table(data: ReportData) -> str:
     """One row per configuration: its varying parameters, cycles, mean ± CI of each metric
     (the CI once 2+ cycles give one), and in server mode the over-saturated cycles."""
     heads = [(p.name, True) for p in data.params] + [("cycles ok", False), ("failed", False)]
+    invalid = bool(data.invalid)
+    if invalid:
+        heads.append(("energy invalid", False))
     if data.server:
         heads.append(("saturated", False))
     heads += [(label(m), False) for m in data.metrics]
@@ -78,6 +81,9 @@ def results_table(data: ReportData) -> str:
             key = v if isinstance(v, int | float) and not isinstance(v, bool) else value(v)
             cells.append((value(v), key, not p.numeric))
         cells += [(c["n"], c["n"], False), (c["failed"], c["failed"], False)]
+        if invalid:
+            k = c.get("invalid_n") or 0
+            cells.append((k, k, False))
         if data.server:
             k = c["saturated_n"]
             cells.append((f"{k} of {c['n']}" if k else "no", k, False))
@@ -106,6 +112,8 @@ def page(data: ReportData, figures: list[tuple[str, Any]], plotly_js: str) -> st
     counts = data.counts
     summary = {"store": data.store, "configurations": counts["configs"],
                "runs ok": counts["ok"], "runs failed": counts["failed"],
+               "runs with invalid energy": f"{counts.get('invalid') or 0} ("
+               + ("included" if data.include_invalid else "left out of energy figures") + ")",
                "cycles": counts["cycles"], "swept parameters": ", ".join(data.swept) or "none",
                "total energy (J)": num(counts["energy_j"]),
                "first result": counts["first"], "last result": counts["last"]}
@@ -159,5 +167,6 @@ def _json(data: ReportData) -> str:
     params = [{"name": p.name, "path": p.path, "level": p.level, "together": list(p.together)}
               for p in data.params]
     text = json.dumps({"campaign": data.campaign, "swept": data.swept, "params": params,
-                       "server": data.server, "configs": data.configs}, default=str)
+                       "server": data.server, "include_invalid": data.include_invalid,
+                       "invalid": data.invalid, "configs": data.configs}, default=str)
     return text.replace("</", "<\\/")

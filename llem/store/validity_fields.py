@@ -178,3 +178,16 @@ def with_valid(table: str, have: set[str]) -> str:
     missing = ", ".join(f"NULL::{t} AS {c}" for c, t in VALID_COLUMNS.items() if c not in have)
     inner = f"SELECT *, {missing} FROM {table}" if missing else f"SELECT * FROM {table}"
     return f"SELECT *, {VALID_SQL} AS _valid FROM ({inner})"
+
+
+# What the rule leaves out of the readers' figures (`llem compare`, `llem report`, the table
+# `llem run` prints): only energy figures. Throughput and latency of a row whose energy is
+# invalid were still measured as usual (a short window or a thermal slowdown does not make
+# its token count or timings wrong), so they stay in; --include-invalid keeps every figure.
+ENERGY_WORDS = ("energy", "power", "co2")
+
+
+def is_energy_metric(column: str) -> bool:
+    """Whether a runs column is an energy figure (energy, power, CO2): left out of the
+    readers' means where the row's energy is invalid (VALID_SQL)."""
+    return any(w in column for w in ENERGY_WORDS)
