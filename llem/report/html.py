@@ -83,7 +83,7 @@ def results_table(data: ReportData) -> str:
         cells += [(c["n"], c["n"], False), (c["failed"], c["failed"], False)]
         if invalid:
             k = c.get("invalid_n") or 0
-            cells.append((k, k, False))
+            cells.append((str(k), k, False))
         if data.server:
             k = c["saturated_n"]
             cells.append((f"{k} of {c['n']}" if k else "no", k, False))
