@@ -26,6 +26,7 @@ from llem.envs.environments import preflight
 from llem.harness.server.served import LOG_DIR_ENV
 from llem.scheduler.cluster import connect
 from llem.scheduler.driver import Driver
+from llem.scheduler.here import refuse_here
 from llem.scheduler.state import Summary
 from llem.store.run_row import RunRow
 from llem.store.store import Store
@@ -116,6 +117,7 @@ def run_campaign(grid: str | Path | Loaded | Prepared, *, store: str | Path | St
     """
     ready = prepare(grid, overrides, runtime_envs)
     loaded = ready.loaded
+    refuse_here(loaded, address)  # Ray would start here: what this machine lacks, first
     c = loaded.campaign
     if c.order == "shuffled" and c.seed is None:  # drawn now, recorded with every row
         c = loaded.campaign = c.model_copy(update={"seed": secrets.randbelow(2**31)})

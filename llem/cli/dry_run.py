@@ -27,7 +27,8 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
             as_json: bool = False) -> int:
     """Print the plan (a table, or one JSON object); exit status 1 when some job can never
     be placed, else 0. With store, also how many jobs it already holds with status ok (a
-    real run skips them)."""
+    real run skips them). Planned from a machine without a GPU and no cluster given (a login
+    node), the GPU jobs' placement is not checked, and said so (not_checked)."""
     if address and not as_json:  # joining a cluster and probing its GPUs takes seconds
         console(stderr=True).print(escape(f"reading the cluster at {address} (its nodes and "
                                           "GPUs)..."))
@@ -43,12 +44,13 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
         return cache[key]
 
     plan = make_plan(loaded, nodes, prompts)
+    blind = None if address or any(n.gpus for n in nodes) else not_checked(plan)
     resumed = _resumed(plan, store) if store is not None else None
     if as_json:
-        click.echo(json.dumps(as_data(plan, where, resumed, loaded.notes)))
+        click.echo(json.dumps(as_data(plan, where, resumed, loaded.notes, blind)))
     else:
         out = console()
-        render(plan, where, out, verbose)
+        render(plan, where, out, verbose, blind)
         for note in loaded.notes:  # checks skipped here, and why
             out.print(escape(f"not checked: {note}"))
         if resumed is not None:
@@ -72,9 +74,36 @@ def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
             f"already done (status ok); a run skips them and runs {plan.jobs - n}"}
 
 
+def not_checked(plan: Plan) -> str | None:
+    """This machine has no GPU and no cluster was given: where the GPU jobs will run is not
+    known here, so their placement (GPUs, memory per GPU) is not checked and not refused
+    (a run here refuses them before Ray starts: llem.scheduler.here). The line saying so,
+    or None when no job needs a GPU."""
+    gpu = [p for p in plan.points if p.point.resources.gpus_per_job]
+    if not gpu:
+        return None
+    for p in gpu:
+        p.unplaceable = None
+    counts = sorted({p.point.resources.gpus_per_job for p in gpu})
+    each = f"{counts[0]}" if len(counts) == 1 else \
+        f"{counts[0]} or {counts[1]}" if len(counts) == 2 else f"{counts[0]} to {counts[-1]}"
+    each += " GPU each" if counts == [1] else " GPUs each"
+    who = "the jobs" if len(gpu) == len(plan.points) else \
+        f"{len(gpu) * plan.cycles} of {plural(plan.jobs, 'job')}"
+    return (f"GPU placement not checked: this machine has no GPU and no Ray cluster was given; "
+            f"{who} need {each} (GPU memory not checked either). A run here refuses them; "
+            "--address (or RAY_ADDRESS) checks them against a cluster")
+
+
+def _checked(p: PointPlan, blind: str | None) -> bool:
+    return blind is None or not p.point.resources.gpus_per_job
+
+
 def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
-            plan_notes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The plan as plain data (`--dry-run --json`): sizes in bytes."""
+            plan_notes: list[str] | tuple[str, ...] = (),
+            blind: str | None = None) -> dict[str, Any]:
+    """The plan as plain data (`--dry-run --json`): sizes in bytes; blind: not_checked's
+    line (placement_checked is false on the points it covers)."""
     points = []
     for p in plan.points:
         e = p.estimate
@@ -89,7 +118,7 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
             "memory_bytes_per_gpu": e.total_bytes if e else None,
             "input_length_known": p.input_known, "input_length_exact": p.input_exact,
             "no_estimate": p.unknown,
-            "never_placed": p.unplaceable})
+            "never_placed": p.unplaceable, "placement_checked": _checked(p, blind)})
     groups = [{"group": i + 1, "backend": g.backend, "model": g.model, "dtype": g.dtype,
                "gpus_per_job": g.gpus, "points": len(g.points),
                "jobs": len(g.points) * plan.cycles} for i, g in enumerate(plan.groups)]
@@ -100,7 +129,9 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
             "jobs": plan.jobs, "order": plan.order, "load_groups": groups,
             "cluster": {"where": where, "nodes": nodes}, "plan": points,
             "never_placed_jobs": sum(1 for p in plan.points if p.unplaceable) * plan.cycles,
-            "not_checked": list(plan_notes),
+            "not_checked": list(plan_notes) + ([blind] if blind else []),
+            "placement_not_checked_jobs": sum(not _checked(p, blind) for p in plan.points)
+            * plan.cycles,
             "store": None if resumed is None else
             {"uri": resumed["uri"], "jobs_done": resumed["done"]}}
 
@@ -112,7 +143,8 @@ def _mem(p: PointPlan) -> tuple[str, str, str]:
     return human(e.weights_bytes), human(e.kv_bytes), human(e.total_bytes)
 
 
-def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
+def render(plan: Plan, where: str, console: Console, verbose: bool,
+           blind: str | None = None) -> None:
     pts = plan.points
     console.print(f"dry run of campaign {plan.name}: nothing is run and nothing is written")
     console.print(f"{plural(len(pts), 'point')} x {plural(plan.cycles, 'cycle')} = "
@@ -137,7 +169,7 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
                   human(max(known)) if known else "?", str(never))
     console.print(t)
     if len(pts) <= POINTS_SHOWN or verbose:
-        console.print(_points_table(plan))
+        console.print(_points_table(plan, blind))
     else:
         console.print(f"({plural(len(pts), 'point')}: --verbose lists each one's memory)")
     console.print("memory/GPU = weights + KV cache for batch x (input + output) tokens, from "
@@ -150,9 +182,15 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
     if any(not p.input_known for p in pts):
         console.print("input length unknown for HF datasets: KV cache counts output tokens "
                       "only (set max_input_tokens to bound it)")
+    if blind:
+        console.print(escape(blind))
     bad = [p for p in pts if p.unplaceable]
     if not bad:
-        console.print("every job can be placed")
+        checked = sum(_checked(p, blind) for p in pts) * plan.cycles
+        if blind is None:
+            console.print("every job can be placed")
+        elif checked:
+            console.print(f"the other {plural(checked, 'job')} can be placed")
         return
     never = len(bad) * plan.cycles
     console.print(f"[red]{plural(never, 'job')} can never be placed[/]:")
@@ -163,7 +201,7 @@ def render(plan: Plan, where: str, console: Console, verbose: bool) -> None:
         console.print(f"  ... and {plural(len(bad) - 20, 'more point')}")
 
 
-def _points_table(plan: Plan) -> Table:
+def _points_table(plan: Plan, blind: str | None) -> Table:
     t = Table(title="points (each runs once per cycle)")
     for col in ("group", "batch", "tokens in+out", "GPUs", "weights", "KV cache",
                 "memory/GPU", "placed"):
@@ -175,6 +213,7 @@ def _points_table(plan: Plan) -> Table:
             f"{'' if p.input_exact else '~'}+{p.point.max_new_tokens}"
         t.add_row(str(p.group + 1), str(p.point.batch_size), tokens,
                   str(p.point.resources.gpus_per_job), w, kv, total,
+                  "not checked" if not _checked(p, blind) else
                   "no" if p.unplaceable else "yes")
     return t
 

@@ -1,10 +1,14 @@
 """`llem run --dry-run`: counts and memory checked against a hand count for a Llama-3.1-8B
 shaped config (only its config.json exists: a dry run loads nothing), placement against a
-described cluster, and nothing run or written."""
+described cluster, and nothing run or written. Planned on this machine (no GPU, no cluster
+given: a login node), GPU placement is noted as not checked and the dry run exits 0, while a
+real run here is refused before Ray starts; placement that can be checked (CPUs here, GPUs
+of a cluster given by --address) is still refused."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -88,11 +92,12 @@ def test_dry_run_prints_counts_groups_and_memory_and_writes_nothing(tmp_path: Pa
         kv_gib = kv[(dtype, int(batch))]
         assert k == (f"{kv_gib:.2f} GiB" if kv_gib >= 1 else f"{kv_gib * 1024:.2f} MiB")
         assert total == f"{weights[dtype] + kv_gib:.2f} GiB"
-        assert placed == "no"  # this machine has no GPU
+        assert placed == "not checked"  # this machine has no GPU, no cluster was given
     assert f"{weights['float32'] + kv[('float32', 32)]:.2f} GiB" == "35.92 GiB"
-    assert "12 jobs can never be placed" in out
-    assert "needs 1 GPU on one node; the cluster has no GPU" in out
-    assert r.returncode == 1  # some job can never be placed
+    assert "GPU placement not checked: this machine has no GPU and no Ray cluster was given; "\
+        "the jobs need 1 GPU each" in out
+    assert "never be placed" not in out and "every job can be placed" not in out
+    assert r.returncode == 0, r.stderr  # nothing it checked is wrong
     assert not (tmp_path / "never-written").exists()
 
 
@@ -173,10 +178,11 @@ def test_parameter_count_matches_transformers_models(family: str) -> None:
 def test_dry_run_json_carries_the_exact_bytes(tmp_path: Path) -> None:
     grid = write_grid(tmp_path)
     r = run_cli("run", str(grid), "--dry-run", "--json", cwd=tmp_path)
-    assert r.returncode == 1, r.stderr  # no GPU here: every job is never placed
+    assert r.returncode == 0, r.stderr  # no GPU here: GPU placement is not checked
     plan = json.loads(r.stdout)
-    assert (plan["points"], plan["cycles"], plan["jobs"], plan["never_placed_jobs"]) == \
-        (4, 3, 12, 12)
+    assert (plan["points"], plan["cycles"], plan["jobs"], plan["never_placed_jobs"],
+            plan["placement_not_checked_jobs"]) == (4, 3, 12, 0, 12)
+    assert any(n.startswith("GPU placement not checked") for n in plan["not_checked"])
     assert [(g["dtype"], g["points"], g["jobs"]) for g in plan["load_groups"]] == \
         [("bfloat16", 2, 6), ("float32", 2, 6)]
     for p in plan["plan"]:
@@ -184,7 +190,7 @@ def test_dry_run_json_carries_the_exact_bytes(tmp_path: Path) -> None:
         assert p["params"] == PARAMS and p["weights_bytes_per_gpu"] == PARAMS * n
         assert p["kv_tokens"] == p["batch_size"] * (512 + 256)
         assert p["kv_cache_bytes_per_gpu"] == p["kv_tokens"] * 2 * L * NKV * HEAD * n
-        assert p["never_placed"] == "needs 1 GPU on one node; the cluster has no GPU"
+        assert p["never_placed"] is None and p["placement_checked"] is False
     assert plan["store"]["jobs_done"] == 0 and not (tmp_path / "never-written").exists()
     r = run_cli("run", str(grid), "--json", cwd=tmp_path)
     assert r.returncode == 2 and "--json goes with --dry-run" in r.stderr
@@ -217,3 +223,56 @@ def test_input_length_is_counted_with_the_models_tokenizer(tiny_model: Path,
     elsewhere = load_text(grid.replace("llem:tiny", "./cfg-only"), base_dir=tmp_path)
     (p, _) = make_plan(elsewhere, [], lambda ds: load_prompts(ds, tmp_path)).points
     assert p.input_exact is False  # no tokenizer.json there: 3 characters a token
+
+
+def test_a_run_of_gpu_jobs_on_this_machine_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    """What the dry run leaves unchecked here, a real run here refuses: one line with the
+    grid's line and the fix, exit 2, before Ray starts (it says when it starts Ray)."""
+    grid = write_grid(tmp_path)
+    r = run_cli("run", str(grid), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "sized.yaml:10: 'resources.gpus_per_job': jobs of " in line
+    assert "cannot run on this machine (0 GPUs, " in line
+    assert "needs 1 GPU on one node; this machine has no GPU" in line
+    assert "set resources.gpus_per_job: 0 to run on the CPU, or give --address" in line
+    assert "Traceback" not in r.stderr and "starting Ray" not in r.stderr and r.stdout == ""
+    assert not (tmp_path / "never-written").exists()
+
+
+def test_placement_this_machine_can_check_is_still_refused(tmp_path: Path) -> None:
+    """A CPU job needing more CPUs than this machine has can be checked here: the dry run
+    refuses it (exit 1) and a run refuses it before Ray starts (exit 2)."""
+    write_grid(tmp_path)
+    grid = tmp_path / "cpus.yaml"
+    grid.write_text(GRID.replace("{gpus_per_job: 1}", "{gpus_per_job: 0, cpus_per_job: 4096}"))
+    r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    out = " ".join(r.stdout.split())
+    cpus = f"{float(os.cpu_count() or 1):g}"
+    assert "12 jobs can never be placed" in out
+    assert f"needs 4096 CPUs; the largest node has {cpus}" in out
+    assert "GPU placement not checked" not in out
+    r = run_cli("run", str(grid), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert f"needs 4096 CPUs; this machine has {cpus} (lower it, or give --address" in line
+    assert "starting Ray" not in r.stderr
+
+
+@pytest.mark.slow
+def test_gpu_placement_is_checked_on_a_cluster_given(ray_gpus, tmp_path: Path) -> None:
+    """--address of a Ray cluster (one node, 2 declared GPUs): GPU placement is checked there,
+    though this machine has no GPU; 4 GPUs a job is refused, 1 GPU a job is placed."""
+    grid = write_grid(tmp_path)
+    cluster = ["--address", ray_gpus.get_runtime_context().gcs_address]
+    env = {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}  # the mode this cluster runs in
+    r = run_cli("run", str(grid), "--dry-run", *cluster, "--gpus", "4", cwd=tmp_path, env=env)
+    assert r.returncode == 1, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "12 jobs can never be placed" in out
+    assert "needs 4 GPUs on one node; the largest node has 2" in out
+    assert "GPU placement not checked" not in out
+    r = run_cli("run", str(grid), "--dry-run", *cluster, "--gpus", "1", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "every job can be placed" in " ".join(r.stdout.split())
