@@ -146,6 +146,11 @@ class Measurement(Strict):
     # the same batches) before the full workload's window (prefill_energy_j,
     # decode_energy_per_token_j).
     phases: bool = Field(False, exclude_if=lambda v: v is False)
+    # Cross-GPU calibration (llem.measure.calibration): at the campaign's start one reference
+    # job (the campaign's first GPU configuration's first job) runs on every GPU set of the
+    # cluster; rows keep their raw energy and add energy normalised by each GPU's factor
+    # (its reference energy per token over its model's mean).
+    calibrate: bool = Field(False, exclude_if=lambda v: v is False)
     # Energy validity (energy_valid, energy_invalid_reasons; llem.measure.validity): the
     # window spans at least valid_min_counter_periods of the energy counter's measured
     # update period; samples cover at least valid_min_sample_coverage of it; the counter

@@ -31,6 +31,7 @@ from llem.envs.environments import preflight
 from llem.errors import UserError
 from llem.harness.result import failed_result
 from llem.prompts.dataset import load_prompts
+from llem.scheduler.calibration import calibrated_writer
 from llem.scheduler.cluster import alive_nodes, is_alive
 from llem.scheduler.core import Runnable, next_start
 from llem.scheduler.metrics import Metrics
@@ -49,7 +50,6 @@ from llem.scheduler.state import (
 )
 from llem.store.run_row import Result, RunRow
 from llem.store.store import Store
-from llem.store.writer import StoreWriter
 
 NODE_CHECK_S = 2.0  # how often the driver looks for added or lost nodes
 AHEAD = 16  # groups materialised ahead while looking for one that fits (backfill)
@@ -100,7 +100,7 @@ class Driver:
         self.metrics = Metrics(self.campaign)
         pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                                 self.summary, self.metrics, self.on_event)
-        self.writer = StoreWriter(self.store)
+        self.writer = calibrated_writer(self)  # measurement.calibrate: reference jobs first
         checked = time.monotonic()
         finished = False
         try:

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llem.store.calibration_fields import CalibrationFields
 from llem.store.column import F, S, col, columns_of
-from llem.store.validity_fields import ValidityFields
 
 
 @dataclass(slots=True, kw_only=True)
-class RunRow(ValidityFields):
+class RunRow(CalibrationFields):
     """One runs row (one job and cycle); None where a value was not measured."""
 
     duration_s: float | None = col(

@@ -1,12 +1,15 @@
 """A simulated GPU for measurement tests: the GPU is the only thing a fake stands in for.
 
 Power follows a function of the clock it is given; the energy counter integrates that power
-exactly (midpoint rule at 1 ms) but, like NVML's, only updates every 100 ms.
+exactly (midpoint rule at 1 ms) but, like NVML's, only updates every 100 ms. SteadyGpu adds
+a sensor offset, and install_in_worker puts simulated GPUs into Ray's worker processes.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,3 +59,50 @@ class FakeGpu:
     def info(self) -> dict[str, Any]:
         return {"uuid": self.uuid, "index": self.index, "name": self.name,
                 "power_limit_w": 700.0, "mig_mode": False, "memory_total_mib": 81559.0}
+
+
+class SteadyGpu(FakeGpu):
+    """A constant-power simulated GPU whose sensor reads `offset` off the true power (0.05:
+    5% high), as boards of one model differ; its counter integrates exactly (100 ms
+    updates, or period_s) and its samples carry what llem.measure.gpu.Gpu.sample gives."""
+
+    def __init__(self, watts: float, offset: float = 0.0, uuid: str = "GPU-fake-0",
+                 index: int = 0, period_s: float = 0.1) -> None:
+        self.watts, self.offset = watts, offset
+        super().__init__(time.perf_counter, lambda t: self.watts * (1 + self.offset), uuid,
+                         index, period_s)
+
+    def _joules(self, t: float) -> float:
+        return self.watts * (1 + self.offset) * (t - self.origin)
+
+    def sample(self) -> dict[str, Any]:
+        return {**super().sample(), "power_source": "instant", "clocks_event_reasons": []}
+
+
+# In a Ray worker: each GPU Ray gives it (CUDA_VISIBLE_DEVICES) is a SteadyGpu whose sensor
+# offset is OFFSETS_ENV's entry for that index ("0:-0.095,1:0.064"), at WATTS_ENV watts.
+OFFSETS_ENV, WATTS_ENV, PERIOD_ENV = ("LLEM_TEST_GPU_OFFSETS", "LLEM_TEST_GPU_WATTS",
+                                      "LLEM_TEST_GPU_PERIOD_S")
+
+
+def install_in_worker() -> None:
+    """Ray's worker_process_setup_hook (`ray.init(runtime_env={"worker_process_setup_hook":
+    "tests.support.fake_gpu.install_in_worker", "env_vars": {...}})`): the worker's meter
+    finds simulated GPUs where NVML would find the real ones. A process without the
+    variables is left as it is."""
+    if OFFSETS_ENV not in os.environ:
+        return
+    import llem.measure.meter
+
+    offsets = dict(e.split(":") for e in os.environ[OFFSETS_ENV].split(","))
+    watts = float(os.environ.get(WATTS_ENV, "300"))
+    period = float(os.environ.get(PERIOD_ENV, "0.1"))
+
+    def job_gpus(expected: int) -> tuple[list[Any], str | None]:
+        visible = [e for e in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e]
+        if expected == 0 or not visible:
+            return [], "job runs on the CPU (gpus_per_job: 0)"
+        return [SteadyGpu(watts, float(offsets.get(e, 0.0)), f"GPU-fake-{e}", int(e), period)
+                for e in visible[:expected]], None
+
+    llem.measure.meter.job_gpus = job_gpus  # type: ignore[assignment]
