@@ -127,6 +127,9 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
               "accelerator": n.accelerator} for n in plan.nodes]
     return {"campaign": plan.name, "points": len(plan.points), "cycles": plan.cycles,
             "jobs": plan.jobs, "order": plan.order, "load_groups": groups,
+            "interleave": plan.interleave, "model_loads": plan.model_loads,
+            "model_loads_interleave_groups": plan.loads_across,
+            "model_loads_within_group": len(plan.groups),
             "cluster": {"where": where, "nodes": nodes}, "plan": points,
             "never_placed_jobs": sum(1 for p in plan.points if p.unplaceable) * plan.cycles,
             "not_checked": list(plan_notes) + ([blind] if blind else []),
@@ -149,7 +152,13 @@ def render(plan: Plan, where: str, console: Console, verbose: bool,
     console.print(f"dry run of campaign {plan.name}: nothing is run and nothing is written")
     console.print(f"{plural(len(pts), 'point')} x {plural(plan.cycles, 'cycle')} = "
                   f"{plural(plan.jobs, 'job')}, order {plan.order}, in "
-                  f"{plural(len(plan.groups), 'load group')} (one model load each)")
+                  f"{plural(len(plan.groups), 'load group')} " +
+                  ("(one model load each)" if not plan.across else
+                   f"(up to {plan.model_loads} model loads: one per group per cycle)"))
+    if plan.loads_across != len(plan.groups):  # the interleave choice costs model loads
+        console.print(f"model loads: up to {plan.loads_across} with interleave: groups (cycle 0 of "
+                      f"every group, then cycle 1, ...), {len(plan.groups)} with interleave: "
+                      "within_group (each group's cycles together)")
     console.print(f"cluster: {escape(where)}")
     for n in plan.nodes:
         kinds = ", ".join(f"{name} {human(m) if m else '?'}" for name, m in

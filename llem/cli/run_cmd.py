@@ -31,7 +31,7 @@ from llem.measure.gpu import local_gpus
 if TYPE_CHECKING:
     from llem.store.run_row import RunRow
 
-ORDERS = ("interleaved", "sequential", "shuffled")
+ORDERS = ("interleaved", "sequential", "shuffled", "williams")  # llem.config.order
 
 
 @click.command()
@@ -57,7 +57,8 @@ ORDERS = ("interleaved", "sequential", "shuffled")
 @click.option("--gpus", type=click.IntRange(0), help="GPUs per job (default without GRID: 1 "
               "where this machine has a GPU, else 0).")
 @click.option("--cycles", type=click.IntRange(1, 1000), help="Repeats of every point.")
-@click.option("--order", type=click.Choice(ORDERS), help="Cycle order within a load group.")
+@click.option("--order", type=click.Choice(ORDERS), help="Order of the configurations within "
+              "a cycle (the grid's interleave: says across what cycles alternate).")
 @click.option("--seed", type=int, help="Seed of --order shuffled (default: drawn, printed and "
               "recorded with each result as order_seed).")
 @click.option("--name", help="Campaign name (default without GRID: quick).")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from llem.backends import DEFAULT_BACKEND
 from llem.config.models import (
@@ -87,7 +87,11 @@ class Campaign(Strict):
     name: str
     store: str = "results"
     cycles: int = Field(1, ge=1, le=1000)
-    order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
+    # the order of configurations within a cycle; interleave: across what cycles alternate
+    # (groups: every load group's cycle 0 before any cycle 1, a model load per group per
+    # cycle; within_group: one load per group). llem.config.order says how.
+    order: Literal["interleaved", "sequential", "shuffled", "williams"] = "interleaved"
+    interleave: Literal["groups", "within_group"] = "groups"
     # for order: shuffled; None: drawn at run time and recorded (order_seed, int64)
     seed: int | None = Field(None, ge=INT64[0], le=INT64[1])
     models: list[str] = Field(min_length=1)
@@ -127,6 +131,16 @@ class Campaign(Strict):
     @classmethod
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("interleave")
+    @classmethod
+    def _interleave(cls, v: str, info: ValidationInfo) -> str:
+        """Runs only when interleave is written (a default is not validated)."""
+        if v == "groups" and info.data.get("order") == "sequential":
+            raise ValueError("groups alternates cycles across load groups, but order "
+                             "sequential runs each point's cycles back to back: remove "
+                             "interleave, or choose another order")
+        return v
 
     @model_validator(mode="after")
     def _sections(self) -> Campaign:

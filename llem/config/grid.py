@@ -2,7 +2,8 @@
 
 Axes that change what a worker loads (model, dtype, engine args, resources) are crossed
 outside; the others inside. So a group (one model load) is known before any of its jobs is
-built, and a grid of a million points is never held in memory.
+built, and a grid of a million points is never held in memory. With cycles interleaved
+across groups (llem.config.order) each group is queued once per cycle (llem.config.group).
 """
 
 from __future__ import annotations
@@ -10,59 +11,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from llem.config.axes import Alternative, Axis, Where, resolve
 from llem.config.campaign import describe_error
-from llem.config.job import Job, canonical, job_id_of, load_key_of
+from llem.config.group import Group, per_cycle, planned
+from llem.config.job import Job, canonical, load_key_of
 from llem.config.loaded import Loaded
 from llem.config.models import Point, Server
+from llem.config.order import across_groups
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError
-
-
-@dataclass
-class Group:
-    """Jobs that share a load key: one worker loads the model once and runs them all."""
-
-    load_key: str
-    first: Point  # any point of the group: what to load
-    size_hint: int  # upper bound on jobs (before include/exclude and dedupe)
-    _points: Any = field(repr=False, default=None)  # () -> Iterator[Point]
-    _cycles: int = 1
-    _order: str = "interleaved"
-    _seed: int | None = None
-    _campaign: str = ""
-
-    def points(self) -> Iterator[Point]:
-        """The group's distinct points (each is a job per cycle)."""
-        points: Iterator[Point] = self._points()
-        return points
-
-    def jobs(self) -> Iterator[Job]:
-        """The group's jobs; cycles interleaved (all points of cycle 0, then cycle 1, ...)."""
-        seed = self._seed if self._order == "shuffled" else None
-
-        def make(p: Point, c: int) -> Job:
-            return Job(self._campaign, p, c, job_id_of(p), self.load_key, self._order, seed)
-
-        if self._order == "sequential":
-            for p in self._points():
-                for c in range(self._cycles):
-                    yield make(p, c)
-        elif self._order == "shuffled":
-            jobs = [make(p, c) for c in range(self._cycles) for p in self._points()]
-            random.Random(f"{seed or 0}:{self.load_key}").shuffle(jobs)
-            yield from jobs
-        else:
-            for c in range(self._cycles):
-                for p in self._points():
-                    yield make(p, c)
 
 
 def _matches(values: Alternative, rule: dict[str, Any]) -> bool:
@@ -276,9 +238,24 @@ def sweep_levels(point: Point) -> Iterator[Point]:
 
 
 def groups(loaded: Loaded) -> Iterator[Group]:
-    """Lazily yield the campaign's load groups (each with a lazy job iterator). The sweep's
-    groups come as they are found; an experiment's points join the sweep's group of the
-    same load key (one model load), and its other groups follow."""
+    """The campaign's groups as the driver queues them (planned orders them): the load
+    groups (load_groups), or with cycles interleaved across two or more of them
+    (llem.config.order.across_groups) each group once per cycle, cycle 0 first."""
+    c = loaded.campaign
+    if not across_groups(c):
+        yield from load_groups(loaded)
+        return
+    loads = list(load_groups(loaded))  # every load's first point is resolved already
+    if len(loads) < 2:  # one load group: nothing to interleave with, one load
+        yield from loads
+        return
+    yield from per_cycle(loads, c.cycles, c.order, c.seed)
+
+
+def load_groups(loaded: Loaded) -> Iterator[Group]:
+    """Lazily yield the campaign's load groups (each with a lazy job iterator over every
+    cycle). The sweep's groups come as they are found; an experiment's points join the
+    sweep's group of the same load key (one model load), and its other groups follow."""
     c = loaded.campaign
     extra: dict[str, tuple[Point, int, list[Any]]] = {}
     for part in loaded.experiments:
@@ -300,13 +277,16 @@ def _part_groups(part: Loaded) -> Iterator[tuple[str, Point, int, Any]]:
     """(load key, first point, size hint, point factory) of each load of a part: load
     combinations resolving to the same load (an alternative that also sets run settings,
     {} vs a default) are one group, their points merged. Every load combination's first
-    point is resolved before the first group is yielded; its jobs stay lazy."""
+    point is resolved before the first group is yielded; its jobs stay lazy. The size hint
+    is an upper bound (timeline_index numbers each group's jobs from the sum of those
+    before it)."""
     found: dict[str, tuple[Point, int, list[Any]]] = {}
+    levels = _sweep_factor(part)  # a server sweep's point is this many jobs at most
     for backend in part.part_backends():
         axes = part.axes_for(backend)
         load_axes = [a for a in axes if a.load]
         run_axes = [a for a in axes if not a.load]
-        run_size = math.prod(len(a.alternatives) for a in run_axes)
+        run_size = math.prod(len(a.alternatives) for a in run_axes) * levels
         fixed, fixed_where = part.fixed_for(backend), part.where_for(backend)
         for combo in itertools.product(*(zip(a.alternatives, a.locs) for a in load_axes)):
             base: Alternative = {"backend": backend, **fixed}
@@ -376,6 +356,8 @@ def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
 
 
 def iter_jobs(loaded: Loaded) -> Iterator[Job]:
-    """Every job of the campaign, group by group (for tests, dry runs and counting)."""
-    for g in groups(loaded):
+    """Every job of the campaign in its planned order (planned: groups largest first by
+    their size hint; the driver counts exactly where include/exclude make it loose), group
+    by group (for tests, dry runs and counting)."""
+    for g in planned(groups(loaded), lambda g: g.size_hint):
         yield from g.jobs()

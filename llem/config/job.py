@@ -62,6 +62,7 @@ class Job:
     load_key: str
     order: str = "interleaved"  # the campaign's cycle order, recorded with the result
     order_seed: int | None = None  # the shuffle's seed (order: shuffled)
+    timeline_index: int | None = None  # its place in the campaign's planned order
 
     @property
     def key(self) -> tuple[str, int]:
@@ -71,9 +72,11 @@ class Job:
         """Plain data for the worker (no pydantic objects cross the process boundary)."""
         return {"campaign": self.campaign, "point": self.point.model_dump(mode="json"),
                 "cycle": self.cycle, "job_id": self.job_id, "load_key": self.load_key,
-                "order": self.order, "order_seed": self.order_seed}
+                "order": self.order, "order_seed": self.order_seed,
+                "timeline_index": self.timeline_index}
 
     @classmethod
     def from_payload(cls, d: dict[str, Any]) -> Job:
         return cls(d["campaign"], Point.model_validate(d["point"]), d["cycle"], d["job_id"],
-                   d["load_key"], d.get("order", "interleaved"), d.get("order_seed"))
+                   d["load_key"], d.get("order", "interleaved"), d.get("order_seed"),
+                   d.get("timeline_index"))

@@ -34,7 +34,7 @@ def config_columns(job: Job) -> RunRow:
     run = RunRow(
         schema_version=SCHEMA_VERSION, campaign=job.campaign, job_id=job.job_id,
         cycle=job.cycle, load_key=job.load_key, cycle_order=job.order,
-        order_seed=job.order_seed,
+        order_seed=job.order_seed, timeline_index=job.timeline_index,
         backend=p.backend, model=p.model, dtype=p.dtype, batch_size=p.batch_size,
         max_new_tokens=p.max_new_tokens, min_new_tokens=p.min_new_tokens,
         temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,

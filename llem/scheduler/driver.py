@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from llem.config.grid import Group, groups
+from llem.config.grid import Group, groups, planned
 from llem.config.job import Job, canonical
 from llem.config.loaded import Loaded
 from llem.envs.environments import preflight
@@ -93,7 +93,7 @@ class Driver:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> Summary:
-        t0 = time.perf_counter()
+        t0, self.started = time.perf_counter(), time.time()  # campaign_elapsed_s counts from it
         self.books = Books.of(alive_nodes(), self.sched)
         queue = deque(self._plan())
         done = self.store.done(self.campaign)
@@ -176,11 +176,10 @@ class Driver:
             s.not_run += n
 
     def _plan(self) -> list[Group]:
-        """All load groups, largest first; refuse any that no node can ever run."""
-        plan = sorted(groups(self.loaded), key=lambda g: -group_size(g, self.loaded.campaign))
+        """All groups in their planned order; refuse any that no node can ever run."""
+        plan = planned(groups(self.loaded), lambda g: group_size(g, self.loaded.campaign))
         for g in plan:
-            why = never_placed(Need.of(g.first.resources), self.books.views())
-            if why:
+            if why := never_placed(Need.of(g.first.resources), self.books.views()):
                 raise UserError(infeasible_message(g.first.backend, g.first.model, why,
                                                    self.books))
         return plan
@@ -201,7 +200,7 @@ class Driver:
                         fit.append(gr)
             if fit:  # every group must run once anyway: they go before any split; one an
                 # idle worker can serve first (no process start), then largest first
-                target = max(fit, key=lambda g: (self.pool.reusable(g) is not None, g.left()))
+                target = max(fit, key=lambda g: g.group.rank(self.pool.reusable(g), g.left()))
                 self._pending.remove(target)
             elif queue or self._pending:
                 return  # a split now could keep a waiting (wider) group off its node
@@ -316,6 +315,7 @@ class Driver:
         run = result.run
         run.attempts = self._attempts.get(run.key, 0) + 1 if attempts is None else attempts
         run.exclusive_node = self.sched.exclusive_node
+        run.campaign_elapsed_s = run.started_at and run.started_at - self.started  # drift
         run.cpu_jobs_per_node = self.sched.cpu_jobs_per_node
         if w is not None and not placed:
             self._place(w, run)

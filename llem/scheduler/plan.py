@@ -1,6 +1,7 @@
 """`llem run --dry-run`: what a campaign would do, decided without running or writing anything.
 
-Counts (points, jobs, load groups), each job's GPUs and estimated memory per GPU
+Counts (points, jobs, load groups, model loads with and without cycles interleaved across
+groups), each job's GPUs and estimated memory per GPU
 (llem.models.memory), checked against the GPUs the cluster reports: a job that no node can hold
 (too few GPUs on one node, too little memory per GPU, no GPU of the required accelerator
 type, too few CPUs) is listed as one that can never be placed.
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llem.backends import options_of
-from llem.config.grid import groups
+from llem.config.grid import load_groups
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset, Point
+from llem.config.order import across_groups
 from llem.measure.gpu import local_gpus
 from llem.models.memory import (
     Estimate,
@@ -76,6 +78,21 @@ class Plan:
     order: str
     groups: list[GroupPlan]
     nodes: list[Node]
+    interleave: str = "groups"  # the campaign's interleave (llem.config.order)
+    across: bool = False  # cycles do interleave across groups (two or more, cycles > 1)
+
+    @property
+    def model_loads(self) -> int:
+        """Model loads the campaign plans (a split group or a retried worker adds more)."""
+        return self.loads_across if self.across else len(self.groups)
+
+    @property
+    def loads_across(self) -> int:
+        """Model loads with `interleave: groups`: one per group per cycle where that
+        applies (two or more groups, cycles > 1, an order other than sequential); with
+        `within_group` it is one per group (len(groups))."""
+        applies = len(self.groups) > 1 and self.cycles > 1 and self.order != "sequential"
+        return len(self.groups) * (self.cycles if applies else 1)
 
     @property
     def points(self) -> list[PointPlan]:
@@ -140,9 +157,9 @@ def make_plan(loaded: Loaded, nodes: list[Node],
               prompts: Callable[[Dataset], list[str] | None]) -> Plan:
     """Walk every point of the campaign (lazily, group by group) and plan it."""
     c = loaded.campaign
-    plan = Plan(c.name, c.cycles, c.order, [], nodes)
+    plan = Plan(c.name, c.cycles, c.order, [], nodes, c.interleave)
     shapes: dict[str, Any] = {}
-    for g in groups(loaded):
+    for g in load_groups(loaded):
         first = g.first
         plan.groups.append(GroupPlan(first.backend, first.model, first.dtype,
                                      first.resources.gpus_per_job))
@@ -152,6 +169,7 @@ def make_plan(loaded: Loaded, nodes: list[Node],
             plan.groups[-1].points.append(
                 PointPlan(p, len(plan.groups) - 1, est, why, known, place(p, need, nodes),
                           exact))
+    plan.across = across_groups(c) and len(plan.groups) > 1
     return plan
 
 

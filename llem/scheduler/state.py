@@ -150,7 +150,7 @@ def group_size(g: Group, c: Any) -> int:
     """A group's job count for longest-first order: exact where include/exclude make the
     size hint loose and the group is small enough to count quickly (c: the Campaign)."""
     if (c.include or c.exclude) and g.size_hint <= MATERIALISE:
-        return sum(1 for _ in g.points()) * int(c.cycles)
+        return sum(1 for _ in g.points()) * len(g.cycles)  # one cycle when groups interleave
     return g.size_hint
 
 

@@ -92,7 +92,8 @@ class RunFields:
         "string). Lists and maps are stored as JSON text. These columns are added after the "
         "fixed ones, only in campaigns that set them.")
     cycle_order: str | None = col(
-        "identity", S, "-", "The campaign's `order`: `interleaved`, `sequential` or `shuffled`.")
+        "identity", S, "-", "The campaign's `order`: `interleaved`, `sequential`, `shuffled` or "
+        "`williams`.")
     order_seed: int | None = col(
         "identity", I64, "-", "Seed of the shuffle when `order: shuffled` (drawn at run time if "
         "not given). Null otherwise.")
@@ -237,3 +238,16 @@ class RunFields:
     neighbor_gpus: list[str] | None = col(
         "scheduling", LS, "-", "One entry per `neighbor_jobs` entry: the neighbour's GPUs "
         "(comma-joined UUIDs, or its `CUDA_VISIBLE_DEVICES`).")
+    timeline_index: int | None = col(
+        "scheduling", I64, "-", "The job's place in the campaign's planned order, from 0: "
+        "groups in the order the driver queues them (with `interleave: groups`, cycle 0 of "
+        "every load group before cycle 1 of any), each group's jobs in its `order`. The same "
+        "on every session of the campaign (a resumed run skips numbers, it does not renumber); "
+        "there may be gaps. On one GPU a fresh run starts jobs in this order; several GPUs run "
+        "groups side by side (`campaign_elapsed_s` says when each did start). Plot or regress "
+        "a metric on it to see drift. Null in stores written before it was recorded.")
+    campaign_elapsed_s: float | None = col(
+        "scheduling", F, "s", "Seconds from the session's start (the driver's clock, "
+        "`sessions.started_at`) to the job's `started_at` (the worker's clock: across machines "
+        "it includes their clock offset). Counts from each session's own start: group by "
+        "`session_id` when a campaign was resumed.")

@@ -64,8 +64,8 @@ EXPECTED: dict[str, str | list[str]] = {
     "backends_empty.yaml": r":3: 'backends': must list at least one value",
     "grid_not_a_map.yaml": r":4: 'grid': must be a map of settings.*\(got a list\)",
     "section_not_a_map.yaml": r":4: 'measurement': must be a map of settings.*\(got 5\)",
-    "order_unknown.yaml": r":4: 'order': must be 'interleaved', 'sequential' or 'shuffled' "
-                          r"\(got 'random'\)",
+    "order_unknown.yaml": r":4: 'order': must be 'interleaved', 'sequential', 'shuffled' or "
+                          r"'williams' \(got 'random'\)",
     "dataset_unknown_source.yaml": r":5: 'dataset\.source': must be 'builtin', 'file', 'hf' or "
                                    r"'ai_energy_score' \(got 's3'\)",
     "dependent_group_bad_value.yaml": r":7: 'grid\.measurement\.1': "
@@ -213,7 +213,8 @@ EXPECTED: dict[str, str | list[str]] = {
     # several independent mistakes: one line each, in the order of their lines
     "many_independent_mistakes.yaml": [
         r":4: 'cycels': unknown key \(did you mean 'cycles'\?\)",
-        r":5: 'order': must be 'interleaved', 'sequential' or 'shuffled' \(got 'random'\)",
+        r":5: 'order': must be 'interleaved', 'sequential', 'shuffled' or 'williams' "
+        r"\(got 'random'\)",
         r":7: 'grid\.batchsize': unknown parameter 'batchsize'",
         r":8: 'grid\.dtype': unknown dtype 'float8'",
         r":10: 'measurement\.warmup_cv': must be > 0\.0 \(got -1\)"],
