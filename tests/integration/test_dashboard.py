@@ -33,6 +33,7 @@ grid: {max_new_tokens: 4, generate.fail: [boom, null]}
 noop: {request_s: 0.05}
 dataset: {num_prompts: 4}
 measurement: {warmup_requests: 0, thermal_gaps: false}
+scheduling: {cpu_jobs_per_node: 2}  # CPU jobs: one worker per model, both at once
 """
 SHORT = {"alpha": "alpha", "beta/gamma": "gamma"}  # the model as call names show it
 DEADLINE_S = 30.0  # task events and metrics reach the dashboard within a few seconds
