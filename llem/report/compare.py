@@ -53,10 +53,18 @@ SERVER_METRICS = ("energy_per_token_j", "tokens_per_s", "arrival_rate_achieved",
                   "goodput_requests_per_s", "slo_attainment")
 
 
+NORMALISED = "energy_per_token_j_normalised"  # measurement.calibrate's figure
+
+
 def default_metrics(camp: Campaign) -> list[str]:
-    """What compare shows without --metric: goodput and SLO attainment added in server mode."""
+    """What compare shows without --metric: goodput and SLO attainment added in server mode;
+    J/token normalised across GPUs beside the raw one when the campaign was calibrated."""
     names = SERVER_METRICS if camp.server_mode else DEFAULT_METRICS
-    return [m for m in names if m in camp.columns]
+    out = [m for m in names if m in camp.columns]
+    if NORMALISED in camp.columns and camp.sql(
+            f"SELECT count({NORMALISED}) AS n FROM runs WHERE campaign = ?")[0]["n"]:
+        out.insert(1, NORMALISED)
+    return out
 
 
 def names_of(camp: Campaign, keys: list[str]) -> list[str]:

@@ -26,8 +26,9 @@ class Timeline:
 
 
 # What the report gathers per configuration: the headline, then what an arrival rate or a
-# server's rate levels add; the results table shows the ones with data.
-METRICS = (*HEADLINE, "itl_p50_s", "idle_power_w")
+# server's rate levels add; the results table shows the ones with data (J/token normalised
+# across GPUs only in a calibrated campaign).
+METRICS = (*HEADLINE, "itl_p50_s", "idle_power_w", "energy_per_token_j_normalised")
 RATE_METRICS = ("arrival_rate_achieved", "e2e_latency_p99_s")
 SERVER_METRICS = ("arrival_rate_achieved", "goodput_requests_per_s", "slo_attainment",
                   "ttft_p99_s", "itl_p99_s", "energy_per_good_request_j")

@@ -43,6 +43,7 @@ def resolve(names: list[str], numeric_columns: list[str], what: str = "metric") 
 
 
 NAMES = {"energy_per_token_j": "energy per token (J/token)",
+         "energy_per_token_j_normalised": "energy per token, normalised across GPUs (J/token)",
          "energy_net_per_token_j": "net energy per token (J/token)",
          "energy_per_request_j": "energy per request (J/request)",
          "energy_per_good_request_j": "energy per good request (J/request)",
