@@ -166,7 +166,8 @@ def cpu_side(side: str, cycles: int) -> dict[str, Any]:
     return figures_of(rows, clock() - t0)
 
 
-def gpu_side(side: str, cycles: int, model: str, store: Path) -> dict[str, Any]:
+def gpu_side(side: str, cycles: int, model: str, store: Path, prompts: int = 128,
+             batch_sizes: str = "[1, 8, 32, 128]") -> dict[str, Any]:
     """One llem campaign through Ray on the local GPU; GPU time per worker process is
     from its first job's start to its last job's end, the model loads included."""
     from llem import run_campaign
@@ -175,8 +176,8 @@ def gpu_side(side: str, cycles: int, model: str, store: Path) -> dict[str, Any]:
 
     loaded = load_text(GRID.format(
         side=side, cycles=cycles, model=model, backend="transformers", dtype="bfloat16",
-        batch_sizes="[1, 8, 32, 128]", tokens="[32, 64, 128]", engine="",
-        prompts=128, measurement=BEFORE if side == "before" else AFTER, gpus=1))
+        batch_sizes=batch_sizes, tokens="[32, 64, 128]", engine="",
+        prompts=prompts, measurement=BEFORE if side == "before" else AFTER, gpus=1))
     summary = run_campaign(loaded, store=Store(store))
     assert summary.failed == 0, summary.errors
     rows = [r for r in Store(store).read("runs").to_pylist()
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     ap.add_argument("--model", default="llem:random-0.8b")
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--prompts", type=int, default=128, help="--gpu: prompts per job")
+    ap.add_argument("--batch-sizes", default="[1, 8, 32, 128]",
+                    help="--gpu: the grid's 4 batch sizes (x 3 token counts: 12 points)")
     ap.add_argument("--side", choices=("before", "after", "both"), default="both",
                     help="--gpu: one side only (its figures to $OUT/window_share_SIDE.json), "
                          "so each side fits one device call")
@@ -233,18 +237,20 @@ def main(argv: list[str] | None = None) -> list[Figure]:
         return report(before, after, "CPU, simulated GPU")
     from benchmarks.common import local_ray
 
+    shape = (args.prompts, args.batch_sizes)
+
     tmp = Path(tempfile.mkdtemp(prefix="llem-window-"))
     os.environ.setdefault("LLEM_CACHE", str(tmp / "cache"))
     with local_ray(num_gpus=1, num_cpus=os.cpu_count() or 2):
         if args.side != "both":
-            one = gpu_side(args.side, args.cycles, args.model, tmp / "store")
+            one = gpu_side(args.side, args.cycles, args.model, tmp / "store", *shape)
             where = Path(os.environ.get("OUT") or ".") / f"window_share_{args.side}.json"
             where.write_text(json.dumps(one, indent=1, default=str))
             print(f"   {args.side}: window {one['window_s']:.1f} s of {one['gpu_s']:.1f} s GPU "
                   f"time = share {one['share']:.3f}; written to {where}", flush=True)
             return []
-        before = gpu_side("before", args.cycles, args.model, tmp / "store")
-        after = gpu_side("after", args.cycles, args.model, tmp / "store")
+        before = gpu_side("before", args.cycles, args.model, tmp / "store", *shape)
+        after = gpu_side("after", args.cycles, args.model, tmp / "store", *shape)
     figs = report(before, after, f"GPU, {args.model}")
     out = args.json or (Path(os.environ["OUT"]) / "window_share.json"
                         if os.environ.get("OUT") else None)
