@@ -1,102 +1,38 @@
-"""Scheduling decisions, pure: no Ray, no clock, no sleeping.
+"""The scheduling core: a campaign's groups on a cluster, driven by events, no Ray, no clock.
 
-Which waiting group starts next (longest first, one an idle worker can take before a fresh
-process), where (llem.scheduler.placement.Books), when a running group gets one more worker
-(split_gain: by time, not by a job count), and whether a job whose worker died is retried.
-The Ray driver (llem.scheduler.driver) asks these on its live groups (GroupRun);
-SchedulerCore answers them for a whole campaign driven by events, which is how the
-simulator (llem.scheduler.sim) runs 10,000 GPUs on a simulated clock: events in (worker
-started, job finished with its duration, worker died, node added or lost), decisions out
-(Start, Send, Kill, Fail).
+Events in (worker started, job finished with its duration, worker died, node added or
+lost), decisions out (Start, Send, Kill, Fail). The decisions themselves are
+llem.scheduler.decide's (LPT order, splits by time, retries), placement is
+llem.scheduler.placement.Books. The simulator (llem.scheduler.sim) runs 10,000 GPUs on a
+simulated clock through it; the Ray driver (llem.scheduler.driver) asks the same decisions
+on its live groups.
+
+Every per-event cost is bounded by the needs (distinct resource shapes, a dozen), not by
+the GPUs, nodes or groups: running groups sit in a heap per need keyed by what one more
+worker would gain them (decide.split_gain; stale entries skipped), workers are indexed by node.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from llem.scheduler.decide import (
+    START_S,
+    Runnable,
+    lpt_key,
+    next_start,
+    remaining,
+    retry,
+    split_gain,
+)
 from llem.scheduler.placement import Books, Need
 
-UNTIMED_JOBS = 2  # see split_gain
-START_S = 2.0  # what a new worker costs before its model load (process, imports), roughly
+__all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
+           "Send", "Start", "next_start", "remaining", "retry", "split_gain"]
 
-
-class Runnable(Protocol):
-    """A load group as the decisions see it (GroupRun in the driver, CoreGroup here)."""
-
-    need: Need
-    workers: int
-    job_s: float | None  # mean duration of its finished jobs (None: none finished yet)
-    load_s: float  # its model load, as seen
-
-    def left(self) -> int: ...
-
-
-def split_gain(g: Runnable, start_s: float, min_jobs: int = 2) -> float:
-    """Seconds one more worker would take off g's finish, or 0 when it would not pay.
-
-    g's w workers still need R = left x job_s / w each. One more, ready after c = start_s +
-    load_s, finishes the lot at (left x job_s + c) / (w + 1): sooner exactly when R > c,
-    whatever the job count. So a GPU never idles while a group it can serve has more work
-    left per worker than a model load costs. Before any of g's jobs is timed, a free GPU
-    takes it once each worker would still get UNTIMED_JOBS jobs (a measured job lasts 15 s
-    or more: on a GPU that would idle anyway, the load costs energy, not time)."""
-    left = g.left()
-    if not g.need.gpus:  # CPU jobs measure the node's shared cores: a split would run two
-        return 0.0       # of them side by side, each in the other's window
-    if not g.workers or not left or left // (g.workers + 1) < min_jobs:
-        return 0.0  # min_jobs (scheduling.split_min_jobs): the smallest piece worth a split
-    if g.job_s is None:
-        return 1e-3 * left / (g.workers + 1) if left >= UNTIMED_JOBS * (g.workers + 1) \
-            else 0.0
-    work = left * g.job_s
-    cost = start_s + g.load_s
-    per = work / g.workers
-    if per <= cost:
-        return 0.0
-    return per - (work + cost) / (g.workers + 1)
-
-
-def lpt_key(g: Runnable) -> float:
-    """Longest first: a group's GPU-jobs (wider jobs weigh more; a CPU job weighs 1)."""
-    return g.left() * max(1, g.need.gpus)
-
-
-def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
-               books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2
-               ) -> tuple[Runnable, bool] | None:
-    """The group to start one worker for now, and whether it is a split, or None.
-
-    Waiting groups go first (each must run once anyway): of those that fit a node now, one
-    an idle worker can serve (no process start), then the longest. Once none waits, the
-    running group whose split gains the most, among the needs that fit a node now and share
-    no kind of node with a waiting group (running: need -> its running groups; nothing is
-    scanned while every GPU is busy). pending: the
-    longest waiting group of each need is enough (see SchedulerCore)."""
-    fit = [g for g in pending if books.can_place(g.need)]
-    if fit:
-        return max(fit, key=lambda g: (reusable(g), lpt_key(g))), False
-    best, gain = None, 0.0
-    for need, groups in running.items():
-        # a split must not keep a waiting (wider) group off a node it could use
-        if any(books.shares_kind(need, w.need) for w in pending) or \
-                not books.can_place(need):
-            continue
-        for g in groups:
-            s = split_gain(g, 0.0 if reusable(g) else START_S, min_jobs)
-            if s > gain:
-                best, gain = g, s
-    return (best, True) if best is not None else None
-
-
-def retry(attempts: int, retries: int) -> bool:
-    """A job whose worker died on it attempts times: run it again?"""
-    return attempts <= retries
-
-
-# -- the event-driven core (simulator) ------------------------------------------------------
 
 @dataclass
 class CoreGroup:
@@ -157,6 +93,7 @@ class SchedulerCore:
 
     books: Books
     retries: int = 2
+    min_jobs: int = 2  # scheduling.split_min_jobs
     groups: dict[int, CoreGroup] = field(default_factory=dict)
     workers: dict[int, CoreWorker] = field(default_factory=dict)
     pending: dict[Need, list[CoreGroup]] = field(default_factory=dict)  # LPT, largest last
@@ -167,11 +104,18 @@ class SchedulerCore:
     loads: int = 0
     events: int = 0
     _next: int = 0
+    _on_node: dict[str, dict[int, None]] = field(default_factory=dict)  # node -> workers
+    # need -> heap of (-split_gain, stamp, gid); an entry whose stamp is not the group's
+    # latest is stale and skipped
+    _heap: dict[Need, list[tuple[float, int, int]]] = field(default_factory=dict)
+    _stamp: dict[int, int] = field(default_factory=dict)
+    _tick: int = 0
 
     def add_groups(self, groups: Sequence[CoreGroup]) -> list[Decision]:
         for g in sorted(groups, key=lpt_key):
             self.groups[g.gid] = g
             self.pending.setdefault(g.need, []).append(g)
+            self._touch(g)
         return self._schedule()
 
     # -- events -----------------------------------------------------------------------------
@@ -193,6 +137,7 @@ class SchedulerCore:
         w.job = None
         g.job_s = duration_s if g.job_s is None else 0.8 * g.job_s + 0.2 * duration_s
         g.load_s = max(g.load_s, load_s)
+        self._touch(g)
         out = self._feed(w, load=False)
         if w.job is None:
             self._leave(w)
@@ -229,7 +174,8 @@ class SchedulerCore:
         """Every worker there is gone; the jobs they ran go back to their groups."""
         self.events += 1
         self.books.lose(node)
-        for w in [w for w in self.workers.values() if w.node == node]:
+        for wid in list(self._on_node.pop(node, {})):
+            w = self.workers[wid]
             if w.job is not None:
                 w.group.jobs.appendleft(w.job)
             self._drop(w, release=False)
@@ -244,10 +190,35 @@ class SchedulerCore:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _touch(self, g: CoreGroup) -> None:
+        """g's jobs, workers or timing changed: its heap entry is renewed (the old one goes
+        stale)."""
+        self._tick += 1
+        self._stamp[g.gid] = self._tick
+        if g.workers and g.jobs:
+            gain = split_gain(g, START_S, self.min_jobs)
+            heapq.heappush(self._heap.setdefault(g.need, []), (-gain, self._tick, g.gid))
+
+    def _ranked(self, need: Need) -> Generator[CoreGroup, None, None]:
+        """need's running groups with jobs left, largest split gain first (lazily;
+        what was looked at goes back into the heap when the iterator is closed)."""
+        heap = self._heap.get(need, [])
+        held: list[tuple[float, int, int]] = []
+        try:
+            while heap:
+                e = heapq.heappop(heap)
+                if self._stamp.get(e[2]) == e[1]:
+                    held.append(e)
+                    yield self.groups[e[2]]
+        finally:
+            for e in held:
+                heapq.heappush(heap, e)
+
     def _feed(self, w: CoreWorker, load: bool) -> list[Decision]:
         if not w.started or w.job is not None or not w.group.jobs:
             return []
         w.job = w.group.jobs.popleft()
+        self._touch(w.group)
         if load:
             self.loads += 1
         return [Send(w.wid, w.job, load)]
@@ -256,12 +227,20 @@ class SchedulerCore:
         assert isinstance(g, CoreGroup)
         return bool(self.idle.get((g.backend, g.need)))
 
+    def _join(self, w: CoreWorker, g: CoreGroup) -> None:
+        w.group = g
+        g.workers += 1
+        self.running.setdefault(g.need, {})[g.gid] = g
+        self._touch(g)
+
     def _schedule(self) -> list[Decision]:
         out: list[Decision] = []
         while True:
             heads = [q[-1] for q in self.pending.values() if q]
-            pick = next_start(heads, {k: v.values() for k, v in self.running.items()},
-                              self.books, self._reusable)
+            ranked = {need: self._ranked(need) for need in self.running}
+            pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs)
+            for it in ranked.values():
+                it.close()
             if pick is None:
                 return out
             g, split = pick
@@ -288,9 +267,8 @@ class SchedulerCore:
                 w = CoreWorker(self._next, node, g)
                 self._next += 1
                 self.workers[w.wid] = w
-            w.group = g
-            g.workers += 1
-            self.running.setdefault(g.need, {})[g.gid] = g
+                self._on_node.setdefault(node, {})[w.wid] = None
+            self._join(w, g)
             out.append(Start(w.wid, w.node, g.gid, reuse is not None))
             if reuse is not None:
                 out += self._feed(w, load=True)
@@ -301,11 +279,13 @@ class SchedulerCore:
         g.workers -= 1
         if not g.workers:
             self.running.get(g.need, {}).pop(g.gid, None)
+        self._touch(g)
         self.books.release(w.node, g.need)
 
     def _forget(self, w: CoreWorker) -> None:
         self.idle.get((w.group.backend, w.group.need), {}).pop(w.wid, None)
         self.workers.pop(w.wid, None)
+        self._on_node.get(w.node, {}).pop(w.wid, None)
 
     def _drop(self, w: CoreWorker, release: bool) -> None:
         if w.idle:
@@ -315,7 +295,8 @@ class SchedulerCore:
         g.workers -= 1
         if release:
             self.books.release(w.node, g.need)
-        self.workers.pop(w.wid, None)
+        self._forget(w)
+        self._touch(g)
         if not g.workers:
             self.running.get(g.need, {}).pop(g.gid, None)
             if g.jobs:  # no worker left: it waits for a node again, first of its need

@@ -38,3 +38,27 @@ def test_every_job_ends_once_through_crashes_and_node_loss() -> None:
     assert r.jobs == len(wl.duration)  # simulate asserts each job ended exactly once
     assert r.rescheduled > 0
     assert r.makespan_s >= r.bound_s
+
+
+def test_a_split_goes_to_the_largest_gain_among_many_running_groups() -> None:
+    """The driver hands next_start plain lists (ranked there); the core its heaps: both
+    pick the group one more worker shortens most, also past the first SCAN groups."""
+    from llem.scheduler.decide import SCAN, next_start
+    from llem.scheduler.placement import Books
+
+    books = Books.from_nodes([{"node_id": "n", "resources": {"GPU": 2.0, "CPU": 8.0}}])
+    assert books.place(ONE) == "n"
+    small = [CoreGroup(i, ONE, "noop", deque(range(4)), workers=1, job_s=30.0, load_s=5.0)
+             for i in range(3 * SCAN)]
+    big = CoreGroup(99, ONE, "noop", deque(range(40)), workers=1, job_s=30.0, load_s=5.0)
+    pick = next_start([], {ONE: [*small, big]}, books, lambda g: False)
+    assert pick == (big, True)
+
+
+def test_the_core_costs_the_same_per_job_at_64_and_1024_gpus() -> None:
+    """Per-event work is bounded by the needs, not the GPUs or groups: CPU per job at 1,024
+    GPUs stays within 3x that at 64 (the benchmark's goal is 1.5x against 8 GPUs; a unit
+    test on a shared machine keeps a margin for noise)."""
+    small = simulate(workload(64, seed=2), seed=2)
+    large = simulate(workload(1024, seed=2), seed=2)
+    assert large.core_cpu_s / large.jobs < 3 * small.core_cpu_s / small.jobs
