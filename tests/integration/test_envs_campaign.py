@@ -43,6 +43,7 @@ environments:
                VLLM_CACHE_ROOT: "{cache}"}}
 dataset: {{num_prompts: 4}}
 measurement: {{warmup_requests: 1}}
+scheduling: {{cpu_jobs_per_node: 2}}  # CPU jobs: both backends' workers at once
 """
 
 # The CLI's own entry point, then: which backend libraries did this (driver) process load?
