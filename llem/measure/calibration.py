@@ -10,8 +10,9 @@ each GPU reports for it per output token differs by the sensors' offsets (and by
 really differs between the boards). A GPU's factor is its reference energy per token over
 the mean of the reference energies of every GPU of the same model (NVML name): the GPUs of
 one model are normalised towards their common mean, never across models (an H100's factor
-says nothing of an A100's). A row's normalised energy divides each of its GPUs' energy by
-that GPU's factor.
+says nothing of an A100's). A reference of several GPUs (tensor parallel) reads each GPU's
+own counter, which assumes its ranks do near-equal work. A row's normalised energy divides
+each of its GPUs' energy by that GPU's factor.
 
 This corrects a sensor's offset only if the reference work was identical on every GPU, and
 it makes the GPUs agree with each other, not with a true joule: the mean sensor's error
