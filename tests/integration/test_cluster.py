@@ -250,3 +250,42 @@ resources: {gpus_per_job: 1}
     # the jobs D held when it went are rescheduled; with time-decided splits its group may
     # be spread over other workers, so D can also be lost holding none (then 0 is right)
     assert s.workers >= 3
+
+
+def test_a_lost_eight_gpu_node_sends_every_job_it_held_elsewhere_once(cluster,
+                                                                     tmp_path) -> None:
+    """Two nodes of 8 declared GPUs (custom resource wide, so the other tests never land
+    there): 8 groups fill the first node (tightest fit), which is removed after its first
+    result while its other workers hold jobs; those jobs finish on the second node and
+    every job is stored exactly once (benchmarks.ray_slots runs the 32-slot version)."""
+    c, _ = cluster
+    wide = [c.add_node(num_cpus=1, num_gpus=8, resources={"wide": 8}) for _ in range(2)]
+    c.wait_for_nodes()
+    gone: list[str] = []
+
+    def on_result(row: RunRow, _: Summary) -> None:
+        if not gone:
+            gone.append(row.node_id or "")
+            victim = next(n for n in wide if n.node_id == row.node_id)
+            threading.Thread(target=c.remove_node, args=(victim,), daemon=True).start()
+
+    try:
+        s = _run("""
+name: wide
+models: [m0, m1, m2, m3, m4, m5, m6, m7]
+backends: [noop]
+grid: {seed: [0, 1, 2], max_new_tokens: 2}
+noop: {request_s: 1.0}
+dataset: {num_prompts: 1}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+resources: {gpus_per_job: 1, custom: {wide: 1}}
+""", tmp_path, on_result)
+    finally:
+        for n in wide:
+            if n.node_id not in gone:
+                c.remove_node(n)
+    assert (s.ok, s.failed) == (24, 0), s.errors
+    rows = _rows(tmp_path, "SELECT job_id, cycle, node_id FROM runs")
+    assert len(rows) == len({(r["job_id"], r["cycle"]) for r in rows}) == 24
+    assert {r["node_id"] for r in rows} == {n.node_id for n in wide}
+    assert s.rescheduled >= 1 and any("lost" in e for e in s.errors)
