@@ -21,7 +21,7 @@ from rich.table import Table
 
 from llem.cli.term import Out, plural
 from llem.config.axes import dotted
-from llem.config.grid import count_points, groups
+from llem.config.grid import count_points, load_groups
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.scheduler.state import Summary
@@ -95,7 +95,7 @@ def grid_job_ids(loaded: Loaded) -> set[str] | None:
     """The configurations (job ids) of the grid; None for a grid too big to list quickly."""
     if count_points(loaded) > GRID_IDS_MAX:
         return None
-    return {job_id_of(p) for g in groups(loaded) for p in g.points()}
+    return {job_id_of(p) for g in load_groups(loaded) for p in g.points()}
 
 
 def labels(points: dict[str, str]) -> dict[str, str]:

@@ -29,6 +29,7 @@ name: dash
 models: [alpha, beta/gamma]
 backends: [noop]
 cycles: 2
+interleave: within_group     # one worker and one load per model, as the tests below count
 grid: {max_new_tokens: 4, generate.fail: [boom, null]}
 noop: {request_s: 0.05}
 dataset: {num_prompts: 4}
