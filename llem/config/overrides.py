@@ -11,7 +11,7 @@ from typing import Any
 
 from llem.config.models import SECTIONS
 
-TOP_LEVEL = ("name", "store", "cycles", "order", "seed", "models", "backends")
+TOP_LEVEL = ("name", "store", "cycles", "order", "interleave", "seed", "models", "backends")
 
 
 def one_point(model: str, backend: str, name: str = "quick") -> dict[str, Any]:

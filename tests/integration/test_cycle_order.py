@@ -116,3 +116,21 @@ def test_resume_and_rerun_keep_counts_and_timeline(one_gpu, tmp_path) -> None:
     assert min(r["campaign_elapsed_s"] for r in late) < 60  # from its own session's start
     redo = _run(tmp_path, rerun=True)
     assert (redo.total, redo.ok, redo.skipped, redo.model_loads) == (12, 12, 0, 6)
+
+
+def test_an_interrupted_campaign_resumes_in_its_planned_order(one_gpu, tmp_path) -> None:
+    """Stopped (as by Ctrl-C) after its 5th result, in cycle 1 of a: every job is counted
+    (ok or not run), and the next run does the rest in the planned order."""
+    def stop_at_5(row: Any, s: Summary) -> None:
+        if s.ok == 5:
+            raise KeyboardInterrupt
+
+    text = GRID.format(cycles=3, extra="")
+    cut = run_campaign(load_text(text), store=Store(tmp_path), on_result=stop_at_5)
+    assert cut.interrupted and cut.ok == 5
+    assert cut.total == cut.ok + cut.failed + cut.skipped + cut.not_run == 12
+    rest = _run(tmp_path)
+    assert (rest.total, rest.skipped, rest.ok) == (12, 5, 7)
+    rows = _rows(tmp_path)
+    assert [r["timeline_index"] for r in rows] == list(range(12))  # as one run would have
+    assert _blocks(rows) == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]

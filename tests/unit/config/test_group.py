@@ -151,3 +151,14 @@ def test_a_server_sweep_is_counted_in_the_size_hint_so_indices_never_collide() -
     assert len(jobs) == 2 * 2 * 5  # 2 loads x 2 cycles x (3 levels + 2)
     assert len({j.timeline_index for j in jobs}) == len(jobs)
     assert [j.timeline_index for j in jobs] == sorted(j.timeline_index for j in jobs)
+
+
+def test_interleave_is_a_top_level_override(tmp_path) -> None:
+    """run_campaign(grid, overrides={"interleave": ...}) as for order and cycles."""
+    from llem.config.load import load_campaign
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(HEAD + "grid: {batch_size: [1, 2]}\n")
+    loaded = load_campaign(grid, {"interleave": "within_group", "order": "williams"})
+    assert (loaded.campaign.interleave, loaded.campaign.order) == ("within_group", "williams")
+    assert [list(g.cycles) for g in groups(loaded)] == [[0, 1, 2], [0, 1, 2]]
