@@ -13,8 +13,12 @@ to a GPU type. Per size it prints
 
 and a run of 1,024 GPUs that loses 4 nodes at random times (each back 600 s later).
 
-    python -m benchmarks.scale              # 8, 64, 1,024 GPUs (a few seconds)
-    python -m benchmarks.scale 10000        # also 10,000 GPUs
+Beside them: the share of GPU time in neither a job nor a model load (idle, the tail) and
+the GPU time of model loads beyond one per group (splits), which are what the makespan
+loses against the bound.
+
+    python -m benchmarks.scale              # 8, 64, 1,024 and 10,000 GPUs (~20 s)
+    python -m benchmarks.scale 8 64         # some sizes
 """
 
 from __future__ import annotations
@@ -29,13 +33,20 @@ def run(gpus: int, losses: int = 0, seed: int = 1) -> SimResult:
     return simulate(workload(gpus, seed=seed), losses=losses, crash_p=0.002, seed=seed)
 
 
+def losses(r: SimResult) -> str:
+    """Where the makespan went beyond the bound, as shares of makespan x GPUs."""
+    area = r.makespan_s * r.gpus
+    return (f"idle {r.idle_share:.1%}, model loads {r.load_gpu_s / area:.1%} of GPU time "
+            f"({r.loads} loads for {r.groups} groups)")
+
+
 def figures(r: SimResult, base: SimResult | None, tag: str = "") -> list[Figure]:
     size = f"{r.gpus} GPUs, {r.jobs} jobs, {r.groups} groups{tag}"
     per_job = r.core_cpu_s / r.jobs * 1e3
     out = [
         Figure("scale", f"makespan / bound ({size})", r.makespan_s, r.bound_s, "s",
                "sim", "bound", "<= 1.03" if r.gpus == 1024 and not tag else None,
-               f"work/GPUs {r.spread_s:.0f} s, longest job {r.chain_s:.0f} s"),
+               f"work/GPUs {r.spread_s:.0f} s, longest job {r.chain_s:.0f} s; {losses(r)}"),
         Figure("scale", f"model loads / load groups ({size})", r.loads, r.groups, "loads",
                "loads", "groups"),
         Figure("scale", f"driver CPU per event, p99 / mean ({size})",
@@ -51,7 +62,7 @@ def figures(r: SimResult, base: SimResult | None, tag: str = "") -> list[Figure]
     return out
 
 
-def main(sizes: tuple[int, ...] = (8, 64, 1024)) -> list[Figure]:
+def main(sizes: tuple[int, ...] = (8, 64, 1024, 10_000), lossy: int = 1024) -> list[Figure]:
     out: list[Figure] = []
     base = None
     for gpus in sizes:
@@ -62,19 +73,19 @@ def main(sizes: tuple[int, ...] = (8, 64, 1024)) -> list[Figure]:
               f"{r.makespan_s / r.bound_s:.3f}; loads {r.loads} / {r.groups} groups; CPU "
               f"{r.core_cpu_s / r.jobs * 1e6:.0f} us/job, {r.core_cpu_s / r.events * 1e6:.0f}"
               f" us/event (p99 {r.event_cpu_p99_s * 1e6:.0f} us, max "
-              f"{r.event_cpu_max_s * 1e6:.0f} us)", flush=True)
+              f"{r.event_cpu_max_s * 1e6:.0f} us)\n{' ' * 14}{losses(r)}", flush=True)
         out += figures(r, base)
-    lossy = run(1024, losses=4)
-    print(f"  1024 GPUs, 4 nodes lost: makespan / bound {lossy.makespan_s / lossy.bound_s:.3f}"
-          f", {lossy.rescheduled} jobs rescheduled, {lossy.failed} failed", flush=True)
-    out += figures(lossy, None, ", 4 nodes lost")
+    lost = run(lossy, losses=4)
+    print(f"  {lossy} GPUs, 4 nodes lost: makespan / bound {lost.makespan_s / lost.bound_s:.3f}"
+          f", {lost.rescheduled} jobs rescheduled, {lost.failed} failed", flush=True)
+    out += figures(lost, None, ", 4 nodes lost")
     return out
 
 
 if __name__ == "__main__":
-    from benchmarks.figures import render
-
-    extra = tuple(int(a) for a in sys.argv[1:])
     from rich.console import Console
 
-    Console(width=150).print(render(main((8, 64, 1024) + extra), "scale"))
+    from benchmarks.figures import render
+
+    sizes = tuple(int(a) for a in sys.argv[1:]) or (8, 64, 1024, 10_000)
+    Console(width=150).print(render(main(sizes, min(1024, max(sizes))), "scale"))

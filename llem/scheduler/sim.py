@@ -19,7 +19,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from llem.scheduler.core import START_S, CoreGroup, Decision, Fail, Kill, SchedulerCore, Send, Start
@@ -124,7 +124,13 @@ class SimResult:
     lost_nodes: int
     failed: int
     rescheduled: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
+    busy_gpu_s: float = 0.0  # GPU-seconds in jobs and model loads (worker starts excluded)
+    load_gpu_s: float = 0.0  # of which model loads
+
+    @property
+    def idle_share(self) -> float:
+        """The share of GPU time (makespan x GPUs) in neither a job nor a model load."""
+        return 1.0 - self.busy_gpu_s / max(1e-9, self.makespan_s * self.gpus)
 
 
 def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
@@ -148,8 +154,10 @@ def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
     ended: dict[int, str] = {}  # job -> "ok" / "failed": each exactly once
     now = 0.0
     rescheduled = 0
+    busy_gpu_s = load_gpu_s = 0.0
 
     def apply(decisions: list[Decision]) -> None:
+        nonlocal busy_gpu_s, load_gpu_s
         for d in decisions:
             if isinstance(d, Start):
                 node_of[d.worker] = d.node
@@ -158,7 +166,10 @@ def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
             elif isinstance(d, Send):
                 crash = rng.random() < crash_p
                 t = now + (wl.load_s[core.workers[d.worker].group.gid] if d.load else 0.0)
+                width = core.workers[d.worker].group.need.gpus
+                load_gpu_s += (t - now) * width
                 t += wl.duration[d.job] * (0.5 if crash else 1.0)
+                busy_gpu_s += (t - now) * width
                 push(t, "died" if crash else "finished", d.worker, d.job, d.load)
                 token[d.worker] = seq
             elif isinstance(d, Kill):
@@ -226,4 +237,5 @@ def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
                      core.events, setup + sum(times), setup,
                      times[int(0.99 * (len(times) - 1))] if times else 0.0,
                      times[-1] if times else 0.0, losses,
-                     sum(1 for v in ended.values() if v == "failed"), rescheduled)
+                     sum(1 for v in ended.values() if v == "failed"), rescheduled, busy_gpu_s,
+                     load_gpu_s)
