@@ -66,14 +66,17 @@ class Calibration:
             setattr(run, k, v)
 
 
-def reference_job(loaded: Loaded) -> Any:
-    """The first job of the first load group whose point asks for calibration and uses GPUs;
-    None when no point asks for it or none uses a GPU."""
+def reference_job(loaded: Loaded) -> tuple[bool, Any, Any]:
+    """(asked, group, job): whether any point asks for calibration, and the first load group
+    (grid order) whose point asks for it and uses GPUs with its first job (None, None when
+    there is none). One pass over the groups."""
+    asked = False
     for g in groups(loaded):
         p = g.first
+        asked = asked or p.measurement.calibrate
         if p.measurement.calibrate and p.resources.gpus_per_job > 0:
-            return next(iter(g.jobs()), None)
-    return None
+            return True, g, next(iter(g.jobs()), None)
+    return asked, None, None
 
 
 def gpu_sets(books: Books, need: Need) -> list[str]:
@@ -89,8 +92,7 @@ def calibrate(d: Driving) -> Calibration:
     """Run the reference job on every GPU set at once, store its rows, and return the
     factors (none when calibration is off; a set whose job failed gets none)."""
     c = d.loaded.campaign
-    asked = any(g.first.measurement.calibrate for g in groups(d.loaded))
-    job = reference_job(d.loaded) if asked else None
+    asked, group, job = reference_job(d.loaded)
     if job is None:
         if asked:
             d.on_event("calibration: no configuration uses a GPU, nothing to calibrate")
@@ -98,10 +100,10 @@ def calibrate(d: Driving) -> Calibration:
     p = job.point
     name = c.name + SUFFIX
     sets = gpu_sets(d.books, Need.of(p.resources))
+    if not sets:  # the driver refused a grid no node can run before this
+        return Calibration()
     d.on_event(f"calibration: reference job {job.job_id} ({p.backend}, {p.model}) on "
                f"{len(sets)} GPU sets")
-    group = next(g for g in groups(d.loaded) if g.first.measurement.calibrate
-                 and g.first.resources.gpus_per_job > 0)
     actors = [start_worker(name, group, i, d.runtime_envs.get(p.backend),
                            NodeAffinitySchedulingStrategy(node, soft=False))
               for i, node in enumerate(sets)]

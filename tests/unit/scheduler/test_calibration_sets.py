@@ -26,10 +26,11 @@ measurement: {{calibrate: {on}}}
 
 def test_the_reference_is_the_first_gpu_configurations_first_job() -> None:
     loaded = load_text(GRID.format(gpus=1, on="true"))
-    job = reference_job(loaded)
-    assert job is not None and job.cycle == 0 and job.point.batch_size == 8
-    assert reference_job(load_text(GRID.format(gpus=1, on="false"))) is None
-    assert reference_job(load_text(GRID.format(gpus=0, on="true"))) is None  # no GPU
+    asked, group, job = reference_job(loaded)
+    assert asked and job is not None and job.cycle == 0 and job.point.batch_size == 8
+    assert group.first.batch_size == 8
+    assert reference_job(load_text(GRID.format(gpus=1, on="false"))) == (False, None, None)
+    assert reference_job(load_text(GRID.format(gpus=0, on="true"))) == (True, None, None)
 
 
 def test_calibrate_off_leaves_job_ids_as_they_were() -> None:
