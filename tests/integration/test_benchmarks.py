@@ -7,7 +7,16 @@ from __future__ import annotations
 import pytest
 
 import benchmarks
-from benchmarks import lazy, makespan_compare, overhead_cpu, query, reuse
+from benchmarks import (
+    lazy,
+    makespan_compare,
+    overhead_cpu,
+    query,
+    ray_slots,
+    reuse,
+    scale,
+    store_scale,
+)
 from benchmarks.__main__ import BENCHMARKS
 from benchmarks.figures import Figure, dump, load, markdown, render
 
@@ -114,3 +123,36 @@ def test_idle_breakdown_adds_up() -> None:
     assert idle.scheduling_s == pytest.approx(0.1 + 0.5 + 0.4 + 1.8)  # no startup, in jobs
     assert idle.processes == {7, 8} and (idle.job_switches, idle.group_switches) == (1, 1)
     assert "between groups 0.50 s x 1" in idle.line()
+
+
+def test_scale_smoke() -> None:
+    """The scheduling core on 8 and 64 simulated GPUs, and 64 that lose 4 nodes."""
+    figs = scale.main((8, 64), lossy=64)
+    _check(figs, {"scale"})
+    assert any("driver CPU per job, 64 / 8 GPUs" in f.name for f in figs)
+    assert any("4 nodes lost" in f.name for f in figs)
+
+
+def test_store_scale_smoke() -> None:
+    """20 jobs through the driver's writer, listed, resume-checked and queried by the CLI
+    before and after llem compact."""
+    r = store_scale.run(20)
+    assert r["files"] >= 40 and r["files_after"] < r["files"]
+    assert r["before"]["rss_peak_mb"] >= r["before"]["rss_before_mb"] > 0
+    _check(store_scale.figures(r), {"5 store"})
+
+
+def test_ray_slots_figures() -> None:
+    """The 32-slot benchmark's figures (its run is tests/integration/test_cluster.py's
+    lost-node test at a smaller size: a second multi-node Ray here would cost a minute)."""
+    def width(jobs: int) -> dict[str, float]:
+        return {"jobs": jobs, "scheduling_ms": 90.0, "between_ms": 40.0, "startup_s": 2.0,
+                "cpu_ms": 12.0}
+
+    r = {"job_s": 2.0, "widths": {4: width(16), 16: width(64), 32: width(128)},
+         "lost": {"distinct": 128, "jobs": 128, "rows": 128, "rescheduled": 3, "failed": 0}}
+    figs = ray_slots.figures(r)
+    _check(figs, {"scale"})
+    assert [f.met for f in figs if f.goal] == [True]  # 32 vs 4 slots, CPU per job
+    assert "a node lost" in figs[-1].name and figs[-1].value == figs[-1].ref == 128
+    assert "custom: {lane2: 1}" in ray_slots.grid_text("x", 2, 1, 0.1, "lane2")
