@@ -118,10 +118,16 @@ def check_stream(chunks: list[dict], max_tokens: int) -> None:
 @pytest.fixture(scope="module")
 def serve(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("store") / "servers" / "serve-a.log"
-    server = backend_server("transformers", model=str(tiny_model), dtype="float32",
-                            engine=SMALL_KV, log_path=log, python=sys.executable, env=OFFLINE,
-                            start_timeout_s=START_BOUND_S)
-    server.start()
+    # as on a fresh GPU host serving a local folder: no hub cache yet, which serve's
+    # /v1/models scans (a 500 there, so never ready, unless the launcher creates it)
+    fresh_hub = tmp_path_factory.mktemp("home") / "no-hub-cache-yet"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_CACHE", str(fresh_hub))
+        server = backend_server("transformers", model=str(tiny_model), dtype="float32",
+                                engine=SMALL_KV, log_path=log, python=sys.executable,
+                                env=OFFLINE, start_timeout_s=START_BOUND_S)
+        server.start()
+    assert fresh_hub.is_dir()
     yield server
     server.stop()
 

@@ -30,6 +30,8 @@ cb_max_memory_percent when servers, or other work, share the memory.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from llem.backends import ServerCommand
@@ -95,10 +97,22 @@ def option_flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
+def hub_cache() -> Path:
+    """The hub cache folder serve's /v1/models lists (huggingface_hub's own rule)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
 def command(model: str, *, dtype: str, engine: dict[str, Any], port: int, host: str,
             python: str, gpus: int = 0, workdir: str = ".") -> ServerCommand:
-    """The server's command line; pure. gpus is left to serve's --device auto (the worker's
-    CUDA_VISIBLE_DEVICES already limits what it sees)."""
+    """The server's command line. gpus is left to serve's --device auto (the worker's
+    CUDA_VISIBLE_DEVICES already limits what it sees). Creates the hub cache folder if it is
+    missing: serve's /v1/models scans it and answers 500 without it (seen on a fresh GPU host
+    serving a local model folder), so the server would never look ready."""
+    hub_cache().mkdir(parents=True, exist_ok=True)
     options = {"dtype": dtype, **serve_options(engine)}
     argv = [python, "-m", MODULE, "serve", model, "--host", host, "--port", str(port)]
     return ServerCommand(argv + option_flags(options), HEALTH_PATH, model, env=dict(ENV))
