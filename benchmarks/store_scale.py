@@ -14,7 +14,7 @@ process as a user meets it:
 
 before and after `llem compact` (timed, the CLI too).
 
-    python -m benchmarks.store_scale            # 2,000 jobs (make bench)
+    python -m benchmarks.store_scale            # 500 jobs (make bench, ~1 min)
     python -m benchmarks.store_scale 20000      # the issue's size
 """
 
@@ -95,7 +95,7 @@ def files(root: Path) -> int:
     return sum(1 for p in root.rglob("*.parquet"))
 
 
-def run(jobs: int = 2000) -> dict[str, Any]:
+def run(jobs: int = 500) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="llem-bench-store-") as tmp:
         root = Path(tmp) / "store"
         write_s = write(root, jobs)
@@ -138,7 +138,7 @@ def figures(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
-def main(jobs: int = 2000) -> list[Figure]:
+def main(jobs: int = 500) -> list[Figure]:
     return figures(run(jobs))
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from llem.scheduler.decide import (
     START_S,
     Runnable,
+    fault,
     lpt_key,
     next_start,
     remaining,
@@ -31,7 +32,7 @@ from llem.scheduler.decide import (
 from llem.scheduler.placement import Books, Need
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
-           "Send", "Start", "next_start", "remaining", "retry", "split_gain"]
+           "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
 
 
 @dataclass
@@ -158,7 +159,7 @@ class SchedulerCore:
         out: list[Decision] = []
         if w.job is not None:
             n = self.attempts[w.job] = self.attempts.get(w.job, 0) + 1
-            if retry(n, self.retries):
+            if fault(n, self.retries, node_lost=False) == "retry":
                 w.group.jobs.appendleft(w.job)
             else:
                 out.append(Fail(w.job, f"worker process died {n} times running this job"))
@@ -176,7 +177,7 @@ class SchedulerCore:
         self.books.lose(node)
         for wid in list(self._on_node.pop(node, {})):
             w = self.workers[wid]
-            if w.job is not None:
+            if w.job is not None and fault(0, self.retries, node_lost=True) == "requeue":
                 w.group.jobs.appendleft(w.job)
             self._drop(w, release=False)
         out: list[Decision] = []
@@ -197,7 +198,12 @@ class SchedulerCore:
         self._stamp[g.gid] = self._tick
         if g.workers and g.jobs:
             gain = split_gain(g, START_S, self.min_jobs)
-            heapq.heappush(self._heap.setdefault(g.need, []), (-gain, self._tick, g.gid))
+            heap = self._heap.setdefault(g.need, [])
+            heapq.heappush(heap, (-gain, self._tick, g.gid))
+            if len(heap) > 4 * len(self.running.get(g.need, ())) + 256:
+                # mostly stale: kept small, so that no event pays for a long list's growth
+                heap[:] = [e for e in heap if self._stamp.get(e[2]) == e[1]]
+                heapq.heapify(heap)
 
     def _ranked(self, need: Need) -> Generator[CoreGroup, None, None]:
         """need's running groups with jobs left, largest split gain first (lazily;

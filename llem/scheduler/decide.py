@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Protocol
+from typing import Literal, Protocol
 
 from llem.scheduler.placement import Books, Need
 
@@ -96,6 +96,8 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
             groups = sorted(groups, key=lambda g: split_gain(g, START_S, min_jobs),
                             reverse=True)
         for g in islice(groups, SCAN):
+            if split_gain(g, START_S, min_jobs) + START_S <= gain:
+                break  # ranked by that gain: a reused process saves at most START_S more
             s = split_gain(g, 0.0 if reusable(g) else START_S, min_jobs)
             if s > gain:
                 best, gain = g, s
@@ -105,3 +107,13 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
 def retry(attempts: int, retries: int) -> bool:
     """A job whose worker died on it attempts times: run it again?"""
     return attempts <= retries
+
+
+def fault(attempts: int, retries: int, node_lost: bool) -> Literal["requeue", "retry", "fail"]:
+    """What a job whose worker went away while running it becomes, in the driver and the
+    simulator alike: requeue when its node was lost (not the job's doing: no attempt is
+    counted, it goes back first in its group, for any node that can run it), retry when the
+    worker process died on it attempts times and retries allow another, else fail."""
+    if node_lost:
+        return "requeue"
+    return "retry" if retry(attempts, retries) else "fail"
