@@ -62,3 +62,33 @@ def test_the_core_costs_the_same_per_job_at_64_and_1024_gpus() -> None:
     small = simulate(workload(64, seed=2), seed=2)
     large = simulate(workload(1024, seed=2), seed=2)
     assert large.core_cpu_s / large.jobs < 3 * small.core_cpu_s / small.jobs
+
+
+def test_a_fault_is_requeued_retried_or_failed_as_in_the_driver() -> None:
+    """decide.fault is what both the Ray driver and the simulator's core ask."""
+    from llem.scheduler.decide import fault
+
+    assert fault(0, 2, node_lost=True) == "requeue"  # no attempt counted for a lost node
+    assert [fault(n, 2, node_lost=False) for n in (1, 2, 3)] == ["retry", "retry", "fail"]
+    assert fault(1, 0, node_lost=False) == "fail"
+
+
+def test_a_lost_node_sends_back_exactly_the_jobs_its_workers_held() -> None:
+    """Workers are indexed by node: losing one node requeues its running jobs (first in
+    their groups) and touches no other node's workers."""
+    from llem.scheduler.core import SchedulerCore, Send, Start
+    from llem.scheduler.placement import Books
+
+    books = Books.from_nodes([{"node_id": n, "resources": {"GPU": 2.0, "CPU": 8.0}}
+                              for n in ("a", "b")])
+    core = SchedulerCore(books)
+    groups = [CoreGroup(i, ONE, "noop", deque(range(10 * i, 10 * i + 10))) for i in range(4)]
+    starts = [d for d in core.add_groups(groups) if isinstance(d, Start)]
+    assert len(starts) == 4 and {d.node for d in starts} == {"a", "b"}
+    sent = {d.worker: d.job for s in starts for d in core.worker_started(s.worker)
+            if isinstance(d, Send)}
+    on_a = {s.worker for s in starts if s.node == "a"}
+    core.node_lost("a")
+    back = {core.groups[s.group].jobs[0] for s in starts if s.node == "a"}
+    assert back == {sent[w] for w in on_a}
+    assert all(w.node == "b" for w in core.workers.values())
