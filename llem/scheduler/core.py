@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llem.scheduler.decide import (
@@ -29,7 +29,7 @@ from llem.scheduler.decide import (
     retry,
     split_gain,
 )
-from llem.scheduler.placement import Books, Need
+from llem.scheduler.placement import Books, Need, can_ever_fit
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
            "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
@@ -111,8 +111,14 @@ class SchedulerCore:
     _heap: dict[Need, list[tuple[float, int, int]]] = field(default_factory=dict)
     _stamp: dict[int, int] = field(default_factory=dict)
     _tick: int = 0
+    _kinds: dict[tuple[tuple[str, float], ...], float] = field(default_factory=dict)  # GPUs
+    _scarce: dict[Need, float] = field(default_factory=dict)  # see decide.next_start
 
     def add_groups(self, groups: Sequence[CoreGroup]) -> list[Decision]:
+        if not self._kinds:
+            for n in self.books.nodes.values():
+                if n.alive:
+                    self._count(n.total, 1)
         for g in sorted(groups, key=lpt_key):
             self.groups[g.gid] = g
             self.pending.setdefault(g.need, []).append(g)
@@ -168,12 +174,16 @@ class SchedulerCore:
 
     def node_added(self, node: str, resources: dict[str, float]) -> list[Decision]:
         self.events += 1
+        if node not in self.books.nodes:
+            self._count(resources, 1)
         self.books.add(node, resources)
         return self._schedule()
 
     def node_lost(self, node: str) -> list[Decision]:
         """Every worker there is gone; the jobs they ran go back to their groups."""
         self.events += 1
+        if node in self.books.nodes and self.books.nodes[node].alive:
+            self._count(self.books.nodes[node].total, -1)
         self.books.lose(node)
         for wid in list(self._on_node.pop(node, {})):
             w = self.workers[wid]
@@ -190,6 +200,20 @@ class SchedulerCore:
         return out + self._schedule()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _count(self, total: Mapping[str, float], n: int) -> None:
+        """Alive GPUs per kind of node (its resource totals), for _scarcity."""
+        kind = tuple(sorted((k, float(v)) for k, v in total.items() if not k.startswith("node:")))
+        self._kinds[kind] = self._kinds.get(kind, 0.0) + n * float(total.get("GPU", 0.0))
+        self._scarce.clear()
+
+    def _scarcity(self, need: Need) -> float:
+        """All alive GPUs over those on nodes that can ever run need (by kind of node)."""
+        if need not in self._scarce:
+            can = sum(gpus for kind, gpus in self._kinds.items()
+                      if can_ever_fit(dict(kind), need))
+            self._scarce[need] = sum(self._kinds.values()) / can if can > 0 else 1.0
+        return self._scarce[need]
 
     def _touch(self, g: CoreGroup) -> None:
         """g's jobs, workers or timing changed: its heap entry is renewed (the old one goes
@@ -244,7 +268,8 @@ class SchedulerCore:
         while True:
             heads = [q[-1] for q in self.pending.values() if q]
             ranked = {need: self._ranked(need) for need in self.running}
-            pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs)
+            pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs,
+                              self._scarcity)
             for it in ranked.values():
                 it.close()
             if pick is None:

@@ -72,20 +72,24 @@ def lpt_key(g: Runnable) -> float:
 
 
 def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
-               books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2
+               books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2,
+               scarcity: Callable[[Need], float] | None = None
                ) -> tuple[Runnable, bool] | None:
     """The group to start one worker for now, and whether it is a split, or None.
 
     Waiting groups go first (each must run once anyway): of those that fit a node now, one
-    an idle worker can serve (no process start), then the longest. Once none waits, the
-    running group whose split gains the most, among the needs that fit a node now and share
-    no kind of node with a waiting group (running: need -> its running groups, largest
-    split_gain with a fresh process first: SCAN of each are looked at, so a decision costs the same
-    with 10 groups running or 10,000; nothing is scanned while every GPU is busy). pending:
-    the longest waiting group of each need is enough (see SchedulerCore)."""
+    an idle worker can serve (no process start), then the longest, its length weighed by
+    scarcity (all GPUs over the GPUs of the nodes that can run it: a group only a quarter of
+    the cluster can run is as long, for the campaign, as one four times its size). Once none
+    waits, the running group whose split gains the most, among the needs that fit a node now
+    and share no kind of node with a waiting group (running: need -> its running groups,
+    largest split_gain with a fresh process first: SCAN of each are looked at, so a decision
+    costs the same with 10 groups running or 10,000; nothing is scanned while every GPU is
+    busy). pending: the longest waiting group of each need is enough (see SchedulerCore)."""
     fit = [g for g in pending if books.can_place(g.need)]
     if fit:
-        return max(fit, key=lambda g: (reusable(g), lpt_key(g))), False
+        weigh = scarcity or (lambda need: 1.0)
+        return max(fit, key=lambda g: (reusable(g), lpt_key(g) * weigh(g.need))), False
     best, gain = None, 0.0
     for need, groups in running.items():
         # a split must not keep a waiting (wider) group off a node it could use
