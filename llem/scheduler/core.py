@@ -8,18 +8,19 @@ simulated clock through it; the Ray driver (llem.scheduler.driver) asks the same
 on its live groups.
 
 Every per-event cost is bounded by the needs (distinct resource shapes, a dozen), not by
-the GPUs, nodes or groups: running groups sit in a heap per need keyed by what one more
-worker would gain them (decide.split_gain; stale entries skipped), workers are indexed by node.
+the GPUs, nodes or groups: running groups are ranked per need by what one more worker
+would gain them (decide.split_gain, in an indexed heap: llem.scheduler.ranked); workers
+are indexed by node.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llem.scheduler.decide import (
+    SCAN,
     START_S,
     Runnable,
     fault,
@@ -30,6 +31,7 @@ from llem.scheduler.decide import (
     split_gain,
 )
 from llem.scheduler.placement import Books, Need, can_ever_fit
+from llem.scheduler.ranked import Ranked
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
            "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
@@ -106,11 +108,8 @@ class SchedulerCore:
     events: int = 0
     _next: int = 0
     _on_node: dict[str, dict[int, None]] = field(default_factory=dict)  # node -> workers
-    # need -> heap of (-split_gain, stamp, gid); an entry whose stamp is not the group's
-    # latest is stale and skipped
-    _heap: dict[Need, list[tuple[float, int, int]]] = field(default_factory=dict)
-    _stamp: dict[int, int] = field(default_factory=dict)
-    _tick: int = 0
+    # need -> its running groups with jobs left, ranked by split gain (llem.scheduler.ranked)
+    _rank: dict[Need, Ranked] = field(default_factory=dict)
     _kinds: dict[tuple[tuple[str, float], ...], float] = field(default_factory=dict)  # GPUs
     _scarce: dict[Need, float] = field(default_factory=dict)  # see decide.next_start
 
@@ -216,37 +215,17 @@ class SchedulerCore:
         return self._scarce[need]
 
     def _touch(self, g: CoreGroup) -> None:
-        """g's jobs, workers or timing changed: its heap entry is renewed (the old one goes
-        stale)."""
-        self._tick += 1
-        self._stamp[g.gid] = self._tick
+        """g's jobs, workers or timing changed: its rank is set again (O(log n))."""
+        rank = self._rank.setdefault(g.need, Ranked())
         if g.workers and g.jobs:
-            gain = split_gain(g, START_S, self.min_jobs)
-            heap = self._heap.setdefault(g.need, [])
-            heapq.heappush(heap, (-gain, self._tick, g.gid))
-            # a group's gain mostly falls as its jobs go, so its stale entries sit above its
-            # live one: dropped from the top as they surface, a few per push, the heap stays
-            # near its live size without a rebuild (a rebuild of 10^4 entries is ms)
-            while self._stamp.get(heap[0][2]) != heap[0][1]:
-                heapq.heappop(heap)
-            if len(heap) > 8 * len(self.running.get(g.need, ())) + 4096:
-                heap[:] = [e for e in heap if self._stamp.get(e[2]) == e[1]]
-                heapq.heapify(heap)
+            rank.set(g.gid, split_gain(g, START_S, self.min_jobs))
+        else:
+            rank.drop(g.gid)
 
-    def _ranked(self, need: Need) -> Generator[CoreGroup, None, None]:
-        """need's running groups with jobs left, largest split gain first (lazily;
-        what was looked at goes back into the heap when the iterator is closed)."""
-        heap = self._heap.get(need, [])
-        held: list[tuple[float, int, int]] = []
-        try:
-            while heap:
-                e = heapq.heappop(heap)
-                if self._stamp.get(e[2]) == e[1]:
-                    held.append(e)
-                    yield self.groups[e[2]]
-        finally:
-            for e in held:
-                heapq.heappush(heap, e)
+    def _ranked(self, need: Need) -> Iterator[CoreGroup]:
+        """need's running groups with jobs left, largest split gain first, SCAN at most."""
+        rank = self._rank.get(need)
+        return (self.groups[gid] for gid in rank.first(SCAN)) if rank else iter(())
 
     def _feed(self, w: CoreWorker, load: bool) -> list[Decision]:
         if not w.started or w.job is not None or not w.group.jobs:
@@ -274,8 +253,6 @@ class SchedulerCore:
             ranked = {need: self._ranked(need) for need in self.running}
             pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs,
                               self._scarcity)
-            for it in ranked.values():
-                it.close()
             if pick is None:
                 return out
             g, split = pick
