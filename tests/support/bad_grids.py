@@ -297,9 +297,10 @@ EXPECTED: dict[str, str | list[str]] = {
                                   r"\(got 'first'\)",
     "too_many_points_after_exclude.yaml": r": the grid has 5 points after include/exclude "
                                           r"\(of 6\), over max_points=4",
-    # needs the cluster: detected by the driver after Ray starts (no actor, no store files)
-    "gpus_per_job_too_many.yaml": r"needs 64 GPUs on one node; the cluster has no GPU .*"
-                                  r"resources\.gpus_per_job",
+    # on a machine without GPUs and no cluster given: refused before Ray starts
+    # (llem.scheduler.here); on a cluster, by the driver after Ray starts (no actor, no files)
+    "gpus_per_job_too_many.yaml": r"needs 64 GPUs on one node; (the cluster|this machine) "
+                                  r"has no GPU .*resources\.gpus_per_job",
 }
 
 # Cases found only in the driver, once Ray is up; llem run prints its plan line first.
