@@ -67,9 +67,9 @@ def test_study_job_count_through_the_dry_run(name: str, tmp_path: Path) -> None:
     env = hf_cache(tmp_path / "hf", _hub_models(grid))
     r = run_cli("run", str(grid), "--dry-run", "--json", "--store", str(tmp_path / "s"),
                 env=env)
-    # exit 1: some job needs a GPU this machine does not have (the plan is still printed);
-    # a backend environment missing here is a note of the plan, not an error
-    assert r.returncode in (0, 1), r.stderr[-3000:]
+    # planning on a machine without the GPUs or backend environments the jobs need: what
+    # cannot be checked here is a note of the plan, not an error
+    assert r.returncode == 0, r.stderr[-3000:]
     plan = json.loads(r.stdout)
     points, jobs, groups = STUDIES[name]
     assert (plan["points"], plan["jobs"], len(plan["load_groups"])) == (points, jobs, groups)
@@ -83,7 +83,7 @@ def test_a_check_the_dry_run_could_not_make_is_named(tmp_path: Path) -> None:
     env = {**hf_cache(tmp_path / "hf", _hub_models(grid)),
            "LLEM_ENVS_DIR": str(tmp_path / "no-envs"), "LLEM_CACHE": str(tmp_path / "cache")}
     r = run_cli("run", str(grid), "--dry-run", "--json", env=env)
-    assert r.returncode in (0, 1), r.stderr[-3000:]
+    assert r.returncode == 0, r.stderr[-3000:]
     plan = json.loads(r.stdout)
     assert plan["jobs"] == 32
     assert "vllm engine keys against vLLM's own fields: no vllm environment is built here " \
