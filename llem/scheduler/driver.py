@@ -33,7 +33,7 @@ from llem.harness.result import failed_result
 from llem.prompts.dataset import load_prompts
 from llem.scheduler.calibration import calibrated_writer
 from llem.scheduler.cluster import alive_nodes, is_alive
-from llem.scheduler.core import Runnable, next_start
+from llem.scheduler.core import Runnable, fault, next_start
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.neighbours import Neighbours
 from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
@@ -343,7 +343,7 @@ class Driver:
                     again.append(job)
         node_lost = isinstance(cause, ray.exceptions.ActorUnschedulableError) or \
             not is_alive(w.node_id)
-        if node_lost:
+        if fault(0, self.sched.retries, node_lost) == "requeue":  # as the simulator's core
             self.books.lose(w.node_id)
             jobs = ([culprit] if culprit else []) + again
             self.summary.rescheduled += len(jobs)
@@ -357,7 +357,7 @@ class Driver:
             key = culprit.key
             self._attempts[key] = self._attempts.get(key, 0) + 1
             n = self._attempts[key]
-            if n > self.sched.retries:
+            if fault(n, self.sched.retries, node_lost=False) == "fail":
                 msg = f"worker process died {n} times running this job: {first_line(cause)}"
                 self._store(w, failed_result(culprit, WorkerDied(msg), str(cause), {},
                                              time.time()), attempts=n)
