@@ -24,7 +24,7 @@ POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every poi
 
 
 def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | None = None,
-            as_json: bool = False) -> int:
+            as_json: bool = False, rerun: bool = False) -> int:
     """Print the plan (a table, or one JSON object); exit status 1 when some job can never
     be placed, else 0. With store, also how many jobs it already holds with status ok (a
     real run skips them). Planned from a machine without a GPU and no cluster given (a login
@@ -45,7 +45,7 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
 
     plan = make_plan(loaded, nodes, prompts)
     blind = None if address or any(n.gpus for n in nodes) else not_checked(plan)
-    resumed = _resumed(plan, store) if store is not None else None
+    resumed = _resumed(plan, store, rerun) if store is not None else None
     if as_json:
         click.echo(json.dumps(as_data(plan, where, resumed, loaded.notes, blind)))
     else:
@@ -58,8 +58,9 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     return 1 if any(p.unplaceable for p in plan.points) else 0
 
 
-def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
-    """How many of the plan's jobs the store already holds with status ok (read only)."""
+def _resumed(plan: Plan, uri: str, rerun: bool = False) -> dict[str, Any]:
+    """How many of the plan's jobs the store already holds with status ok (read only), and
+    what a run does with them: skips them, or with --rerun measures them again."""
     from llem.store.store import Store
 
     try:
@@ -70,8 +71,11 @@ def _resumed(plan: Plan, uri: str) -> dict[str, Any]:
                 f"({type(exc).__name__}); resume not counted"}
     n = sum(1 for p in plan.points for c in range(plan.cycles)
             if (job_id_of(p.point), c) in done)
-    return {"uri": st.uri, "done": n, "text": f"store {st.uri}: {n} of {plural(plan.jobs, 'job')} "
-            f"already done (status ok); a run skips them and runs {plan.jobs - n}"}
+    then = f"--rerun measures all {plan.jobs} again (the earlier rows stay)" if rerun \
+        else f"a run skips them and runs {plan.jobs - n}"
+    return {"uri": st.uri, "done": n, "rerun": rerun, "runs": plan.jobs if rerun else plan.jobs - n,
+            "text": f"store {st.uri}: {n} of {plural(plan.jobs, 'job')} already done (status "
+                    f"ok); {then}"}
 
 
 def not_checked(plan: Plan) -> str | None:
@@ -136,7 +140,9 @@ def as_data(plan: Plan, where: str, resumed: dict[str, Any] | None,
             "placement_not_checked_jobs": sum(not _checked(p, blind) for p in plan.points)
             * plan.cycles,
             "store": None if resumed is None else
-            {"uri": resumed["uri"], "jobs_done": resumed["done"]}}
+            {"uri": resumed["uri"], "jobs_done": resumed["done"],
+             "jobs_to_run": resumed.get("runs"), "rerun": resumed.get("rerun", False),
+             "text": resumed["text"]}}
 
 
 def _mem(p: PointPlan) -> tuple[str, str, str]:

@@ -183,7 +183,8 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
     c = loaded.campaign
     if flags.get("dry_run"):
         return dry_run(loaded, address or os.environ.get("RAY_ADDRESS"), verbose,
-                       store or c.store, as_json=flags.get("as_json", False))
+                       store or c.store, as_json=flags.get("as_json", False),
+                       rerun=bool(flags.get("rerun")))
     out = console()  # results
     shown = RunProgress(err, c.name, count_points(loaded) * c.cycles, quiet)
     tracebacks: list[str] | None = [] if verbose else None

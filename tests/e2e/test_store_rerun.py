@@ -193,3 +193,21 @@ measurement: {warmup_requests: 0, thermal_gaps: false}
         [{"session_id": sessions[-1]["session_id"]}]
     assert q(store, "SELECT sum(cycles) AS c FROM stats") == [{"c": 4}]
     assert len(store.done("again")) == 4
+
+
+def test_dry_run_says_what_a_rerun_does_with_done_jobs(tmp_path: Path) -> None:
+    """The plan of `--rerun --dry-run` says the done jobs are measured again, not skipped."""
+    store = Store(tmp_path / "s")
+    for r in noop_results(2):
+        store.write_result(r)
+    grid = tmp_path / "st.yaml"
+    grid.write_text("name: st\nmodels: [m]\nbackends: [noop]\ncycles: 2\n"
+                    "grid: {batch_size: [1, 2], max_new_tokens: 4}\n")
+    plain = run_cli("run", str(grid), "--dry-run", "--json", "--store", str(tmp_path / "s"))
+    again = run_cli("run", str(grid), "--dry-run", "--json", "--rerun", "--store",
+                    str(tmp_path / "s"))
+    assert plain.returncode == again.returncode == 0, (plain.stderr, again.stderr)
+    before, after = (json.loads(r.stdout)["store"] for r in (plain, again))
+    assert (before["jobs_done"], before["jobs_to_run"], before["rerun"]) == (4, 0, False)
+    assert (after["jobs_done"], after["jobs_to_run"], after["rerun"]) == (4, 4, True)
+    assert "a run skips them" in before["text"] and "--rerun measures all 4" in after["text"]
