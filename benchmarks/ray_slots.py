@@ -19,7 +19,7 @@ not the driver.
 Then a node is removed after its first result in a 32-slot campaign: every job is stored
 exactly once (its jobs go back to their groups and run on the other 3 nodes).
 
-    python -m benchmarks.ray_slots                  # 4/16/32 slots x 4 jobs of 2 s + loss
+    python -m benchmarks.ray_slots                  # 4/16/32 slots x 4 jobs of 2 s + loss (~3 min)
     from benchmarks.ray_slots import run; run(widths=(4, 8), jobs_per_slot=2)   # -> dict
 """
 
