@@ -26,6 +26,7 @@ exactly once (its jobs go back to their groups and run on the other 3 nodes).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -90,7 +91,8 @@ def campaign(slots: int, jobs_per_slot: int, job_s: float, lane: str,
 
     name = f"slots{slots}-{lane}"
     loaded = load_text(grid_text(name, slots, jobs_per_slot, job_s, lane))
-    store = Store(Path(tempfile.mkdtemp(prefix="llem-bench-slots-")))
+    root = Path(tempfile.mkdtemp(prefix="llem-bench-slots-"))
+    store = Store(root)
     n = slots * jobs_per_slot
     settle()
     wall0, t0, cpu0 = time.time(), time.perf_counter(), time.process_time()
@@ -99,6 +101,7 @@ def campaign(slots: int, jobs_per_slot: int, job_s: float, lane: str,
     cpu = time.process_time() - cpu0  # the driver process: its loop, writer, Ray's threads
     rows = run_sql(store, "SELECT job_id, cycle, node_id FROM runs").to_pylist()
     idle = from_store(store, name, wall0, wall1, slots, n * job_s)
+    shutil.rmtree(root, ignore_errors=True)
     return {"slots": slots, "jobs": n, "ok": s.ok, "failed": s.failed, "workers": s.workers,
             "rescheduled": s.rescheduled, "makespan_s": makespan,
             "ideal_s": jobs_per_slot * job_s, "rows": len(rows),
