@@ -23,22 +23,11 @@ from tests.support.bad_grids import (
     check_lines,
     patterns,
 )
-
-HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
-
-
-def load(body: str, head: str = HEAD, base_dir: Path | None = None) -> Loaded:
-    return load_text(head + body, "grid.yaml", base_dir=base_dir)
+from tests.support.grids import error_of, load
 
 
 def points(loaded: Loaded) -> list[dict[str, Any]]:
     return [j.point.model_dump(mode="json") for j in iter_jobs(loaded) if j.cycle == 0]
-
-
-def error_of(body: str, head: str = HEAD) -> str:
-    with pytest.raises(ConfigError) as exc:
-        load(body, head)
-    return str(exc.value)
 
 
 # --- the corpus, in-process --------------------------------------------------------------

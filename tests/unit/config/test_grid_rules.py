@@ -19,18 +19,7 @@ from llem.config.grid import combinations, count_points, iter_jobs
 from llem.config.load import load_campaign, load_text
 from llem.config.loaded import Loaded
 from llem.errors import MAX_ERRORS, ConfigError, ConfigErrors
-
-HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
-
-
-def load(body: str, head: str = HEAD) -> Loaded:
-    return load_text(head + body, "grid.yaml")
-
-
-def error_of(body: str, head: str = HEAD) -> str:
-    with pytest.raises(ConfigError) as exc:
-        load(body, head)
-    return str(exc.value)
+from tests.support.grids import HEAD, error_of, load
 
 
 def pairs(loaded: Loaded, *fields: str) -> list[tuple[Any, ...]]:

@@ -34,15 +34,9 @@ from llem.config.yaml_source import INT64, MAX_CHARS, SourceMap
 from llem.credentials import ENV_NAMES
 from llem.errors import ConfigError, ConfigErrors
 from llem.store.schema import SCHEMAS
+from tests.support.grids import HEAD, error_of
 
-HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
 TOKEN = "hf_PlantedTokenDoNotLeak0123456789abcd"
-
-
-def error_of(body: str, head: str = HEAD) -> str:
-    with pytest.raises(ConfigError) as exc:
-        load_text(head + body, "grid.yaml")
-    return str(exc.value)
 
 
 def point_of(body: str, head: str = HEAD) -> Point:

@@ -16,22 +16,10 @@ import llem.backends.transformers.options as tf_options
 import llem.backends.vllm.options as vllm_options
 from llem.backends.transformers.server import SERVE_OPTIONS
 from llem.config.grid import count_points, groups, iter_jobs
-from llem.config.load import from_data, load_text
+from llem.config.load import from_data
 from llem.config.loaded import Loaded
 from llem.config.yaml_source import SourceMap
-from llem.errors import ConfigError
-
-HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
-
-
-def load(body: str, head: str = HEAD) -> Loaded:
-    return load_text(head + body, "grid.yaml")
-
-
-def error_of(body: str, head: str = HEAD) -> str:
-    with pytest.raises(ConfigError) as exc:
-        load(body, head)
-    return str(exc.value)
+from tests.support.grids import error_of, load
 
 
 def srt(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
