@@ -1,4 +1,5 @@
-"""What the benchmarks share: a local Ray with declared GPUs, started once or reused."""
+"""What the benchmarks share: a local Ray with declared GPUs, started once or reused, and
+the timestamped progress line of the GPU scripts (light: Ray is imported only when used)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+def log(msg: str) -> None:
+    """One progress line with the wall-clock time, flushed (a device call's log is read
+    as it comes back, and a cut-off run keeps what it printed)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 @contextmanager

@@ -32,12 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import log
+
 sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on the GPU machine
 
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def short_prompts(tokenizer: Any, batch: int, max_tokens: int) -> list[str]:

@@ -30,11 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import log
+
 sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on the GPU machine
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 class Monitor:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import log
+
 sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on the GPU machine
 
 KEYS = ("max_new_tokens", "batch_size", "status", "error", "duration_s", "repeats",
@@ -36,10 +38,6 @@ KEYS = ("max_new_tokens", "batch_size", "status", "error", "duration_s", "repeat
         "power_source", "input_tokens", "output_tokens", "num_requests", "prefill_energy_j",
         "prefill_energy_per_input_token_j", "decode_energy_per_token_j", "prefill_window_s",
         "prefill_repeats", "energy_unavailable")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def point(args: argparse.Namespace, tokens: int, batch: int, **measurement: Any) -> Any:

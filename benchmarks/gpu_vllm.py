@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import log
+
 sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on the GPU machine
 
 KEYS = ("streaming", "status", "error", "tokens_per_s", "duration_s", "repeats",
@@ -42,10 +44,6 @@ SERVER_KEYS = ("status", "error", "server_profile", "tokens_per_s", "steady_stat
                "requests_in_window", "output_tokens_in_window", "energy_per_token_j",
                "energy_valid", "ttft_p50_s", "ttft_p99_s", "itl_p99_s", "server_start_s",
                "saturated", "saturation_reason", "previous_server_gpu_memory_released")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def engine_args(args: argparse.Namespace) -> dict[str, Any]:
