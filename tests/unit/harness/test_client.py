@@ -28,9 +28,12 @@ def _requests(base_url: str, n: int, *, chat: bool = False, max_tokens: int = 8,
 
 @pytest.mark.parametrize("chat", [False, True])
 def test_known_delays_come_out_in_ttft_and_itl(chat: bool) -> None:
-    """Within 1 ms on the median. A CPU shared with other work deschedules a process for
-    milliseconds (measured here: 3-6 ms with 3 busy processes per core, whether the server
-    is a thread or a process), so a round may be repeated, up to 3; the best one counts."""
+    """ITL within 1 ms on the median; TTFT never below its delay and within 3 ms above it
+    (a fresh connection's set-up is part of TTFT, as in `vllm bench serve`: measured
+    1.0-1.4 ms on a loaded CI machine). A CPU shared with other work deschedules a process
+    for milliseconds (3-6 ms with 3 busy processes per core), so a round may be repeated,
+    up to 3; the best one counts. Counting the role chunk as the first token would put TTFT
+    below the delay."""
     ttft, itl = 0.030, 0.010
     rounds = []
     with fake_openai(ttft_s=ttft, itl_s=itl) as server:
@@ -42,9 +45,9 @@ def test_known_delays_come_out_in_ttft_and_itl(chat: bool) -> None:
             # a client sees a token only after it was sent: never below the delay
             assert statistics.median(ttfts) >= ttft, ttfts
             rounds.append((statistics.median(ttfts) - ttft, abs(statistics.median(gaps) - itl)))
-            if max(rounds[-1]) < 1e-3:
+            if rounds[-1][0] < 3e-3 and rounds[-1][1] < 1e-3:
                 break
-    assert min(max(r) for r in rounds) < 1e-3, f"(TTFT, ITL) median errors: {rounds}"
+    assert any(t < 3e-3 and i < 1e-3 for t, i in rounds), f"(TTFT, ITL) median errors: {rounds}"
     r = replies[0]
     assert r.end_s == r.chunk_times_s[-1] <= r.done_s and r.finish_reason == "length"
     assert r.status == 200 and r.error is None
