@@ -9,8 +9,9 @@ model, prompts, batches and tokens on every GPU, measured by the harness like an
 reference's gpus_per_job (GPUs left over are not calibrated) and one worker per set is
 started at once, so each holds its own GPUs and all run under the same conditions. Their
 rows are stored in campaign `<campaign>.calibration`, one cycle per GPU set; each session
-calibrates again (a resumed campaign may run on other GPUs). The driver gets its store writer
-from calibrated_writer: it calibrates first, then normalises every row as it is queued.
+that runs a job calibrates again, just before its first worker starts (a resumed campaign
+may run on other GPUs; one with nothing left to run calibrates nothing). The driver's store
+writer (CalibratedWriter) then normalises every row as it is queued.
 """
 
 from __future__ import annotations
@@ -138,17 +139,13 @@ def calibrate(d: Driving) -> Calibration:
 
 
 class CalibratedWriter(StoreWriter):
-    """The campaign's store writer: each row gets its calibration columns as it is queued."""
+    """The campaign's store writer: each row gets its calibration columns as it is queued
+    (none until the driver sets calibration, from calibrate())."""
 
-    def __init__(self, store: Store, calibration: Calibration) -> None:
+    def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.calibration = calibration
+        self.calibration = Calibration()
 
     def put(self, result: Result) -> None:
         self.calibration.apply(result.run)
         super().put(result)
-
-
-def calibrated_writer(d: Driving) -> CalibratedWriter:
-    """Calibrate (when the campaign asks for it), then the writer that applies it."""
-    return CalibratedWriter(d.store, calibrate(d))

@@ -10,12 +10,15 @@ of llem.scheduler.core, which the simulator runs too). A worker whose group is d
 the next group of the same backend and resources in its own process (llem.scheduler.pool).
 A worker process that dies is restarted by Ray (max_restarts) and the job it was running is
 retried up to scheduling.retries times, then stored as failed with the cause; the jobs of a
-lost node go back to the queue. Results are written by a background thread; jobs stored
+lost node go back to the queue (llem.scheduler.faults). With measurement.calibrate, the
+reference job runs on every GPU set just before the first worker starts
+(llem.scheduler.calibration). Results are written by a background thread; jobs stored
 with status ok are skipped (a re-run resumes); Ctrl-C kills the actors.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,9 +34,10 @@ from llem.envs.environments import preflight
 from llem.errors import UserError
 from llem.harness.result import failed_result
 from llem.prompts.dataset import load_prompts
-from llem.scheduler.calibration import calibrated_writer
-from llem.scheduler.cluster import alive_nodes, is_alive
-from llem.scheduler.core import Runnable, fault, next_start
+from llem.scheduler.calibration import CalibratedWriter, calibrate
+from llem.scheduler.cluster import alive_nodes
+from llem.scheduler.core import Runnable, next_start
+from llem.scheduler.faults import Faults
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.neighbours import Neighbours
 from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
@@ -41,11 +45,9 @@ from llem.scheduler.pool import Pool
 from llem.scheduler.state import (
     MATERIALISE,
     GroupRun,
-    JobTimeout,
     Summary,
     Worker,
     WorkerDied,
-    first_line,
     group_size,
 )
 from llem.store.run_row import Result, RunRow
@@ -56,7 +58,7 @@ AHEAD = 16  # groups materialised ahead while looking for one that fits (backfil
 COUNT_JOBS = 20_000  # jobs read one by one to count what an interrupted campaign left
 
 
-class Driver:
+class Driver(Faults):
     """Runs one campaign to completion; on_result is called with each result's runs row (a
     RunRow) as it is handed to the store's writer thread (llem.store.writer)."""
 
@@ -81,6 +83,7 @@ class Driver:
         self._pending: deque[GroupRun] = deque()  # groups waiting for a node
         self.books = Books()
         self.metrics: Metrics | None = None
+        self._calibrated = False
         self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                          self.summary, None, self.on_event)
 
@@ -97,10 +100,11 @@ class Driver:
         self.books = Books.of(alive_nodes(), self.sched)
         queue = deque(self._plan())
         done = self.store.done(self.campaign)
+        gc.freeze()  # the plan and the stored keys live all campaign: no collection scans them
         self.metrics = Metrics(self.campaign)
         pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                                 self.summary, self.metrics, self.on_event)
-        self.writer = calibrated_writer(self)  # measurement.calibrate: reference jobs first
+        self.writer = CalibratedWriter(self.store)  # calibrated before the first worker
         checked = time.monotonic()
         finished = False
         try:
@@ -138,6 +142,7 @@ class Driver:
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
+            gc.unfreeze()
             # what was in flight or left in started groups, read before the workers go
             left = None if finished else (len(pool.calls), {
                 id(g): g for g in [w.run for w in pool.workers] + list(self._pending)})
@@ -213,6 +218,8 @@ class Driver:
                 if pick is None or not isinstance(pick[0], GroupRun):
                     return
                 target = pick[0]
+            if not self._calibrated:  # measurement.calibrate: only when a job will run
+                self._calibrated, self.writer.calibration = True, calibrate(self)
             idle = self.pool.reusable(target)
             node = self.books.place(target.need, idle.node_id if idle else None)
             assert node is not None
@@ -237,47 +244,6 @@ class Driver:
                 self.summary.skipped += 1
                 continue
             yield job
-
-    def _check_start(self, w: Worker) -> None:
-        """Watch a starting or restarting worker: a restarting actor refuses calls, so it
-        is probed (ready) until it answers; one that cannot start fails its jobs clearly."""
-        if w.started:
-            return
-        ready, _ = ray.wait([w.ready_ref], timeout=0)
-        if ready:
-            try:
-                ray.get(w.ready_ref)
-            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
-                if time.monotonic() - w.created <= self.sched.start_timeout_s:
-                    time.sleep(0.05)
-                    w.ready_ref = w.actor.ready.remote()
-                    return
-            except ray.exceptions.RayError as exc:
-                if not w.inflight:  # no call will report it: give the worker up here
-                    self._abandon(w, f"the worker could not start: {first_line(exc)}")
-                    return
-            w.started, w.restarting = True, False
-            w.since = max(w.since, time.time())  # its first call runs from about now
-        elif time.monotonic() - w.created > self.sched.start_timeout_s:
-            self._abandon(w, f"the worker did not start within {self.sched.start_timeout_s:g} "
-                          "s (its runtime environment or Python may lack ray or llem)")
-
-    def _check_timeout(self, w: Worker) -> None:
-        """A call running past its job's measurement.job_timeout_s is a hang: the worker is
-        killed (its GPUs freed), the job stored as failed, and the worker's queued jobs go
-        back to the group for a fresh worker. A hang is not retried: it would hang again."""
-        if not w.started or not w.inflight or w not in self.pool.workers:
-            return
-        ref, job = w.inflight[0]
-        limit = job.point.measurement.job_timeout_s
-        if time.time() - w.since <= limit:
-            return
-        why = (f"timed out after {limit:g} s (measurement.job_timeout_s): the backend hung, "
-               "or the job needs a longer timeout")
-        self._remove_call(w, ref)
-        w.run.give_back([j for _, j in w.inflight])
-        self._drop(w, release=True)
-        self._store(w, failed_result(job, JobTimeout(why), why, {}, time.time()))
 
     # -- results and faults --------------------------------------------------------------
 
@@ -324,74 +290,6 @@ class Driver:
         if self.metrics:
             self.metrics.result(run)
         self.on_result(run, self.summary)
-
-    def _worker_fault(self, w: Worker, exc: Exception) -> None:
-        """The actor's process or node died: store what finished, retry or fail the rest."""
-        refs = [r for r, _ in w.inflight]
-        ray.wait(refs, num_returns=len(refs), timeout=10.0)
-        culprit: Job | None = None
-        cause = exc
-        again: list[Job] = []
-        for ref, job in list(w.inflight):
-            self._remove_call(w, ref)
-            try:
-                self._store(w, ray.get(ref, timeout=0))
-            except ray.exceptions.RayError as e:
-                if culprit is None:
-                    culprit, cause = job, e
-                else:
-                    again.append(job)
-        node_lost = isinstance(cause, ray.exceptions.ActorUnschedulableError) or \
-            not is_alive(w.node_id)
-        if fault(0, self.sched.retries, node_lost) == "requeue":  # as the simulator's core
-            self.books.lose(w.node_id)
-            jobs = ([culprit] if culprit else []) + again
-            self.summary.rescheduled += len(jobs)
-            self.summary.errors.append(f"node {w.node_id[:12]} lost: {len(jobs)} jobs "
-                                       "rescheduled")
-            w.run.give_back(jobs)
-            self._drop(w, release=False)
-            return
-        w.restarts += 1
-        if culprit is not None:
-            key = culprit.key
-            self._attempts[key] = self._attempts.get(key, 0) + 1
-            n = self._attempts[key]
-            if fault(n, self.sched.retries, node_lost=False) == "fail":
-                msg = f"worker process died {n} times running this job: {first_line(cause)}"
-                self._store(w, failed_result(culprit, WorkerDied(msg), str(cause), {},
-                                             time.time()), attempts=n)
-            else:
-                self.summary.retried += 1
-                again.insert(0, culprit)
-        w.run.give_back(again)
-        if w.restarts > self.sched.max_restarts or \
-                isinstance(cause, ray.exceptions.ActorDiedError):
-            self._abandon(w, f"worker died {w.restarts} times (scheduling.max_restarts "
-                          f"{self.sched.max_restarts}): {first_line(cause)}")
-        else:  # Ray restarts the process; probe it before sending calls again
-            w.started, w.restarting, w.created = False, True, time.monotonic()
-            w.since = time.time()  # the resent head call starts after the restart
-            w.ready_ref = w.actor.ready.remote()
-
-    def _abandon(self, w: Worker, why: str) -> None:
-        """Give the worker up; its group's jobs become failed rows unless others serve it."""
-        jobs = [job for _, job in w.inflight]
-        if w.run.workers == 1:  # the group's last worker: nobody will run the rest
-            jobs += w.run.stop()
-        else:
-            w.run.give_back(jobs)
-            jobs = []
-        self._drop(w, release=True)
-        self.summary.errors.append(why[:300])
-        for job in jobs:
-            self._store(w, failed_result(job, WorkerDied(why), why, {}, time.time()))
-
-    def _drop(self, w: Worker, release: bool) -> None:
-        """Kill a failed worker; a group left with jobs and no worker waits for a node."""
-        self.pool.retire(w, release)
-        if w.run.workers == 0 and w.run not in self._pending and w.run.more():
-            self._pending.appendleft(w.run)
 
     def _write_session(self) -> None:
         self.store.write_session(self.campaign, {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,24 @@ def test_compare_and_report_show_the_normalised_figure(store: Path, tmp_path: Pa
     rep = run_cli("report", "cal", "--store", str(store), "-o", str(out))
     assert rep.returncode == 0, rep.stderr
     assert "energy per token, normalised across GPUs (J/token)" in out.read_text()
+
+
+def test_a_resume_with_nothing_left_calibrates_nothing(store: Path, tmp_path: Path) -> None:
+    """Calibration runs just before a session's first worker: a second session of a
+    finished campaign starts none, so it writes no reference rows and says nothing of it; a
+    session that runs a job (rerun) calibrates again, on the GPUs it runs on."""
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+
+    def reference_sessions() -> set[str]:
+        return {r["session_id"] for r in run_sql(Store(copy), (
+            "SELECT session_id FROM runs WHERE campaign = 'cal.calibration'")).to_pylist()}
+
+    first = reference_sessions()
+    events: list[str] = []
+    s = run_campaign(load_text(GRID), store=Store(copy), on_event=events.append)
+    assert (s.ok, s.skipped) == (0, 4) and not [e for e in events if "calibration" in e]
+    assert reference_sessions() == first and len(first) == 1
+    s = run_campaign(load_text(GRID), store=Store(copy), on_event=events.append, rerun=True)
+    assert s.ok == 4 and any(e.startswith("calibration factors: GPU-fake-") for e in events)
+    assert len(reference_sessions() - first) == 1
