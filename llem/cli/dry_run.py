@@ -16,9 +16,17 @@ from llem.cli.term import console, plural
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset
+from llem.measure.calibration import reference_job
 from llem.models.memory import human
 from llem.prompts.dataset import load_prompts
-from llem.scheduler.plan import Plan, PointPlan, cluster_nodes, local_nodes, make_plan
+from llem.scheduler.plan import (
+    Node,
+    Plan,
+    PointPlan,
+    cluster_nodes,
+    local_nodes,
+    make_plan,
+)
 
 POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
 
@@ -46,13 +54,17 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     plan = make_plan(loaded, nodes, prompts)
     blind = None if address or any(n.gpus for n in nodes) else not_checked(plan)
     resumed = _resumed(plan, store, rerun) if store is not None else None
+    cal = calibration(loaded, nodes, blind is not None)
     if as_json:
-        click.echo(json.dumps(as_data(plan, where, resumed, loaded.notes, blind)))
+        click.echo(json.dumps({**as_data(plan, where, resumed, loaded.notes, blind),
+                               "calibration": cal}))
     else:
         out = console()
         render(plan, where, out, verbose, blind)
         for note in loaded.notes:  # checks skipped here, and why
             out.print(escape(f"not checked: {note}"))
+        if cal is not None:
+            out.print(escape(cal["text"]))
         if resumed is not None:
             out.print(escape(resumed["text"]))
     return 1 if any(p.unplaceable for p in plan.points) else 0
@@ -76,6 +88,27 @@ def _resumed(plan: Plan, uri: str, rerun: bool = False) -> dict[str, Any]:
     return {"uri": st.uri, "done": n, "rerun": rerun, "runs": plan.jobs if rerun else plan.jobs - n,
             "text": f"store {st.uri}: {n} of {plural(plan.jobs, 'job')} already done (status "
                     f"ok); {then}"}
+
+
+def calibration(loaded: Loaded, nodes: list[Node], blind: bool) -> dict[str, Any] | None:
+    """What measurement.calibrate adds to a session that runs a job: its reference job, once
+    on every GPU set of the nodes seen, before the first worker (None when no point asks).
+    gpu_sets is None where the GPUs are not known here (blind)."""
+    asked, _, job = reference_job(loaded)
+    if not asked:
+        return None
+    if job is None:
+        return {"job_id": None, "gpu_sets": 0, "text": "calibration: no configuration uses a "
+                "GPU, nothing to calibrate"}
+    gpj = job.point.resources.gpus_per_job
+    sets = None if blind else sum(n.gpus // gpj for n in nodes)
+    on = "every GPU set of the cluster it runs on" if sets is None else \
+        f"{plural(sets, 'GPU set')} of {plural(gpj, 'GPU')} here"
+    return {"job_id": job.job_id, "gpu_sets": sets, "text": (
+        f"calibration (measurement.calibrate): before the first job of each session that "
+        f"runs one, reference job {job.job_id} ({job.point.backend}, {job.point.model}) "
+        f"runs once on {on}, at once; its rows go to campaign "
+        f"{loaded.campaign.name}.calibration")}
 
 
 def not_checked(plan: Plan) -> str | None:

@@ -27,6 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llem.config.grid import groups
+from llem.config.loaded import Loaded
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -108,3 +111,16 @@ def normalised(row: Mapping[str, Any], known: Mapping[str, Factor]) -> dict[str,
     if per_token is not None and energy > 0:
         cols["energy_per_token_j_normalised"] = per_token * cols["energy_j_normalised"] / energy
     return cols
+
+
+def reference_job(loaded: Loaded) -> tuple[bool, Any, Any]:
+    """(asked, group, job): whether any point asks for calibration, and the first load group
+    (grid order) whose point asks for it and uses GPUs with its first job (None, None when
+    there is none). One pass over the groups."""
+    asked = False
+    for g in groups(loaded):
+        p = g.first
+        asked = asked or p.measurement.calibrate
+        if p.measurement.calibrate and p.resources.gpus_per_job > 0:
+            return True, g, next(iter(g.jobs()), None)
+    return asked, None, None

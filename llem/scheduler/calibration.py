@@ -22,9 +22,8 @@ from typing import Any, Protocol
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from llem.config.grid import groups
 from llem.config.loaded import Loaded
-from llem.measure.calibration import Factor, factors, normalised, readings
+from llem.measure.calibration import Factor, factors, normalised, readings, reference_job
 from llem.scheduler.placement import Books, Need, can_ever_fit
 from llem.scheduler.state import first_line
 from llem.scheduler.worker import start_worker
@@ -65,19 +64,6 @@ class Calibration:
             cols["calibration_reference"] = self.reference
         for k, v in cols.items():
             setattr(run, k, v)
-
-
-def reference_job(loaded: Loaded) -> tuple[bool, Any, Any]:
-    """(asked, group, job): whether any point asks for calibration, and the first load group
-    (grid order) whose point asks for it and uses GPUs with its first job (None, None when
-    there is none). One pass over the groups."""
-    asked = False
-    for g in groups(loaded):
-        p = g.first
-        asked = asked or p.measurement.calibrate
-        if p.measurement.calibrate and p.resources.gpus_per_job > 0:
-            return True, g, next(iter(g.jobs()), None)
-    return asked, None, None
 
 
 def gpu_sets(books: Books, need: Need) -> list[str]:

@@ -276,3 +276,28 @@ def test_gpu_placement_is_checked_on_a_cluster_given(ray_gpus, tmp_path: Path) -
     r = run_cli("run", str(grid), "--dry-run", *cluster, "--gpus", "1", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "every job can be placed" in " ".join(r.stdout.split())
+    assert "calibration" not in r.stdout  # no point asks for it
+    grid.write_text(grid.read_text() + "measurement: {calibrate: true}\n")
+    r = run_cli("run", str(grid), "--dry-run", *cluster, "--gpus", "1", "--json", cwd=tmp_path,
+                env=env)
+    cal = json.loads(r.stdout)["calibration"]
+    assert r.returncode == 0 and cal["gpu_sets"] == 2, r.stderr
+    assert "runs once on 2 GPU sets of 1 GPU here" in cal["text"]
+
+
+def test_dry_run_says_what_calibration_adds(tmp_path: Path) -> None:
+    """measurement.calibrate costs each session one reference job per GPU set: the dry run
+    names it (here, with no GPU and no cluster, the sets are not known), and says when no
+    configuration uses a GPU."""
+    grid = write_grid(tmp_path)
+    grid.write_text(grid.read_text() + "measurement: {calibrate: true}\n")
+    r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path)
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, r.stderr
+    ref = re.search(r"calibration \(measurement.calibrate\): before the first job of each "
+                    r"session that runs one, reference job ([0-9a-f]{16}) \(transformers, "
+                    r"\S*llama8b\) runs once on every GPU set of the cluster it runs on", out)
+    assert ref, out
+    r = run_cli("run", str(grid), "--dry-run", "--gpus", "0", "--json", cwd=tmp_path)
+    assert json.loads(r.stdout)["calibration"]["text"] == (
+        "calibration: no configuration uses a GPU, nothing to calibrate")
