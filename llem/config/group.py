@@ -45,11 +45,12 @@ class Group:
         """Groups of a lower wave are queued first: the cycle, when groups interleave."""
         return self.cycle or 0
 
-    def rank(self, idle: object, left: int) -> tuple[int, int, bool, int]:
+    def rank(self, idle: int, left: int) -> tuple[int, int, int, int]:
         """The driver's preference among waiting groups that fit a node now (the highest
         starts): a lower wave, then slot, first (interleave, order); then one an idle worker
-        (idle, or None) can serve without a process start; then the most jobs left."""
-        return -self.wave, -self.slot, idle is not None, left
+        holds the model of (idle 2: no load), then one an idle worker can serve without a
+        process start (idle 1); then the most jobs left."""
+        return -self.wave, -self.slot, idle, left
 
     def points(self) -> Iterator[Point]:
         """The group's distinct points (each is a job per cycle)."""

@@ -205,7 +205,7 @@ class Driver(Faults):
                         fit.append(gr)
             if fit:  # every group must run once anyway: they go before any split; one an
                 # idle worker can serve first (no process start), then largest first
-                target = max(fit, key=lambda g: g.group.rank(self.pool.reusable(g), g.left()))
+                target = max(fit, key=lambda g: g.group.rank(self.pool.holds(g), g.left()))
                 self._pending.remove(target)
             elif queue or self._pending:
                 return  # a split now could keep a waiting (wider) group off its node

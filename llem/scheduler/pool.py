@@ -49,14 +49,18 @@ class Pool:
         self.serving: dict[int, GroupRun] = {}  # worker index -> the group it loaded
 
     def reusable(self, gr: GroupRun, node: str | None = None) -> Worker | None:
-        """An idle worker that can serve gr in its own process (on node, if given)."""
-        for w in self.idle:
-            n = self.books.nodes.get(w.node_id)
-            if (node in (None, w.node_id) and n is not None and n.alive
-                    and w.run.group.first.backend == gr.group.first.backend
-                    and w.run.need == gr.need):
-                return w
-        return None
+        """An idle worker that can serve gr in its own process (on node, if given): one that
+        holds gr's model already (the same load: gr is a later cycle of its group) first."""
+        fits = [w for w in self.idle if node in (None, w.node_id)
+                and (n := self.books.nodes.get(w.node_id)) is not None and n.alive
+                and w.run.group.first.backend == gr.group.first.backend
+                and w.run.need == gr.need]
+        return next((w for w in fits if w.run.load == gr.load), fits[0] if fits else None)
+
+    def holds(self, gr: GroupRun) -> int:
+        """2: an idle worker holds gr's model; 1: one can load it in its own process; 0."""
+        w = self.reusable(gr)
+        return 0 if w is None else 1 + (w.run.load == gr.load)
 
     def start(self, gr: GroupRun, node: str) -> Worker:
         """Serve gr on node (already booked): an idle worker there, else a new actor."""
