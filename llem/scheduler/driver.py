@@ -205,7 +205,11 @@ class Driver(Faults):
                         fit.append(gr)
             if fit:  # every group must run once anyway: they go before any split; one an
                 # idle worker can serve first (no process start), then largest first
-                target = max(fit, key=lambda g: g.group.rank(self.pool.holds(g), g.left()))
+                # holding a model counts while other workers run: alone, the plan's order
+                # within a cycle is the timeline (timeline_index), one load per group
+                held = bool(self.pool.workers)
+                target = max(fit, key=lambda g: g.group.rank(self.pool.holds(g, held),
+                                                             g.left()))
                 self._pending.remove(target)
             elif queue or self._pending:
                 return  # a split now could keep a waiting (wider) group off its node

@@ -57,10 +57,11 @@ class Pool:
                 and w.run.need == gr.need]
         return next((w for w in fits if w.run.load == gr.load), fits[0] if fits else None)
 
-    def holds(self, gr: GroupRun) -> int:
-        """2: an idle worker holds gr's model; 1: one can load it in its own process; 0."""
+    def holds(self, gr: GroupRun, held: bool = True) -> int:
+        """2: an idle worker holds gr's model (counted when held); 1: one can load it in
+        its own process; 0: none."""
         w = self.reusable(gr)
-        return 0 if w is None else 1 + (w.run.load == gr.load)
+        return 0 if w is None else 1 + (held and w.run.load == gr.load)
 
     def start(self, gr: GroupRun, node: str) -> Worker:
         """Serve gr on node (already booked): an idle worker there, else a new actor."""

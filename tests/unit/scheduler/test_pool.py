@@ -32,6 +32,7 @@ def test_an_idle_worker_holding_the_model_goes_first() -> None:
     pool.idle = [holds_b, holds_a]
     assert pool.reusable(runs["a", 1]) is holds_a and pool.holds(runs["a", 1]) == 2
     assert pool.reusable(runs["b", 1]) is holds_b and pool.holds(runs["b", 1]) == 2
+    assert pool.holds(runs["b", 1], held=False) == 1  # alone: the plan's order decides
     pool.idle = [holds_b]  # a's model is held by nobody: b's process can load it
     assert pool.reusable(runs["a", 1]) is holds_b and pool.holds(runs["a", 1]) == 1
     assert pool.reusable(runs["a", 1], node="n2") is None
