@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llem.scheduler.decide import (
+    PRIOR_S,
     SCAN,
     START_S,
     Runnable,
@@ -29,9 +30,11 @@ from llem.scheduler.decide import (
     remaining,
     retry,
     split_gain,
+    starved,
 )
-from llem.scheduler.placement import Books, Need, can_ever_fit
+from llem.scheduler.placement import EPS, Books, Need, accelerator, can_ever_fit
 from llem.scheduler.ranked import Ranked
+from llem.scheduler.shares import Shares, gpus_per_type
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
            "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
@@ -96,7 +99,7 @@ class SchedulerCore:
 
     books: Books
     retries: int = 2
-    min_jobs: int = 2  # scheduling.split_min_jobs
+    min_jobs: int = 1  # scheduling.split_min_jobs
     groups: dict[int, CoreGroup] = field(default_factory=dict)
     workers: dict[int, CoreWorker] = field(default_factory=dict)
     pending: dict[Need, list[CoreGroup]] = field(default_factory=dict)  # LPT, largest last
@@ -108,10 +111,15 @@ class SchedulerCore:
     events: int = 0
     _next: int = 0
     _on_node: dict[str, dict[int, None]] = field(default_factory=dict)  # node -> workers
-    # need -> its running groups with jobs left, ranked by split gain (llem.scheduler.ranked)
+    # need -> its running groups a split shortens, the one to finish last first (decide.
+    # remaining; llem.scheduler.ranked)
     _rank: dict[Need, Ranked] = field(default_factory=dict)
     _kinds: dict[tuple[tuple[str, float], ...], float] = field(default_factory=dict)  # GPUs
     _scarce: dict[Need, float] = field(default_factory=dict)  # see decide.next_start
+    _shares: Shares = field(default_factory=Shares)  # see llem.scheduler.shares
+    _per_type: dict[str | None, float] = field(default_factory=dict)  # alive GPUs
+    _type_of: dict[str, str | None] = field(default_factory=dict)  # node -> accelerator
+    _starved: CoreGroup | None = None  # the wide group nodes are kept for: see _drain
 
     def add_groups(self, groups: Sequence[CoreGroup]) -> list[Decision]:
         if not self._kinds:
@@ -144,7 +152,7 @@ class SchedulerCore:
         g.job_s = duration_s if g.job_s is None else 0.8 * g.job_s + 0.2 * duration_s
         g.load_s = max(g.load_s, load_s)
         self._touch(g)
-        out = self._feed(w, load=False)
+        out = [] if self._evict(w) else self._feed(w, load=False)
         if w.job is None:
             self._leave(w)
             w.idle = True
@@ -205,6 +213,7 @@ class SchedulerCore:
         kind = tuple(sorted((k, float(v)) for k, v in total.items() if not k.startswith("node:")))
         self._kinds[kind] = self._kinds.get(kind, 0.0) + n * float(total.get("GPU", 0.0))
         self._scarce.clear()
+        self._per_type = gpus_per_type(self._kinds)
 
     def _scarcity(self, need: Need) -> float:
         """All alive GPUs over those on nodes that can ever run need (by kind of node)."""
@@ -216,11 +225,65 @@ class SchedulerCore:
 
     def _touch(self, g: CoreGroup) -> None:
         """g's jobs, workers or timing changed: its rank is set again (O(log n))."""
+        self._shares.touch(g.gid, g)
         rank = self._rank.setdefault(g.need, Ranked())
-        if g.workers and g.jobs:
-            rank.set(g.gid, split_gain(g, START_S, self.min_jobs))
+        if g.workers and g.jobs and split_gain(g, START_S, self.min_jobs) > 0:
+            rank.set(g.gid, remaining(g))
         else:
             rank.drop(g.gid)
+
+    def _avoid(self, need: Need) -> frozenset[str]:
+        """The accelerator types need must keep off now (llem.scheduler.shares)."""
+        return self._shares.avoid(need, self._per_type) if self._per_type else frozenset()
+
+    def _drain(self, heads: list[CoreGroup]) -> None:
+        """Keep nodes for the wide group that should have the next worker (decide.starved)
+        while no node has room for it: one more node each call while the free GPUs of the
+        nodes that can run it add up to one more of its workers. Workers of other groups
+        on a kept node leave it after their job (_evict); a node whose workers cannot all
+        leave (a group's last worker stays) is not kept."""
+        ranked = {need: self._ranked(need) for need in self.running}
+        g = starved(heads, ranked, self.books, self.min_jobs, self._avoid)
+        assert g is None or isinstance(g, CoreGroup)
+        self._starved = g
+        held = self.books.held
+        for node in [n for n, need in held.items()
+                     if g is None or need != g.need or not self._drainable(n, need)]:
+            del held[node]
+        if g is not None and len(held) < 1 + self.books.free_gpus(g.need) // g.need.gpus:
+            self.books.reserve(g.need, self._avoid(g.need),
+                               lambda node: not self._drainable(node, g.need))
+
+    def _evict(self, w: CoreWorker) -> bool:
+        """Whether w, between two jobs on a node kept for another need, leaves its group:
+        when its group, one worker short, would still finish before the starved one."""
+        need = self.books.held.get(w.node)
+        g = w.group
+        if need is None or need == g.need or g.workers < 2 or self._starved is None:
+            return False
+        short = g.left() / (g.workers - 1) * (PRIOR_S if g.job_s is None else g.job_s)
+        return short < remaining(self._starved)
+
+    def _drainable(self, node: str, need: Need) -> bool:
+        """Whether node, not free enough for need now, would be once the workers of other
+        groups that have another worker left it (a group's last worker stays)."""
+        n = self.books.nodes[node]
+        gpus = n.free.get("GPU", 0.0)
+        here: dict[int, int] = {}
+        for wid in self._on_node.get(node, {}):
+            g = self.workers[wid].group
+            if not self.workers[wid].idle and g.need != need and \
+                    here.get(g.gid, 0) < g.workers - 1:
+                here[g.gid] = here.get(g.gid, 0) + 1
+                gpus += g.need.gpus
+        return gpus + EPS >= need.gpus > n.free.get("GPU", 0.0)
+
+    def _hold(self, w: CoreWorker, sign: int) -> None:
+        """w takes (sign 1) or frees (-1) its GPUs, for llem.scheduler.shares."""
+        if w.node not in self._type_of:
+            node = self.books.nodes.get(w.node)
+            self._type_of[w.node] = accelerator(node.total) if node else None
+        self._shares.hold(self._type_of[w.node], w.group.need, sign)
 
     def _ranked(self, need: Need) -> Iterator[CoreGroup]:
         """need's running groups with jobs left, largest split gain first, SCAN at most."""
@@ -243,6 +306,7 @@ class SchedulerCore:
     def _join(self, w: CoreWorker, g: CoreGroup) -> None:
         w.group = g
         g.workers += 1
+        self._hold(w, 1)
         self.running.setdefault(g.need, {})[g.gid] = g
         self._touch(g)
 
@@ -252,8 +316,9 @@ class SchedulerCore:
             heads = [q[-1] for q in self.pending.values() if q]
             ranked = {need: self._ranked(need) for need in self.running}
             pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs,
-                              self._scarcity)
+                              self._scarcity, self._avoid)
             if pick is None:
+                self._drain(heads)
                 return out
             g, split = pick
             assert isinstance(g, CoreGroup)
@@ -266,7 +331,7 @@ class SchedulerCore:
                 del idle[reuse]
                 w = self.workers[reuse]
                 w.idle = False
-                node = self.books.place(g.need, w.node)
+                node = self.books.place(g.need, w.node, self._avoid(g.need))
                 if node != w.node:  # its own node has no room: a fresh process elsewhere
                     if node is not None:
                         self.books.release(node, g.need)
@@ -274,7 +339,7 @@ class SchedulerCore:
                     out.append(Kill(reuse))
                     reuse = None
             if reuse is None:
-                node = self.books.place(g.need)
+                node = self.books.place(g.need, avoid=self._avoid(g.need))
                 assert node is not None
                 w = CoreWorker(self._next, node, g)
                 self._next += 1
@@ -289,8 +354,11 @@ class SchedulerCore:
         """w no longer serves its group; its resources are released."""
         g = w.group
         g.workers -= 1
+        self._hold(w, -1)
         if not g.workers:
             self.running.get(g.need, {}).pop(g.gid, None)
+            if g.jobs:  # its last worker left a draining node: it waits for a node again
+                self.pending.setdefault(g.need, []).append(g)
         self._touch(g)
         self.books.release(w.node, g.need)
 
@@ -305,6 +373,7 @@ class SchedulerCore:
             return
         g = w.group
         g.workers -= 1
+        self._hold(w, -1)
         if release:
             self.books.release(w.node, g.need)
         self._forget(w)
@@ -313,3 +382,4 @@ class SchedulerCore:
             self.running.get(g.need, {}).pop(g.gid, None)
             if g.jobs:  # no worker left: it waits for a node again, first of its need
                 self.pending.setdefault(g.need, []).append(g)
+

@@ -2,9 +2,10 @@
 
 Which waiting group starts next (longest first, one an idle worker can take before a fresh
 process), when a running group gets one more worker (split_gain: by time, not by a job
-count; remaining: the group that would finish last first), and whether a job whose worker
-died is retried. llem.scheduler.core.SchedulerCore asks them for a whole campaign driven by
-events (the simulator's and the Ray driver's), where placement is llem.scheduler.placement.
+count; remaining: the group that would finish last first), which wide group nodes are
+drained for (starved), and whether a job whose worker died is retried.
+llem.scheduler.core.SchedulerCore asks them for a whole campaign driven by events (the
+simulator's and the Ray driver's), where placement is llem.scheduler.placement.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from llem.scheduler.placement import Books, Need
 
 UNTIMED_JOBS = 2  # see split_gain
 START_S = 2.0  # what a new worker costs before its model load (process, imports), roughly
-SCAN = 16  # running groups of one need looked at for a split, most work left per worker first
+SCAN = 16  # running groups of one need looked at for a split, the one to finish last first
 PRIOR_S = 60.0  # a job's expected time before any job of its group finished
 
 
@@ -59,11 +60,14 @@ def split_gain(g: Runnable, start_s: float, min_jobs: int = 2) -> float:
 
 
 def remaining(g: Runnable) -> float:
-    """Seconds of work g's workers still have each (inf with no worker): the group that
-    would finish last is the one a free GPU shortens the campaign most by joining."""
+    """Seconds until g would finish with the workers it has (inf with none): the jobs left
+    per worker, plus the one each worker runs at the end (split_gain > 0 on a need's
+    groups ranked by this: llem.scheduler.core). A free GPU goes to the group that would
+    finish last, so that the groups end together, and the one job added puts groups of
+    long jobs ahead of groups of short ones: the tail is left to the short jobs."""
     if not g.workers:
         return math.inf
-    return g.left() * (PRIOR_S if g.job_s is None else g.job_s) / g.workers
+    return (g.left() / g.workers + 1) * (PRIOR_S if g.job_s is None else g.job_s)
 
 
 def lpt_key(g: Runnable) -> float:
@@ -73,39 +77,67 @@ def lpt_key(g: Runnable) -> float:
 
 def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
                books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2,
-               scarcity: Callable[[Need], float] | None = None
+               scarcity: Callable[[Need], float] | None = None,
+               avoid: Callable[[Need], frozenset[str]] | None = None
                ) -> tuple[Runnable, bool] | None:
     """The group to start one worker for now, and whether it is a split, or None.
 
-    Waiting groups go first (each must run once anyway): of those that fit a node now, one
-    an idle worker can serve (no process start), then the longest, its length weighed by
-    scarcity (all GPUs over the GPUs of the nodes that can run it: a group only a quarter of
-    the cluster can run is as long, for the campaign, as one four times its size). Once none
-    waits, the running group whose split gains the most, among the needs that fit a node now
-    and share no kind of node with a waiting group (running: need -> its running groups,
-    largest split_gain with a fresh process first: SCAN of each are looked at, so a decision
-    costs the same with 10 groups running or 10,000; nothing is scanned while every GPU is
-    busy). pending: the longest waiting group of each need is enough (see SchedulerCore)."""
-    fit = [g for g in pending if books.can_place(g.need)]
+    Waiting groups go first (each must run once anyway, and a group's job time is known only
+    once one of its jobs has run): of those that fit a node now, one an idle worker can
+    serve (no process start), then the longest, its length weighed by scarcity (all GPUs
+    over the GPUs of the nodes that can run it). Once none waits, a split for the running
+    group that would finish last (remaining) among those a split shortens (split_gain > 0),
+    of the needs that fit a node now and share no kind of node with a waiting group
+    (running: need -> its running groups, ranked by remaining: SCAN of each are looked at,
+    so a decision costs the same with 10 groups running or 10,000; nothing is scanned while
+    every GPU is busy). pending: the longest waiting group of each need is enough (see
+    SchedulerCore). avoid: the accelerator types a need must keep off now (their GPUs are
+    kept for the groups tied to them: llem.scheduler.shares), none by default."""
+    off = avoid or (lambda need: frozenset())
+    fit = [g for g in pending if books.can_place(g.need, off(g.need))]
     if fit:
         weigh = scarcity or (lambda need: 1.0)
         return max(fit, key=lambda g: (reusable(g), lpt_key(g) * weigh(g.need))), False
-    best, gain = None, 0.0
+    best, key = None, 0.0
     for need, groups in running.items():
         # a split must not keep a waiting (wider) group off a node it could use
-        if any(books.shares_kind(need, w.need) for w in pending) or \
-                not books.can_place(need):
+        if any(books.shares_kind(need, w.need, off(w.need)) for w in pending) or \
+                not books.can_place(need, off(need)):
             continue
         if isinstance(groups, (list, tuple)):  # the driver's few: ranked here
-            groups = sorted(groups, key=lambda g: split_gain(g, START_S, min_jobs),
-                            reverse=True)
+            groups = sorted((g for g in groups if split_gain(g, START_S, min_jobs) > 0),
+                            key=remaining, reverse=True)
         for g in islice(groups, SCAN):
-            if split_gain(g, START_S, min_jobs) + START_S <= gain:
-                break  # ranked by that gain: a reused process saves at most START_S more
-            s = split_gain(g, 0.0 if reusable(g) else START_S, min_jobs)
-            if s > gain:
-                best, gain = g, s
+            r = remaining(g)
+            if r + START_S <= key:
+                break  # ranked by remaining: a reused process counts START_S more at most
+            reuse = reusable(g)
+            if split_gain(g, 0.0 if reuse else START_S, min_jobs) > 0 and \
+                    r + (START_S if reuse else 0.0) > key:
+                best, key = g, r + (START_S if reuse else 0.0)
     return (best, True) if best is not None else None
+
+
+def starved(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
+            books: Books, min_jobs: int = 2,
+            avoid: Callable[[Need], frozenset[str]] | None = None) -> Runnable | None:
+    """The wide group (2+ GPUs a worker) that no node has room for now and that should
+    have the next one, or None: the longest waiting one, else the running one that would
+    finish last of those a split shortens (running ranked as in next_start, the first of
+    each need looked at). The core keeps (drains) nodes for it: free GPUs scattered one or
+    two a node would otherwise never add up to a wide worker's."""
+    off = avoid or (lambda need: frozenset())
+    wide = [g for g in pending if g.need.gpus > 1 and not books.can_place(g.need, off(g.need))]
+    if wide:
+        return max(wide, key=lpt_key)
+    best, key = None, 0.0
+    for need, groups in running.items():
+        if need.gpus <= 1 or books.can_place(need, off(need)):
+            continue
+        for g in islice(groups, 1):
+            if split_gain(g, START_S, min_jobs) > 0 and remaining(g) > key:
+                best, key = g, remaining(g)
+    return best
 
 
 def retry(attempts: int, retries: int) -> bool:

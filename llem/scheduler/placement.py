@@ -10,7 +10,7 @@ wait, never share a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from llem.models.memory import human
 
 EPS = 1e-9
 ACCEL_PREFIX = "accelerator_type:"
+RESERVE_TRIES = 16  # nodes Books.reserve looks at, so that it costs the same on 10,000 GPUs
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ class Node:
 
 def can_ever_fit(total: Mapping[str, float], need: Need) -> bool:
     return all(total.get(k, 0.0) + EPS >= v for k, v in need.amounts)
+
+
+def accelerator(total: Mapping[str, float]) -> str | None:
+    """A node's accelerator type (from its resource totals), or None."""
+    return next((k[len(ACCEL_PREFIX):] for k in total if k.startswith(ACCEL_PREFIX)), None)
+
+
+def avoided(total: Mapping[str, float], avoid: frozenset[str]) -> bool:
+    return bool(avoid) and accelerator(total) in avoid
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,8 @@ class Books:
     _slots: dict[tuple[int, int], dict[str, None]] = field(default_factory=dict, repr=False)
     _kinds: dict[tuple[tuple[str, float], ...], int] = field(default_factory=dict, repr=False)
     _kind_of: dict[str, int] = field(default_factory=dict, repr=False)
+    # node -> the need it is kept for while it drains (see reserve); none in the driver
+    held: dict[str, Need] = field(default_factory=dict)
 
     @classmethod
     def from_nodes(cls, nodes: list[dict[str, Any]], exclusive: bool = False,
@@ -192,22 +204,28 @@ class Books:
     def feasible(self, need: Need) -> bool:
         return never_placed(need, self.views()) is None
 
-    def shares_kind(self, a: Need, b: Need) -> bool:
-        """Whether some kind of alive node could ever run both a and b."""
+    def shares_kind(self, a: Need, b: Need, avoid: frozenset[str] = frozenset()) -> bool:
+        """Whether some kind of alive node could ever run both a and b (b kept off the
+        accelerator types in avoid)."""
         return any(can_ever_fit(dict(kind), a) and can_ever_fit(dict(kind), b)
-                   for kind, _ in self._kind_slots())
+                   and not avoided(dict(kind), avoid) for kind, _ in self._kind_slots())
 
     def _kind_slots(self) -> list[tuple[tuple[tuple[str, float], ...], int]]:
         used = {k for k, _ in self._slots}
         return [(kind, i) for kind, i in self._kinds.items() if i in used]
 
-    def can_place(self, need: Need) -> bool:
-        return self._find(need, None) is not None
+    def can_place(self, need: Need, avoid: frozenset[str] = frozenset()) -> bool:
+        return self._find(need, None, avoid) is not None
 
-    def _find(self, need: Need, prefer: str | None) -> Node | None:
+    def _find(self, need: Need, prefer: str | None,
+              avoid: frozenset[str] = frozenset()) -> Node | None:
         """A node where need fits now: prefer if it fits, else the tightest fit (fewest free
-        GPUs), so that large GPU sets stay free for TP jobs."""
+        GPUs), so that large GPU sets stay free for TP jobs; none of an accelerator type in
+        avoid (kept for the groups tied to it: llem.scheduler.core)."""
+        held = self.held
         if prefer is not None and prefer in self.nodes and \
+                held.get(prefer, need) == need and \
+                not avoided(self.nodes[prefer].total, avoid) and \
                 self.nodes[prefer].fits(need, self.exclusive, self.cpu_jobs):
             return self.nodes[prefer]
         if need.gpus <= 0:  # CPU workers: few nodes and workers, a plain scan
@@ -220,17 +238,47 @@ class Books:
                 continue
             for node_id in self._slots[(kind, free)]:
                 n = self.nodes[node_id]
-                if not can_ever_fit(n.total, need):
-                    break  # the whole kind lacks it (accelerator type, custom)
-                if n.fits(need, self.exclusive, self.cpu_jobs):
+                if not can_ever_fit(n.total, need) or avoided(n.total, avoid):
+                    break  # the whole kind lacks it (accelerator type, custom) or is kept
+                if n.fits(need, self.exclusive, self.cpu_jobs) and \
+                        (not held or held.get(node_id, need) == need):
                     return n
         return None
 
-    def place(self, need: Need, prefer: str | None = None) -> str | None:
+    def reserve(self, need: Need, avoid: frozenset[str] = frozenset(),
+                skip: Callable[[str], bool] = lambda node_id: False) -> str | None:
+        """Keep the node of most free GPUs that can run need (none of the types in avoid)
+        for need alone until need is placed there: it drains as its workers end, where
+        free GPUs scattered over many nodes would never add up to a wide worker's. Costs
+        the kinds x free levels, not the nodes."""
+        tries = 0
+        for kind, free in sorted(self._slots, key=lambda k: (-k[1], k[0])):
+            for node_id in self._slots[(kind, free)]:
+                n = self.nodes[node_id]
+                if not can_ever_fit(n.total, need) or avoided(n.total, avoid):
+                    break
+                if node_id not in self.held and not skip(node_id):
+                    self.held[node_id] = need
+                    return node_id
+                tries += 1
+                if tries >= RESERVE_TRIES:
+                    return None
+        return None
+
+    def free_gpus(self, need: Need) -> float:
+        """Free GPUs on the alive nodes that can ever run need (kinds x free levels)."""
+        kinds = {i: kind for kind, i in self._kinds.items()}
+        return sum(free * len(ids) for (i, free), ids in self._slots.items()
+                   if free and can_ever_fit(dict(kinds[i]), need))
+
+    def place(self, need: Need, prefer: str | None = None,
+              avoid: frozenset[str] = frozenset()) -> str | None:
         """Book need on a node with room now (see _find); its id, or None."""
-        best = self._find(need, prefer)
+        best = self._find(need, prefer, avoid)
         if best is None:
             return None
+        if self.held.get(best.node_id) == need:
+            del self.held[best.node_id]
         self._index(best.node_id, False)
         for k, v in need.amounts:
             best.free[k] = best.free.get(k, 0.0) - v
@@ -255,6 +303,7 @@ class Books:
             self._index(node_id, True)
 
     def lose(self, node_id: str) -> None:
+        self.held.pop(node_id, None)
         if node_id in self.nodes and self.nodes[node_id].alive:
             self._index(node_id, False)
             self.nodes[node_id].alive = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import math
 import random
 import time
 from collections import deque
@@ -42,30 +43,79 @@ class Workload:
         return int(sum(r["GPU"] for _, r in self.nodes))
 
     def bound(self) -> tuple[float, float, float]:
-        """The lower bound on the makespan: (bound, work / GPUs, longest chain).
+        """A lower bound on the makespan: (bound, work, chain); bound = max(work, chain).
 
-        work: every job's GPU-seconds plus one model load per group (times its GPUs), over
-        the GPUs that may run it (a group tied to an accelerator type counts against that
-        type's GPUs too); longest chain: the longest single job after its model load (a
-        group can be split, a job cannot)."""
-        total = sum(r["GPU"] for _, r in self.nodes)
-        per_type: dict[str, float] = {}
-        for _, r in self.nodes:
-            for k in r:
-                if k.startswith(ACCEL_PREFIX):
-                    per_type[k[len(ACCEL_PREFIX):]] = per_type.get(k[len(ACCEL_PREFIX):], 0) \
-                        + r["GPU"]
+        Proof. Let C be the makespan of any run of this workload (a lost node only takes
+        capacity away; a crashed job only adds work). No GPU runs anything before START_S
+        (no worker process exists before the first has started), and a worker of group g
+        holds its w_g GPUs, loads g's model (L_g) before its first job of g (a reused
+        process too) and then runs g's jobs one after another. So one worker runs at most
+        C - START_S - L_g seconds of g's jobs, and g, whose jobs last D_g seconds in all,
+        has k_g(C) >= ceil(D_g / (C - START_S - L_g)) workers, each paying L_g: g takes at
+        least w_g x (D_g + k_g(C) x L_g) GPU-seconds, all within [START_S, C]. Hence
+        sum over g of w_g (D_g + k_g(C) L_g) <= GPUs x (C - START_S), and the same over the
+        groups tied to an accelerator type against that type's GPUs. The left side never
+        grows with C and the right side grows, so every C that fails a condition is below
+        the makespan: work is such a C (the low end of a bisection). chain: the longest
+        single job after START_S and its model load (a job is never split).
+
+        With k_g = 1 (one load per group) and no START_S this is the plain bound, total GPU
+        work over GPUs (plain_work); k_g counts the loads any run must pay beyond one a
+        group when a group's jobs outlast one worker's time."""
+        total, per_type = self._gpus()
+        chain = START_S + max(self.load_s[g.gid] + max(self.duration[j] for j in g.jobs)
+                              for g in self.groups)
+        work = 0.0
+        for a, gpus in [(None, total), *per_type.items()]:
+            mine = [(sum(self.duration[j] for j in g.jobs), self.load_s[g.gid], g.need.gpus)
+                    for g in self.groups if a is None or self.accel[g.gid] == a]
+            work = max(work, _smallest_feasible(mine, gpus, chain))
+        return max(work, chain), work, chain
+
+    def plain_work(self) -> float:
+        """Every job's GPU-seconds plus one model load per group, over the GPUs that may run
+        it (per accelerator type too): the bound before the loads a split must pay."""
+        total, per_type = self._gpus()
         work, typed = 0.0, dict.fromkeys(per_type, 0.0)
-        chain = 0.0
         for g in self.groups:
             w = (sum(self.duration[j] for j in g.jobs) + self.load_s[g.gid]) * g.need.gpus
             work += w
             a = self.accel[g.gid]
             if a:
                 typed[a] += w
-            chain = max(chain, self.load_s[g.gid] + max(self.duration[j] for j in g.jobs))
-        spread = max([work / total] + [typed[a] / per_type[a] for a in typed if per_type[a]])
-        return max(spread, chain), spread, chain
+        return max([work / total] + [typed[a] / per_type[a] for a in typed if per_type[a]])
+
+    def _gpus(self) -> tuple[float, dict[str, float]]:
+        total = sum(r["GPU"] for _, r in self.nodes)
+        per_type: dict[str, float] = {}
+        for _, r in self.nodes:
+            for k in r:
+                if k.startswith(ACCEL_PREFIX):
+                    a = k[len(ACCEL_PREFIX):]
+                    per_type[a] = per_type.get(a, 0.0) + r["GPU"]
+        return total, per_type
+
+
+def _smallest_feasible(groups: list[tuple[float, float, int]], gpus: float,
+                       chain: float) -> float:
+    """The largest C found to fail sum w (D + ceil(D / (C - START_S - L)) L) <= gpus x
+    (C - START_S) (see Workload.bound), by bisection above chain; groups: (D, L, w)."""
+    if not groups or gpus <= 0:
+        return 0.0
+
+    def fits(c: float) -> bool:
+        need = sum(w * (d + math.ceil(d / (c - START_S - load) - 1e-9) * load)
+                   for d, load, w in groups)
+        return need <= gpus * (c - START_S)
+
+    lo = chain  # every worker's time is positive above it: C >= chain anyway
+    hi = 2 * chain
+    while not fits(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 0.01:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return lo
 
 
 def workload(gpus: int, seed: int = 0, jobs_per_gpu: float = 30.0) -> Workload:
@@ -126,6 +176,8 @@ class SimResult:
     rescheduled: int = 0
     busy_gpu_s: float = 0.0  # GPU-seconds in jobs and model loads (worker starts excluded)
     load_gpu_s: float = 0.0  # of which model loads
+    plain_bound_s: float = 0.0  # max(Workload.plain_work, the longest job after its load):
+    # the bound as it was before the loads of splits and the first start were counted
 
     @property
     def idle_share(self) -> float:
@@ -139,6 +191,7 @@ def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
     back 600 s later as a new node); crash_p: chance that a job kills its worker process."""
     rng = random.Random(seed + 1)
     bound, spread, chain = wl.bound()
+    plain = max(wl.plain_work(), chain - START_S)  # before the run takes the jobs out
     core = SchedulerCore(Books.from_nodes([{"node_id": n, "resources": r}
                                            for n, r in wl.nodes]), retries=retries)
     heap: list[tuple[float, int, str, tuple[Any, ...]]] = []  # (time, seq, kind, args)
@@ -238,4 +291,4 @@ def simulate(wl: Workload, losses: int = 0, crash_p: float = 0.0, seed: int = 0,
                      times[int(0.99 * (len(times) - 1))] if times else 0.0,
                      times[-1] if times else 0.0, losses,
                      sum(1 for v in ended.values() if v == "failed"), rescheduled, busy_gpu_s,
-                     load_gpu_s)
+                     load_gpu_s, plain)
