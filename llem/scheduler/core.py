@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from llem.scheduler.decide import (
     PRIOR_S,
@@ -38,6 +39,9 @@ from llem.scheduler.shares import Shares, gpus_per_type
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
            "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
+
+
+DRAINS = 8  # nodes kept for one need at once at most: a call's cost stays bounded
 
 
 @dataclass
@@ -119,7 +123,7 @@ class SchedulerCore:
     _shares: Shares = field(default_factory=Shares)  # see llem.scheduler.shares
     _per_type: dict[str | None, float] = field(default_factory=dict)  # alive GPUs
     _type_of: dict[str, str | None] = field(default_factory=dict)  # node -> accelerator
-    _starved: CoreGroup | None = None  # the wide group nodes are kept for: see _drain
+    _starved: dict[Need, CoreGroup] = field(default_factory=dict)  # nodes kept: see _drain
 
     def add_groups(self, groups: Sequence[CoreGroup]) -> list[Decision]:
         if not self._kinds:
@@ -237,32 +241,37 @@ class SchedulerCore:
         return self._shares.avoid(need, self._per_type) if self._per_type else frozenset()
 
     def _drain(self, heads: list[CoreGroup]) -> None:
-        """Keep nodes for the wide group that should have the next worker (decide.starved)
-        while no node has room for it: one more node each call while the free GPUs of the
-        nodes that can run it add up to one more of its workers. Workers of other groups
-        on a kept node leave it after their job (_evict); a node whose workers cannot all
-        leave (a group's last worker stays) is not kept."""
+        """Keep nodes for the wide groups that should have the next worker (decide.starved)
+        while no node has room for them: for each, one more node each call while the free
+        GPUs of the nodes that can run it add up to one more of its workers. Workers of
+        other groups on a kept node leave it after their job (_evict); a node whose workers
+        cannot all leave (a group's last worker stays) is not kept."""
         ranked = {need: self._ranked(need) for need in self.running}
-        g = starved(heads, ranked, self.books, self.min_jobs, self._avoid)
-        assert g is None or isinstance(g, CoreGroup)
-        self._starved = g
+        self._starved = {}
+        for g in starved(heads, ranked, self.books, self.min_jobs, self._avoid):
+            assert isinstance(g, CoreGroup)
+            self._starved[g.need] = g
         held = self.books.held
         for node in [n for n, need in held.items()
-                     if g is None or need != g.need or not self._drainable(n, need)]:
+                     if need not in self._starved or not self._drainable(n, need)]:
             del held[node]
-        if g is not None and len(held) < 1 + self.books.free_gpus(g.need) // g.need.gpus:
-            self.books.reserve(g.need, self._avoid(g.need),
-                               lambda node: not self._drainable(node, g.need))
+        for need in self._starved:
+            kept = sum(1 for n in held.values() if n == need)
+            if kept < min(DRAINS, 1 + self.books.free_gpus(need) // need.gpus):
+                self.books.reserve(need, self._avoid(need), partial(self._undrainable, need))
 
     def _evict(self, w: CoreWorker) -> bool:
         """Whether w, between two jobs on a node kept for another need, leaves its group:
         when its group, one worker short, would still finish before the starved one."""
         need = self.books.held.get(w.node)
         g = w.group
-        if need is None or need == g.need or g.workers < 2 or self._starved is None:
+        if need is None or need == g.need or g.workers < 2 or need not in self._starved:
             return False
         short = g.left() / (g.workers - 1) * (PRIOR_S if g.job_s is None else g.job_s)
-        return short < remaining(self._starved)
+        return short < remaining(self._starved[need])
+
+    def _undrainable(self, need: Need, node: str) -> bool:
+        return not self._drainable(node, need)
 
     def _drainable(self, node: str, need: Need) -> bool:
         """Whether node, not free enough for need now, would be once the workers of other

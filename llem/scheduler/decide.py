@@ -120,24 +120,27 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
 
 def starved(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
             books: Books, min_jobs: int = 2,
-            avoid: Callable[[Need], frozenset[str]] | None = None) -> Runnable | None:
-    """The wide group (2+ GPUs a worker) that no node has room for now and that should
-    have the next one, or None: the longest waiting one, else the running one that would
-    finish last of those a split shortens (running ranked as in next_start, the first of
-    each need looked at). The core keeps (drains) nodes for it: free GPUs scattered one or
-    two a node would otherwise never add up to a wide worker's."""
+            avoid: Callable[[Need], frozenset[str]] | None = None) -> list[Runnable]:
+    """The wide groups (2+ GPUs a worker) that no node has room for now and that should
+    have the next one, at most one for any kind of node: the longest waiting ones first,
+    then the running ones that would finish last of those a split shortens (running ranked
+    as in next_start, the first of each need looked at). The core keeps (drains) nodes for
+    them: free GPUs scattered one or two a node would otherwise never add up to a wide
+    worker's."""
     off = avoid or (lambda need: frozenset())
-    wide = [g for g in pending if g.need.gpus > 1 and not books.can_place(g.need, off(g.need))]
-    if wide:
-        return max(wide, key=lpt_key)
-    best, key = None, 0.0
+    wide = sorted((g for g in pending if g.need.gpus > 1 and
+                   not books.can_place(g.need, off(g.need))), key=lpt_key, reverse=True)
+    tops = []
     for need, groups in running.items():
-        if need.gpus <= 1 or books.can_place(need, off(need)):
-            continue
-        for g in islice(groups, 1):
-            if split_gain(g, START_S, min_jobs) > 0 and remaining(g) > key:
-                best, key = g, remaining(g)
-    return best
+        if need.gpus > 1 and not books.can_place(need, off(need)):
+            g = next(iter(islice(groups, 1)), None)
+            if g is not None and split_gain(g, START_S, min_jobs) > 0:
+                tops.append(g)
+    out: list[Runnable] = []
+    for g in wide + sorted(tops, key=remaining, reverse=True):
+        if not any(books.shares_kind(g.need, o.need, off(o.need)) for o in out):
+            out.append(g)
+    return out
 
 
 def retry(attempts: int, retries: int) -> bool:
