@@ -25,16 +25,29 @@ ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_TOKEN", "NGC_API_KEY"
              "AZURE_STORAGE_KEY", "OPENAI_API_KEY")
 MASK = "***"
 MIN_LEN = 8  # shorter values are not masked (they would mask ordinary words)
-# Shapes of well-known tokens, masked even when llem was not told about them.
-PATTERNS = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_-]{20,}|"
-                      r"sk-[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16})\b")
+# Shapes of well-known tokens, masked even when llem was not told about them: Hugging Face,
+# NVIDIA, OpenAI/Anthropic, AWS (long-lived and session), GitHub, GitLab, Slack, Google API
+# keys, JWTs and PEM private keys. A shape is bounded by non-alphanumerics, so a token glued
+# to text by '_' (`a_hf_...`, `hf_..._x`) is still one.
+PATTERNS = re.compile(r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_-]{20,}|"
+                      r"sk-[A-Za-z0-9_-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|"
+                      r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|"
+                      r"glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|"
+                      r"AIza[0-9A-Za-z_-]{35}|"
+                      r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|"
+                      r"-----BEGIN [A-Z ]*PRIVATE KEY-----)(?![A-Za-z0-9])")
+# A password in a URL (`s3://KEY:SECRET@bucket`, `https://user:pass@host`): the part after
+# the colon is masked, the scheme, user and host stay readable.
+USERINFO = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
 # Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
-SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_)?(?:token|api_?key|"
-                        r"password|passwd|secret|secret_key|access_key)$")
+SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_|client_|aws_|session_|"
+                        r"refresh_|id_|oauth_|bearer_)?(?:token|api_?key|password|passwd|"
+                        r"secret|secret_key|access_key|private_key|secret_access_key|"
+                        r"authorization|bearer|credentials?|connection_string)$")
 # Environment variable names that hold a credential whatever their value: ENV_NAMES and names
 # shaped like one (*_TOKEN, *_KEY, *SECRET*, *PASSWORD*, *CREDENTIAL*, *API_KEY*, ...).
-SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:TOKEN|KEY)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|"
-                        r"API_?KEY|ACCESS_?KEY|PRIVATE_?KEY")
+SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:TOKEN|KEY|AUTH|PASS)$|SECRET|PASSWORD|PASSWD|"
+                        r"CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CONNECTION_?STRING")
 NOT_SECRET_ENV = frozenset({"HF_HUB_DISABLE_IMPLICIT_TOKEN"})  # a switch, not a credential
 
 _known: set[str] = set()
@@ -100,7 +113,7 @@ def redact(text: str) -> str:
         return text
     for v in sorted(_known, key=len, reverse=True):
         text = text.replace(v, MASK)
-    return PATTERNS.sub(MASK, text)
+    return mask_shapes(text)
 
 
 def looks_secret(key: str, value: object) -> bool:
@@ -117,8 +130,9 @@ def secret_name(key: str) -> bool:
 
 
 def token_shaped(text: str) -> bool:
-    """Does text hold a string shaped like a well-known token (hf_..., sk-..., AKIA...)?"""
-    return PATTERNS.search(text) is not None
+    """Does text hold a string shaped like a well-known token (hf_..., sk-..., AKIA...), or
+    a URL with a password?"""
+    return PATTERNS.search(text) is not None or USERINFO.search(text) is not None
 
 
 def secret_env_name(name: str) -> bool:
@@ -129,5 +143,6 @@ def secret_env_name(name: str) -> bool:
 
 
 def mask_shapes(text: str) -> str:
-    """text with token-shaped strings replaced by *** (no environment is read)."""
-    return PATTERNS.sub(MASK, text)
+    """text with token-shaped strings and URL passwords replaced by *** (no environment is
+    read)."""
+    return USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))

@@ -99,7 +99,8 @@ def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
         raise click.UsageError("--quiet and --verbose cannot be used together")
     try:
         _run(grid, quiet, verbose, **flags)
-    except (UserError, click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+    except (UserError, click.ClickException, click.exceptions.Exit, KeyboardInterrupt,
+            BrokenPipeError):  # (a reader that stopped early: llem.cli.main)
         raise
     except Exception as exc:
         if verbose:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llem.config.axes import Alternative, Axis, Where, resolve
+from llem.config.axes import Alternative, Axis, Where, resolve, same_key
 from llem.config.campaign import describe_error
 from llem.config.group import Group, per_cycle, planned
 from llem.config.job import Job, canonical, load_key_of
@@ -28,12 +28,14 @@ from llem.errors import ConfigError
 
 
 def _matches(values: Alternative, rule: dict[str, Any]) -> bool:
+    """Does a point's values match an include/exclude rule? Values compare as a grid tells
+    them apart (llem.config.axes.same_key): true is not 1, 1 is 1.0."""
     for path, want in rule.items():
-        have = values.get(path)
-        if isinstance(want, list) and not isinstance(have, list):
-            if have not in want:
+        have = same_key(values.get(path))
+        if isinstance(want, list) and not isinstance(values.get(path), list):
+            if have not in {same_key(w) for w in want}:
                 return False
-        elif have != want:
+        elif have != same_key(want):
             return False
     return True
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.backends import REGISTRY
-from llem.config.axes import check_path, distinct, flatten_rule, suggest
+from llem.config.axes import check_path, distinct, flatten_rule, same_key, suggest, validate
 from llem.config.campaign import Campaign, describe_error
 from llem.config.checks import check_backend_keys, check_backend_options, check_cross_fields
 from llem.config.credential_scan import refuse_credentials
@@ -165,11 +165,17 @@ def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,
                                     hint="give it keys, e.g. {batch_size: 8}"))
             continue
         flat = flatten_rule(rule)
-        for key in flat:
+        for key, want in flat.items():
             why = check_path(key) if key not in ("model", "backend") else None
             if why:
                 problems.add(smap.error((section, i, key.split(".", 1)[0]), why,
                                         hint=suggest(key)))
+            elif key not in ("model", "backend"):
+                # a value of the wrong type would match nothing, or the wrong points
+                # (true == 1): checked as the parameter's own values are
+                for v in want if isinstance(want, list) else [want]:
+                    with problems.collecting():
+                        validate({key: v}, (section, i, key), smap)
         out.append(flat)
     return out
 
@@ -180,8 +186,8 @@ def _covers(ex: dict[str, Any], inc: dict[str, Any]) -> bool:
         if key not in inc:
             return False
         have = inc[key] if isinstance(inc[key], list) else [inc[key]]
-        allowed = want if isinstance(want, list) else [want]
-        if not all(h in allowed for h in have):
+        allowed = {same_key(w) for w in (want if isinstance(want, list) else [want])}
+        if not all(same_key(h) in allowed for h in have):
             return False
     return True
 

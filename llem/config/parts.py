@@ -122,7 +122,23 @@ def values(entries: list[tuple[str, Any, Loc]], smap: SourceMap,
                 validate({**fixed, path: value}, loc, smap)  # fixed: values found good
                 fixed[path] = value
                 where[path] = loc
+    _check_crossed(axes, smap, problems)
     return fixed, axes, where
+
+
+def _check_crossed(axes: list[Axis], smap: SourceMap, problems: Problems) -> None:
+    """Two axes (groups) that both set a path: crossed, the later one would win silently
+    in their combinations, whichever was meant."""
+    for j, later in enumerate(axes):
+        for first in axes[:j]:
+            both = sorted(first.paths() & later.paths())
+            if both:
+                problems.add(smap.error(later.locs[0][:-1] or later.locs[0], f"'{both[0]}' "
+                                        f"is also set by '{first.key}' on line "
+                                        f"{smap.line(first.locs[0])}: crossed, one would "
+                                        "override the other silently",
+                                        hint="set it in one of them"))
+                break
 
 
 def _per_backend(c: Campaign, backends: list[str], smap: SourceMap,

@@ -12,6 +12,7 @@ import binascii
 import math
 import os
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,18 @@ def _scalar_problem(node: yaml.Node, exc: Exception) -> str:
     return f"{shown(node.value)} is not a valid !!{tag}"
 
 
+def _surprising_number(text: str, value: int | float) -> str | None:
+    """Why a plain number is not the number it looks like: YAML 1.1 reads a leading 0 as
+    octal (010 is 8) and colons as base 60 (1:30 is 90)."""
+    digits = text.lstrip("+-")
+    if ":" in digits:
+        return f"{text} is a base-60 number in YAML ({shown(value)})"
+    if isinstance(value, int) and len(digits) > 1 and digits[0] == "0" and \
+            digits[1] in "0123456789_":
+        return f"{text} is an octal number in YAML ({shown(value)})"
+    return None
+
+
 def _binary_secret(node: yaml.ScalarNode) -> bool:
     """Does a !!binary value decode to something shaped like a credential?"""
     try:
@@ -253,6 +266,11 @@ class _Builder:
                                       hint="write a number; .inf and .nan cannot be stored",
                                       line=line))
             return None
+        elif isinstance(value, int | float) and not isinstance(value, bool) and \
+                node.style is None and (why := _surprising_number(str(node.value), value)):
+            self.fail(self.smap.error(loc, why, hint="write the number you mean in decimal, "
+                                      "or quote it to write text", line=line))
+            return None
         elif isinstance(value, int) and not isinstance(value, bool) and \
                 not INT64[0] <= value <= INT64[1]:
             self.fail(self.smap.error(loc, f"{shown(value)} is outside the whole numbers the "
@@ -279,9 +297,18 @@ class _Builder:
             self.fail(self.smap.error(loc, f"bad key: {_scalar_problem(key_node, exc)}",
                                       line=line))
             return None
-        if not isinstance(key, str | int | float | bool):
-            self.fail(self.smap.error(loc, f"unsupported key {shown(key)}",
-                                      hint="write a name", line=line))
+        if not isinstance(key, str | int) or isinstance(key, bool):
+            # a boolean or float key would become the text 'True' or '0.5' silently
+            why = " (yes/no/on/off/true/false are YAML booleans)" if isinstance(key, bool) \
+                else ""
+            self.fail(self.smap.error(loc, f"a key must be text or a whole number (got "
+                                      f"{shown(key)}{why})", hint="quote it to write text",
+                                      line=line))
+            return None
+        if isinstance(key, str) and any(unicodedata.category(c) == "Cc" for c in key):
+            self.fail(self.smap.error(loc + (key,), "a key cannot hold control characters "
+                                      "(a tab, a newline, an escape)", hint="write a plain "
+                                      "name", line=line))
             return None
         return str(key)
 

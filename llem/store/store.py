@@ -91,7 +91,11 @@ class Store:
                 raise StoreError(f"cannot open store '{text}': {first_line(exc)}") from None
             self.local = False
         else:
-            self.fs, self.root = pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+            try:
+                local = Path(text).expanduser().resolve()
+            except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a NUL
+                raise StoreError(f"cannot open store '{text}': {first_line(exc)}") from None
+            self.fs, self.root = pafs.LocalFileSystem(), str(local)
             self.local = True
         self.uri = text if not self.local else self.root
         self.session_id = new_session_id()

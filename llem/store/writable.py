@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import stat
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -102,18 +104,52 @@ def check_local(store: Store, campaign: str | None) -> None:
             with contextlib.suppress(OSError):
                 d.rmdir()
 
+REMOTE_TIMEOUT_S = 30.0  # an object store that has not answered by then is not reachable
+
+
+def _bounded(fn: Callable[[], Any], uri: str) -> Any:
+    """fn's result, or a StoreError once it has run REMOTE_TIMEOUT_S: a filesystem client
+    that waits for an unreachable endpoint (GCS asks a metadata server, with retries, for
+    minutes) must not hang the run. The waiting thread is a daemon: it dies with us."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=call, name="llem-store-probe", daemon=True)
+    worker.start()
+    worker.join(REMOTE_TIMEOUT_S)
+    if worker.is_alive():
+        raise StoreError(f"store {uri} did not answer within {REMOTE_TIMEOUT_S:.0f} s: check "
+                         "its address, the network and the credentials")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def check_remote(store: Store) -> None:
     try:
-        info = store.fs.get_file_info(store.root)
+        info = _bounded(lambda: store.fs.get_file_info(store.root), store.uri)
+    except StoreError:
+        raise
     except Exception as exc:
         raise StoreError(f"store {store.uri} cannot be reached: {first_line(exc)}") from None
     if info.type == pafs.FileType.File:
         raise StoreError(f"store {store.uri} is a file, not a folder")
     probe = store.path(".staging", f"llem-probe-{uuid.uuid4().hex[:8]}.tmp")
-    try:
+
+    def write_probe() -> None:
         with store.fs.open_output_stream(probe) as out:
             out.write(b"llem")
         store.fs.delete_file(probe)
+
+    try:
+        _bounded(write_probe, store.uri)
+    except StoreError:
+        raise
     except Exception as exc:
         raise StoreError(f"store {store.uri} is not writable: {first_line(exc)}") from None
 

@@ -1,0 +1,139 @@
+"""More members of the hostile-input families (issue 18): credential shapes beyond hf_/sk-/
+AKIA (and glued to text by '_'), URL passwords, include/exclude values of the wrong type,
+numbers YAML 1.1 reads otherwise than they look (octal, base 60), keys that are not text,
+and two groups that set one parameter when crossed."""
+
+from __future__ import annotations
+
+import pytest
+
+from llem.config.grid import count_points
+from llem.credentials import mask_shapes, redact, secret_env_name, token_shaped
+from tests.support.grids import error_of, load
+
+SHAPES = [
+    "hf_PlantedTokenDoNotLeak0123456789abcd_x",  # glued by '_' on either side
+    "x_hf_PlantedTokenDoNotLeak0123456789abcd",
+    "ghp_PlantedTok0123456789abcdefghijABCDEFGHIJ",
+    "github_pat_11PlantedTok0123456789_abcdefghijABCDEFGHIJklmnop",
+    "glpat-PlantedTok0123456789ab",
+    "xoxb-123456789012-PlantedTokabcdefghij",
+    "ASIAPLANTEDTOK012345",
+    "AIzaPlantedTok0123456789abcdefghijklmno",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQbGFudGVkIn0.PlantedTokSignature0123",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "s3://AKIDPLANTED:PlantedTokSecret@bucket/x",
+    "https://user:PlantedTokPass@host/ds",
+]
+
+
+@pytest.mark.parametrize("text", SHAPES)
+def test_more_token_shapes_are_refused_and_masked(text: str) -> None:
+    msg = error_of(f"grid:\n  generate.note: '{text}'\n")
+    assert ":5: 'grid.generate.note': looks like a credential" in msg, msg
+    assert "PlantedTok" not in msg
+    assert token_shaped(text) and "PlantedTok" not in mask_shapes(text)
+    assert "PlantedTok" not in redact(f"error: cannot open {text}")
+
+
+def test_a_url_keeps_what_is_not_its_password() -> None:
+    assert mask_shapes("s3://KEY:SECRET@bucket/x") == "s3://KEY:***@bucket/x"
+    for plain in ("http://host:8000/v1", "s3://bucket/x", "pad_token", "user@host"):
+        assert not token_shaped(plain), plain
+
+
+@pytest.mark.parametrize("body", [
+    "store: 's3://KEY:PlantedTokSecret@bucket/x'\n",
+    "dataset: {source: hf, path: 'https://u:PlantedTokPass@host/ds'}\n",
+    "grid:\n  generate.client_secret: PlantedTok\n",
+    "grid:\n  generate.private_key: PlantedTok\n",
+    "grid:\n  generate.headers: {Authorization: 'Bearer PlantedTok'}\n",
+    "noop:\n  connection_string: PlantedTok\n",
+])
+def test_credentials_by_name_or_url_are_refused(body: str) -> None:
+    msg = error_of(body)
+    assert "looks like a credential" in msg and "PlantedTok" not in msg, msg
+
+
+@pytest.mark.parametrize("name", ["AZURE_STORAGE_CONNECTION_STRING", "HF_AUTH", "DB_PASS"])
+def test_more_credential_variable_names(name: str) -> None:
+    assert secret_env_name(name)
+    assert "a credential variable" in error_of(f"environments:\n  noop:\n    env_vars:\n"
+                                               f"      {name}: x\n")
+
+
+@pytest.mark.parametrize("name", ["PWD", "BYPASS_CACHE", "TOKENIZERS_PARALLELISM",
+                                  "PASSTHROUGH"])
+def test_names_that_only_resemble_one(name: str) -> None:
+    assert not secret_env_name(name)
+
+
+# --- include/exclude values are the parameter's own type -------------------------------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("exclude:\n  - {batch_size: true}\n",  # true == 1 would drop batch_size 1
+     ":7: 'exclude.0.batch_size': must be a whole number (got true"),
+    ("exclude:\n  - {batch_size: '1'}\n",  # would match nothing
+     ":7: 'exclude.0.batch_size': must be a whole number (got the text '1'"),
+    ("include:\n  - {batch_size: [1, yes]}\n", ":7: 'include.0.batch_size': must be a whole"),
+    ("exclude:\n  - {measurement: {sample_hz: fast}}\n", "'exclude.0.measurement.sample_hz':"),
+    ("exclude:\n  - {dtype: float8}\n", "unknown dtype 'float8'"),
+])
+def test_rule_values_are_checked_like_the_parameter(body: str, want: str) -> None:
+    msg = error_of("grid:\n  batch_size: [1, 2]\n" + body)
+    assert want in msg, msg
+
+
+def test_rules_tell_true_from_one() -> None:
+    loaded = load("grid:\n  generate.x: [1, true]\nexclude:\n  - {generate.x: true}\n")
+    assert count_points(loaded) == 1
+    loaded = load("grid:\n  temperature: [1, 0.5]\nexclude:\n  - {temperature: 1.0}\n")
+    assert count_points(loaded) == 1  # 1 and 1.0 are one number
+
+
+# --- numbers that are not what they look like; keys that are not text -----------------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("grid:\n  batch_size: 010\n", ":5: 'grid.batch_size': 010 is an octal number in YAML (8)"),
+    ("grid:\n  seed: -0777\n", "-0777 is an octal number"),
+    ("grid:\n  max_new_tokens: 1:30\n", "1:30 is a base-60 number in YAML (90)"),
+    ("grid:\n  temperature: 1:30.5\n", "1:30.5 is a base-60 number in YAML (90.5)"),
+    ("grid:\n  generate.when: 12:30\n", "12:30 is a base-60 number"),
+    ("noop:\n  true: 1\n", ":5: 'noop': a key must be text or a whole number (got True"),
+    ("noop:\n  on: 1\n", "a key must be text or a whole number (got True"),
+    ("noop:\n  0.5: 1\n", "a key must be text or a whole number (got 0.5)"),
+    ("noop:\n  \"a\\tb\": 1\n", "'noop.a\\tb': a key cannot hold control characters"),
+    ("grid:\n  generate:\n    \"x\\e[31m\": 1\n", "a key cannot hold control characters"),
+])
+def test_yaml_surprises_are_refused(body: str, want: str) -> None:
+    msg = error_of(body)
+    assert want in msg, msg
+
+
+def test_plain_numbers_and_explicit_ones_pass() -> None:
+    loaded = load("cycles: 0x2\ngrid:\n  batch_size: !!int '010'\n  seed: 0\n"
+                  "  temperature: 0.5\n  generate.note: '1:30'\n"
+                  "  generate.logit_bias: {50256: -100}\n")
+    assert loaded.campaign.cycles == 2  # 0x: a radix written out is no surprise
+    assert loaded.fixed["batch_size"] == 8  # an explicit tag is what was asked for
+    assert loaded.fixed["generate.note"] == "1:30"  # quoted: text
+    assert loaded.fixed["generate.logit_bias.50256"] == -100  # token ids as keys
+
+
+# --- two groups crossed that set one parameter --------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("grid:\n  g1: [{batch_size: 1}]\n  g2: [{batch_size: 2}]\n",
+     ":6: 'grid.g2': 'batch_size' is also set by 'g1' on line 5"),
+    ("grid:\n  batch_size: [1, 8]\n  variants: [{}, {batch_size: 64}]\n",
+     ":6: 'grid.variants': 'batch_size' is also set by 'batch_size' on line 5"),
+    ("grid:\n  measurement: [{sample_hz: 5}]\n  measurement.sample_hz: [6, 7]\n",
+     "'measurement.sample_hz' is also set by 'measurement' on line 5"),
+    ("grid:\n  quant: [{noop.x: 1}]\n  noop.x: [2, 3]\n", "'noop.x' is also set by 'quant'"),
+])
+def test_two_crossed_axes_may_not_set_one_path(body: str, want: str) -> None:
+    msg = error_of(body)
+    assert want in msg and "override the other silently" in msg, msg
