@@ -92,3 +92,29 @@ def test_a_lost_node_sends_back_exactly_the_jobs_its_workers_held() -> None:
     back = {core.groups[s.group].jobs[0] for s in starts if s.node == "a"}
     assert back == {sent[w] for w in on_a}
     assert all(w.node == "b" for w in core.workers.values())
+
+
+def test_a_node_is_drained_for_a_wide_group_that_no_node_has_room_for() -> None:
+    """A 1-GPU group spread over both nodes would keep every GPU until its last job; the
+    4-GPU group added later gets the node kept for it as its workers there finish a job."""
+    from llem.scheduler.core import SchedulerCore, Send, Start
+    from llem.scheduler.placement import Books
+
+    books = Books.from_nodes([{"node_id": n, "resources": {"GPU": 4.0}} for n in ("a", "b")])
+    core = SchedulerCore(books)
+    wide = Need((("GPU", 4.0),), 4)
+    starts = [d for d in core.add_groups([CoreGroup(0, ONE, "noop", deque(range(400)))])
+              if isinstance(d, Start)]
+    assert len(starts) == 8
+    sent = {d.worker: d.job for s in starts for d in core.worker_started(s.worker)
+            if isinstance(d, Send)}
+    out = core.add_groups([CoreGroup(1, wide, "noop", deque(range(40, 80)))])
+    assert not any(isinstance(d, Start) for d in out)
+    kept = next(iter(books.held))
+    for s in starts:
+        out += core.job_finished(s.worker, sent[s.worker], 30.0)
+    wide_starts = [d for d in out if isinstance(d, Start) and d.group == 1]
+    assert [d.node for d in wide_starts] == [kept]
+    on_kept = {s.worker for s in starts if s.node == kept}
+    assert not any(isinstance(d, Send) and d.worker in on_kept for d in out)
+    assert core.groups[0].workers == 4

@@ -65,3 +65,22 @@ def test_lost_nodes_do_not_count() -> None:
     books.lose("gpu-node")
     assert never_placed(Need.of(Resources(gpus_per_job=1)), books.views()) == \
         "needs 1 GPU on one node; the cluster has no GPU"
+
+
+def test_a_kept_node_takes_only_the_need_it_is_kept_for() -> None:
+    """Books.reserve keeps the node of most free GPUs for one need (the core drains it for
+    a wide group); other needs go elsewhere or wait, and the hold ends once it is placed."""
+    one, four = Need((("GPU", 1.0),), 1), Need((("GPU", 4.0),), 4)
+    books = Books.from_nodes([{"node_id": n, "resources": {"GPU": 4.0}} for n in "ab"])
+    assert books.place(one, "a") == "a" and books.place(one, "b") == "b"
+    assert books.place(one, "b") == "b"  # a: 3 free, b: 2 free
+    assert books.reserve(four) == "a"
+    assert books.place(one) == "b" and books.place(one) == "b"
+    assert books.place(one) is None and books.place(one, "a") is None  # a: 3 free, kept
+    assert not books.can_place(four)
+    books.release("a", one)
+    assert books.place(four) == "a" and not books.held  # placed: no longer kept
+    assert books.reserve(four, skip=lambda node: True) is None
+    assert books.reserve(four) == "b"
+    books.lose("b")
+    assert not books.held
