@@ -80,7 +80,7 @@ def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
         for col in ("file", "kind", "what", "action"):
             t.add_column(col, overflow="fold")
         for f in report.findings:
-            t.add_row(escape(f.path), f.kind, escape(f.detail), f.action)
+            t.add_row(escape(_shown(f.path)), f.kind, escape(f.detail), f.action)
         console.print(t)
     left = report.problems
     if not left:
@@ -91,3 +91,8 @@ def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
     console.print(f"{len(left)} files need attention{hint}", highlight=False)
     return 1
 
+
+
+def _shown(name: str) -> str:
+    """A file name on one line: control characters (a newline in a name) escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in name)

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from llem.store.checks import Verdict
 from llem.store.compact import LOCK, drop_measurements, finish
-from llem.store.listing import done_names, is_compacted, job_cycle, measurement
+from llem.store.listing import done_names, is_compacted, job_cycle, measurement, named
 from llem.store.schema import TABLES, check_schema_versions, is_data_path
 from llem.store.store import DATA_TABLES, Store
 
@@ -85,7 +85,7 @@ def inspect(store: Store, clean: bool = False, now: float | None = None) -> Repo
     counts = dict.fromkeys(TABLES, 0)
     findings: list[Finding] = []
     compacted: set[tuple[str, str]] = set()
-    infos = [i for i in sorted(store.fs.get_file_info(sel), key=lambda i: i.path)
+    infos = [i for i in sorted(named(store.fs.get_file_info(sel)), key=lambda i: i.path)
              if i.type == pafs.FileType.File]
     verdicts = _verdicts(store, infos)
     bad = _bad_measurements(store, verdicts)  # measurement -> the file that makes it so

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,19 @@ def sources_of(fs: pafs.FileSystem, path: str) -> list[Source] | None:
 def encode(sources: list[Source]) -> bytes:
     return json.dumps({"version": 1, "sources": [[s.name, s.size, s.crc] for s in sources]},
                       separators=(",", ":")).encode()
+
+
+def named(infos: Iterable[pafs.FileInfo]) -> list[pafs.FileInfo]:
+    """The entries whose name is UTF-8: pyarrow cannot give the path of another (it raises
+    UnicodeDecodeError), and llem's own names are ASCII, so such a file is never llem's."""
+    out = []
+    for info in infos:
+        try:
+            info.path  # noqa: B018 (decoding it is the test)
+        except UnicodeDecodeError:
+            continue
+        out.append(info)
+    return out
 
 
 def listing(fs: pafs.FileSystem, table: str, campaign: str | None,

@@ -41,6 +41,7 @@ from llem.store.listing import (
     is_compacted,
     job_cycle,
     leave_out,
+    named,
 )
 from llem.store.listing import listing as split_listing
 from llem.store.run_row import Result
@@ -256,7 +257,7 @@ class Store:
         base = self.path(table, f"campaign={campaign}") if campaign else self.path(table)
         sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         try:
-            infos = self.fs.get_file_info(sel)
+            infos = named(self.fs.get_file_info(sel))
         except NotADirectoryError:  # a file where the table's folder should be: no rows
             return []
         return sorted((i for i in infos if i.type == pafs.FileType.File and
@@ -368,7 +369,7 @@ class Store:
         """The campaigns with a partition in table (runs: every campaign with a result)."""
         sel = pafs.FileSelector(self.path(table), allow_not_found=True)
         try:
-            infos = self.fs.get_file_info(sel)
+            infos = named(self.fs.get_file_info(sel))
         except NotADirectoryError:
             return []
         return sorted(i.base_name.split("=", 1)[1] for i in infos
