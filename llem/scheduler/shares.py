@@ -51,8 +51,9 @@ class Shares:
             self.untied[node_type] = self.untied.get(node_type, 0.0) + sign * need.gpus
 
     def avoid(self, need: Need, gpus: Mapping[str | None, float]) -> frozenset[str]:
-        """The accelerator types an untied need must keep off now (none for a tied need).
-        gpus: alive GPUs per accelerator type (None: nodes without one)."""
+        """The accelerator types an untied need must keep off now (none for a tied need, and
+        none where all GPUs are of one type: there is nowhere else to go, a GPU kept would
+        idle). gpus: alive GPUs per accelerator type (None: nodes without one)."""
         if tied_to(need) is not None or not need.gpus:
             return frozenset()
         total = sum(gpus.values())
@@ -64,7 +65,7 @@ class Shares:
         if finish <= 0:
             return frozenset()
         return frozenset(a for a, n in typed.items()
-                         if self.untied.get(a, 0.0) + need.gpus >
+                         if n < total and self.untied.get(a, 0.0) + need.gpus >
                          n - self.work.get(a, 0.0) / finish + EPS)
 
 

@@ -59,3 +59,12 @@ def test_the_core_starts_tied_groups_on_their_scarce_type() -> None:
     starts = [d for d in SchedulerCore(books).add_groups(untied + tied)
               if isinstance(d, Start)]
     assert sum(1 for d in starts if d.node == "a" and d.group >= 20) == 2
+
+
+def test_nothing_is_kept_where_all_gpus_are_of_one_type() -> None:
+    """An untied worker kept off the only type would leave its GPU idle (8 simulated
+    GPUs, seed 1: a GPU idled for 640 s while a 4-GPU H100 group could not use it)."""
+    h100 = Need((("GPU", 4.0), (ACCEL_PREFIX + "H100", 0.001)), 4)
+    s = _shares([_group(0, h100, 40), _group(1, ONE, 10)])
+    assert s.avoid(ONE, {"H100": 8.0}) == frozenset()
+    assert s.avoid(ONE, {"H100": 8.0, None: 4.0}) == {"H100"}
