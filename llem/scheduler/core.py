@@ -2,15 +2,17 @@
 
 Events in (worker started, job finished with its duration, worker died, node added or
 lost), decisions out (Start, Send, Kill, Fail). The decisions themselves are
-llem.scheduler.decide's (LPT order, splits by time, retries), placement is
-llem.scheduler.placement.Books. The simulator (llem.scheduler.sim) runs 10,000 GPUs on a
-simulated clock through it; the Ray driver (llem.scheduler.driver) asks the same decisions
-on its live groups.
+llem.scheduler.decide's (LPT order, splits by time to the group that would finish last,
+retries, which wide groups nodes are drained for), placement is
+llem.scheduler.placement.Books, each GPU type's share for the groups tied to it
+llem.scheduler.shares. The simulator (llem.scheduler.sim) runs 10,000 GPUs on a simulated
+clock through it; the Ray driver (llem.scheduler.driver) asks the same decisions on its
+live groups.
 
-Every per-event cost is bounded by the needs (distinct resource shapes, a dozen), not by
-the GPUs, nodes or groups: running groups are ranked per need by what one more worker
-would gain them (decide.split_gain, in an indexed heap: llem.scheduler.ranked); workers
-are indexed by node.
+Every per-event cost is bounded by the needs (distinct resource shapes, a dozen) and the
+kinds of node, not by the GPUs, nodes or groups: running groups are ranked per need by when
+they would finish (decide.remaining, in an indexed heap: llem.scheduler.ranked); workers
+are indexed by node; at most DRAINS nodes a need are kept.
 """
 
 from __future__ import annotations
