@@ -210,12 +210,13 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
 
 
 class Stopper:
-    """SIGINT and SIGTERM (Ctrl-C, a scheduler's kill, `timeout`, systemd) stop the campaign
-    the same way: the first raises KeyboardInterrupt (workers killed, their GPUs freed, the
-    summary printed, exit 130); a second while that happens is noted, not raised (a
-    KeyboardInterrupt inside the cleanup would skip the summary); a third quits at once."""
+    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, a scheduler's kill, `timeout`, systemd, a closed
+    terminal or ssh session) stop the campaign the same way: the first raises
+    KeyboardInterrupt (workers killed, their GPUs freed, the summary printed, exit 130); a
+    second while that happens is noted, not raised (a KeyboardInterrupt inside the cleanup
+    would skip the summary); a third quits at once."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.count = 0
@@ -241,7 +242,7 @@ class Stopper:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[Stopper]:
-    """Install a Stopper for SIGINT and SIGTERM for the block (not outside the main thread:
+    """Install a Stopper for SIGINT, SIGTERM and SIGHUP for the block (not outside the main thread:
     llem run called from a library keeps its caller's handlers)."""
     stop = Stopper()
     try:

@@ -284,11 +284,13 @@ def test_two_signals_end_with_the_summary(ray_address: str, tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_while_ray_starts_ends_with_the_summary(tmp_path: Path,
                                                        sig: signal.Signals) -> None:
     """A signal while the embedded Ray starts (ray.init puts its own SIGTERM handler in
-    place, which exited 15 with nothing printed): the summary line and exit 130."""
+    place, which exited 15 with nothing printed; SIGHUP, a closed terminal, killed it with
+    129): the summary line and exit 130."""
     grid = tmp_path / "grid.yaml"
     grid.write_text(SLOW_GPU_GRID.replace("resources: {gpus_per_job: 1}\n", ""))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
