@@ -146,3 +146,25 @@ def mask_shapes(text: str) -> str:
     """text with token-shaped strings and URL passwords replaced by *** (no environment is
     read)."""
     return USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))
+
+
+def credential_files(environ: dict[str, str] | None = None) -> set[Path]:
+    """Files that hold credentials where llem and the libraries it drives look for them:
+    HF_TOKEN_PATH, LLEM_SECRETS_FILE, the Hugging Face token file, and the usual git, netrc
+    and cloud credential files. A grid may not name one as data (its text would be sent to
+    a model or an endpoint)."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("HOME") or Path.home())
+    hf_home = Path(env.get("HF_HOME") or Path(env.get("XDG_CACHE_HOME") or home / ".cache")
+                   / "huggingface")
+    found = [env.get("HF_TOKEN_PATH"), env.get("LLEM_SECRETS_FILE"), hf_home / "token",
+             home / ".netrc", home / ".git-credentials", home / ".aws" / "credentials",
+             home / ".docker" / "config.json", env.get("AWS_SHARED_CREDENTIALS_FILE"),
+             env.get("GOOGLE_APPLICATION_CREDENTIALS")]
+    out: set[Path] = set()
+    for f in found:
+        if f:
+            with contextlib.suppress(OSError, RuntimeError):
+                out.add(Path(f).expanduser().resolve())
+    return out
+

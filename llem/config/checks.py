@@ -18,6 +18,7 @@ from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
 from llem.config.loaded import Loaded
 from llem.config.yaml_source import Loc
+from llem.credentials import credential_files
 from llem.errors import Problems, UserError
 from llem.prompts.dataset import FileProblem, file_pool, load_hf
 
@@ -199,7 +200,11 @@ def check_datasets(loaded: Loaded) -> None:
             if key not in checked:
                 checked.add(key)
                 try:  # download (or cache hit) and column detection, before Ray
+                    if ds.path:  # a local folder or file is read as a dataset too
+                        _not_data(str(ds.path), base_dir)
                     load_hf(ds)
+                except FileProblem as exc:
+                    raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
                 except UserError as exc:
                     raise loaded.source.error(loc, str(exc)) from None
             continue
@@ -207,6 +212,26 @@ def check_datasets(loaded: Loaded) -> None:
             continue
         checked.add(str(ds.path))
         try:
+            _not_data(str(ds.path), base_dir)
             file_pool(ds, base_dir)
         except FileProblem as exc:
             raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
+
+
+PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))  # files whose size is no bound
+
+
+def _not_data(path: str, base_dir: Path) -> None:
+    """A prompt file is data: not a kernel or device file (/proc/self/environ holds this
+    process's credentials, and its size reads 0), and not a credential file."""
+    try:
+        real = (base_dir / Path(path).expanduser()).resolve()
+    except (RuntimeError, OSError):
+        return  # file_pool says why
+    if any(real == r or r in real.parents for r in PSEUDO_ROOTS):
+        raise FileProblem(f"prompt file {real} is a kernel or device file, not a prompt file",
+                          "point it at a .jsonl or .txt file")
+    if real in credential_files():
+        raise FileProblem(f"prompt file {real} holds credentials: its text would be sent to "
+                          "the model", "point it at a .jsonl or .txt file of prompts")
+

@@ -5,10 +5,14 @@ and two groups that set one parameter when crossed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from llem.config.checks import check_datasets
 from llem.config.grid import count_points
 from llem.credentials import mask_shapes, redact, secret_env_name, token_shaped
+from llem.errors import UserError
 from tests.support.grids import error_of, load
 
 SHAPES = [
@@ -137,3 +141,27 @@ def test_plain_numbers_and_explicit_ones_pass() -> None:
 def test_two_crossed_axes_may_not_set_one_path(body: str, want: str) -> None:
     msg = error_of(body)
     assert want in msg and "override the other silently" in msg, msg
+
+
+# --- a prompt file is data: not a kernel file, not a credential file -------------------------
+
+
+@pytest.mark.parametrize(("source", "path", "want"), [
+    ("file", "/proc/self/environ", "is a kernel or device file"),  # the driver's credentials
+    ("file", "/dev/zero", "is a kernel or device file"),
+    ("file", "/sys/kernel/mm/transparent_hugepage/enabled", "is a kernel or device file"),
+    ("hf", "/proc/self", "is a kernel or device file"),
+    ("file", "secrets.env", "holds credentials: its text would be sent to the model"),
+    ("file", "hf/token", "holds credentials"),
+])
+def test_a_prompt_file_is_data(source: str, path: str, want: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "hf").mkdir()
+    for f in ("secrets.env", "hf/token"):
+        (tmp_path / f).write_text("HF_TOKEN=x\n")
+    monkeypatch.setenv("LLEM_SECRETS_FILE", str(tmp_path / "secrets.env"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    where = path if path.startswith("/") else tmp_path / path
+    loaded = load(f"dataset: {{source: {source}, path: {where}}}\n")
+    with pytest.raises(UserError, match=f":4: 'dataset.path': .*{want}"):
+        check_datasets(loaded)
