@@ -8,6 +8,9 @@ adapters and assistant models resolve against the grid file's folder, like model
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +205,8 @@ def check_datasets(loaded: Loaded) -> None:
                 try:  # download (or cache hit) and column detection, before Ray
                     if ds.path:  # a local folder or file is read as a dataset too
                         _not_data(str(ds.path), base_dir)
-                    load_hf(ds)
+                    with _quiet_hub():
+                        load_hf(ds)
                 except FileProblem as exc:
                     raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
                 except UserError as exc:
@@ -234,4 +238,22 @@ def _not_data(path: str, base_dir: Path) -> None:
     if real in credential_files():
         raise FileProblem(f"prompt file {real} holds credentials: its text would be sent to "
                           "the model", "point it at a .jsonl or .txt file of prompts")
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """The hub libraries log every retry of a host they cannot reach on stderr ('Retrying in
+    8s', five times): the refusal is the one line llem prints."""
+    with contextlib.suppress(ImportError):  # each sets the hub logger's level on import
+        import datasets  # noqa: F401
+        import huggingface_hub  # noqa: F401
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "datasets")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 

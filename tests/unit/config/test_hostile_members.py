@@ -5,6 +5,7 @@ and two groups that set one parameter when crossed."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,20 @@ def test_a_prompt_file_is_data(source: str, path: str, want: str, tmp_path: Path
     loaded = load(f"dataset: {{source: {source}, path: {where}}}\n")
     with pytest.raises(UserError, match=f":4: 'dataset.path': .*{want}"):
         check_datasets(loaded)
+
+
+def test_the_hub_libraries_retries_are_not_printed(monkeypatch: pytest.MonkeyPatch,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """Offline, `datasets` retries the hub five times and its logger printed each retry on
+    stderr before llem's one line (the real retries take 25 s here: logged the same way)."""
+    import llem.config.checks as checks
+
+    def offline(ds: object) -> None:
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 8s [Retry 5/5].")
+        raise UserError("cannot load HF dataset 'org/ds'")
+
+    monkeypatch.setattr(checks, "load_hf", offline)
+    with pytest.raises(UserError, match=r":4: 'dataset\.path': cannot load HF dataset"):
+        check_datasets(load("dataset: {source: hf, path: org/ds}\n"))
+    assert "Retrying" not in capfd.readouterr().err
+    assert logging.getLogger("huggingface_hub").level != logging.ERROR  # put back
