@@ -89,7 +89,15 @@ class EnvChoice(BaseModel):
     @field_validator("packages")
     @classmethod
     def _packages(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list installs nothing: remove it to install the "
+                             "variant's requirements, or list packages")
         for p in v or []:
             _text(p, "each package")
+            if p.lstrip().startswith("-"):  # pip reads the list as a requirements file
+                raise ValueError(f"each package is a requirement (name, version, URL), not a "
+                                 f"pip option (got {p.split()[0][:40]!r}: an index, a "
+                                 "requirements file or an editable path would change what "
+                                 "installs where)")
         return v
 

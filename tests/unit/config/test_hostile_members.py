@@ -183,3 +183,19 @@ def test_the_hub_libraries_retries_are_not_printed(monkeypatch: pytest.MonkeyPat
         check_datasets(load("dataset: {source: hf, path: org/ds}\n"))
     assert "Retrying" not in capfd.readouterr().err
     assert logging.getLogger("huggingface_hub").level != logging.ERROR  # put back
+
+
+@pytest.mark.parametrize(("packages", "want"), [
+    ("['--index-url=http://example.invalid/']", "not a pip option (got '--index-url="),
+    ("['-r /etc/passwd']", "not a pip option (got '-r'"),
+    ("[numpy, ' -e ./src']", "not a pip option"),
+    ("[]", "an empty list installs nothing"),
+])
+def test_packages_are_requirements_not_pip_options(packages: str, want: str) -> None:
+    msg = error_of(f"environments:\n  noop: {{kind: pip, packages: {packages}}}\n")
+    assert ":5: 'environments.noop.packages'" in msg and want in msg, msg
+
+
+def test_requirements_pass() -> None:
+    load("environments:\n  noop: {kind: pip, packages: [\"numpy>=1; os_name == 'posix'\", "
+         "'git+https://example.invalid/x.git@v1', ./wheels/x.whl]}\n")
