@@ -45,12 +45,11 @@ class Group:
         """Groups of a lower wave are queued first: the cycle, when groups interleave."""
         return self.cycle or 0
 
-    def rank(self, idle: int, left: int) -> tuple[int, int, int, int]:
-        """The driver's preference among waiting groups that fit a node now (the highest
-        starts): a lower wave, then slot, first (interleave, order); then one an idle worker
-        holds the model of (idle 2: no load), then one an idle worker can serve without a
-        process start (idle 1); then the most jobs left."""
-        return -self.wave, -self.slot, idle, left
+    @property
+    def wave_order(self) -> tuple[int, int]:
+        """The driver's first preference among waiting groups that fit a node now (the
+        highest starts): a lower wave, then slot, first (interleave, order)."""
+        return -self.wave, -self.slot
 
     def points(self) -> Iterator[Point]:
         """The group's distinct points (each is a job per cycle)."""

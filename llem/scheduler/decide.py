@@ -76,9 +76,10 @@ def lpt_key(g: Runnable) -> float:
 
 
 def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnable]],
-               books: Books, reusable: Callable[[Runnable], bool], min_jobs: int = 2,
+               books: Books, reusable: Callable[[Runnable], int], min_jobs: int = 2,
                scarcity: Callable[[Need], float] | None = None,
-               avoid: Callable[[Need], frozenset[str]] | None = None
+               avoid: Callable[[Need], frozenset[str]] | None = None,
+               order: Callable[[Runnable], tuple[int, ...]] | None = None
                ) -> tuple[Runnable, bool] | None:
     """The group to start one worker for now, and whether it is a split, or None.
 
@@ -92,12 +93,17 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
     so a decision costs the same with 10 groups running or 10,000; nothing is scanned while
     every GPU is busy). pending: the longest waiting group of each need is enough (see
     SchedulerCore). avoid: the accelerator types a need must keep off now (their GPUs are
-    kept for the groups tied to them: llem.scheduler.shares), none by default."""
+    kept for the groups tied to them: llem.scheduler.shares), none by default. reusable:
+    whether an idle worker can serve g in its own process (the driver says 2 when one holds
+    g's model: no load either). order: a preference among waiting groups before all that
+    (the driver's: the earlier cycle first when groups interleave, then the order's slot)."""
     off = avoid or (lambda need: frozenset())
     fit = [g for g in pending if books.can_place(g.need, off(g.need))]
     if fit:
         weigh = scarcity or (lambda need: 1.0)
-        return max(fit, key=lambda g: (reusable(g), lpt_key(g) * weigh(g.need))), False
+        first = order or (lambda g: ())
+        return max(fit, key=lambda g: (*first(g), reusable(g), lpt_key(g) * weigh(g.need))), \
+            False
     best, key = None, 0.0
     for need, groups in running.items():
         # a split must not keep a waiting (wider) group off a node it could use

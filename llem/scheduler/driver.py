@@ -203,25 +203,20 @@ class Driver(Faults):
                     self._pending.append(gr)
                     if self.books.can_place(gr.need):
                         fit.append(gr)
-            if fit:  # every group must run once anyway: they go before any split; one an
-                # idle worker can serve first (no process start), then largest first
-                # holding a model counts while other workers run: alone, the plan's order
-                # within a cycle is the timeline (timeline_index), one load per group
-                held = bool(self.pool.workers)
-                target = max(fit, key=lambda g: g.group.rank(self.pool.holds(g, held),
-                                                             g.left()))
-                self._pending.remove(target)
-            elif queue or self._pending:
+            if not fit and (queue or self._pending):
                 return  # a split now could keep a waiting (wider) group off its node
-            else:
-                running: dict[Need, list[GroupRun]] = {}
-                for r in {id(w.run): w.run for w in self.pool.workers}.values():
-                    running.setdefault(r.need, []).append(r)
-                pick = next_start([], running, self.books, self._reusable,
-                                  self.sched.split_min_jobs)
-                if pick is None or not isinstance(pick[0], GroupRun):
-                    return
-                target = pick[0]
+            running: dict[Need, list[GroupRun]] = {}
+            for r in {id(w.run): w.run for w in self.pool.workers}.values():
+                running.setdefault(r.need, []).append(r)
+            # every group must run once anyway: waiting ones go before any split (the
+            # earlier cycle first, then one an idle worker can serve, then the longest)
+            pick = next_start(fit, running, self.books, self._reusable,
+                              self.sched.split_min_jobs, order=self._order)
+            if pick is None or not isinstance(pick[0], GroupRun):
+                return
+            target = pick[0]
+            if not pick[1]:
+                self._pending.remove(target)
             if not self._calibrated:  # measurement.calibrate: only when a job will run
                 self._calibrated, self.writer.calibration = True, calibrate(self)
             idle = self.pool.reusable(target)
@@ -229,8 +224,15 @@ class Driver(Faults):
             assert node is not None
             self.pool.start(target, node)
 
-    def _reusable(self, g: Runnable) -> bool:
-        return isinstance(g, GroupRun) and self.pool.reusable(g) is not None
+    def _order(self, g: Runnable) -> tuple[int, ...]:
+        return g.group.wave_order if isinstance(g, GroupRun) else ()
+
+    def _reusable(self, g: Runnable) -> int:
+        """2: an idle worker holds g's model, 1: one can load it in its process, else 0.
+        Holding counts while other workers run: alone, the plan's order within a cycle is
+        the timeline (timeline_index), one load per group."""
+        return self.pool.holds(g, bool(self.pool.workers)) if isinstance(g, GroupRun) else 0
+
     def _unrunnable(self) -> None:
         """Waiting groups that no alive node can run any more (their nodes were lost)."""
         for gr in [g for g in self._pending if not self.books.feasible(g.need)]:

@@ -129,12 +129,12 @@ def test_planned_orders_by_wave_slot_then_size_and_numbers_the_timeline() -> Non
     assert [(g.first.model, g.start) for g in flat] == [("big", 0), ("small", 6)]
 
 
-def test_rank_prefers_the_earlier_cycle_over_an_idle_worker_or_size() -> None:
+def test_wave_order_puts_the_earlier_cycle_first_then_the_slot() -> None:
     gs = list(groups(load("order: williams\n")))
     early, late = gs[0], gs[-1]
-    assert early.rank(0, 1) > late.rank(2, 100)
+    assert early.wave_order > late.wave_order
     same = [g for g in gs if g.cycle == early.cycle]
-    assert max(same, key=lambda g: g.rank(0, 3)).slot == 0
+    assert max(same, key=lambda g: g.wave_order).slot == 0
 
 
 def test_timeline_index_travels_to_the_worker() -> None:

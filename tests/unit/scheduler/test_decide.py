@@ -65,3 +65,25 @@ def test_one_wide_group_a_kind_of_node_is_starved() -> None:
     assert starved([waiting], {h100: [on_h], a100: [on_a]}, books) == [waiting]
     books.release("h", ONE)
     assert starved([], {h100: [on_h], a100: [on_a]}, books) == [on_a]  # h has room now
+
+
+def test_waiting_groups_go_by_order_then_a_held_model_then_length() -> None:
+    """The driver's preference among waiting groups (order: its waves, when cycles
+    interleave): an earlier wave before a longer group an idle worker holds; within a wave,
+    a group whose model an idle worker holds (2) before one it must load (1), before the
+    longest one that needs a new process (0)."""
+    books = Books.from_nodes([{"node_id": "n", "resources": {"GPU": 2.0}}])
+    early, held, loads, longest = (_group(i, ONE, n, workers=0) for i, n in
+                                   enumerate((2, 3, 4, 50)))
+    wave = {early.gid: (0,), held.gid: (-1,), loads.gid: (-1,), longest.gid: (-1,)}
+    score = {early.gid: 0, held.gid: 2, loads.gid: 1, longest.gid: 0}
+
+    def pick(*gs: CoreGroup) -> object:
+        got = next_start(list(gs), {}, books, lambda g: score[g.gid],
+                         order=lambda g: wave[g.gid])
+        return got and got[0]
+
+    assert pick(early, held, loads, longest) is early
+    assert pick(held, loads, longest) is held
+    assert pick(loads, longest) is loads
+    assert next_start([loads, longest], {}, books, lambda g: 0) == (longest, False)
