@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem.cli.term import console, plural
+from llem.config.hub_quiet import quiet_hub
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset
@@ -51,7 +52,8 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
             cache[key] = None if ds.source == "hf" else load_prompts(ds, base_dir)
         return cache[key]
 
-    plan = make_plan(loaded, nodes, prompts)
+    with quiet_hub():  # a model config read from the hub: its retries are not shown
+        plan = make_plan(loaded, nodes, prompts)
     blind = None if address or any(n.gpus for n in nodes) else not_checked(plan)
     resumed = _resumed(plan, store, rerun) if store is not None else None
     cal = calibration(loaded, nodes, blind is not None)

@@ -8,9 +8,6 @@ adapters and assistant models resolve against the grid file's folder, like model
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from pydantic import ValidationError
 from llem.backends import REGISTRY, options_of
 from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
+from llem.config.hub_quiet import quiet_hub
 from llem.config.loaded import Loaded
 from llem.config.yaml_source import Loc
 from llem.credentials import credential_files
@@ -205,7 +203,7 @@ def check_datasets(loaded: Loaded) -> None:
                 try:  # download (or cache hit) and column detection, before Ray
                     if ds.path:  # a local folder or file is read as a dataset too
                         _not_data(str(ds.path), base_dir)
-                    with _quiet_hub():
+                    with quiet_hub("datasets"):
                         load_hf(ds)
                 except FileProblem as exc:
                     raise loaded.source.error(loc, str(exc), hint=exc.hint) from None
@@ -238,22 +236,4 @@ def _not_data(path: str, base_dir: Path) -> None:
     if real in credential_files():
         raise FileProblem(f"prompt file {real} holds credentials: its text would be sent to "
                           "the model", "point it at a .jsonl or .txt file of prompts")
-
-
-@contextlib.contextmanager
-def _quiet_hub() -> Iterator[None]:
-    """The hub libraries log every retry of a host they cannot reach on stderr ('Retrying in
-    8s', five times): the refusal is the one line llem prints."""
-    with contextlib.suppress(ImportError):  # each sets the hub logger's level on import
-        import datasets  # noqa: F401
-        import huggingface_hub  # noqa: F401
-    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "datasets")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 

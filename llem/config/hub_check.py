@@ -81,3 +81,4 @@ def check_hub_models(models: Iterable[str]) -> None:
         why = problem(m)
         if why:
             raise UserError(why)
+
