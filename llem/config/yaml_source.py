@@ -54,9 +54,15 @@ class SourceMap:
 
     def error(self, loc: Loc, message: str, hint: str | None = None,
               line: int | None = None) -> ConfigError:
-        key = ".".join(str(p) for p in loc) or None
+        key = _visible(".".join(str(p) for p in loc)) or None
         return ConfigError(message, file=self.file, key=key, line=line or self.line(loc),
                            hint=hint)
+
+
+def _visible(key: str) -> str:
+    """key with each character that is not printable ASCII written as an escape: a Cyrillic
+    a (U+0430) or a zero-width space in batch_size is why it is unknown, and must show."""
+    return "".join(ch if " " <= ch <= "~" else ascii(ch)[1:-1] for ch in key)
 
 
 def shown(value: Any) -> str:

@@ -199,3 +199,13 @@ def test_packages_are_requirements_not_pip_options(packages: str, want: str) -> 
 def test_requirements_pass() -> None:
     load("environments:\n  noop: {kind: pip, packages: [\"numpy>=1; os_name == 'posix'\", "
          "'git+https://example.invalid/x.git@v1', ./wheels/x.whl]}\n")
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("grid:\n  b\u0430tch_size: 4\n", "'grid.b\\u0430tch_size': unknown parameter"),  # Cyrillic
+    ("grid:\n  batch\u200b_size: 4\n", "'grid.batch\\u200b_size': unknown parameter"),
+    ("n\u043eop: {x: 1}\n", "'n\\u043eop': unknown key (did you mean 'noop'?)"),
+])
+def test_a_key_that_looks_right_shows_why_it_is_not(body: str, want: str) -> None:
+    msg = error_of(body)
+    assert want in msg, msg
