@@ -65,6 +65,9 @@ def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
     if secrets_file:
         found.update(read_secrets_file(Path(secrets_file)))
     remember(found.values())
+    # any variable named like a credential (DB_PASSWORD, MY_API_KEY) is masked too, though
+    # not handed to workers: llem prints nothing of it
+    remember(v for k, v in env.items() if secret_env_name(k))
     return found
 
 

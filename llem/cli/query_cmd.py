@@ -110,7 +110,20 @@ def query(sql: str, store: str | None, fmt: str) -> None:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
-    emit(table.to_pylist(), table.column_names, fmt)
+    # SQL reads any file DuckDB can (read_text('/proc/self/environ')): what it prints is
+    # masked like every other text llem shows
+    emit([{redact(k): _masked(v) for k, v in row.items()} for row in table.to_pylist()],
+         [redact(c) for c in table.column_names], fmt)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return value
 
 
 @click.command()
