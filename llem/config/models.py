@@ -257,13 +257,36 @@ class Resources(Strict):
     accelerator_type: str | None = None  # Ray accelerator_type, e.g. "H100"
     custom: dict[str, float] = Field(default_factory=dict)  # Ray custom resources
 
+    @field_validator("cpus_per_job")
+    @classmethod
+    def _cpus(cls, v: float) -> float:
+        return _ray_amount(v, "cpus_per_job")
+
     @field_validator("custom")
     @classmethod
     def _amounts(cls, v: dict[str, float]) -> dict[str, float]:
         bad = [k for k, n in v.items() if not 0 <= n <= 1e9]
         if bad:
             raise ValueError(f"custom resource '{bad[0]}' must be between 0 and 1e9")
+        for k, n in v.items():
+            if k in RAY_RESOURCES or k.startswith(("node:", "accelerator_type:")):
+                raise ValueError(f"'{k}' is a resource Ray sets itself, not a custom one "
+                                 "(use resources.gpus_per_job, cpus_per_job or "
+                                 "accelerator_type)")
+            _ray_amount(n, f"custom resource '{k}'")
         return v
+
+
+RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def _ray_amount(v: float, what: str) -> float:
+    """Ray counts a resource in steps of 0.0001 and fails at the actor's creation, after Ray
+    started, on a finer amount."""
+    if abs(v * 10_000 - round(v * 10_000)) > 1e-6:
+        raise ValueError(f"{what} must be a multiple of 0.0001, the finest amount Ray "
+                         f"schedules (got {v:g})")
+    return v
 
 
 class Scheduling(Strict):

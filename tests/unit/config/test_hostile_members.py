@@ -209,3 +209,23 @@ def test_requirements_pass() -> None:
 def test_a_key_that_looks_right_shows_why_it_is_not(body: str, want: str) -> None:
     msg = error_of(body)
     assert want in msg, msg
+
+
+# --- resources Ray cannot carry: refused at load, not at the actor's creation ---------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("resources: {cpus_per_job: 0.00001}\n",
+     "'resources.cpus_per_job': cpus_per_job must be a multiple of 0.0001"),
+    ("resources: {custom: {TPU: 0.00005}}\n", "custom resource 'TPU' must be a multiple"),
+    ("resources: {custom: {GPU: 1}}\n", "'GPU' is a resource Ray sets itself"),
+    ("resources: {custom: {memory: 1000}}\n", "'memory' is a resource Ray sets itself"),
+    ("resources: {custom: {'accelerator_type:H100': 1}}\n", "is a resource Ray sets itself"),
+])
+def test_resources_ray_cannot_carry(body: str, want: str) -> None:
+    msg = error_of(body)
+    assert ":4: 'resources." in msg and want in msg, msg
+
+
+def test_resources_ray_can_carry() -> None:
+    load("resources: {cpus_per_job: 0.25, custom: {TPU: 0.0001, fast: 2}}\n")
