@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -151,6 +152,9 @@ def load_for_run(grid: Path | None, flags: dict[str, Any],
 def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("as_json") and not flags.get("dry_run"):
         raise click.UsageError("--json goes with --dry-run")
+    check_address(flags.get("address"), "--address")
+    if not flags.get("address"):
+        check_address(os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS")
     err = console(stderr=True)  # progress and notices
     with stop_on_signals() as stop:
         try:
@@ -262,3 +266,29 @@ def stop_on_signals() -> Iterator[Stopper]:
 
 def _exit_130(signum: int, frame: object) -> None:
     os._exit(130)
+
+
+ADDRESS = re.compile(r"(?:ray://)?(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                     r":(\d{1,5})")
+
+
+def check_address(address: str | None, where: str) -> None:
+    """A Ray address Ray can parse, with something listening there, before anything starts
+    (ray.init raised a ValueError, an internal error, once the grid was checked, or retried
+    for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    m = ADDRESS.fullmatch(address)
+    if m is None or not 0 < int(m.group(1)) < 65536:
+        raise UserError(f"{where} {redact(address)!r} is not a Ray address: give host:port "
+                        "(the head's GCS port, e.g. 10.0.0.5:6379), ray://host:port, or auto")
+    if "[" in address:
+        return  # an IPv6 literal: left to Ray
+    from llem.scheduler.cluster import check_reachable
+
+    try:  # ray.init would retry for minutes, printing a warning every 5 s
+        check_reachable(address)
+    except ConnectionError as exc:
+        raise UserError(f"{where} {redact(address)}: {exc}: is the Ray head running there "
+                        "(`ray start --head`), and its port open to this machine?") from None
+

@@ -93,3 +93,22 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 1, err
     assert "Traceback" not in err and "internal error" not in err and "Broken" not in err, err
+
+
+@pytest.mark.parametrize(("address", "want"), [
+    ("bad address", "--address 'bad address' is not a Ray address"),  # ray.init: ValueError
+    ("http://127.0.0.1:8265", "is not a Ray address"),  # the dashboard's, not the GCS port
+    ("127.0.0.1:1", "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),  # minutes
+])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+def test_cli_refuses_an_address_ray_cannot_use(address: str, want: str, dry: bool,
+                                               tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(HEAD)
+    r = subprocess.run([*_llem(), "run", str(grid), "--address", address,
+                        *(["--dry-run"] if dry else [])], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env=_env(), check=False)
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and want in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
