@@ -47,6 +47,7 @@ def check_local(store: Store, campaign: str | None) -> None:
             st = here.stat()
             break
         except (FileNotFoundError, NotADirectoryError):  # the parent tells
+            _dangling(here, store.uri, str(here))
             missing.append(here)
             here = here.parent
         except OSError as exc:
@@ -66,6 +67,7 @@ def check_local(store: Store, campaign: str | None) -> None:
             try:
                 st = p.stat()
             except FileNotFoundError:
+                _dangling(p, store.uri, rel)
                 continue
             except OSError as exc:
                 raise StoreError(f"store {store.uri}: {rel} cannot be reached: "
@@ -152,6 +154,13 @@ def check_remote(store: Store) -> None:
         raise
     except Exception as exc:
         raise StoreError(f"store {store.uri} is not writable: {first_line(exc)}") from None
+
+
+def _dangling(path: Path, uri: str, rel: str) -> None:
+    """A link to nothing where llem makes a folder: mkdir would fail on it once jobs ran."""
+    if path.is_symlink():
+        raise StoreError(f"store {uri}: {rel} is a link to {path.readlink()}, which does "
+                         "not exist: make its target, or remove the link")
 
 
 def _kind(mode: int) -> str:

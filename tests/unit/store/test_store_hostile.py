@@ -60,3 +60,14 @@ def test_an_object_store_that_never_answers_is_refused_in_bounded_time(
     with pytest.raises(StoreError, match="store gs://llem-no-such-bucket/x "):
         Store("gs://llem-no-such-bucket/x").check_writable("t")
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("rel", [".staging", "runs", "runs/campaign=st",
+                                 "requests/campaign=st"])
+def test_a_link_to_nothing_where_llem_makes_a_folder(rel: str, tmp_path: Path) -> None:
+    Store(tmp_path).write_result(_one_result())  # a store with its folders
+    target = tmp_path / rel
+    shutil.rmtree(target)
+    target.symlink_to(tmp_path / "gone")
+    with pytest.raises(StoreError, match=f"{rel} is a link to .*gone, which does not exist"):
+        Store(tmp_path).check_writable("st")
