@@ -75,6 +75,7 @@ def build(c: Campaign, smap: SourceMap, problems: Problems, path: Path | None = 
             sweep.experiments.append(e)
     for part in sweep.parts():
         _check_nesting(part, smap, problems)
+    _check_columns(sweep, smap, problems)
     if check_backends:
         _check_backends(sweep, smap, problems)
     return sweep
@@ -284,6 +285,23 @@ def _check_backends(loaded: Loaded, smap: SourceMap, problems: Problems) -> None
         except ConfigError as err:
             said.add((name, path))
             problems.add(err)
+
+
+def _check_columns(sweep: Loaded, smap: SourceMap, problems: Problems) -> None:
+    """Each engine argument is stored as the column engine_<key>, and column names ignore
+    case in DuckDB: two keys that differ only in case would read back as engine_x and
+    engine_x_1."""
+    seen: dict[str, str] = {}
+    said: set[str] = set()
+    for part in sweep.parts():
+        for path, loc in _engine_paths(part):
+            key = path.split(".")[1]
+            first = seen.setdefault(key.lower(), key)
+            if first != key and key not in said:
+                said.add(key)
+                problems.add(smap.error(loc, f"engine arguments '{first}' and '{key}' differ "
+                                        f"only in case: both would be the store's column "
+                                        f"engine_{key.lower()}", hint="keep one spelling"))
 
 
 def _engine_paths(part: Loaded) -> list[tuple[str, Loc]]:

@@ -229,3 +229,13 @@ def test_resources_ray_cannot_carry(body: str, want: str) -> None:
 
 def test_resources_ray_can_carry() -> None:
     load("resources: {cpus_per_job: 0.25, custom: {TPU: 0.0001, fast: 2}}\n")
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("noop:\n  X: 1\n  x: 2\n", ":6: 'noop.x': engine arguments 'X' and 'x' differ only in case"),
+    ("noop:\n  x: [1, 2]\nexperiments:\n  - {noop.X: 3}\n", "'experiments.0.noop.X': engine "
+     "arguments 'x' and 'X'"),
+])
+def test_engine_keys_that_would_share_a_column(body: str, want: str) -> None:
+    msg = error_of(body)
+    assert want in msg and "engine_x" in msg, msg
