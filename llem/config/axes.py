@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,11 +161,14 @@ def same_key(value: Any) -> Any:
     return ("j", json.dumps(value, sort_keys=True, default=str))
 
 
-def distinct(values: list[Any]) -> list[int]:
+def distinct(values: list[Any], path: str = "") -> list[int]:
     """Indexes of values' first copies: a value listed twice (models: [a, a], an alias that
-    repeats an alternative) is one choice, so every point is one job per cycle."""
+    repeats an alternative, a prompt file written as p.jsonl and ./p.jsonl) is one choice,
+    so every point is one job per cycle."""
     first: dict[Any, int] = {}
     for i, v in enumerate(values):
+        if path == "dataset.path" and isinstance(v, str) and "://" not in v:
+            v = os.path.normpath(v)  # one file, however its path is spelled
         first.setdefault(same_key(v), i)
     return sorted(first.values())
 
@@ -196,7 +200,7 @@ def axis(path: str, value: list[Any], loc: Loc, smap: SourceMap, problems: Probl
     locs: list[Loc] = []
     seen: set[str] = set()
     n = len(problems.errors)
-    for i in distinct(value):  # a value listed twice is one alternative
+    for i in distinct(value, path):  # a value listed twice is one alternative
         with problems.collecting():
             item, here = value[i], loc + (i,)
             made = expand("" if named else path, item, here, smap, relative=not named) \
@@ -233,7 +237,7 @@ def expand(prefix: str, item: dict[str, Any], loc: Loc, smap: SourceMap,
                     raise smap.error(here, "empty list: an axis needs at least one value",
                                      hint="remove the key or give it values")
                 opts: list[Alternative] = []
-                for j in distinct(v):
+                for j in distinct(v, p):
                     opts += expand(p, v[j], here + (j,), smap) if isinstance(v[j], dict) \
                         and v[j] else [{p: v[j]}]
                 choices.append(opts)

@@ -239,3 +239,8 @@ def test_resources_ray_can_carry() -> None:
 def test_engine_keys_that_would_share_a_column(body: str, want: str) -> None:
     msg = error_of(body)
     assert want in msg and "engine_x" in msg, msg
+
+
+def test_one_prompt_file_spelled_twice_is_one_choice() -> None:
+    loaded = load("dataset: {source: file, path: [p.jsonl, ./p.jsonl, sub/../p.jsonl, q.jsonl]}\n")
+    assert count_points(loaded) == 2
