@@ -82,7 +82,7 @@ def test_oversized_file_is_refused_before_parsing(tmp_path: Path,
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=r"big\.yaml: file is over the 1048576-byte limit"):
         load_campaign(grid)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 2  # reading it whole takes far longer
 
 
 def test_folder_and_missing_file(tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_iteration_is_lazy() -> None:
     t0 = time.perf_counter()
     group = next(groups(loaded))
     job = next(group.jobs())
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 2  # enumerating the 1,000,000 points takes far longer
     assert group.size_hint == 1_000_000
     assert (job.point.batch_size, job.point.max_new_tokens, job.point.seed) == (1, 1, 0)
 
