@@ -31,13 +31,23 @@ def _matches(values: Alternative, rule: dict[str, Any]) -> bool:
     """Does a point's values match an include/exclude rule? Values compare as a grid tells
     them apart (llem.config.axes.same_key): true is not 1, 1 is 1.0."""
     for path, want in rule.items():
-        have = same_key(values.get(path))
-        if isinstance(want, list) and not isinstance(values.get(path), list):
-            if have not in {same_key(w) for w in want}:
+        have = values.get(path)
+        if isinstance(want, list) and not isinstance(have, list):
+            if not any(_same(have, w) for w in want):
                 return False
-        elif have != same_key(want):
+        elif not _same(have, want):
             return False
     return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """a and b are one value to a grid: == (1 is 1.0) but a boolean is not a number; the
+    cheap test first (a rule is matched against every point)."""
+    if a != b:
+        return False
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return not isinstance(a, list | dict) or same_key(a) == same_key(b)
 
 
 Choice = tuple[int, Alternative, Loc]  # an axis (its index), the values asked about, where
