@@ -186,6 +186,12 @@ def _surprising_number(text: str, value: int | float) -> str | None:
     return None
 
 
+def _same_node(a: yaml.Node, b: yaml.Node) -> bool:
+    """Two scalars written alike (the same value merged from two maps is no conflict)."""
+    return isinstance(a, yaml.ScalarNode) and isinstance(b, yaml.ScalarNode) and \
+        a.tag == b.tag and a.value == b.value
+
+
 def _binary_secret(node: yaml.ScalarNode) -> bool:
     """Does a !!binary value decode to something shaped like a credential?"""
     try:
@@ -347,7 +353,7 @@ class _Builder:
             explicit[key] = key_node
             keys.append((key, key_node, value_node))
         entries: list[tuple[str, yaml.Node, yaml.Node]] = []
-        seen: set[str] = set()
+        seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}  # merged key -> its nodes
         for key, key_node, value_node in keys:
             if key is not None:
                 entries.append((key, key_node, value_node))
@@ -360,9 +366,19 @@ class _Builder:
                                               "maps", line=_line(src.start_mark)))
                     continue
                 for k, kn, vn in self._entries(src, loc):
-                    if k not in explicit and k not in seen:
-                        seen.add(k)
+                    if k in explicit:
+                        continue  # overriding a merged value is what merging is for
+                    if k not in seen:
+                        seen[k] = (kn, vn)
                         entries.append((k, kn, vn))
+                    elif seen[k][1] is not vn and not _same_node(seen[k][1], vn):
+                        first = _line(seen[k][0].start_mark)
+                        self.fail(self.smap.error(loc + (k,), f"two maps merged here both "
+                                                  f"set '{k}' (lines {first} and "
+                                                  f"{_line(kn.start_mark)}): the first would "
+                                                  "win silently", hint="set it here, or in "
+                                                  "one of them", line=_line(key_node.start_mark)))
+                        seen[k] = (kn, vn)  # said once
         self.merged[id(node)] = entries
         return entries
 

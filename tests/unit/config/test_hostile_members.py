@@ -14,7 +14,7 @@ from llem.config.checks import check_datasets
 from llem.config.grid import count_points
 from llem.credentials import mask_shapes, redact, secret_env_name, token_shaped
 from llem.errors import UserError
-from tests.support.grids import error_of, load
+from tests.support.grids import HEAD, error_of, load
 
 SHAPES = [
     "hf_PlantedTokenDoNotLeak0123456789abcd_x",  # glued by '_' on either side
@@ -244,3 +244,13 @@ def test_engine_keys_that_would_share_a_column(body: str, want: str) -> None:
 def test_one_prompt_file_spelled_twice_is_one_choice() -> None:
     loaded = load("dataset: {source: file, path: [p.jsonl, ./p.jsonl, sub/../p.jsonl, q.jsonl]}\n")
     assert count_points(loaded) == 2
+
+
+def test_two_merged_maps_that_set_one_key_differently() -> None:
+    head = HEAD + "experiments:\n  - &a {batch_size: 1, seed: 5}\n  - &b {batch_size: 2}\n"
+    msg = error_of("grid:\n  <<: [*a, *b]\n", head=head)
+    assert ":8: 'grid.batch_size': two maps merged here both set 'batch_size' (lines 5 and 6)" \
+        in msg, msg
+    # the same value from both, or a value written here over both: no conflict
+    load("grid:\n  <<: [*a, *a]\n", head=head)
+    load("grid:\n  <<: [*a, *b]\n  batch_size: 4\n", head=head)
