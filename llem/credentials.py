@@ -50,6 +50,13 @@ SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:TOKEN|KEY|AUTH|PASS)$|SECRET|PASSWORD|PA
                         r"CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CONNECTION_?STRING")
 NOT_SECRET_ENV = frozenset({"HF_HUB_DISABLE_IMPLICIT_TOKEN"})  # a switch, not a credential
 
+# Variables that hold the credential of a service other than an OpenAI-compatible server: a
+# grid may not name one as the endpoint's key (it would be sent to base_url as a bearer
+# key: a grid from someone else could aim it at their own server).
+OTHER_SERVICE_ENV = re.compile(r"(?i)^(?:HF_|HUGGING_?FACE|HUB_|AWS_|AZURE_|GOOGLE_|GCP_|GCS_|"
+                               r"GITHUB_|GH_|GITLAB_|GL_|WANDB_|NGC_|NVIDIA_|SLACK_|DOCKER_|"
+                               r"ANTHROPIC_|COHERE_|MISTRAL_|TOGETHER_|RAY_|SSH_|GPG_|"
+                               r"KUBE|NPM_|PYPI_|TWINE_|DATABASE_|DB_|POSTGRES|MYSQL|REDIS)")
 _known: set[str] = set()
 _collected = False
 
@@ -171,3 +178,9 @@ def credential_files(environ: dict[str, str] | None = None) -> set[Path]:
                 out.add(Path(f).expanduser().resolve())
     return out
 
+
+def other_service_env(name: str) -> bool:
+    """Whether the variable name holds another service's credential (OTHER_SERVICE_ENV, or
+    one of ENV_NAMES but OPENAI_API_KEY, the OpenAI-compatible servers' own)."""
+    return name != "OPENAI_API_KEY" and (name in ENV_NAMES or bool(
+        OTHER_SERVICE_ENV.match(name)))

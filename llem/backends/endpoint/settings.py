@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llem.backends.base import GenerateSpec, LoadSpec, RequestRecord
-from llem.credentials import PATTERNS, remember
+from llem.credentials import PATTERNS, other_service_env, remember
 from llem.errors import UserError
 
 KEYS = ("base_url", "api_key_env")
@@ -79,6 +79,10 @@ def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
                              or PATTERNS.search(name)):
         return "api_key_env", ("must be the NAME of an environment variable that holds the "
                                "key (e.g. MY_ENDPOINT_KEY), never the key itself")
+    if name is not None and other_service_env(name):
+        return "api_key_env", (f"{name} holds another service's credential, which would be "
+                               "sent to base_url as the bearer key; put the endpoint's own key "
+                               "in a variable of its own (e.g. MY_ENDPOINT_KEY) and name that")
     return None
 
 

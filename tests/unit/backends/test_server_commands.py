@@ -198,6 +198,11 @@ def test_endpoint_settings_normalise_the_url() -> None:
     ({"base_url": "http://h", "api_key": "x"}, "api_key"),
     ({"base_url": "http://h", "api_key_env": "sk-abcdefghijklmnopqrstuvwxyz"}, "api_key_env"),
     ({"base_url": "http://h", "api_key_env": "not a name"}, "api_key_env"),
+    # another service's credential would be sent to base_url as the bearer key
+    *[({"base_url": "http://h", "api_key_env": n}, "api_key_env") for n in (
+        "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN",
+        "GH_TOKEN", "WANDB_API_KEY", "NGC_API_KEY", "AZURE_STORAGE_KEY", "GOOGLE_API_KEY",
+        "ANTHROPIC_API_KEY", "DATABASE_PASSWORD", "aws_session_token")],
 ])
 def test_endpoint_checks(engine: dict, key: str) -> None:
     problem = check_options(engine, gpus=0, batch_size=1, streaming=True)
@@ -206,6 +211,9 @@ def test_endpoint_checks(engine: dict, key: str) -> None:
         settings("m", engine)
     assert "sk-abc" not in str(err.value) and "pw" not in str(err.value)
     assert check_options({"base_url": "http://h:1"}, gpus=0, batch_size=1, streaming=True) is None
+    for own in ("OPENAI_API_KEY", "MY_ENDPOINT_KEY", "VLLM_API_KEY"):  # a server's own key
+        assert check_options({"base_url": "http://h:1", "api_key_env": own}, gpus=0,
+                             batch_size=1, streaming=True) is None
 
 
 def test_endpoint_key_is_read_by_name_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
