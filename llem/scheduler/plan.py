@@ -16,6 +16,7 @@ from typing import Any
 
 from llem.backends import options_of
 from llem.config.grid import load_groups
+from llem.config.load import loads_from_hub
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset, Point
 from llem.config.order import across_groups
@@ -177,8 +178,8 @@ def _estimate(p: Point, cache: dict[Any, Any],
               prompts: Callable[[Dataset], list[str] | None]) -> tuple[Estimate | None,
                                                                       str | None, bool, bool]:
     """(estimate or None, why none, input length known, input length exact)."""
-    if p.backend == "noop":
-        return None, "the noop backend loads no model", True, True
+    if not loads_from_hub(p.backend):  # noop; endpoint (the server elsewhere holds it)
+        return None, f"the {p.backend} backend loads no model", True, True
     if p.model not in cache:
         cfg, why = read_config(p.model)
         try:

@@ -30,3 +30,21 @@ def test_model_loads_with_and_without_interleaving(body: str, models: str, loads
     assert len(p.groups) == groups  # the load groups, not the per-cycle queue entries
     assert (p.model_loads, p.loads_across) == (loads, across)
     assert p.jobs == len(p.points) * p.cycles and len(p.points) == 2 * groups
+
+
+def test_an_endpoint_is_planned_without_reading_its_models_config(monkeypatch) -> None:
+    """The endpoint backend measures a server running elsewhere: the served name is not a
+    model llem loads, so the dry run asks no hub for its config (offline: 25 s of retries)."""
+    import llem.scheduler.plan as plan_mod
+
+    def no_read(model: str) -> None:
+        raise AssertionError(f"read the config of {model}")
+
+    monkeypatch.setattr(plan_mod, "read_config", no_read)
+    loaded = load_text("name: t\nmodels: [meta-llama/Llama-3.1-8B-Instruct]\n"
+                       "backends: [endpoint]\ngrid: {mode: server}\n"
+                       "endpoint: {base_url: 'http://127.0.0.1:9'}\n"
+                       "server: {profile: concurrency, concurrency: 2, requests: 4}\n", "g.yaml")
+    [p] = make_plan(loaded, NODE, lambda ds: None).points
+    assert p.estimate is None and p.unknown == "the endpoint backend loads no model"
+    assert p.unplaceable is None
