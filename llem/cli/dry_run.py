@@ -13,10 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem.cli.term import console, plural
+from llem.config.grid import count_points
 from llem.config.hub_quiet import quiet_hub
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset
+from llem.errors import UserError
 from llem.measure.calibration import reference_job
 from llem.models.memory import human
 from llem.prompts.dataset import load_prompts
@@ -30,6 +32,7 @@ from llem.scheduler.plan import (
 )
 
 POINTS_SHOWN = 50  # larger campaigns show the groups only (--verbose: every point)
+PLAN_POINTS = 200_000  # planned point by point: ~30 s and ~1.3 GB at this many
 
 
 def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | None = None,
@@ -38,6 +41,13 @@ def dry_run(loaded: Loaded, address: str | None, verbose: bool, store: str | Non
     be placed, else 0. With store, also how many jobs it already holds with status ok (a
     real run skips them). Planned from a machine without a GPU and no cluster given (a login
     node), the GPU jobs' placement is not checked, and said so (not_checked)."""
+    n = count_points(loaded)
+    if n > PLAN_POINTS:
+        where = loaded.path.name if loaded.path else "the grid"
+        raise UserError(f"{where}: the dry run plans each point (memory, "
+                        f"placement): {n:,} points is over its {PLAN_POINTS:,} (about 30 s and "
+                        "1.3 GB); narrow the grid (or include/exclude) to see a plan, or run it: "
+                        "`llem run` walks its points lazily")
     if address and not as_json:  # joining a cluster and probing its GPUs takes seconds
         console(stderr=True).print(escape(f"reading the cluster at {address} (its nodes and "
                                           "GPUs)..."))

@@ -301,3 +301,19 @@ def test_dry_run_says_what_calibration_adds(tmp_path: Path) -> None:
     r = run_cli("run", str(grid), "--dry-run", "--gpus", "0", "--json", cwd=tmp_path)
     assert json.loads(r.stdout)["calibration"]["text"] == (
         "calibration: no configuration uses a GPU, nothing to calibrate")
+
+
+def test_a_grid_too_large_to_plan_point_by_point_is_one_line(tmp_path: Path) -> None:
+    """max_points may be raised to 10,000,000, but the dry run plans each point (~65 GB at
+    that size): past 200,000 it says so in one line, exit 2, before walking any point."""
+    axis = list(range(60))
+    grid = tmp_path / "big.yaml"
+    grid.write_text(f"name: big\nmodels: [m]\nbackends: [noop]\nmax_points: 1000000\n"
+                    f"grid: {{seed: {axis}, top_k: {axis}, max_new_tokens: {axis[1:]}}}\n")
+    r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 2 and not r.stdout, r.stdout
+    assert r.stderr.strip() == (
+        "error: big.yaml: the dry run plans each point (memory, placement): 212,400 points "
+        "is over its 200,000 (about 30 s and 1.3 GB); narrow the grid (or include/exclude) "
+        "to see a plan, or run it: `llem run` walks its points lazily")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]
