@@ -23,6 +23,7 @@ from llem.config.job import Job, canonical, load_key_of
 from llem.config.loaded import Loaded
 from llem.config.models import Point, Server
 from llem.config.order import across_groups
+from llem.config.rules import Rules
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError
 
@@ -204,13 +205,14 @@ def _count(part: Loaded, backend: str) -> int:
     if math.prod(len(r) for r in ruled) > COUNT_WALK:
         return free * math.prod(sum(n for _, n in r) for r in ruled)
     kept = 0
+    include, exclude = Rules(part.include, _matches), Rules(part.exclude, _matches)
     for combo in itertools.product(*ruled):
         values = dict(base)
         for sub, _ in combo:
             values.update(sub)
-        if part.include and not any(_matches(values, r) for r in part.include):
+        if include and not include.any(values):
             continue
-        if any(_matches(values, r) for r in part.exclude):
+        if exclude.any(values):
             continue
         kept += math.prod(n for _, n in combo)
     return kept * free
@@ -343,7 +345,7 @@ def _unseen(points: Iterable[Point], seen: set[bytes]) -> Iterator[Point]:
 
 def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
                    loaded: Loaded) -> Any:
-    include, exclude = loaded.include, loaded.exclude
+    include, exclude = Rules(loaded.include, _matches), Rules(loaded.exclude, _matches)
 
     def points() -> Iterator[Point]:
         seen: set[bytes] = set()
@@ -351,9 +353,9 @@ def _point_factory(base: Alternative, base_where: Where, run_axes: list[Axis],
             values = dict(base)
             for alt, _ in combo:
                 values.update(alt)
-            if include and not any(_matches(values, r) for r in include):
+            if include and not include.any(values):
                 continue
-            if any(_matches(values, r) for r in exclude):
+            if exclude.any(values):
                 continue
             try:
                 resolved = resolve(values)
