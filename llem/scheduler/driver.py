@@ -205,8 +205,8 @@ class Driver(Faults):
                         fit.append(gr)
             if not fit and (queue or self._pending):
                 return  # a split now could keep a waiting (wider) group off its node
-            running: dict[Need, list[GroupRun]] = {}
-            for r in {id(w.run): w.run for w in self.pool.workers}.values():
+            running: dict[Need, list[GroupRun]] = {}  # read only when no waiting group fits
+            for r in [] if fit else {id(w.run): w.run for w in self.pool.workers}.values():
                 running.setdefault(r.need, []).append(r)
             # every group must run once anyway: waiting ones go before any split (the
             # earlier cycle first, then one an idle worker can serve, then the longest)
