@@ -22,6 +22,7 @@ from llem.errors import UserError
 from llem.measure.calibration import reference_job
 from llem.models.memory import human
 from llem.prompts.dataset import load_prompts
+from llem.scheduler.placement import Need, gpu_sets_of
 from llem.scheduler.plan import (
     Node,
     Plan,
@@ -113,7 +114,8 @@ def calibration(loaded: Loaded, nodes: list[Node], blind: bool) -> dict[str, Any
         return {"job_id": None, "gpu_sets": 0, "text": "calibration: no configuration uses a "
                 "GPU, nothing to calibrate"}
     gpj = job.point.resources.gpus_per_job
-    sets = None if blind else sum(n.gpus // gpj for n in nodes)
+    sets = None if blind else len(gpu_sets_of({n.name: n.view().total for n in nodes},
+                                               Need.of(job.point.resources)))
     on = "every GPU set of the cluster it runs on" if sets is None else \
         f"{plural(sets, 'GPU set')} of {plural(gpj, 'GPU')} here"
     return {"job_id": job.job_id, "gpu_sets": sets, "text": (

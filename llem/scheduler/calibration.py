@@ -24,7 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from llem.config.loaded import Loaded
 from llem.measure.calibration import Factor, factors, normalised, readings, reference_job
-from llem.scheduler.placement import Books, Need, can_ever_fit
+from llem.scheduler.placement import Books, Need, gpu_sets_of
 from llem.scheduler.state import first_line
 from llem.scheduler.worker import start_worker
 from llem.store.run_row import Result, RunRow
@@ -68,11 +68,7 @@ class Calibration:
 
 def gpu_sets(books: Books, need: Need) -> list[str]:
     """One node id per set of need.gpus GPUs, over every alive node the reference fits."""
-    out = []
-    for node_id, node in sorted(books.nodes.items()):
-        if node.alive and can_ever_fit(node.total, need):
-            out += [node_id] * int(node.total.get("GPU", 0) // need.gpus)
-    return out
+    return gpu_sets_of({i: n.total for i, n in books.nodes.items() if n.alive}, need)
 
 
 def calibrate(d: Driving) -> Calibration:

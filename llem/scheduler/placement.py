@@ -70,6 +70,17 @@ def can_ever_fit(total: Mapping[str, float], need: Need) -> bool:
     return all(total.get(k, 0.0) + EPS >= v for k, v in need.amounts)
 
 
+def gpu_sets_of(totals: Mapping[str, Mapping[str, float]], need: Need) -> list[str]:
+    """One node id per set of need.gpus GPUs, over the nodes (id -> resource totals) that
+    need ever fits: where calibration's reference job runs (llem.scheduler.calibration),
+    and what the dry run counts."""
+    out: list[str] = []
+    for node_id, total in sorted(totals.items()):
+        if can_ever_fit(total, need):
+            out += [node_id] * int(total.get("GPU", 0) // need.gpus)
+    return out
+
+
 def accelerator(total: Mapping[str, float]) -> str | None:
     """A node's accelerator type (from its resource totals), or None."""
     return next((k[len(ACCEL_PREFIX):] for k in total if k.startswith(ACCEL_PREFIX)), None)
