@@ -2,9 +2,16 @@
 # them): join .vllm/part*/vllm.tar.NN, check them against SHA256SUMS, install the wheels into
 # /tmp/site and put it (and the checkout) on PYTHONPATH. Sourced, so PYTHONPATH stays set:
 #   . benchmarks/vllm_install.sh && python3 -m benchmarks.gpu_vllm
+# LLEM_VLLM_SITE (default /tmp/site) is where it installs; a later call on the same held
+# machine with the same LLEM_VLLM_SITE finds it installed and only sets PYTHONPATH.
 # Returns non-zero, naming the missing or corrupt part, instead of installing half of vLLM.
 vllm_install() {
-  local sums want have
+  local sums want have site="${LLEM_VLLM_SITE:-/tmp/site}"
+  if [ -f "$site/.llem-vllm-installed" ]; then  # an earlier call on this held machine did it
+    export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
+    python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+    return
+  fi
   sums=$(ls "$PWD"/.vllm/part*/SHA256SUMS 2>/dev/null | head -1)
   [ -n "$sums" ] || { echo "vllm_install: no .vllm/partN/SHA256SUMS: carry the last part" >&2; return 1; }
   want=$(grep -c ' part' "$sums"); have=$(ls .vllm/part*/vllm.tar.* 2>/dev/null | wc -l)
@@ -23,8 +30,9 @@ vllm_install() {
   rm -rf /tmp/vllm-wheels && mkdir -p /tmp/vllm-wheels && tar -xf /tmp/vllm.tar -C /tmp/vllm-wheels \
     && rm -f /tmp/vllm.tar || return 1
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site /tmp/vllm-wheels/wheels/*.whl || return 1
-  export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    --target "$site" /tmp/vllm-wheels/wheels/*.whl || return 1
+  touch "$site/.llem-vllm-installed"
+  export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
   python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 }
 vllm_install
