@@ -20,10 +20,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 
 from llem.scheduler.decide import (
-    PRIOR_S,
     SCAN,
     START_S,
     Runnable,
@@ -33,17 +31,14 @@ from llem.scheduler.decide import (
     remaining,
     retry,
     split_gain,
-    starved,
 )
-from llem.scheduler.placement import EPS, Books, Need, accelerator, can_ever_fit
+from llem.scheduler.drains import Drains
+from llem.scheduler.placement import Books, Need, can_ever_fit
 from llem.scheduler.ranked import Ranked
 from llem.scheduler.shares import Shares, gpus_per_type
 
 __all__ = ["START_S", "CoreGroup", "Decision", "Fail", "Kill", "Runnable", "SchedulerCore",
            "Send", "Start", "fault", "next_start", "remaining", "retry", "split_gain"]
-
-
-DRAINS = 8  # nodes kept for one need at once at most: a call's cost stays bounded
 
 
 @dataclass
@@ -123,9 +118,10 @@ class SchedulerCore:
     _kinds: dict[tuple[tuple[str, float], ...], float] = field(default_factory=dict)  # GPUs
     _scarce: dict[Need, float] = field(default_factory=dict)  # see decide.next_start
     _shares: Shares = field(default_factory=Shares)  # see llem.scheduler.shares
-    _per_type: dict[str | None, float] = field(default_factory=dict)  # alive GPUs
-    _type_of: dict[str, str | None] = field(default_factory=dict)  # node -> accelerator
-    _starved: dict[Need, CoreGroup] = field(default_factory=dict)  # nodes kept: see _drain
+    _drains: Drains = field(init=False)  # nodes kept: llem.scheduler.drains
+
+    def __post_init__(self) -> None:
+        self._drains = Drains(self.books, self._busy)
 
     def add_groups(self, groups: Sequence[CoreGroup]) -> list[Decision]:
         if not self._kinds:
@@ -158,7 +154,7 @@ class SchedulerCore:
         g.job_s = duration_s if g.job_s is None else 0.8 * g.job_s + 0.2 * duration_s
         g.load_s = max(g.load_s, load_s)
         self._touch(g)
-        out = [] if self._evict(w) else self._feed(w, load=False)
+        out = [] if self._drains.evict(w.node, g) else self._feed(w, load=False)
         if w.job is None:
             self._leave(w)
             w.idle = True
@@ -219,7 +215,7 @@ class SchedulerCore:
         kind = tuple(sorted((k, float(v)) for k, v in total.items() if not k.startswith("node:")))
         self._kinds[kind] = self._kinds.get(kind, 0.0) + n * float(total.get("GPU", 0.0))
         self._scarce.clear()
-        self._per_type = gpus_per_type(self._kinds)
+        self._shares.gpus = gpus_per_type(self._kinds)
 
     def _scarcity(self, need: Need) -> float:
         """All alive GPUs over those on nodes that can ever run need (by kind of node)."""
@@ -240,61 +236,16 @@ class SchedulerCore:
 
     def _avoid(self, need: Need) -> frozenset[str]:
         """The accelerator types need must keep off now (llem.scheduler.shares)."""
-        return self._shares.avoid(need, self._per_type) if self._per_type else frozenset()
+        return self._shares.off(need)
 
-    def _drain(self, heads: list[CoreGroup]) -> None:
-        """Keep nodes for the wide groups that should have the next worker (decide.starved)
-        while no node has room for them: for each, one more node each call while the free
-        GPUs of the nodes that can run it add up to one more of its workers. Workers of
-        other groups on a kept node leave it after their job (_evict); a node whose workers
-        cannot all leave (a group's last worker stays) is not kept."""
-        ranked = {need: self._ranked(need) for need in self.running}
-        self._starved = {}
-        for g in starved(heads, ranked, self.books, self.min_jobs, self._avoid):
-            assert isinstance(g, CoreGroup)
-            self._starved[g.need] = g
-        held = self.books.held
-        for node in [n for n, need in held.items()
-                     if need not in self._starved or not self._drainable(n, need)]:
-            del held[node]
-        for need in self._starved:
-            kept = sum(1 for n in held.values() if n == need)
-            if kept < min(DRAINS, 1 + self.books.free_gpus(need) // need.gpus):
-                self.books.reserve(need, self._avoid(need), partial(self._undrainable, need))
-
-    def _evict(self, w: CoreWorker) -> bool:
-        """Whether w, between two jobs on a node kept for another need, leaves its group:
-        when its group, one worker short, would still finish before the starved one."""
-        need = self.books.held.get(w.node)
-        g = w.group
-        if need is None or need == g.need or g.workers < 2 or need not in self._starved:
-            return False
-        short = g.left() / (g.workers - 1) * (PRIOR_S if g.job_s is None else g.job_s)
-        return short < remaining(self._starved[need])
-
-    def _undrainable(self, need: Need, node: str) -> bool:
-        return not self._drainable(node, need)
-
-    def _drainable(self, node: str, need: Need) -> bool:
-        """Whether node, not free enough for need now, would be once the workers of other
-        groups that have another worker left it (a group's last worker stays)."""
-        n = self.books.nodes[node]
-        gpus = n.free.get("GPU", 0.0)
-        here: dict[int, int] = {}
-        for wid in self._on_node.get(node, {}):
-            g = self.workers[wid].group
-            if not self.workers[wid].idle and g.need != need and \
-                    here.get(g.gid, 0) < g.workers - 1:
-                here[g.gid] = here.get(g.gid, 0) + 1
-                gpus += g.need.gpus
-        return gpus + EPS >= need.gpus > n.free.get("GPU", 0.0)
+    def _busy(self, node: str) -> Iterator[CoreGroup]:
+        """The groups of node's busy workers, one entry per worker (llem.scheduler.drains)."""
+        return (self.workers[wid].group for wid in self._on_node.get(node, {})
+                if not self.workers[wid].idle)
 
     def _hold(self, w: CoreWorker, sign: int) -> None:
         """w takes (sign 1) or frees (-1) its GPUs, for llem.scheduler.shares."""
-        if w.node not in self._type_of:
-            node = self.books.nodes.get(w.node)
-            self._type_of[w.node] = accelerator(node.total) if node else None
-        self._shares.hold(self._type_of[w.node], w.group.need, sign)
+        self._shares.hold_at(self.books, w.node, w.group.need, sign)
 
     def _ranked(self, need: Need) -> Iterator[CoreGroup]:
         """need's running groups with jobs left, largest split gain first, SCAN at most."""
@@ -329,7 +280,8 @@ class SchedulerCore:
             pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs,
                               self._scarcity, self._avoid)
             if pick is None:
-                self._drain(heads)
+                ranked = {need: self._ranked(need) for need in self.running}
+                self._drains.keep(heads, ranked, self.min_jobs, self._avoid)
                 return out
             g, split = pick
             assert isinstance(g, CoreGroup)

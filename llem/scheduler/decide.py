@@ -5,7 +5,8 @@ process), when a running group gets one more worker (split_gain: by time, not by
 count; remaining: the group that would finish last first), which wide group nodes are
 drained for (starved), and whether a job whose worker died is retried.
 llem.scheduler.core.SchedulerCore asks them for a whole campaign driven by events (the
-simulator's and the Ray driver's), where placement is llem.scheduler.placement.
+simulator's), llem.scheduler.driver on its live groups; placement is
+llem.scheduler.placement, the drains llem.scheduler.drains.
 """
 
 from __future__ import annotations
@@ -110,10 +111,7 @@ def next_start(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runn
         if any(books.shares_kind(need, w.need, off(w.need)) for w in pending) or \
                 not books.can_place(need, off(need)):
             continue
-        if isinstance(groups, (list, tuple)):  # the driver's few: ranked here
-            groups = sorted((g for g in groups if split_gain(g, START_S, min_jobs) > 0),
-                            key=remaining, reverse=True)
-        for g in islice(groups, SCAN):
+        for g in islice(_ranked(groups, min_jobs), SCAN):
             r = remaining(g)
             if r + START_S <= key:
                 break  # ranked by remaining: a reused process counts START_S more at most
@@ -139,7 +137,7 @@ def starved(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnabl
     tops = []
     for need, groups in running.items():
         if need.gpus > 1 and not books.can_place(need, off(need)):
-            g = next(iter(islice(groups, 1)), None)
+            g = next(iter(islice(_ranked(groups, min_jobs), 1)), None)
             if g is not None and split_gain(g, START_S, min_jobs) > 0:
                 tops.append(g)
     out: list[Runnable] = []
@@ -147,6 +145,15 @@ def starved(pending: Sequence[Runnable], running: Mapping[Need, Iterable[Runnabl
         if not any(books.shares_kind(g.need, o.need, off(o.need)) for o in out):
             out.append(g)
     return out
+
+
+def _ranked(groups: Iterable[Runnable], min_jobs: int) -> Iterable[Runnable]:
+    """running's groups of one need, the one to finish last first: the core's come ranked
+    (llem.scheduler.ranked); the driver's few, a list, are ranked here."""
+    if isinstance(groups, (list, tuple)):
+        return sorted((g for g in groups if split_gain(g, START_S, min_jobs) > 0),
+                      key=remaining, reverse=True)
+    return groups
 
 
 def retry(attempts: int, retries: int) -> bool:

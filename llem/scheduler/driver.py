@@ -37,14 +37,17 @@ from llem.prompts.dataset import load_prompts
 from llem.scheduler.calibration import CalibratedWriter, calibrate
 from llem.scheduler.cluster import alive_nodes
 from llem.scheduler.core import Runnable, next_start
+from llem.scheduler.drains import Drains
 from llem.scheduler.faults import Faults
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.neighbours import Neighbours
 from llem.scheduler.placement import Books, Need, infeasible_message, never_placed
 from llem.scheduler.pool import Pool
+from llem.scheduler.shares import Shares, alive_gpus
 from llem.scheduler.state import (
     MATERIALISE,
     GroupRun,
+    Planned,
     Summary,
     Worker,
     WorkerDied,
@@ -84,8 +87,11 @@ class Driver(Faults):
         self.books = Books()
         self.metrics: Metrics | None = None
         self._calibrated = False
+        self.shares = Shares()
+        self._runs: dict[int, GroupRun] = {}  # id(group) -> its run, for the shares
         self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                          self.summary, None, self.on_event)
+        self.drains = Drains(self.books, self._busy)
 
     def prompts_ref(self, job: Job) -> Any:
         key = canonical(job.point.dataset.model_dump(mode="json"))
@@ -98,12 +104,16 @@ class Driver(Faults):
     def run(self) -> Summary:
         t0, self.started = time.perf_counter(), time.time()  # campaign_elapsed_s counts from it
         self.books = Books.of(alive_nodes(), self.sched)
+        self.drains = Drains(self.books, self._busy)
+        self.shares.gpus = alive_gpus(self.books)
         queue = deque(self._plan())
+        for g in queue:  # every group's work counts in the shares before it starts
+            self.shares.touch(id(g), Planned(Need.of(g.first.resources), g.size_hint))
         done = self.store.done(self.campaign)
         gc.freeze()  # the plan and the stored keys live all campaign: no collection scans them
         self.metrics = Metrics(self.campaign)
         pool = self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
-                                self.summary, self.metrics, self.on_event)
+                                self.summary, self.metrics, self.on_event, self.shares)
         self.writer = CalibratedWriter(self.store)  # calibrated before the first worker
         checked = time.monotonic()
         finished = False
@@ -112,6 +122,7 @@ class Driver(Faults):
                 self.writer.check()  # a write error (disk full) stops the campaign
                 if time.monotonic() - checked > NODE_CHECK_S:
                     self.books.sync(alive_nodes())
+                    self.shares.gpus = alive_gpus(self.books)
                     checked = time.monotonic()
                 self._start(queue, done)
                 pool.retire_idle()  # idle workers no group took: their GPUs are free
@@ -193,26 +204,31 @@ class Driver(Faults):
         """Start workers while a node has room: waiting groups, largest first (backfilling a
         later one when the first does not fit); once all have started, one more worker for
         the running group whose split gains the most time (llem.scheduler.core.next_start)."""
+        self._touch()
+        off = self.shares.off  # the types a need keeps off now (llem.scheduler.shares)
         while True:
-            fit = [g for g in self._pending if self.books.can_place(g.need)]
+            fit = [g for g in self._pending if self.books.can_place(g.need, off(g.need))]
             while not fit and queue and len(self._pending) < AHEAD:
                 g = queue.popleft()
                 gr = GroupRun.of(g, Need.of(g.first.resources), self._pending_jobs(g, done))
+                self._runs[id(g)] = gr
+                self.shares.touch(id(g), gr)
                 if gr.more():  # a group whose jobs are all stored starts no worker
                     self.prompts_ref(gr.back[0])  # bad prompt files fail before any actor
                     self._pending.append(gr)
-                    if self.books.can_place(gr.need):
+                    if self.books.can_place(gr.need, off(gr.need)):
                         fit.append(gr)
             if not fit and (queue or self._pending):
+                self._drain(self._running())
                 return  # a split now could keep a waiting (wider) group off its node
-            running: dict[Need, list[GroupRun]] = {}  # read only when no waiting group fits
-            for r in [] if fit else {id(w.run): w.run for w in self.pool.workers}.values():
-                running.setdefault(r.need, []).append(r)
+            # read only when no waiting group fits
+            running = {} if fit else self._running()
             # every group must run once anyway: waiting ones go before any split (the
             # earlier cycle first, then one an idle worker can serve, then the longest)
             pick = next_start(fit, running, self.books, self._reusable,
-                              self.sched.split_min_jobs, order=self._order)
+                              self.sched.split_min_jobs, avoid=off, order=self._order)
             if pick is None or not isinstance(pick[0], GroupRun):
+                self._drain(running)
                 return
             target = pick[0]
             if not pick[1]:
@@ -220,9 +236,43 @@ class Driver(Faults):
             if not self._calibrated:  # measurement.calibrate: only when a job will run
                 self._calibrated, self.writer.calibration = True, calibrate(self)
             idle = self.pool.reusable(target)
-            node = self.books.place(target.need, idle.node_id if idle else None)
+            node = self.books.place(target.need, idle.node_id if idle else None,
+                                    off(target.need))
             assert node is not None
             self.pool.start(target, node)
+
+    def _running(self) -> dict[Need, list[GroupRun]]:
+        """The groups with a worker, per need."""
+        running: dict[Need, list[GroupRun]] = {}
+        for r in {id(w.run): w.run for w in self.pool.workers}.values():
+            running.setdefault(r.need, []).append(r)
+        return running
+
+    def _touch(self) -> None:
+        """The started groups' work left (jobs sent, timed, given back), for the shares;
+        a group with neither jobs nor workers left is done with."""
+        for key, gr in list(self._runs.items()):
+            self.shares.touch(key, gr)
+            if not gr.workers and not gr.left():
+                del self._runs[key]
+
+    def _drain(self, running: dict[Need, list[GroupRun]]) -> None:
+        """No worker starts now: nodes are kept for the wide groups that no node has room
+        for (llem.scheduler.drains, as in the simulated core)."""
+        self.drains.keep(list(self._pending), running, self.sched.split_min_jobs,
+                         self.shares.off)
+
+    def _busy(self, node: str) -> list[GroupRun]:
+        """The groups of node's busy workers, one entry per worker (for the drains)."""
+        return [w.run for w in self.pool.workers if w.node_id == node]
+
+    def _evict(self, w: Worker) -> None:
+        """w leaves its group between two jobs: its node is kept for a wider group
+        (Drains.evict); the group waits for a node again if no worker serves it."""
+        self.on_event(f"worker {w.index} leaves node {w.node_id[:8]} (kept for a wider job)")
+        self.pool.finished(w)
+        if not w.run.workers and w.run.more() and w.run not in self._pending:
+            self._pending.appendleft(w.run)
 
     def _order(self, g: Runnable) -> tuple[int, ...]:
         return g.group.wave_order if isinstance(g, GroupRun) else ()
@@ -264,7 +314,10 @@ class Driver(Faults):
             return None
         self._remove_call(w, ref)
         self._place(w, result.run)  # its neighbours: before its worker's next call
-        self.pool.feed(w, self.prompts_ref)
+        if not w.inflight and self.drains.evict(w.node_id, w.run):
+            self._evict(w)  # between two jobs, never mid-job
+        else:
+            self.pool.feed(w, self.prompts_ref)
         return w, result
 
     def _remove_call(self, w: Worker, ref: Any) -> Job:

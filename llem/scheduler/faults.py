@@ -18,6 +18,7 @@ from llem.scheduler.cluster import is_alive
 from llem.scheduler.decide import fault
 from llem.scheduler.placement import Books
 from llem.scheduler.pool import Pool
+from llem.scheduler.shares import Shares, alive_gpus
 from llem.scheduler.state import GroupRun, JobTimeout, Summary, Worker, WorkerDied, first_line
 from llem.store.run_row import Result
 
@@ -30,6 +31,7 @@ class Faults:
     sched: Scheduling
     summary: Summary
     books: Books
+    shares: Shares
     _attempts: dict[tuple[str, int], int]
     _pending: deque[GroupRun]
 
@@ -101,6 +103,7 @@ class Faults:
             not is_alive(w.node_id)
         if fault(0, self.sched.retries, node_lost) == "requeue":  # as the simulator's core
             self.books.lose(w.node_id)
+            self.shares.gpus = alive_gpus(self.books)
             jobs = ([culprit] if culprit else []) + again
             self.summary.rescheduled += len(jobs)
             self.summary.errors.append(f"node {w.node_id[:12]} lost: {len(jobs)} jobs "

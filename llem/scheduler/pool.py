@@ -25,6 +25,7 @@ from llem.backends import reloads_in_process
 from llem.config.models import Scheduling
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.placement import Books
+from llem.scheduler.shares import Shares
 from llem.scheduler.state import GroupRun, Summary, Worker
 from llem.scheduler.worker import call_name, start_worker
 
@@ -38,7 +39,8 @@ class Pool:
     def __init__(self, campaign: str, sched: Scheduling,
                  runtime_envs: dict[str, dict[str, Any]], books: Books, summary: Summary,
                  metrics: Metrics | None,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None,
+                 shares: Shares | None = None) -> None:
         self.campaign, self.sched, self.runtime_envs = campaign, sched, runtime_envs
         self.books, self.summary, self.metrics = books, summary, metrics
         self.on_event = on_event or (lambda m: None)
@@ -47,6 +49,8 @@ class Pool:
         self.calls: dict[Any, Worker] = {}
         self.index = 0
         self.serving: dict[int, GroupRun] = {}  # worker index -> the group it loaded
+        # the GPUs that untied workers hold per accelerator type (llem.scheduler.shares)
+        self.shares = Shares() if shares is None else shares
 
     def reusable(self, gr: GroupRun, node: str | None = None) -> Worker | None:
         """An idle worker that can serve gr in its own process (on node, if given): one that
@@ -81,6 +85,7 @@ class Pool:
             self.index += 1
             self.summary.workers += 1
         gr.workers += 1
+        self.shares.hold_at(self.books, node, gr.need, 1)
         self.workers.append(w)
         return w
 
@@ -140,6 +145,7 @@ class Pool:
             if release:
                 self.books.release(w.node_id, w.run.need)
             w.run.workers -= 1
+            self.shares.hold_at(self.books, w.node_id, w.run.need, -1)
 
     def _kill(self, w: Worker) -> None:
         n = sum(w.loads.values())

@@ -12,6 +12,9 @@ finish, untied workers hold at most G_a - W_a / T of type a's GPUs.
 The work left is kept up to date per group (O(1) an event): jobs left x their expected time
 x GPUs a job; a job's time before any of its group finished is decide.PRIOR_S, the same for
 every group, so the shares, ratios of works, do not depend on it.
+
+llem.scheduler.core.SchedulerCore and the Ray driver (llem.scheduler.driver, its pool
+holding and freeing GPUs: llem.scheduler.pool) keep one Shares each and ask it the same.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llem.scheduler.decide import PRIOR_S, Runnable
-from llem.scheduler.placement import ACCEL_PREFIX, EPS, Need, accelerator
+from llem.scheduler.placement import ACCEL_PREFIX, EPS, Books, Need, accelerator
 
 
 def tied_to(need: Need) -> str | None:
@@ -31,12 +34,14 @@ def tied_to(need: Need) -> str | None:
 
 @dataclass
 class Shares:
-    """Work left per accelerator type a group is tied to (None: untied) and the GPUs that
-    untied workers hold on each type's nodes."""
+    """Work left per accelerator type a group is tied to (None: untied), the GPUs that
+    untied workers hold on each type's nodes, and the alive GPUs per type (gpus)."""
 
     work: dict[str | None, float] = field(default_factory=dict)
     part: dict[int, float] = field(default_factory=dict)  # group id -> its share of work
     untied: dict[str, float] = field(default_factory=dict)  # type -> GPUs untied workers hold
+    gpus: dict[str | None, float] = field(default_factory=dict)  # alive GPUs per type
+    types: dict[str, str | None] = field(default_factory=dict)  # node -> its type (seen)
 
     def touch(self, gid: int, g: Runnable) -> None:
         """g's jobs or job time changed."""
@@ -49,6 +54,17 @@ class Shares:
         """A worker of need takes (sign 1) or frees (-1) its GPUs on a node of node_type."""
         if node_type is not None and tied_to(need) is None and need.gpus:
             self.untied[node_type] = self.untied.get(node_type, 0.0) + sign * need.gpus
+
+    def hold_at(self, books: Books, node: str, need: Need, sign: int) -> None:
+        """hold, on node (its type read once from books)."""
+        if node not in self.types:
+            n = books.nodes.get(node)
+            self.types[node] = accelerator(n.total) if n else None
+        self.hold(self.types[node], need, sign)
+
+    def off(self, need: Need) -> frozenset[str]:
+        """The accelerator types need must keep off now, of the alive GPUs in gpus."""
+        return self.avoid(need, self.gpus)
 
     def avoid(self, need: Need, gpus: Mapping[str | None, float]) -> frozenset[str]:
         """The accelerator types an untied need must keep off now (none for a tied need, and
@@ -77,3 +93,15 @@ def gpus_per_type(kinds: Mapping[tuple[tuple[str, float], ...], float]
         a = accelerator(dict(kind))
         out[a] = out.get(a, 0.0) + n
     return out
+
+
+def alive_gpus(books: Books) -> dict[str | None, float]:
+    """Alive GPUs per accelerator type of books' nodes: the driver's, on a node change
+    (the core counts them per kind of node as nodes come and go)."""
+    kinds: dict[tuple[tuple[str, float], ...], float] = {}
+    for n in books.nodes.values():
+        if n.alive:
+            kind = tuple(sorted((k, float(v)) for k, v in n.total.items()
+                                if not k.startswith("node:")))
+            kinds[kind] = kinds.get(kind, 0.0) + float(n.total.get("GPU", 0.0))
+    return gpus_per_type(kinds)

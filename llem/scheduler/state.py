@@ -128,6 +128,21 @@ class GroupRun:
 
 
 @dataclass
+class Planned:
+    """A group not started yet, as the shares count its work (llem.scheduler.shares): its
+    size, no job timed."""
+
+    need: Need
+    size: int
+    workers: int = 0
+    job_s: float | None = None
+    load_s: float = 0.0
+
+    def left(self) -> int:
+        return self.size
+
+
+@dataclass
 class Worker:
     """One actor serving a group on a node; calls run in the order they were sent."""
 
