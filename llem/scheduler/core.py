@@ -5,9 +5,10 @@ lost), decisions out (Start, Send, Kill, Fail). The decisions themselves are
 llem.scheduler.decide's (LPT order, splits by time to the group that would finish last,
 retries, which wide groups nodes are drained for), placement is
 llem.scheduler.placement.Books, each GPU type's share for the groups tied to it
-llem.scheduler.shares. The simulator (llem.scheduler.sim) runs 10,000 GPUs on a simulated
-clock through it; the Ray driver (llem.scheduler.driver) asks the same decisions on its
-live groups.
+llem.scheduler.shares, the nodes kept for a starved wide group llem.scheduler.drains. The
+simulator (llem.scheduler.sim) runs 10,000 GPUs on a simulated clock through it; the Ray
+driver (llem.scheduler.driver) asks the same decisions, shares and drains included, on its
+live groups in its own loop (not this one).
 
 Every per-event cost is bounded by the needs (distinct resource shapes, a dozen) and the
 kinds of node, not by the GPUs, nodes or groups: running groups are ranked per need by when

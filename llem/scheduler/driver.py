@@ -5,8 +5,12 @@ no node can ever run is a UserError before any actor starts); groups are started
 first (longest-processing-time order keeps the makespan near ideal), each on a node the
 driver picks (llem.scheduler.placement), one call in flight per actor; once every group has
 started, a running group gets one more worker on an idle GPU set (same load key, a second
-model load) when its work left per worker outlasts a start and model load (the decisions
-of llem.scheduler.core, which the simulator runs too). A worker whose group is done serves
+model load) when its work left per worker outlasts a start and model load
+(llem.scheduler.decide.next_start). Two more decisions are the simulated core's
+(llem.scheduler.core), the same code: untied workers keep off the GPUs of an accelerator
+type that the groups tied to it need (llem.scheduler.shares), and a wide group that no
+node has room for gets nodes kept for it, which workers of other groups leave between two
+jobs, never mid-job (llem.scheduler.drains). A worker whose group is done serves
 the next group of the same backend and resources in its own process (llem.scheduler.pool).
 A worker process that dies is restarted by Ray (max_restarts) and the job it was running is
 retried up to scheduling.retries times, then stored as failed with the cause; the jobs of a

@@ -165,7 +165,7 @@ class Books:
     _slots: dict[tuple[int, int], dict[str, None]] = field(default_factory=dict, repr=False)
     _kinds: dict[tuple[tuple[str, float], ...], int] = field(default_factory=dict, repr=False)
     _kind_of: dict[str, int] = field(default_factory=dict, repr=False)
-    # node -> the need it is kept for while it drains (see reserve); none in the driver
+    # node -> the need it is kept for while it drains (see reserve; llem.scheduler.drains)
     held: dict[str, Need] = field(default_factory=dict)
 
     @classmethod

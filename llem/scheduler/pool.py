@@ -9,6 +9,7 @@ goes to it. Its next call carries the new load spec, and the actor closes the ol
 loads the new one (llem.harness.runner.JobRunner.switch). Backends that do not free memory on
 close (Backend.reloads_in_process False: vLLM, TensorRT-LLM) always get a fresh process, as
 does every group with scheduling.reuse_workers off. Idle workers nobody took are killed.
+The GPUs each worker takes and frees are counted in the driver's llem.scheduler.shares.
 """
 
 from __future__ import annotations

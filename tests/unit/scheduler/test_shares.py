@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from llem.scheduler.core import CoreGroup, SchedulerCore, Start
 from llem.scheduler.placement import ACCEL_PREFIX, Books, Need
-from llem.scheduler.shares import Shares, tied_to
+from llem.scheduler.shares import Shares, alive_gpus, tied_to
 
 ONE = Need((("GPU", 1.0),), 1)
 A100 = Need((("GPU", 1.0), (ACCEL_PREFIX + "A100", 0.001)), 1)
@@ -68,3 +68,23 @@ def test_nothing_is_kept_where_all_gpus_are_of_one_type() -> None:
     s = _shares([_group(0, h100, 40), _group(1, ONE, 10)])
     assert s.avoid(ONE, {"H100": 8.0}) == frozenset()
     assert s.avoid(ONE, {"H100": 8.0, None: 4.0}) == {"H100"}
+
+
+def test_the_driver_counts_alive_gpus_and_holds_per_node_as_the_core_does() -> None:
+    """The driver's Shares: alive GPUs per type from its books (a lost node no longer
+    counts), a worker's GPUs held on its node's type, and off() as avoid over them."""
+    books = Books.from_nodes([
+        {"node_id": "h", "resources": {"GPU": 8.0, ACCEL_PREFIX + "H100": 1.0}},
+        {"node_id": "a", "resources": {"GPU": 4.0, ACCEL_PREFIX + "A100": 1.0}},
+        {"node_id": "c", "resources": {"GPU": 2.0, "node:c": 1.0}}])
+    assert alive_gpus(books) == {"H100": 8.0, "A100": 4.0, None: 2.0}
+    books.lose("c")
+    s = _shares([_group(0, A100, 10), _group(1, ONE, 110)])
+    s.gpus = alive_gpus(books)
+    assert s.gpus == GPUS
+    for _ in range(3):
+        s.hold_at(books, "a", ONE, 1)
+    assert s.untied == {"A100": 3.0} and s.off(ONE) == {"A100"} == s.avoid(ONE, GPUS)
+    s.hold_at(books, "a", ONE, -1)
+    s.hold_at(books, "h", A100, 1)  # a tied worker is not counted
+    assert s.untied == {"A100": 2.0} and s.off(ONE) == frozenset()
