@@ -167,10 +167,19 @@ def main(argv: list[str] | None = None) -> int:
             "profile": "concurrency", "concurrency": args.max_num_seqs,
             "duration_s": args.server_s, "ramp_s": 0, "warmup_requests": args.prompts})
         figures["server"] = run_points("gpu-vllm-server", [srv], SERVER_KEYS)[0]
-    per_req_in = (offline["input_tokens"] or 0) / max(offline["output_tokens"] or 1, 1)
-    input_len = max(1, round(per_req_in * args.new_tokens))  # every request: new_tokens out
-    figures["native"] = nat = native(args, model, input_len, out)
     ratio = None
+    if offline["status"] != "ok":  # no prompt length to match: vLLM's own run is not comparable
+        figures["native"] = nat = {"output_tokens_per_s": None,
+                                   "error": "not run: llem's offline run failed"}
+        input_len = None
+    else:
+        per_req_in = (offline["input_tokens"] or 0) / max(offline["output_tokens"] or 1, 1)
+        input_len = max(1, round(per_req_in * args.new_tokens))  # every request: new_tokens out
+        try:
+            figures["native"] = nat = native(args, model, input_len, out)
+        except Exception as exc:  # the figures so far are still written
+            figures["native"] = nat = {"output_tokens_per_s": None,
+                                       "error": f"{type(exc).__name__}: {exc}"[:2000]}
     if offline["tokens_per_s"] and nat["output_tokens_per_s"]:
         ratio = offline["tokens_per_s"] / nat["output_tokens_per_s"]
     figures.update(llem_over_native=ratio, goal_met=None if ratio is None else ratio >= 0.98,

@@ -8,7 +8,9 @@
 #
 # Fetches (pip download --no-deps, cp312 manylinux) the pinned wheels below: vllm and every
 # requirement the GPU machine lacks (its packages: /work/.library/device/KINDS.md), closed
-# over their own requirements, resolved on 2026-12-05. `core` (~360 MB, 6 parts) leaves out
+# over their own requirements, resolved on 2026-12-05. xgrammar is held at 0.2.3: vllm 0.24.0
+# pins apache-tvm-ffi==0.1.9 and xgrammar >= 0.2.6 needs tvm-ffi >= 0.1.10 (0.2.9 failed there:
+# `load_lib_module() got an unexpected keyword argument 'extra_lib_paths'`). `core` (~400 MB, 7 parts) leaves out
 # flashinfer-cubin and the optional kernel packages (`full`, 452 MB more: MLA and Mamba
 # kernels, CuTe DSL, tilelang, pip's own nvcc) that a Llama-type model on an H200 does not
 # import; --full adds them (14 parts). Writes .vllm/partN/vllm.tar.NN (each <= 60 MB) and
@@ -134,7 +136,7 @@ core uvicorn==0.55.0                                  87457
 core vllm==0.24.0                                     279209310
 core watchfiles==1.3.0                                458353
 core websockets==17.4                                 226321
-core xgrammar==0.2.9                                  1349113
+core xgrammar==0.2.3                                  44855110
 full z3-solver==4.15.4.0                              29268352
 EOF
 )
@@ -151,7 +153,7 @@ if [ "$dry" = 1 ]; then
   exit 0
 fi
 grep -qxF "/$dest/" .git/info/exclude 2>/dev/null || echo "/$dest/" >> .git/info/exclude
-avail=$(df -Pk . | awk 'NR == 2 {print $4 * 1024}')
+avail=$(df -Pk . | awk 'NR == 2 {printf "%.0f", $4 * 1024}')
 if [ "$avail" -lt $(( bytes * 3 )) ]; then
   echo "vllm_wheels: $((avail / 1000000)) MB free here, $((bytes * 3 / 1000000)) MB needed" \
     "(wheels, tar and parts); free some disk first" >&2
@@ -178,7 +180,8 @@ mv "$dest/SHA256SUMS" "$dest/part$n/SHA256SUMS"
 rm -rf "$dest/wheels" "$dest/vllm.tar"
 du -sh "$dest"/part* | sed 's/^/  /'
 cat <<CALLS
-Device calls, back to back (the machine keeps ignored files only while held: 30 s idle):
-  run(carry=[".vllm/part1"], command="ls -l .vllm/part1")      ... up to part$((n - 1))
+Device calls, back to back (a held machine goes back after 30 s idle; a call's carried
+paths are gone there at the next call, so each part is kept in /tmp/vllm-parts):
+  run(carry=[".vllm/part1"], command="bash benchmarks/vllm_install.sh keep")  ... up to part$((n - 1))
   run(carry=[".vllm/part$n"], command=". benchmarks/vllm_install.sh && python3 -m benchmarks.gpu_vllm")
 CALLS
