@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,6 +40,8 @@ PATTERNS = re.compile(r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_
 # A password in a URL (`s3://KEY:SECRET@bucket`, `https://user:pass@host`): the part after
 # the colon is masked, the scheme, user and host stay readable.
 USERINFO = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
+# The same without a scheme, as a word of its own (RAY_ADDRESS `user:pass@host:6379`).
+BARE_USERINFO = re.compile(r"(?<![^\s'\"(=])([^/\s:@'\"]+):([^/\s@'\"*]+)@(?=[\w\[])")
 # Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
 SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_|client_|aws_|session_|"
                         r"refresh_|id_|oauth_|bearer_)?(?:token|api_?key|password|passwd|"
@@ -67,7 +70,7 @@ def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
     found = {k: env[k] for k in ENV_NAMES if env.get(k)}
     token_path = env.get("HF_TOKEN_PATH")
     if token_path and Path(token_path).is_file():
-        found["HF_TOKEN"] = Path(token_path).read_text().strip()
+        found["HF_TOKEN"] = small_text(Path(token_path), "HF_TOKEN_PATH").strip()
     secrets_file = env.get("LLEM_SECRETS_FILE")
     if secrets_file:
         found.update(read_secrets_file(Path(secrets_file)))
@@ -80,11 +83,7 @@ def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def read_secrets_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; a missing or malformed file is a UserError that shows no value."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"LLEM_SECRETS_FILE {path}: cannot read it ({type(exc).__name__})") \
-            from None
+    text = small_text(path, "LLEM_SECRETS_FILE")
     out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -96,6 +95,28 @@ def read_secrets_file(path: Path) -> dict[str, str]:
                             "not shown: it may hold a secret)")
         out[key.strip()] = value.strip().strip("'\"")
     return out
+
+
+MAX_SECRETS_BYTES = 1 << 20
+
+
+def small_text(path: Path, name: str) -> str:
+    """The text of a credential file named by variable name: a regular file of at most
+    MAX_SECRETS_BYTES (a FIFO blocked every error message for ever, /dev/zero filled the
+    memory), else a UserError that shows none of it."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{name} {path} is not a regular file: point it at a file of "
+                            "KEY=VALUE lines" if name == "LLEM_SECRETS_FILE" else
+                            f"{name} {path} is not a regular file: point it at the token file")
+        if st.st_size > MAX_SECRETS_BYTES:
+            raise UserError(f"{name} {path} is {st.st_size} bytes, more than a credential "
+                            f"file holds (at most {MAX_SECRETS_BYTES}): is it the right file?")
+        with open(path, "rb") as f:
+            return f.read(MAX_SECRETS_BYTES + 1).decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{name} {path}: cannot read it ({type(exc).__name__})") from None
 
 
 def remember(values: Iterable[object]) -> None:
@@ -155,7 +176,8 @@ def secret_env_name(name: str) -> bool:
 def mask_shapes(text: str) -> str:
     """text with token-shaped strings and URL passwords replaced by *** (no environment is
     read)."""
-    return USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))
+    text = USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))
+    return BARE_USERINFO.sub(rf"\1:{MASK}@", text)
 
 
 def credential_files(environ: dict[str, str] | None = None) -> set[Path]:

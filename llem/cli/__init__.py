@@ -18,7 +18,7 @@ from llem.cli.run_cmd import run
 from llem.cli.submit_cmd import logs, status, stop, submit
 from llem.cli.tools_cmd import tiny_model
 from llem.credentials import redact
-from llem.errors import UserError
+from llem.errors import UserError, one_line
 from llem.version import __version__
 
 
@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # a bad flag or argument: one line too
+        ctx = getattr(exc, "ctx", None)
+        usage = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"error: {one_line(redact(exc.format_message()))}{usage}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

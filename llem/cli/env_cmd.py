@@ -17,6 +17,7 @@ from llem.envs.build import build
 from llem.envs.environments import statuses
 from llem.envs.status import grid_statuses
 from llem.errors import UserError
+from llem.paths import check_roots
 
 
 @click.group("env")
@@ -45,6 +46,7 @@ def env() -> None:
 def build_cmd(backend: str, variant: str | None, tool: str | None, force: bool) -> None:
     """Build BACKEND's venv from jobs/BACKEND/ (reused when it is already ready)."""
     _known(backend)
+    check_roots()  # a file where LLEM_ENVS_DIR names a folder: one line, not a traceback
     err = console(stderr=True)
     marker = build(backend, variant=variant, tool=tool, force=force,
                    log=lambda line: err.print(line, markup=False))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.cli.term import check_output
 from llem.errors import UserError
 from llem.report.output import atomic_file, check_folder
 
@@ -42,6 +43,7 @@ def export(campaign: str, fmt: str, table: str, output: Path | None, store: str 
              "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
     if output:
+        check_output(output, "-o")
         check_folder(output, "-o")
     dest = output or Path(tempfile.mkdtemp(prefix="llem-export-")) / "stdout"
     try:

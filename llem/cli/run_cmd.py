@@ -4,9 +4,11 @@ results into the store."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +27,15 @@ from llem.config.loaded import Loaded
 from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.overrides import one_point
 from llem.config.yaml_source import SourceMap
-from llem.credentials import redact
+from llem.credentials import collect, mask_shapes, redact
 from llem.errors import UserError
 from llem.measure.gpu import local_gpus
+from llem.paths import check_roots
 
 if TYPE_CHECKING:
     from llem.store.run_row import RunRow
 
+REACH_TIMEOUT_S = 3.0  # as llem.scheduler.cluster.check_reachable
 ORDERS = ("interleaved", "sequential", "shuffled", "williams")  # llem.config.order
 
 
@@ -152,9 +156,13 @@ def load_for_run(grid: Path | None, flags: dict[str, Any],
 def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if flags.get("as_json") and not flags.get("dry_run"):
         raise click.UsageError("--json goes with --dry-run")
+    for name in ("model", "backend", "name", "store", "address"):  # '' was silently ignored
+        if flags.get(name) is not None and not flags[name].strip():
+            raise UserError(f"--{name} is empty: give a value, or leave --{name} out")
     check_address(flags.get("address"), "--address")
     if not flags.get("address"):
-        check_address(os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS")
+        check_address(os.environ.get("RAY_ADDRESS") or None, "RAY_ADDRESS")
+    check_environment()
     err = console(stderr=True)  # progress and notices
     with stop_on_signals() as stop:
         try:
@@ -169,6 +177,14 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
                       "again to start.", highlight=False)
             code = 130
     raise SystemExit(code)
+
+
+def check_environment() -> None:
+    """llem's folder variables and credential files, before the grid and Ray: a file where
+    LLEM_CACHE names a folder failed the job in the worker, a FIFO as LLEM_SECRETS_FILE hung
+    the first error message."""
+    check_roots()
+    collect()
 
 
 def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err: Out,
@@ -268,27 +284,53 @@ def _exit_130(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-ADDRESS = re.compile(r"(?:ray://)?(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-                     r":(\d{1,5})")
+HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address as Ray parses it (host:port, [IPv6]:port, ray://...;
+    an IPv6 literal in brackets, with its %zone if any), None if it is not one."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+        return host[1:-1], int(port)
+    return (host, int(port)) if HOST.fullmatch(host) else None
+
+
+def _bare_v6(address: str) -> bool:
+    """An IPv6 address written without brackets (::1:6379 or ::1), which Ray cannot split."""
+    rest = address.strip().removeprefix("ray://")
+    for candidate in (rest, rest.rpartition(":")[0]):
+        try:
+            ipaddress.IPv6Address(candidate)
+            return True
+        except ValueError:
+            pass
+    return False
 
 
 def check_address(address: str | None, where: str) -> None:
     """A Ray address Ray can parse, with something listening there, before anything starts
     (ray.init raised a ValueError, an internal error, once the grid was checked, or retried
     for minutes)."""
-    if not address or address in ("auto", "local"):
+    if address is None or address.strip() in ("auto", "local"):
         return
-    m = ADDRESS.fullmatch(address)
-    if m is None or not 0 < int(m.group(1)) < 65536:
-        raise UserError(f"{where} {redact(address)!r} is not a Ray address: give host:port "
-                        "(the head's GCS port, e.g. 10.0.0.5:6379), ray://host:port, or auto")
-    if "[" in address:
-        return  # an IPv6 literal: left to Ray
-    from llem.scheduler.cluster import check_reachable
-
+    shown = mask_shapes(redact(address))
+    parsed = split_address(address.strip())
+    if parsed is None:
+        v6 = " (an IPv6 address goes in brackets: [::1]:6379)" if _bare_v6(address) else ""
+        raise UserError(f"{where} {shown!r} is not a Ray address: give host:port (the head's "
+                        f"GCS port, e.g. 10.0.0.5:6379), ray://host:port, or auto{v6}")
+    host, port = parsed
     try:  # ray.init would retry for minutes, printing a warning every 5 s
-        check_reachable(address)
-    except ConnectionError as exc:
-        raise UserError(f"{where} {redact(address)}: {exc}: is the Ray head running there "
+        socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"{where} {shown}: nothing answers at {shown.removeprefix('ray://')} "
+                        f"({exc.strerror or exc}): is the Ray head running there "
                         "(`ray start --head`), and its port open to this machine?") from None
-

@@ -32,12 +32,12 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     target = store or loaded.campaign.store
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())
-    sid = do_submit(grid, address, target)
+    held = sorted(collect())  # names only: a value never leaves this machine with the job
+    sid = do_submit(grid, address, target)  # (a bad LLEM_SECRETS_FILE refused before this)
     click.echo(f"submitted {sid}")
     click.echo(f"dashboard: {dashboard_url(address)}")
     click.echo(f"store: {target}")
 
-    held = sorted(collect())  # names only: a value never leaves this machine with the job
     if held:
         click.echo(f"not sent with the job: {', '.join(held)} (Ray shows a job's runtime_env "
                    "and metadata); the job uses the credentials set where its Ray runs, or "

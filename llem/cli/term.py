@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from llem.errors import UserError
 
 PLAIN_WIDTH = 1000  # off a terminal without COLUMNS: wide enough that nothing wraps
 
@@ -73,3 +77,16 @@ def to_second(row: dict[str, Any]) -> dict[str, Any]:
     """The row with its timestamps cut to the second (what a person reads in a listing)."""
     return {k: v.replace(microsecond=0) if isinstance(v, dt.datetime) else v
             for k, v in row.items()}
+
+
+def check_output(path: Path, option: str) -> None:
+    """An output file llem replaces whole (a temp file renamed over it) must be a file: run
+    as root, `-o /dev/null` replaced the device with a regular file; a FIFO was replaced
+    too."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return  # nothing there yet (or a folder check says why)
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise UserError(f"{option} {path} is a device, pipe or socket, not a file: give a "
+                        "file to write (or leave -o out to write to stdout)")

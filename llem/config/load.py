@@ -24,6 +24,7 @@ from llem.config.models import ENGINE_SECTIONS, MAX_POINTS
 from llem.config.names import old_name_hint
 from llem.config.overrides import merge_overrides
 from llem.config.parts import build
+from llem.config.same_file import check_same_files
 from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
 from llem.errors import ConfigError, Problems
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
@@ -108,6 +109,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     assert loaded is not None  # (problems held the reason)
     # rules across fields and whole combinations: only on a grid whose values are all good
     _check_datasets(loaded)
+    check_same_files(loaded, base_dir)
     _check_size(loaded)
     check_cross_fields(loaded)
     _check_not_empty(loaded)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from llem.errors import UserError
 from llem.prompts.files import Prompt, load_builtin, load_file, select
+from llem.prompts.hub_probe import problem as hub_problem
 
 TEXT_COLUMNS = ("prompt", "text", "question", "instruction", "input", "content")
 # Named sources: a dataset on the Hugging Face hub that a source name stands for
@@ -146,6 +147,9 @@ def _read_hf(source: str, path: str | None, split: str, column: str | None) -> l
         raise UserError(f"dataset.source '{source}' needs the `datasets` package: "
                         "pip install 'llem[hf]' (or pip install datasets)") from None
     datasets.disable_progress_bars()
+    why = hub_problem(path, what)  # seconds, not 25 s of the library's retries
+    if why:
+        raise UserError(why)
     try:
         data = datasets.load_dataset(path, split=split)
     except Exception as exc:

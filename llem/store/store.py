@@ -55,7 +55,7 @@ from llem.store.schema import (
     is_data_path,
     to_table,
 )
-from llem.store.writable import check_local, check_remote
+from llem.store.writable import check_local, check_remote, check_root_text
 
 SMALL_ROWS = 64  # tables with fewer rows are written uncompressed (see Store._write)
 
@@ -83,8 +83,7 @@ class Store:
     def __init__(self, root: str | Path, on_warning: Callable[[str], None] | None = None,
                  *, rerun: bool = False) -> None:
         text = str(root)
-        if not text.strip():
-            raise StoreError("the store is an empty path: give a folder or a URI")
+        check_root_text(text)
         if "://" in text:
             try:
                 self.fs, self.root = pafs.FileSystem.from_uri(text)

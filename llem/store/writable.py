@@ -15,8 +15,23 @@ from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 
+from llem.credentials import BARE_USERINFO, mask_shapes
+from llem.errors import one_line
 from llem.store.checks import first_line
 from llem.store.schema import TABLES, StoreError
+
+
+def check_root_text(text: str) -> None:
+    """A store path or URI as written (--store bypasses the grid's own check of store:)."""
+    if not text.strip():
+        raise StoreError("the store is an empty path: give a folder or a URI")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise StoreError(f"store '{one_line(text)}' holds a control character: give a folder "
+                         "or a URI")
+    if "://" not in text and BARE_USERINFO.match(text):  # made a folder named user:pw@host
+        raise StoreError(f"store '{mask_shapes(text)}' is a URL with a password but no "
+                         "scheme: give s3://bucket/path (credentials from the environment) "
+                         "or a folder")
 
 
 class Store(Protocol):
