@@ -63,12 +63,15 @@ def folder_problem(path: Path, write: bool = True) -> str | None:
 def check_roots(environ: dict[str, str] | None = None) -> None:
     """Every llem folder variable that is set names a folder llem can use (FOLDER_VARS:
     one it can write or make; READ_VARS: one that exists), before anything starts: a file
-    there failed the job late in the worker."""
+    there failed the job late in the worker. A relative one is made absolute in environ
+    (a worker, in Ray's folder, built the models again under its own working folder)."""
     env = os.environ if environ is None else environ
     for name, default in [*FOLDER_VARS.items(), *READ_VARS.items()]:
         value = env.get(name)
         if not value:
             continue
+        if not value.startswith(("/", "~")):  # workers run in another folder: a relative
+            value = env[name] = str(Path(value).absolute())  # one was another cache there
         why = folder_problem(Path(value), write=name in FOLDER_VARS)
         if why:
             raise UserError(f"{name}={value} {why}: point it at a folder llem can "

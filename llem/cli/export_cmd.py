@@ -38,12 +38,13 @@ def export(campaign: str, fmt: str, table: str, output: Path | None, store: str 
 
     from llem.report.campaign import Campaign
 
+    if output:
+        check_output(output, "-o")  # before the store is read
     camp = Campaign.open(open_store(store), campaign)
     order = {"runs": "job_id, cycle", "requests": "job_id, cycle, request_index",
              "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
     if output:
-        check_output(output, "-o")
         check_folder(output, "-o")
     dest = output or Path(tempfile.mkdtemp(prefix="llem-export-")) / "stdout"
     try:

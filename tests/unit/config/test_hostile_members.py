@@ -254,3 +254,43 @@ def test_two_merged_maps_that_set_one_key_differently() -> None:
     # the same value from both, or a value written here over both: no conflict
     load("grid:\n  <<: [*a, *a]\n", head=head)
     load("grid:\n  <<: [*a, *b]\n  batch_size: 4\n", head=head)
+
+
+# --- one file spelled two ways in one axis (issue 18, round four) ----------------------------
+
+
+def _prompts(tmp_path: Path) -> Path:
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "p.jsonl").write_text('{"prompt": "hello"}\n')
+    (d / "q.jsonl").write_text('{"prompt": "other"}\n')
+    (d / "link.jsonl").symlink_to("p.jsonl")
+    return d
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("dataset: {source: file, path: [p.jsonl, ../dir/p.jsonl]}\n",
+     ":4: 'dataset.path.1': '../dir/p.jsonl' names the same file as 'p.jsonl' on line 4"),
+    ("dataset: {source: file, path: [q.jsonl, link.jsonl, p.jsonl]}\n",
+     ":4: 'dataset.path.2': 'p.jsonl' names the same file as 'link.jsonl' on line 4"),
+    ("grid:\n  dataset:\n    - {source: file, path: p.jsonl}\n"
+     "    - {source: file, path: ../dir/p.jsonl}\n",
+     ":7: 'grid.dataset.1': '../dir/p.jsonl' names the same file as 'p.jsonl' on line 6"),
+])
+def test_one_file_spelled_two_ways_is_refused_naming_both(body: str, want: str,
+                                                          tmp_path: Path) -> None:
+    d = _prompts(tmp_path)
+    with pytest.raises(UserError) as exc:
+        load(body, base_dir=d)
+    assert want in str(exc.value), str(exc.value)
+
+
+def test_one_file_with_other_settings_and_two_files_pass(tmp_path: Path) -> None:
+    d = _prompts(tmp_path)
+    loaded = load("grid:\n  dataset:\n    - {source: file, path: p.jsonl, num_prompts: 1}\n"
+                  "    - {source: file, path: ../dir/p.jsonl, num_prompts: 2}\n", base_dir=d)
+    assert count_points(loaded) == 2
+    # the paths are kept as written: the job ids of existing grids do not change
+    written = load("dataset: {source: file, path: [p.jsonl, q.jsonl]}\n", base_dir=d)
+    assert [ax.alternatives for ax in written.axes if "dataset.path" in ax.paths()] == \
+        [({"dataset.path": "p.jsonl"}, {"dataset.path": "q.jsonl"})]
