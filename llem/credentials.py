@@ -70,7 +70,11 @@ def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
     found = {k: env[k] for k in ENV_NAMES if env.get(k)}
     token_path = env.get("HF_TOKEN_PATH")
     if token_path and Path(token_path).is_file():
-        found["HF_TOKEN"] = small_text(Path(token_path), "HF_TOKEN_PATH").strip()
+        token = small_text(Path(token_path), "HF_TOKEN_PATH").strip()
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+            raise UserError(f"HF_TOKEN_PATH {token_path}: holds more than one line of a "
+                            "token (control characters; not shown)")
+        found["HF_TOKEN"] = token
     secrets_file = env.get("LLEM_SECRETS_FILE")
     if secrets_file:
         found.update(read_secrets_file(Path(secrets_file)))
@@ -93,7 +97,11 @@ def read_secrets_file(path: Path) -> dict[str, str]:
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
             raise UserError(f"LLEM_SECRETS_FILE {path}:{n}: expected KEY=VALUE (the line is "
                             "not shown: it may hold a secret)")
-        out[key.strip()] = value.strip().strip("'\"")
+        value = value.strip().strip("'\"")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):  # a NUL killed every worker
+            raise UserError(f"LLEM_SECRETS_FILE {path}:{n}: the value holds a control "
+                            "character (the line is not shown: it may hold a secret)")
+        out[key.strip()] = value
     return out
 
 

@@ -30,7 +30,7 @@ from llem.config.yaml_source import SourceMap
 from llem.credentials import collect, mask_shapes, redact
 from llem.errors import UserError
 from llem.measure.gpu import local_gpus
-from llem.paths import check_roots
+from llem.paths import check_roots, folder_problem
 
 if TYPE_CHECKING:
     from llem.store.run_row import RunRow
@@ -163,6 +163,8 @@ def _run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     if not flags.get("address"):
         check_address(os.environ.get("RAY_ADDRESS") or None, "RAY_ADDRESS")
     check_environment()
+    if not (flags.get("address") or os.environ.get("RAY_ADDRESS")):
+        check_home()
     err = console(stderr=True)  # progress and notices
     with stop_on_signals() as stop:
         try:
@@ -185,6 +187,17 @@ def check_environment() -> None:
     the first error message."""
     check_roots()
     collect()
+
+
+def check_home() -> None:
+    """Ray started here keeps files in ~/.ray (its auth token): a HOME it cannot write was an
+    internal FileNotFoundError from ray.init."""
+    home = Path.home()
+    why = folder_problem(home) if home.exists() else "does not exist"
+    if why:
+        raise UserError(f"HOME={home} {why}: Ray, started here, keeps files in ~/.ray; set "
+                        "HOME to a folder you can write, or give --address of a running "
+                        "Ray cluster")
 
 
 def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err: Out,

@@ -63,6 +63,7 @@ DRY = ["run", "grid.yaml", "--dry-run", "--store", "{d}/st"]
     (DRY, {"LLEM_SECRETS_FILE": "{d}/ff"}, "LLEM_SECRETS_FILE {d}/ff is not a regular file"),
     (["submit", "grid.yaml", "--address", "http://127.0.0.1:1"],
      {"LLEM_SECRETS_FILE": "{d}"}, "LLEM_SECRETS_FILE {d} is not a regular file"),
+    (DRY, {"LLEM_SECRETS_FILE": "{d}/afile"}, "expected KEY=VALUE"),
     # addresses: IPv6 literals parsed, a password never shown
     (DRY + ["--address", "::1:6379"], {}, "an IPv6 address goes in brackets"),
     (DRY + ["--address", "[::1]:99999"], {}, "is not a Ray address"),
@@ -109,3 +110,13 @@ def test_one_prompt_file_spelled_twice_in_an_axis(tmp_path: Path) -> None:
     _one_line(r, "error: dir/grid.yaml:4: 'dataset.path.1': '../dir/p.jsonl' names the same "
                  "file as 'p.jsonl' on line 4")
     assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/1").is_dir() or os.access("/proc/1", os.W_OK),
+                    reason="needs a folder this user cannot write")
+def test_a_home_ray_cannot_write_is_refused_before_ray(tmp_path: Path) -> None:
+    """ray.init writes ~/.ray: an internal FileNotFoundError after the grid was checked."""
+    before = _setup(tmp_path)
+    r, _ = _run(tmp_path, ["run", "grid.yaml", "--store", "{d}/st"], {"HOME": "/proc/1"})
+    _one_line(r, "HOME=/proc/1 is not writable: Ray, started here, keeps files in ~/.ray")
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "grid.yaml"])

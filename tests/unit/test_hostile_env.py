@@ -119,3 +119,13 @@ def test_an_ipv6_address_without_brackets_says_how_to_write_it() -> None:
     with pytest.raises(UserError) as exc:
         check_address("::1:6379", "RAY_ADDRESS")
     assert str(exc.value).endswith("(an IPv6 address goes in brackets: [::1]:6379)")
+
+
+def test_a_secret_with_a_control_character_is_refused_unshown(tmp_path: Path) -> None:
+    """A NUL in a value killed every worker (os.environ refuses it) with raw tracebacks."""
+    f = tmp_path / "secrets"
+    f.write_text("A_TOKEN=fine-value-1\nHF_TOKEN=Planted\x00TokValue\n")
+    with pytest.raises(UserError) as exc:
+        read_secrets_file(f)
+    assert str(exc.value) == f"LLEM_SECRETS_FILE {f}:2: the value holds a control character " \
+        "(the line is not shown: it may hold a secret)"
