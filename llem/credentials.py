@@ -36,10 +36,15 @@ PATTERNS = re.compile(r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_
                       r"glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|"
                       r"AIza[0-9A-Za-z_-]{35}|"
                       r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|"
-                      r"-----BEGIN [A-Z ]*PRIVATE KEY-----)(?![A-Za-z0-9])")
+                      r"-----BEGIN [A-Z ]*PRIVATE KEY-----|"
+                      r"(?:Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*)(?![A-Za-z0-9])")
 # A password in a URL (`s3://KEY:SECRET@bucket`, `https://user:pass@host`): the part after
 # the colon is masked, the scheme, user and host stay readable.
 USERINFO = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
+# A credential in a URL's query: a presigned S3 URL's X-Amz-Signature, an Azure SAS `sig`,
+# `?token=`, pyarrow's own `s3://b/x?access_key=..&secret_key=..` (the value is masked).
+QUERY_SECRET = re.compile(r"(?i)([?&](?:[\w.-]*[_.-])?(?:token|key|secret|sig|signature|"
+                          r"password|passwd|credential|auth)(?:[_.-][\w.-]*)?=)([^&#\s'\"]+)")
 # The same without a scheme, as a word of its own (RAY_ADDRESS `user:pass@host:6379`).
 BARE_USERINFO = re.compile(r"(?<![^\s'\"(=])([^/\s:@'\"]+):([^/\s@'\"*]+)@(?=[\w\[])")
 # Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
@@ -171,7 +176,8 @@ def secret_name(key: str) -> bool:
 def token_shaped(text: str) -> bool:
     """Does text hold a string shaped like a well-known token (hf_..., sk-..., AKIA...), or
     a URL with a password?"""
-    return PATTERNS.search(text) is not None or USERINFO.search(text) is not None
+    return PATTERNS.search(text) is not None or USERINFO.search(text) is not None or \
+        QUERY_SECRET.search(text) is not None
 
 
 def secret_env_name(name: str) -> bool:
@@ -185,6 +191,7 @@ def mask_shapes(text: str) -> str:
     """text with token-shaped strings and URL passwords replaced by *** (no environment is
     read)."""
     text = USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))
+    text = QUERY_SECRET.sub(rf"\1{MASK}", text)
     return BARE_USERINFO.sub(rf"\1:{MASK}@", text)
 
 

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from llem.cli.query_cmd import STORE_HELP, open_store
 from llem.cli.term import console, plural
+from llem.errors import UserError
 from llem.report import compare as cmp
 from llem.report.metrics import resolve
 
@@ -68,6 +69,9 @@ def compare(campaign: str, by: str | None, metric: str, baseline: str | None,
     """
     from llem.report.campaign import Campaign
 
+    for flag, value in (("--by", by), ("--metric", metric), ("--baseline", baseline)):
+        if value is not None and not split(value):  # '' fell back to the default
+            raise UserError(f"{flag} is empty: give a value, or leave {flag} out")
     camp = Campaign.open(open_store(store), campaign, include_invalid)
     try:
         keys = camp.keys([GPU_ALIASES.get(b, b) for b in split(by)], "--by") if by \

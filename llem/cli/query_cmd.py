@@ -79,6 +79,9 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {redact(message)}", err=True)
 
 
+MAX_SQL_BYTES = 1 << 20  # a .sql file read whole
+
+
 @click.command()
 @click.argument("sql")
 @click.option("--store", help=STORE_HELP)
@@ -100,9 +103,14 @@ def query(sql: str, store: str | None, fmt: str) -> None:
 
     if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
         path = Path(sql.strip())
-        if not path.is_file():
-            raise UserError(f"SQL file {path} not found: pass SQL text or an existing .sql file")
-        sql = path.read_text()
+        if not path.is_file():  # (a FIFO named q.sql blocked for ever)
+            what = "is not a regular file" if path.exists() else "not found"
+            raise UserError(f"SQL file {path} {what}: pass SQL text or an existing .sql file")
+        if path.stat().st_size > MAX_SQL_BYTES:
+            raise UserError(f"SQL file {path} is over {MAX_SQL_BYTES} bytes: is it SQL?")
+        sql = path.read_text(errors="replace")
+    if not sql.strip():  # printed '0 rows' as if it had asked something
+        raise UserError("the SQL is empty: give a query, e.g. llem query \"SELECT * FROM runs\"")
     st = open_store(store)
     try:
         table = run_sql(st, sql)

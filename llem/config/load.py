@@ -247,7 +247,26 @@ def _model(model: str, loc: Loc, base_dir: Path, smap: SourceMap, hub: bool) -> 
     if not resolved.exists():
         raise smap.error(loc, f"model path {resolved} does not exist",
                          hint="build one with `llem tiny-model DIR` or fix the path")
+    why = _not_a_model(resolved) if hub else None
+    if why:  # the hub library took the path for a repo id: an internal error, or a job
+        # that failed in the worker
+        raise smap.error(loc, f"model path {resolved} {why}",
+                         hint="give the folder of a saved model: save_pretrained's, or "
+                         "`llem tiny-model DIR`")
     return str(resolved)
+
+
+def _not_a_model(path: Path) -> str | None:
+    """Why a backend cannot load a model from path: a folder with config.json (params.json:
+    Mistral's format) or a .gguf file (vLLM's single-file models)."""
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / "params.json").is_file():
+            return None
+        return "holds no config.json: it is not a saved model"
+    if path.is_file() and path.suffix == ".gguf":
+        return None
+    return "is a file, not a model folder" if path.is_file() else \
+        "is not a folder (a pipe, device or socket)"
 
 
 def hub_id_problem(repo_id: str) -> str | None:

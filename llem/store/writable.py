@@ -53,6 +53,10 @@ def _folders(campaign: str | None) -> list[str]:
             out.append(f"{table}/campaign={campaign}")
     return out
 
+PSEUDO = (Path("/proc"), Path("/sys"), Path("/dev"))  # kernel and device folders
+SCRATCH = (Path("/dev/shm"),)  # a tmpfs: results may go there
+
+
 def check_local(store: Store, campaign: str | None) -> None:
     root = Path(store.root)
     missing: list[Path] = []
@@ -75,6 +79,11 @@ def check_local(store: Store, campaign: str | None) -> None:
                              "(--store, or the grid's store:)")
         raise StoreError(f"store {store.uri} cannot be created: {here} is {what}, not a "
                          "folder")
+    if any(root == p or p in root.parents for p in PSEUDO) and \
+            not any(root == s or s in root.parents for s in SCRATCH):
+        # as root, --store /dev made runs/, sessions/ ... among the devices
+        raise StoreError(f"store {store.uri} is in a kernel or device folder: give a folder "
+                         "of your own (--store, or the grid's store:)")
     targets = [here] if missing else []
     if not missing:
         for rel in _folders(campaign):

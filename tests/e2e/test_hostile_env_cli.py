@@ -46,6 +46,7 @@ def _one_line(r: subprocess.CompletedProcess[str], want: str) -> None:
 def _setup(tmp_path: Path) -> list[str]:
     (tmp_path / "afile").write_text("x")
     os.mkfifo(tmp_path / "ff")
+    os.mkfifo(tmp_path / "ff.sql")
     return sorted(os.listdir(tmp_path))
 
 
@@ -72,10 +73,22 @@ DRY = ["run", "grid.yaml", "--dry-run", "--store", "{d}/st"]
     (DRY + ["--model", ""], {}, "--model is empty"),
     (["run", "grid.yaml", "--dry-run", "--store", "a\tb"], {}, "holds a control character"),
     (["results", "--store", f"user:{SECRET}@host/x"], {}, "a URL with a password but no"),
+    (["run", "grid.yaml", "--dry-run", "--store", f"s3://b/x?access_key=AK&secret_key={SECRET}"],
+     {}, "s3://b/x?access_key=***&secret_key=***"),
     # click's own refusals are one line too
     (["run", "{d}", "--dry-run"], {}, "is a directory. (see `llem run --help`)"),
     (["tiny-model", "{d}/m", "--init-std", "nan"], {}, "'--init-std': nan is not in (0, 1]"),
     (["tiny-model", "{d}/m", "--heads", "3"], {}, "must be a whole, even number"),
+    # empty or odd arguments of the readers (each fell back to a default, or blocked)
+    (["query", " ", "--store", "{d}/none"], {}, "the SQL is empty"),
+    (["query", "ff.sql", "--store", "{d}/none"], {}, "SQL file ff.sql is not a regular file"),
+    (["compare", "t", "--by", "", "--store", "{d}/none"], {}, "--by is empty"),
+    (["compare", "t", "--metric", " , ", "--store", "{d}/none"], {}, "--metric is empty"),
+    # a store among the devices (as root, runs/ and sessions/ were made in /dev)
+    (["run", "grid.yaml", "--dry-run", "--store", "/dev/llem"], {}, "in a kernel or device"),
+    # a local model path a backend cannot load (the hub library took it for a repo id)
+    (["run", "--model", "./afile", "--gpus", "0", "--dry-run", "--store", "{d}/st"], {},
+     "model path {d}/afile is a file, not a model folder"),
     # outputs replaced whole: run as root, -o /dev/null replaced the device with a file
     (["export", "t", "-o", "{d}/ff", "--store", "{d}/none"], {}, "-o {d}/ff is a device, pipe"),
     (["report", "t", "-o", "{d}/ff", "--store", "{d}/none"], {}, "-o {d}/ff is a device, pipe"),

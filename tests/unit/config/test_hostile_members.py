@@ -6,6 +6,7 @@ and two groups that set one parameter when crossed."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ SHAPES = [
     "-----BEGIN RSA PRIVATE KEY-----",
     "s3://AKIDPLANTED:PlantedTokSecret@bucket/x",
     "https://user:PlantedTokPass@host/ds",
+    # round four: credentials in a URL's query, and HTTP authorization values
+    "https://host/x.jsonl?token=PlantedTok1234567890",
+    "https://b.s3.amazonaws.com/x?X-Amz-Credential=A%2F1&X-Amz-Signature=PlantedTokabcdef",
+    "az://c/x?sv=2020&sig=PlantedTokSig0123%3D&se=1",
+    "s3://b/x?access_key=AKIDX&secret_key=PlantedTokSecret0123",
+    "Bearer PlantedTokBearer0123456789",
+    "Basic PlantedTokBasicdXNlcjpwYXNz=",
 ]
 
 
@@ -43,7 +51,8 @@ def test_more_token_shapes_are_refused_and_masked(text: str) -> None:
 
 def test_a_url_keeps_what_is_not_its_password() -> None:
     assert mask_shapes("s3://KEY:SECRET@bucket/x") == "s3://KEY:***@bucket/x"
-    for plain in ("http://host:8000/v1", "s3://bucket/x", "pad_token", "user@host"):
+    for plain in ("http://host:8000/v1", "s3://bucket/x", "pad_token", "user@host",
+                  "https://h/v1?model=x&limit=3", "a?monkey=1&keyword=2", "Bearer of news"):
         assert not token_shaped(plain), plain
 
 
@@ -294,3 +303,29 @@ def test_one_file_with_other_settings_and_two_files_pass(tmp_path: Path) -> None
     written = load("dataset: {source: file, path: [p.jsonl, q.jsonl]}\n", base_dir=d)
     assert [ax.alternatives for ax in written.axes if "dataset.path" in ax.paths()] == \
         [({"dataset.path": "p.jsonl"}, {"dataset.path": "q.jsonl"})]
+
+
+# --- a local model path a backend cannot load --------------------------------------------------
+
+
+@pytest.mark.parametrize(("make", "want"), [
+    ("file", "is a file, not a model folder"),
+    ("empty", "holds no config.json: it is not a saved model"),
+    ("fifo", "is not a folder (a pipe, device or socket)"),
+])
+def test_a_model_path_that_holds_no_model(make: str, want: str, tmp_path: Path) -> None:
+    m = tmp_path / "m"
+    {"file": lambda: m.write_text("x"), "empty": m.mkdir, "fifo": lambda: os.mkfifo(m)}[make]()
+    head = "name: t\nmodels: [./m]\nbackends: [transformers]\n"
+    with pytest.raises(UserError) as exc:
+        load("", head=head, base_dir=tmp_path)
+    assert f"grid.yaml:2: 'models.0': model path {m} {want}" in str(exc.value), str(exc.value)
+    load("", head=head.replace("transformers", "noop"), base_dir=tmp_path)  # loads nothing
+
+
+def test_model_folders_and_gguf_files_pass(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "q.gguf").write_bytes(b"GGUF")
+    load("", head="name: t\nmodels: [./m, ./q.gguf]\nbackends: [transformers]\n",
+         base_dir=tmp_path)
