@@ -332,10 +332,10 @@ def check_address(address: str | None, where: str) -> None:
     """A Ray address Ray can parse, with something listening there, before anything starts
     (ray.init raised a ValueError, an internal error, once the grid was checked, or retried
     for minutes)."""
-    if address is None or address.strip() in ("auto", "local"):
+    if address is None or address in ("auto", "local"):
         return
     shown = mask_shapes(redact(address))
-    parsed = split_address(address.strip())
+    parsed = split_address(address)  # (a space around it is no address to Ray either)
     if parsed is None:
         v6 = " (an IPv6 address goes in brackets: [::1]:6379)" if _bare_v6(address) else ""
         raise UserError(f"{where} {shown!r} is not a Ray address: give host:port (the head's "

@@ -25,6 +25,9 @@ def check_root_text(text: str) -> None:
     """A store path or URI as written (--store bypasses the grid's own check of store:)."""
     if not text.strip():
         raise StoreError("the store is an empty path: give a folder or a URI")
+    if text != text.strip():  # as the grid's store: refuses
+        raise StoreError(f"store '{one_line(text)}' has spaces around it: give the folder or "
+                         "URI without them")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise StoreError(f"store '{one_line(text)}' holds a control character: give a folder "
                          "or a URI")

@@ -72,6 +72,8 @@ DRY = ["run", "grid.yaml", "--dry-run", "--store", "{d}/st"]
     # flags: empty, control characters, a password in a store without scheme
     (DRY + ["--model", ""], {}, "--model is empty"),
     (["run", "grid.yaml", "--dry-run", "--store", "a\tb"], {}, "holds a control character"),
+    (["run", "grid.yaml", "--dry-run", "--store", " st"], {}, "has spaces around it"),
+    (DRY + ["--address", " 10.0.0.5:6379"], {}, "is not a Ray address"),
     (["results", "--store", f"user:{SECRET}@host/x"], {}, "a URL with a password but no"),
     (["run", "grid.yaml", "--dry-run", "--store", f"s3://b/x?access_key=AK&secret_key={SECRET}"],
      {}, "s3://b/x?access_key=***&secret_key=***"),
