@@ -161,12 +161,15 @@ def main(argv: list[str] | None = None) -> int:
                                "new_tokens": args.new_tokens, "engine": engine_args(args)}
     llem_rows = run_points("gpu-vllm", [point(args), point(args, streaming=True)], KEYS)
     figures["llem"] = llem_rows
+    save = out / "gpu_vllm.json"  # after each step: a run cut at its limit keeps what it has
+    save.write_text(json.dumps(figures, indent=2, default=str))
     offline = llem_rows[0]
     if args.server_s > 0:
         srv = point(args, mode="server", server={
             "profile": "concurrency", "concurrency": args.max_num_seqs,
             "duration_s": args.server_s, "ramp_s": 0, "warmup_requests": args.prompts})
         figures["server"] = run_points("gpu-vllm-server", [srv], SERVER_KEYS)[0]
+        save.write_text(json.dumps(figures, indent=2, default=str))
     ratio = None
     if offline["status"] != "ok":  # no prompt length to match: vLLM's own run is not comparable
         figures["native"] = nat = {"output_tokens_per_s": None,
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.update(llem_over_native=ratio, goal_met=None if ratio is None else ratio >= 0.98,
                    native_input_len=input_len, wall_s=time.perf_counter() - t0,
                    duckdb_imported=sys.modules.get("duckdb") is not None)
-    (out / "gpu_vllm.json").write_text(json.dumps(figures, indent=2, default=str))
+    save.write_text(json.dumps(figures, indent=2, default=str))
     report(figures)
     rows = [*llem_rows, *([figures["server"]] if "server" in figures else [])]
     return 0 if all(r["status"] == "ok" for r in rows) and ratio is not None else 1
