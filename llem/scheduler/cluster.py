@@ -36,8 +36,9 @@ def _probe() -> list[dict[str, Any]]:
 def check_reachable(address: str, timeout_s: float = 3.0) -> None:
     """Raise ConnectionError when nothing listens at host:port (ray.init would retry for
     minutes); 'auto' and addresses without a port are left to Ray."""
-    hostport = address.split("://", 1)[-1].rstrip("/")
+    hostport = address.split("://", 1)[-1].rstrip("/").rpartition("@")[2]  # no user:pw@
     host, _, port = hostport.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:6379: socket wants ::1
     if not host or not port.isdigit():
         return
     try:
