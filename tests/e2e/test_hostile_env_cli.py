@@ -23,12 +23,16 @@ def _llem() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "llem"]
 
 
-def _run(tmp_path: Path, args: list[str], env: dict[str, str] | None = None,
+def _run(tmp_path: Path, args: list[str], env: dict[str, str | None] | None = None,
          grid: str = HEAD) -> tuple[subprocess.CompletedProcess[str], float]:
     (tmp_path / "grid.yaml").write_text(grid)
     full = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "LLEM_CACHE",
                                                            "LLEM_SECRETS_FILE")}
-    full.update({k: v.format(d=tmp_path) for k, v in (env or {}).items()})
+    for k, v in (env or {}).items():  # None: not set (the session's HF_HUB_OFFLINE=1)
+        if v is None:
+            full.pop(k, None)
+        else:
+            full[k] = v.format(d=tmp_path)
     t0 = time.monotonic()
     r = subprocess.run([*_llem(), *(a.format(d=tmp_path) for a in args)], cwd=tmp_path,
                        capture_output=True, text=True, timeout=60, env=full, check=False)
@@ -108,7 +112,8 @@ def test_cli_refuses_what_the_environment_and_flags_get_wrong(
 def test_an_hf_dataset_the_hub_cannot_serve_fails_in_seconds(tmp_path: Path) -> None:
     """Offline, `datasets` retried the hub for ~25 s; a hub that nothing answers for (a
     closed local port as its address) is asked once."""
-    env = {"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HOME": "{d}/hf"}
+    env: dict[str, str | None] = {"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HOME": "{d}/hf",
+                                  "HF_HUB_OFFLINE": None, "HF_DATASETS_OFFLINE": None}
     r, took = _run(tmp_path, DRY, env, grid=HEAD + "dataset: {source: hf, path: nobody/none}\n")
     _one_line(r, "grid.yaml:4: 'dataset.path': HF dataset 'nobody/none': the Hugging Face hub "
                  "cannot be reached from here")
