@@ -34,7 +34,7 @@ from llem.scheduler.decide import (
     split_gain,
 )
 from llem.scheduler.drains import Drains
-from llem.scheduler.placement import Books, Need, can_ever_fit
+from llem.scheduler.placement import Books, Need
 from llem.scheduler.ranked import Ranked
 from llem.scheduler.shares import Shares, gpus_per_type
 
@@ -117,7 +117,6 @@ class SchedulerCore:
     # remaining; llem.scheduler.ranked)
     _rank: dict[Need, Ranked] = field(default_factory=dict)
     _kinds: dict[tuple[tuple[str, float], ...], float] = field(default_factory=dict)  # GPUs
-    _scarce: dict[Need, float] = field(default_factory=dict)  # see decide.next_start
     _shares: Shares = field(default_factory=Shares)  # see llem.scheduler.shares
     _drains: Drains = field(init=False)  # nodes kept: llem.scheduler.drains
 
@@ -212,19 +211,10 @@ class SchedulerCore:
     # -- internals --------------------------------------------------------------------------
 
     def _count(self, total: Mapping[str, float], n: int) -> None:
-        """Alive GPUs per kind of node (its resource totals), for _scarcity."""
+        """Alive GPUs per kind of node (its resource totals), for the type shares."""
         kind = tuple(sorted((k, float(v)) for k, v in total.items() if not k.startswith("node:")))
         self._kinds[kind] = self._kinds.get(kind, 0.0) + n * float(total.get("GPU", 0.0))
-        self._scarce.clear()
         self._shares.gpus = gpus_per_type(self._kinds)
-
-    def _scarcity(self, need: Need) -> float:
-        """All alive GPUs over those on nodes that can ever run need (by kind of node)."""
-        if need not in self._scarce:
-            can = sum(gpus for kind, gpus in self._kinds.items()
-                      if can_ever_fit(dict(kind), need))
-            self._scarce[need] = sum(self._kinds.values()) / can if can > 0 else 1.0
-        return self._scarce[need]
 
     def _touch(self, g: CoreGroup) -> None:
         """g's jobs, workers or timing changed: its rank is set again (O(log n))."""
@@ -279,7 +269,7 @@ class SchedulerCore:
             heads = [q[-1] for q in self.pending.values() if q]
             ranked = {need: self._ranked(need) for need in self.running}
             pick = next_start(heads, ranked, self.books, self._reusable, self.min_jobs,
-                              self._scarcity, self._avoid)
+                              self.books.scarcity, self._avoid)
             if pick is None:
                 ranked = {need: self._ranked(need) for need in self.running}
                 self._drains.keep(heads, ranked, self.min_jobs, self._avoid)

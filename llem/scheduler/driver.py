@@ -230,7 +230,8 @@ class Driver(Faults):
             # every group must run once anyway: waiting ones go before any split (the
             # earlier cycle first, then one an idle worker can serve, then the longest)
             pick = next_start(fit, running, self.books, self._reusable,
-                              self.sched.split_min_jobs, avoid=off, order=self._order)
+                              self.sched.split_min_jobs, self.books.scarcity, off,
+                              order=self._order)
             if pick is None or not isinstance(pick[0], GroupRun):
                 self._drain(running)
                 return

@@ -167,6 +167,7 @@ class Books:
     _kind_of: dict[str, int] = field(default_factory=dict, repr=False)
     # node -> the need it is kept for while it drains (see reserve; llem.scheduler.drains)
     held: dict[str, Need] = field(default_factory=dict)
+    _scarce: dict[Need, float] = field(default_factory=dict, repr=False)  # see scarcity
 
     @classmethod
     def from_nodes(cls, nodes: list[dict[str, Any]], exclusive: bool = False,
@@ -184,6 +185,7 @@ class Books:
 
     def add(self, node_id: str, resources: dict[str, float]) -> None:
         if node_id not in self.nodes:
+            self._scarce.clear()
             self.nodes[node_id] = Node(node_id, dict(resources), dict(resources))
             kind = tuple(sorted((k, float(v)) for k, v in resources.items()
                                 if not k.startswith("node:")))
@@ -211,6 +213,18 @@ class Books:
     def views(self) -> list[NodeView]:
         """The alive nodes, for never_placed."""
         return [NodeView(n.node_id, n.total) for n in self.nodes.values() if n.alive]
+
+    def scarcity(self, need: Need) -> float:
+        """All alive GPUs over those on alive nodes that can ever run need (1.0 when none
+        can): the weight decide.next_start gives a waiting group's length, so that a group
+        only a few nodes can run starts before groups any node can run. Cached per need
+        until a node joins or is lost."""
+        if need not in self._scarce:
+            alive = [n.total for n in self.nodes.values() if n.alive]
+            can = sum(float(t.get("GPU", 0.0)) for t in alive if can_ever_fit(t, need))
+            every = sum(float(t.get("GPU", 0.0)) for t in alive)
+            self._scarce[need] = every / can if can > 0 else 1.0
+        return self._scarce[need]
 
     def feasible(self, need: Need) -> bool:
         return never_placed(need, self.views()) is None
@@ -316,6 +330,7 @@ class Books:
     def lose(self, node_id: str) -> None:
         self.held.pop(node_id, None)
         if node_id in self.nodes and self.nodes[node_id].alive:
+            self._scarce.clear()
             self._index(node_id, False)
             self.nodes[node_id].alive = False
 

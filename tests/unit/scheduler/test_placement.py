@@ -84,3 +84,22 @@ def test_a_kept_node_takes_only_the_need_it_is_kept_for() -> None:
     assert books.reserve(four) == "b"
     books.lose("b")
     assert not books.held
+
+
+def test_scarcity_is_all_gpus_over_those_that_can_run_the_need() -> None:
+    """The weight next_start gives a waiting group's length (the driver's and the core's):
+    8 H100 + 4 A100 GPUs; a group tied to the A100s is 3x scarcer; it follows lost and added
+    nodes (the cache is cleared)."""
+    books = Books.from_nodes([
+        {"node_id": "h", "resources": {"GPU": 8.0, "accelerator_type:H100": 1.0}},
+        {"node_id": "a", "resources": {"GPU": 4.0, "accelerator_type:A100": 1.0}}])
+    untied = Need.of(Resources(gpus_per_job=1))
+    a100 = Need.of(Resources(gpus_per_job=1, accelerator_type="A100"))
+    wide = Need.of(Resources(gpus_per_job=8))
+    assert (books.scarcity(untied), books.scarcity(a100), books.scarcity(wide)) == (1.0, 3.0,
+                                                                                    1.5)
+    books.lose("h")
+    assert (books.scarcity(a100), books.scarcity(wide)) == (1.0, 1.0)  # none can: 1.0
+    books.add("a2", {"GPU": 4.0, "accelerator_type:A100": 1.0})
+    books.add("h2", {"GPU": 8.0, "accelerator_type:H100": 1.0})
+    assert books.scarcity(a100) == 2.0
