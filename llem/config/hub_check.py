@@ -15,6 +15,7 @@ from typing import Any
 from llem.config.load import PATH_PREFIXES, loads_from_hub
 from llem.errors import UserError
 from llem.models.builtin import is_builtin
+from llem.prompts.hub_probe import ask
 
 TIMEOUT_S = 5.0
 
@@ -56,23 +57,20 @@ def problem(repo_id: str) -> str | None:
                 "is set; download it first (`hf download " + repo_id + "`) or give a local path")
     try:
         from huggingface_hub import model_info
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     except ImportError:
         return None  # no hub client here: the backend's environment decides
-    try:
-        model_info(repo_id, timeout=TIMEOUT_S)
-    except GatedRepoError:
+    answer = ask(lambda: model_info(repo_id, timeout=TIMEOUT_S))
+    if answer is None:
+        return None
+    kind, why = answer
+    if kind == "gated":
         return (f"model {repo_id} is gated on the Hugging Face hub and this token has no "
                 "access; accept its terms on the hub and set HF_TOKEN")
-    except RepositoryNotFoundError:
+    if kind == "missing":
         return (f"model {repo_id} is not on the Hugging Face hub (or is private: set "
                 "HF_TOKEN to a token that can read it)")
-    except Exception as exc:  # no network, DNS, timeout, proxy, 5xx
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        return (f"model {repo_id}: the Hugging Face hub cannot be reached from here "
-                f"({type(exc).__name__}: {why}); with the model in the local cache set "
-                "HF_HUB_OFFLINE=1, or give a local path")
-    return None
+    return (f"model {repo_id}: the Hugging Face hub cannot be reached from here ({why}); "
+            "with the model in the local cache set HF_HUB_OFFLINE=1, or give a local path")
 
 
 def check_hub_models(models: Iterable[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 TIMEOUT_S = 5.0
@@ -38,29 +39,47 @@ def cached(repo_id: str) -> bool:
     return any(r.exists() for r in roots)
 
 
+def ask(lookup: Callable[[], object]) -> tuple[str, str] | None:
+    """One hub lookup (model_info or dataset_info with a short timeout): None when it
+    answers, else ("gated" | "missing" | "unreachable", why). The model check before Ray
+    (llem.config.hub_check) and the dataset check here read the hub the same way."""
+    try:
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:
+        return None
+    try:
+        lookup()
+    except GatedRepoError:
+        return "gated", ""
+    except RepositoryNotFoundError:
+        return "missing", ""
+    except Exception as exc:  # no network, DNS, timeout, proxy, 5xx
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return "unreachable", f"{type(exc).__name__}: {why}"
+    return None
+
+
 def problem(repo_id: str, what: str) -> str | None:
     """Why the dataset repo_id cannot be loaded from here (what names it), or None."""
     if offline() or not HUB_ID.fullmatch(repo_id) or Path(repo_id).expanduser().exists():
         return None
     try:
         from huggingface_hub import dataset_info
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     except ImportError:
         return None
-    try:
-        dataset_info(repo_id, timeout=TIMEOUT_S)
-    except GatedRepoError:
+    answer = ask(lambda: dataset_info(repo_id, timeout=TIMEOUT_S))
+    if answer is None:
+        return None
+    kind, why = answer
+    if kind == "gated":
         return (f"{what} is gated on the Hugging Face hub and this token has no access; "
                 "accept its terms on the hub and set HF_TOKEN")
-    except RepositoryNotFoundError:
+    if kind == "missing":
         return (f"{what} is not on the Hugging Face hub (or is private: set HF_TOKEN to a "
                 "token that can read it); or use dataset.source: file")
-    except Exception as exc:  # no network, DNS, timeout, proxy, 5xx
-        if cached(repo_id):
-            return None  # `datasets` falls back on its cached copy
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        return (f"{what}: the Hugging Face hub cannot be reached from here ({type(exc).__name__}"
-                f": {why}) and the dataset is not in the local cache; connect to a network, "
-                "or with the dataset cached set HF_HUB_OFFLINE=1, or copy its prompts to a "
-                ".jsonl file (dataset.source: file)")
-    return None
+    if cached(repo_id):
+        return None  # `datasets` falls back on its cached copy
+    return (f"{what}: the Hugging Face hub cannot be reached from here ({why}) and the "
+            "dataset is not in the local cache; connect to a network, or with the dataset "
+            "cached set HF_HUB_OFFLINE=1, or copy its prompts to a .jsonl file "
+            "(dataset.source: file)")
