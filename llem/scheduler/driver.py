@@ -3,10 +3,10 @@
 Scheduling, in order: every load group is checked against the cluster's nodes first (a job
 no node can ever run is a UserError before any actor starts); groups are started largest
 first (longest-processing-time order keeps the makespan near ideal), each on a node the
-driver picks (llem.scheduler.placement), one call in flight per actor; once every group has
-started, a running group gets one more worker on an idle GPU set (same load key, a second
-model load) when its work left per worker outlasts a start and model load
-(llem.scheduler.decide.next_start). Two more decisions are the simulated core's
+driver picks (llem.scheduler.placement), one call in flight per actor; when no waiting group
+fits, a running group gets one more worker on an idle GPU set (same load key, a second
+model load) when its work left per worker outlasts a start and model load, if its need
+shares no kind of node with a waiting group (llem.scheduler.decide.next_start). Two more decisions are the simulated core's
 (llem.scheduler.core), the same code: untied workers keep off the GPUs of an accelerator
 type that the groups tied to it need (llem.scheduler.shares), and a wide group that no
 node has room for gets nodes kept for it, which workers of other groups leave between two
@@ -93,6 +93,8 @@ class Driver(Faults):
         self._calibrated = False
         self.shares = Shares()
         self._runs: dict[int, GroupRun] = {}  # id(group) -> its run, for the shares
+        # need -> how many groups of it are still in the queue (not materialised yet)
+        self._queued: dict[Need, Planned] = {}
         self.pool = Pool(self.campaign, self.sched, self.runtime_envs, self.books,
                          self.summary, None, self.on_event)
         self.drains = Drains(self.books, self._busy)
@@ -112,7 +114,9 @@ class Driver(Faults):
         self.shares.gpus = alive_gpus(self.books)
         queue = deque(self._plan())
         for g in queue:  # every group's work counts in the shares before it starts
-            self.shares.touch(id(g), Planned(Need.of(g.first.resources), g.size_hint))
+            need = Need.of(g.first.resources)
+            self.shares.touch(id(g), Planned(need, g.size_hint))
+            self._queued.setdefault(need, Planned(need, 0)).size += 1
         done = self.store.done(self.campaign)
         gc.freeze()  # the plan and the stored keys live all campaign: no collection scans them
         self.metrics = Metrics(self.campaign)
@@ -206,8 +210,9 @@ class Driver(Faults):
 
     def _start(self, queue: deque[Group], done: set[tuple[str, int]]) -> None:
         """Start workers while a node has room: waiting groups, largest first (backfilling a
-        later one when the first does not fit); once all have started, one more worker for
-        the running group whose split gains the most time (llem.scheduler.core.next_start)."""
+        later one when the first does not fit); else one more worker for the running group
+        that would finish last, of a need that shares no kind of node with a waiting group
+        (llem.scheduler.decide.next_start, as in the simulated core)."""
         self._touch()
         off = self.shares.off  # the types a need keeps off now (llem.scheduler.shares)
         while True:
@@ -215,6 +220,10 @@ class Driver(Faults):
             while not fit and queue and len(self._pending) < AHEAD:
                 g = queue.popleft()
                 gr = GroupRun.of(g, Need.of(g.first.resources), self._pending_jobs(g, done))
+                if (q := self._queued.get(gr.need)) and q.size > 1:
+                    q.size -= 1
+                else:
+                    self._queued.pop(gr.need, None)
                 self._runs[id(g)] = gr
                 self.shares.touch(id(g), gr)
                 if gr.more():  # a group whose jobs are all stored starts no worker
@@ -222,17 +231,24 @@ class Driver(Faults):
                     self._pending.append(gr)
                     if self.books.can_place(gr.need, off(gr.need)):
                         fit.append(gr)
+            waiting: list[Runnable] = []
             if not fit and (queue or self._pending):
-                self._drain(self._running())
-                return  # a split now could keep a waiting (wider) group off its node
+                # a split only for needs that share no kind of node with any waiting group,
+                # materialised or still queued (next_start); a queued one that fits waits
+                # for its turn (AHEAD), as before
+                waiting = [*self._pending, *self._queued.values()]
+                if any(self.books.can_place(q.need, off(q.need))
+                       for q in self._queued.values()):
+                    self._drain(self._running())
+                    return
             # read only when no waiting group fits
             running = {} if fit else self._running()
             # every group must run once anyway: waiting ones go before any split (the
             # earlier cycle first, then one an idle worker can serve, then the longest)
-            pick = next_start(fit, running, self.books, self._reusable,
+            pick = next_start(fit or waiting, running, self.books, self._reusable,
                               self.sched.split_min_jobs, self.books.scarcity, off,
                               order=self._order)
-            if pick is None or not isinstance(pick[0], GroupRun):
+            if pick is None or not isinstance(pick[0], GroupRun) or (waiting and not pick[1]):
                 self._drain(running)
                 return
             target = pick[0]

@@ -1,7 +1,7 @@
 """The Ray driver takes the simulated core's share and drain decisions (llem.scheduler.shares,
 llem.scheduler.drains) on a real multi-node Ray (ray.cluster_utils.Cluster).
 
-Nodes: the head A (2 GPUs, no accelerator type) and node Y (3 GPUs, accelerator Y); the
+Nodes: the head A (2 GPUs, no accelerator type, a custom resource side_a) and node Y (3 GPUs, accelerator Y); the
 noop backend stands in for a model. With 2 and 3 GPUs, the tightest fit puts a campaign's
 first 1-GPU workers on A, then on Y: what the drains and the shares have to undo. (A node
 of an accelerator type that untied workers fill is not drained for an untied wide group,
@@ -33,7 +33,7 @@ def nodes(llem_cache: Path):
     if ray.is_initialized():
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "num_gpus": 2})
+        "num_cpus": 1, "num_gpus": 2, "resources": {"side_a": 2}})
     y = c.add_node(num_cpus=1, num_gpus=3, resources={"accelerator_type:Y": 1})
     ray.init(address=c.address, namespace="llem", logging_level="ERROR", log_to_driver=False)
     c.wait_for_nodes()
@@ -46,8 +46,8 @@ def nodes(llem_cache: Path):
 def _rows(text: str, store: Path, total: int) -> list[dict[str, Any]]:
     s = run_campaign(load_text(text), store=Store(store))
     assert (s.ok, s.failed) == (total, 0), s.errors
-    rows = run_sql(Store(store), "SELECT model, node_id, epoch(started_at) AS s, "
-                   "epoch(finished_at) AS f FROM runs").to_pylist()
+    rows = run_sql(Store(store), "SELECT model, node_id, worker_pid AS pid, "
+                   "epoch(started_at) AS s, epoch(finished_at) AS f FROM runs").to_pylist()
     assert len(rows) == total
     return rows
 
@@ -101,3 +101,30 @@ resources: {gpus_per_job: 1}
     assert all(r["node_id"] == nodes["Y"] for r in rows if r["model"] == "t")
     # without the shares, t gets a GPU of Y only once one of the u groups has ended
     assert t_first < min(ends.values()), (t_first, ends)
+
+
+def test_a_split_runs_beside_a_waiting_group_it_shares_no_node_with(nodes, tmp_path) -> None:
+    """s (40 jobs, side_a: A only) starts first; y0-y3 (tied to Y, 20 jobs each) take Y's 3
+    GPUs and one waits. A's second GPU is no use to the waiting one (no kind of node runs
+    both): s splits onto it at once, where the driver used to wait for the Y group."""
+    rows = _rows("""
+name: beside
+models: [y0, y1, y2, y3]
+backends: [noop]
+grid: {seed: SEEDS}
+experiments: [{model: s, seed: SEEDS2, resources: {custom: {side_a: 1}, accelerator_type: null}}]
+noop: {request_s: 0.1}
+dataset: {num_prompts: 1}
+measurement: {warmup_requests: 0, thermal_gaps: false}
+resources: {gpus_per_job: 1, accelerator_type: Y}
+""".replace("SEEDS2", "[" + ", ".join(str(i) for i in range(40)) + "]")
+                 .replace("SEEDS", SEEDS), tmp_path, 120)
+    s_rows = [r for r in rows if r["model"] == "s"]
+    assert {r["node_id"] for r in s_rows} == {nodes["A"]}
+    firsts = {m: min(r["s"] for r in rows if r["model"] == m) for m in ("y0", "y1", "y2", "y3")}
+    waited = max(firsts.values())  # the Y group that waited for a GPU of Y
+    by_pid: dict[int, float] = {}
+    for r in s_rows:
+        by_pid[r["pid"]] = min(by_pid.get(r["pid"], r["s"]), r["s"])
+    assert len(by_pid) == 2, by_pid
+    assert max(by_pid.values()) < waited, (by_pid, firsts)
