@@ -4,20 +4,20 @@ Scheduling, in order: every load group is checked against the cluster's nodes fi
 no node can ever run is a UserError before any actor starts); groups are started largest
 first (longest-processing-time order keeps the makespan near ideal), each on a node the
 driver picks (llem.scheduler.placement), one call in flight per actor; when no waiting group
-fits, a running group gets one more worker on an idle GPU set (same load key, a second
-model load) when its work left per worker outlasts a start and model load, if its need
-shares no kind of node with a waiting group (llem.scheduler.decide.next_start). Two more decisions are the simulated core's
-(llem.scheduler.core), the same code: untied workers keep off the GPUs of an accelerator
-type that the groups tied to it need (llem.scheduler.shares), and a wide group that no
-node has room for gets nodes kept for it, which workers of other groups leave between two
-jobs, never mid-job (llem.scheduler.drains). A worker whose group is done serves
-the next group of the same backend and resources in its own process (llem.scheduler.pool).
-A worker process that dies is restarted by Ray (max_restarts) and the job it was running is
+fits, a running group gets one more worker on an idle GPU set (same load key, a second model
+load) when its work left per worker outlasts a start and model load, if its need shares no
+kind of node with a waiting group (llem.scheduler.decide.next_start). Two more decisions are
+the simulated core's (llem.scheduler.core), the same code: untied workers keep off the GPUs
+of an accelerator type that the groups tied to it need (llem.scheduler.shares), and a wide
+group that no node has room for gets nodes kept for it, which workers of other groups leave
+between two jobs, never mid-job (llem.scheduler.drains). A worker whose group is done serves
+the next group of the same backend and resources in its own process (llem.scheduler.pool). A
+worker process that dies is restarted by Ray (max_restarts) and the job it was running is
 retried up to scheduling.retries times, then stored as failed with the cause; the jobs of a
 lost node go back to the queue (llem.scheduler.faults). With measurement.calibrate, the
 reference job runs on every GPU set just before the first worker starts
-(llem.scheduler.calibration). Results are written by a background thread; jobs stored
-with status ok are skipped (a re-run resumes); Ctrl-C kills the actors.
+(llem.scheduler.calibration). Results are written by a background thread; jobs stored with
+status ok are skipped (a re-run resumes); Ctrl-C kills the actors.
 """
 
 from __future__ import annotations

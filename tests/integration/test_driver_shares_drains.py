@@ -1,11 +1,12 @@
 """The Ray driver takes the simulated core's share and drain decisions (llem.scheduler.shares,
 llem.scheduler.drains) on a real multi-node Ray (ray.cluster_utils.Cluster).
 
-Nodes: the head A (2 GPUs, no accelerator type, a custom resource side_a) and node Y (3 GPUs, accelerator Y); the
-noop backend stands in for a model. With 2 and 3 GPUs, the tightest fit puts a campaign's
-first 1-GPU workers on A, then on Y: what the drains and the shares have to undo. (A node
-of an accelerator type that untied workers fill is not drained for an untied wide group,
-in the core as here: the shares keep that group off the type, Books.reserve included.)
+Nodes: the head A (2 GPUs, no accelerator type, a custom resource side_a) and node Y (3
+GPUs, accelerator Y); the noop backend stands in for a model. With 2 and 3 GPUs, the
+tightest fit puts a campaign's first 1-GPU workers on A, then on Y: what the drains and the
+shares have to undo. (A node of an accelerator type that untied workers fill is not drained
+for an untied wide group, in the core as here: the shares keep that group off the type,
+Books.reserve included.)
 """
 
 from __future__ import annotations
