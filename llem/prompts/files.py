@@ -41,7 +41,7 @@ def load_file(path: Path) -> Prompts:
     and line so a user can fix the file without a traceback.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Notepad) is no text
     if path.suffix.lower() == ".jsonl":
         prompts = _parse_jsonl(path, lines)
     else:
@@ -62,6 +62,8 @@ def _parse_jsonl(path: Path, lines: list[str]) -> Prompts:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+        except RecursionError:  # [[[[...: an internal error from the decoder
+            raise ValueError(f"{path}:{n}: invalid JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
         if obj and all(str(k).startswith("_") for k in obj):
@@ -70,9 +72,21 @@ def _parse_jsonl(path: Path, lines: list[str]) -> Prompts:
         text = obj.get("prompt", obj.get("text"))
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{path}:{n}: no non-empty string under \"prompt\" or \"text\"")
+        if not _unicode(text):  # "\ud800": every job failed in the tokenizer, after Ray
+            raise ValueError(f"{path}:{n}: the prompt holds an escape of half a UTF-16 pair "
+                             "(\\ud800-\\udfff alone), which is no character")
         prompts.append(Prompt(str(obj.get("id", f"line-{n}")), str(obj.get("task", "file")),
                               text))
     return prompts
+
+
+def _unicode(text: str) -> bool:
+    """Can the text be encoded (no lone surrogate, which JSON's \\u escapes can make)?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def select(prompts: list[Prompt], n: int, seed: int = 0, order: str = "sample") -> list[Prompt]:
