@@ -360,10 +360,13 @@ class _Builder:
                 continue
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
                 else [value_node]
+            said = False  # <<: [1, 2] is one mistake, said once
             for src in sources:
                 if not isinstance(src, yaml.MappingNode):
-                    self.fail(self.smap.error(loc, "'<<' (merge) takes a map or a list of "
-                                              "maps", line=_line(src.start_mark)))
+                    if not said:
+                        self.fail(self.smap.error(loc, "'<<' (merge) takes a map or a list "
+                                                  "of maps", line=_line(src.start_mark)))
+                    said = True
                     continue
                 for k, kn, vn in self._entries(src, loc):
                     if k in explicit:
