@@ -198,11 +198,21 @@ def _check_datasets(loaded: Loaded) -> None:
     """Every dataset the grid can produce names its source completely (no file is read)."""
     for values, where in combinations(loaded, _dataset):
         source = values.get("dataset.source", "builtin")
-        if source not in ("builtin", "file", "hf") and values.get("dataset.path"):
+        if source not in ("file", "hf") and values.get("dataset.path"):  # builtin's too
             raise loaded.source.error(where.get("dataset.path", ("dataset",)), f"dataset."
                                       f"source '{source}' names its own dataset; dataset.path "
                                       "would be ignored", hint="remove dataset.path, or use "
-                                      "source: hf with the dataset id")
+                                      "source: file (a prompt file) or hf (a dataset id); to "
+                                      "compare sources, a group: grid: {dataset: [{source: "
+                                      "builtin}, {source: file, path: ...}]}")
+        for key in ("split", "column"):  # only an hf dataset id has splits and columns
+            if source != "hf" and f"dataset.{key}" in values:
+                raise loaded.source.error(
+                    where.get(f"dataset.{key}", ("dataset",)), f"dataset.{key} is read from "
+                    f"an hf dataset only; with dataset.source '{source}' it would be ignored",
+                    hint=f"remove dataset.{key}" + (" (a .jsonl file's prompt is under "
+                                                    "\"prompt\" or \"text\")"
+                                                    if source == "file" else ""))
         if source in ("file", "hf") and not values.get("dataset.path"):
             loc = where.get("dataset.source", ("dataset",))
             what = "a prompt file (.jsonl or .txt)" if source == "file" else "the dataset id"
