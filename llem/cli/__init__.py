@@ -17,12 +17,13 @@ from llem.cli.report_cmd import report
 from llem.cli.run_cmd import run
 from llem.cli.submit_cmd import logs, status, stop, submit
 from llem.cli.tools_cmd import tiny_model
+from llem.cli.values import Commands
 from llem.credentials import redact
 from llem.errors import UserError, one_line
 from llem.version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="llem")
 def cli() -> None:
     """llem measures what LLM inference costs (energy, throughput, latency) across backends
