@@ -4,11 +4,8 @@ results into the store."""
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import re
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
+from llem.cli.addresses import check_address
+from llem.cli.addresses import split_address as split_address  # its callers import it here
 from llem.cli.dry_run import dry_run
 from llem.cli.gpu_default import default_gpus
 from llem.cli.run_progress import RunProgress
@@ -27,7 +26,7 @@ from llem.config.loaded import Loaded
 from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.overrides import one_point
 from llem.config.yaml_source import SourceMap
-from llem.credentials import collect, mask_shapes, redact
+from llem.credentials import collect, redact
 from llem.errors import UserError
 from llem.measure.gpu import local_gpus
 from llem.paths import check_roots, folder_problem
@@ -35,7 +34,6 @@ from llem.paths import check_roots, folder_problem
 if TYPE_CHECKING:
     from llem.store.run_row import RunRow
 
-REACH_TIMEOUT_S = 3.0  # as llem.scheduler.cluster.check_reachable
 ORDERS = ("interleaved", "sequential", "shuffled", "williams")  # llem.config.order
 
 
@@ -295,55 +293,3 @@ def stop_on_signals() -> Iterator[Stopper]:
 
 def _exit_130(signum: int, frame: object) -> None:
     os._exit(130)
-
-
-HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
-
-
-def split_address(address: str) -> tuple[str, int] | None:
-    """(host, port) of a Ray address as Ray parses it (host:port, [IPv6]:port, ray://...;
-    an IPv6 literal in brackets, with its %zone if any), None if it is not one."""
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return None
-        return host[1:-1], int(port)
-    return (host, int(port)) if HOST.fullmatch(host) else None
-
-
-def _bare_v6(address: str) -> bool:
-    """An IPv6 address written without brackets (::1:6379 or ::1), which Ray cannot split."""
-    rest = address.strip().removeprefix("ray://")
-    for candidate in (rest, rest.rpartition(":")[0]):
-        try:
-            ipaddress.IPv6Address(candidate)
-            return True
-        except ValueError:
-            pass
-    return False
-
-
-def check_address(address: str | None, where: str) -> None:
-    """A Ray address Ray can parse, with something listening there, before anything starts
-    (ray.init raised a ValueError, an internal error, once the grid was checked, or retried
-    for minutes)."""
-    if address is None or address in ("auto", "local"):
-        return
-    shown = mask_shapes(redact(address))
-    parsed = split_address(address)  # (a space around it is no address to Ray either)
-    if parsed is None:
-        v6 = " (an IPv6 address goes in brackets: [::1]:6379)" if _bare_v6(address) else ""
-        raise UserError(f"{where} {shown!r} is not a Ray address: give host:port (the head's "
-                        f"GCS port, e.g. 10.0.0.5:6379), ray://host:port, or auto{v6}")
-    host, port = parsed
-    try:  # ray.init would retry for minutes, printing a warning every 5 s
-        socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
-    except OSError as exc:
-        raise UserError(f"{where} {shown}: nothing answers at {shown.removeprefix('ray://')} "
-                        f"({exc.strerror or exc}): is the Ray head running there "
-                        "(`ray start --head`), and its port open to this machine?") from None

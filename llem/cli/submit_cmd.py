@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
+from llem.cli.addresses import check_dashboard
 from llem.config.load import load_campaign
 from llem.credentials import collect
 from llem.scheduler.submit import dashboard_url, follow, job_info, job_logs
@@ -33,6 +35,7 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())
     held = sorted(collect())  # names only: a value never leaves this machine with the job
+    check_address(address)
     sid = do_submit(grid, address, target)  # (a bad LLEM_SECRETS_FILE refused before this)
     click.echo(f"submitted {sid}")
     click.echo(f"dashboard: {dashboard_url(address)}")
@@ -64,7 +67,7 @@ def status(job: str, address: str, as_json: bool) -> None:
     import json
     import time
 
-
+    check_address(address)
     info = job_info(address, job)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -88,6 +91,7 @@ def status(job: str, address: str, as_json: bool) -> None:
               "ends; exit 1 unless it succeeded.")
 def logs(job: str, address: str, follow: bool) -> None:
     """The driver's output of a submitted campaign JOB (progress, summary, errors)."""
+    check_address(address)
     if not follow:
         click.echo(job_logs(address, job), nl=False)
         return
@@ -103,7 +107,15 @@ def logs(job: str, address: str, follow: bool) -> None:
 def stop(job: str, address: str) -> None:
     """Stop a submitted campaign JOB: its driver gets SIGTERM and kills its workers; what
     was stored stays, and submitting the same grid again resumes it."""
+    check_address(address)
     if do_stop(address, job):
         click.echo(f"stopping {job}")
     else:
         click.echo(f"{job} had already ended")
+
+
+def check_address(address: str) -> None:
+    """The dashboard address, from --address or RAY_ADDRESS, before anything is sent."""
+    source = click.get_current_context().get_parameter_source("address")
+    check_dashboard(address, "RAY_ADDRESS" if source == ParameterSource.ENVIRONMENT
+                    else "--address")
