@@ -117,13 +117,29 @@ def check_backend_options(loaded: Loaded, base_dir: Path) -> None:
             continue
         used = {p for b, p, _, _ in loaded.used() if b == backend}
         if not any(p.startswith(f"{backend}.") for p in used):
-            continue  # no options: nothing to check, and no grid walk for a large grid
+            _check_no_options(loaded, backend, getattr(opts, "check_options", None))
+            continue  # no grid walk for a large grid
         for part in loaded.parts():
             _resolve_paths(part, base_dir, [f"{backend}.{k}" for k in
                                             getattr(opts, "PATH_KEYS", ())])
         check = getattr(opts, "check_options", None)
         if check is not None:
             _check_points(loaded, backend, check)
+
+
+def _check_no_options(loaded: Loaded, backend: str, check: Any) -> None:
+    """A backend the grid gives no options: what its check says of none (the endpoint
+    backend without its section passed, and every job failed after Ray started)."""
+    problem = check({}, gpus=0, batch_size=1, streaming=False) if check else None
+    if problem:
+        key, why = problem
+        backends = loaded.campaign.backends
+        loc: Loc = ("backends", backends.index(backend)) if backend in backends else ()
+        if loc not in loaded.source.lines:  # named by an experiment only
+            loc = ("experiments",)
+        raise loaded.source.error(loc, f"backend '{backend}' has no {backend}: section, "
+                                  f"and {backend}.{key}: {why}",
+                                  hint=f"add a section, e.g. {backend}: {{{key}: ...}}")
 
 
 def _check_points(loaded: Loaded, backend: str, check: Any) -> None:
