@@ -47,6 +47,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def not_blank(cls: type, v: str | None) -> str | None:
+    """A text setting written blank: an error, not a silent "none" (a field validator)."""
+    if v is not None and not v.strip():
+        raise ValueError("is empty: give a value, or remove the key for the default")
+    return v
+
+
 def check_name(value: str, what: str = "name") -> str:
     """A value that becomes part of a path: no separators, no '..', no control characters."""
     if not NAME_RE.match(value) or ".." in value:
@@ -74,6 +81,8 @@ class Dataset(Strict):
         if v is not None and ("\x00" in v or not v.strip()):
             raise ValueError("path must be a non-empty string")
         return v
+
+    _split_column = field_validator("split", "column")(not_blank)  # '' was no split/column
 
 
 class Measurement(Strict):
@@ -256,6 +265,8 @@ class Resources(Strict):
     cpus_per_job: float = Field(1.0, ge=0, le=100_000)
     accelerator_type: str | None = None  # Ray accelerator_type, e.g. "H100"
     custom: dict[str, float] = Field(default_factory=dict)  # Ray custom resources
+
+    _accelerator = field_validator("accelerator_type")(not_blank)  # '' was no constraint
 
     @field_validator("cpus_per_job")
     @classmethod

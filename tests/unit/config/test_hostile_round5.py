@@ -84,3 +84,155 @@ def test_a_dataset_setting_the_source_ignores(body: str, want: str) -> None:
 ])
 def test_dataset_settings_a_source_reads_pass(body: str) -> None:
     load(body)
+
+
+# --- `--address auto` with no cluster; dashboard addresses (llem.cli.addresses) -----------------
+
+
+@pytest.fixture
+def no_ray_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine where no Ray runs: an empty process table, Ray's temp folder empty."""
+    from llem.cli import addresses
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "ray").mkdir()
+    monkeypatch.setattr(addresses, "PROC", tmp_path / "proc")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    return tmp_path
+
+
+def test_auto_with_no_cluster_is_one_line(no_ray_here: Path) -> None:
+    from llem.cli.addresses import check_address
+
+    with pytest.raises(UserError, match=r"^RAY_ADDRESS auto: no Ray cluster runs on this "
+                                        r"machine \(`ray start --head` starts one\)"):
+        check_address("auto", "RAY_ADDRESS")  # was an internal ConnectionError from ray.init
+
+
+def test_auto_is_the_cluster_ray_start_began_and_must_answer(no_ray_here: Path) -> None:
+    from llem.cli.addresses import check_address, find_auto
+
+    (no_ray_here / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")
+    assert find_auto("--address") == "127.0.0.1:1"
+    with pytest.raises(UserError, match=r"--address 127\.0\.0\.1:1: nothing answers"):
+        check_address("auto", "--address")
+
+
+def test_auto_is_left_to_ray_where_a_ray_process_runs(no_ray_here: Path) -> None:
+    from llem.cli.addresses import check_address
+
+    (no_ray_here / "proc" / "4242").mkdir()
+    (no_ray_here / "proc" / "4242" / "cmdline").write_bytes(
+        b"raylet\x00--gcs-address=10.0.0.5:6379\x00")
+    check_address("auto", "--address")  # Ray picks the running cluster itself
+
+
+@pytest.mark.parametrize(("address", "want"), [
+    (" http://h:8265", "is not a dashboard address"),
+    ("http://h:8265\t", "is not a dashboard address"),
+    ("gopher://h:70", "is not a dashboard address"),
+    ("http://h:0x50", "is not a dashboard address"),
+    ("http://:8265", "is not a dashboard address"),
+    ("https://h_h:8265", "is not a dashboard address"),
+    ("http://[::1:8265", "is not a dashboard address"),
+    ("::1:6379", "an IPv6 address goes in brackets"),
+    ("http://127.0.0.1:1", "cannot reach the Ray cluster at 'http://127.0.0.1:1' (--address)"),
+    ("https://127.0.0.1:1/", "nothing answers at 127.0.0.1:1"),
+    ("http://[::1]:1", "nothing answers at ::1:1"),
+])
+def test_dashboard_addresses_that_cannot_be_used(address: str, want: str) -> None:
+    from llem.cli.addresses import check_dashboard
+
+    with pytest.raises(UserError) as exc:
+        check_dashboard(address, "--address")
+    assert want in str(exc.value), str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_dashboard_that_answers_passes() -> None:
+    import socket
+
+    from llem.cli.addresses import check_dashboard
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        for address in (f"http://127.0.0.1:{port}", f"http://localhost:{port}/",
+                        f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            check_dashboard(address, "--address")
+
+
+# --- empty option values (llem.cli.values) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["report", "c", "--job", ""], "--job is empty: give a value, or leave --job out"),
+    (["report", "c", "-o", "  "], "--output is empty"),
+    (["export", "c", "--output="], "--output is empty"),
+    (["run", " "], "GRID is empty: give a path"),
+])
+def test_empty_values_are_refused_before_the_command(args: list[str], want: str) -> None:
+    import click
+
+    from llem.cli import cli
+
+    ctx = click.Context(cli)
+    with pytest.raises(UserError, match=want):
+        cli.resolve_command(ctx, args)
+
+
+@pytest.mark.parametrize("args", [["query", ""], ["compare", "", "--by", "batch_size"],
+                                  ["run", "g.yaml", "--dry-run"], ["report", "c", "--bogus"],
+                                  ["export", "c", "-o"]])
+def test_what_values_leaves_to_the_command(args: list[str]) -> None:
+    import click
+
+    from llem.cli import cli
+
+    cli.resolve_command(click.Context(cli), args)  # the SQL's own message; click's own
+
+
+# --- a backend listed without the section it needs -------------------------------------------
+
+
+@pytest.mark.parametrize(("head", "want"), [
+    ("name: t\nmodels: [org/m]\nbackends: [noop, endpoint]\n",  # every job failed, after Ray
+     "grid.yaml:3: 'backends.1': backend 'endpoint' has no endpoint: section, and "
+     "endpoint.base_url: the server's URL is required"),
+    ("name: t\nmodels: [org/m]\nbackends: [noop]\nexperiments: [{backend: endpoint}]\n",
+     "grid.yaml:4: 'experiments': backend 'endpoint' has no endpoint: section"),
+])
+def test_a_backend_without_the_section_it_needs(head: str, want: str) -> None:
+    assert want in error_of("", head=head)
+
+
+@pytest.mark.parametrize("head", [
+    "name: t\nmodels: [llem:tiny]\nbackends: [transformers, noop]\n",
+    "name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {base_url: 'http://h:8000'}\n",
+])
+def test_backends_that_need_no_section_pass(head: str, tmp_path: Path) -> None:
+    from llem.config.checks import check_backend_options
+
+    check_backend_options(load("", head=head), tmp_path)
+
+
+# --- text settings left blank ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("resources: {accelerator_type: ''}\n", ":4: 'resources.accelerator_type': is empty"),
+    ("resources: {accelerator_type: ' '}\n", ":4: 'resources.accelerator_type': is empty"),
+    ("resources: {accelerator_type: [H100, '']}\n", ":4: 'resources.accelerator_type.1': is "
+                                                    "empty"),
+    ("dataset: {source: hf, path: org/ds, column: ''}\n", ":4: 'dataset.column': is empty"),
+    ("dataset: {source: hf, path: org/ds, split: '  '}\n", ":4: 'dataset.split': is empty"),
+])
+def test_a_text_setting_left_blank(body: str, want: str) -> None:
+    msg = error_of(body)  # '' was "no accelerator", "auto-detect the column", split ''
+    assert want + ": give a value, or remove the key for the default" in msg, msg
+
+
+def test_text_settings_with_values_pass() -> None:
+    load("resources: {accelerator_type: H100}\n")
+    load("dataset: {source: hf, path: org/ds, column: question, split: 'train[:10]'}\n")

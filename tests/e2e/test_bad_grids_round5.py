@@ -1,0 +1,117 @@
+"""Hostile input, round five, through the CLI as a user runs it (one subprocess each, no Ray
+started): prompt-file lines that are no text, a merge key of scalars, a dataset path the
+source ignores, option values left empty, and dashboard addresses `llem submit` cannot use.
+Each: exactly one `error:` line, exit 2, quickly, nothing written, no credential shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_bad_grids_members import HEAD, _env, _llem, assert_one_line_error
+
+SECRET = "PlantedTokPw0123"
+
+
+def _cli(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    r = subprocess.run([*_llem(), *(a.format(d=tmp_path) for a in args)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=_env(), check=False)
+    return r, time.monotonic() - t0
+
+
+def _one_line(r: subprocess.CompletedProcess[str], want: str) -> None:
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+    assert want in r.stderr, r.stderr
+    assert SECRET not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize(("prompts", "source", "want"), [
+    # a line nested past the JSON decoder's depth: an internal RecursionError
+    ('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "file",
+     r":4: 'dataset\.path': bad prompt file: .*p\.jsonl:1: invalid JSON \(nested too deeply\)"),
+    # half a UTF-16 pair: every job failed in the tokenizer, after Ray started
+    ('{"prompt": "ok"}\n{"prompt": "x \\ud800"}\n', "file",
+     r":4: 'dataset\.path': bad prompt file: .*p\.jsonl:2: the prompt holds an escape of half"),
+    # a prompt file given where the source is builtin: it was never read
+    ('{"prompt": "mine"}\n', "builtin",
+     r":4: 'dataset\.path': dataset\.source 'builtin' names its own dataset"),
+])
+def test_cli_refuses_prompt_files_that_hold_no_prompt(prompts: str, source: str, want: str,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text(prompts)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(HEAD + f"dataset: {{source: {source}, path: p.jsonl}}\n")
+    r, _ = _cli(tmp_path, "run", str(grid), "--store", "{d}/store")
+    assert_one_line_error(r, grid, want)
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml", "p.jsonl"]
+
+
+def test_cli_says_a_merge_of_scalars_once(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(HEAD + "grid:\n  <<: [1, 2]\n")
+    r, _ = _cli(tmp_path, "run", str(grid), "--dry-run")
+    assert_one_line_error(r, grid, r":5: 'grid': '<<' \(merge\) takes a map or a list of maps")
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["report", "c", "--job", "", "--store", "{d}/st"], "error: --job is empty"),  # DuckDB's
+    (["report", "c", "--png", "", "--store", "{d}/st"], "error: --png is empty"),  # cwd PNGs
+    (["report", "c", "-o", "", "--store", "{d}/st"], "error: --output is empty"),  # "-o . is a
+    (["export", "c", "-o", " ", "--store", "{d}/st"], "error: --output is empty"),  # device"
+    (["run", "", "--dry-run"], "error: GRID is empty: give a path"),  # ".: is a folder"
+    (["tiny-model", ""], "error: DIRECTORY is empty"),  # "tiny-model .: ... is not empty"
+    (["submit", "grid.yaml", "--address", ""], "error: --address is empty"),  # Ray's, cut short
+    (["compact", "{d}", "--campaign", ""], "error: --campaign is empty"),
+])
+def test_cli_refuses_an_empty_value(args: list[str], want: str, tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(HEAD)
+    r, _ = _cli(tmp_path, *args)
+    _one_line(r, want)
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+
+
+@pytest.mark.parametrize(("address", "want"), [
+    (" http://127.0.0.1:1", "--address ' http://127.0.0.1:1' is not a dashboard address"),
+    ("http://127.0.0.1:1\n", "is not a dashboard address"),
+    ("ftp://127.0.0.1:21", "--address 'ftp://127.0.0.1:21' is not a dashboard address"),
+    ("http://127.0.0.1:99999", "is not a dashboard address: give http://HEAD:8265"),
+    ("http://[::1", "--address 'http://[::1' is not a dashboard address"),
+    # a GCS port where nothing answers: 40 s and Ray's warnings on three more lines
+    ("127.0.0.1:1", "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    ("ray://127.0.0.1:1", "--address ray://127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    (f"http://u:{SECRET}@127.0.0.1:1", "cannot reach the Ray cluster at 'http://u:***@127"),
+])
+@pytest.mark.parametrize("command", ["submit", "status"])
+def test_cli_refuses_a_dashboard_address_it_cannot_use(address: str, want: str, command: str,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(HEAD)
+    what = "grid.yaml" if command == "submit" else "llem-job-1"
+    r, took = _cli(tmp_path, command, what, "--address", address)
+    _one_line(r, want)
+    assert took < 15, took
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+
+
+@pytest.mark.parametrize(("head", "body", "want"), [
+    # the endpoint backend without its section: every job failed after Ray started
+    ("name: t\nmodels: [m]\nbackends: [endpoint]\n", "",
+     r":3: 'backends\.0': backend 'endpoint' has no endpoint: section, and "
+     r"endpoint\.base_url: the server's URL is required"),
+    # a blank accelerator type: no constraint at all, or (a space) never placed
+    (HEAD, "resources: {accelerator_type: ' '}\n",
+     r":4: 'resources\.accelerator_type': is empty: give a value, or remove the key"),
+])
+def test_cli_refuses_settings_a_run_would_fail_on(head: str, body: str, want: str,
+                                                  tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(head + body)
+    r, _ = _cli(tmp_path, "run", str(grid), "--store", "{d}/store")
+    assert_one_line_error(r, grid, want)
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
