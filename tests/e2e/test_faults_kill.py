@@ -5,7 +5,8 @@ The drivers are real `llem run` processes joining one local Ray (started here, s
 costs a connect, not a Ray start); jobs use the noop backend so writes are continuous. A
 driver life costs seconds (Ray connect, a worker process), so the suite kills 6 of them
 (LLEM_KILLS=20 for the full proof) and kills the store writer itself (tests/support/fault_writer.py,
-the code path the driver writes with) 20 times, each while it writes 2000-row files.
+the code path the driver writes with) 10 times (LLEM_WRITER_KILLS=20 or more for the full
+proof), each while it writes 2000-row files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.support.faults import PLANTED, grep_tree
 from tests.support.paths import ROOT
 
 KILLS = int(os.environ.get("LLEM_KILLS", "6"))  # driver lives; 20 for the full proof
-WRITER_KILLS = 20
+WRITER_KILLS = int(os.environ.get("LLEM_WRITER_KILLS", "10"))  # 20 or more for the full proof
 GRID = """
 name: kill9
 models: [m]

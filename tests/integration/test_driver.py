@@ -58,6 +58,7 @@ models: [a, b, c, d]
 backends: [noop]
 grid: {batch_size: [1, 2], max_new_tokens: 2}
 noop: {request_s: 0.2}
+dataset: {num_prompts: 8}
 resources: {gpus_per_job: 1}
 """
     _, s = _run(text, tmp_path)
