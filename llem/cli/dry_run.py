@@ -15,7 +15,7 @@ from rich.table import Table
 from llem.cli.term import console, plural
 from llem.config.grid import count_points
 from llem.config.hub_quiet import quiet_hub
-from llem.config.job import job_id_of
+from llem.config.job import canonical, job_id_of
 from llem.config.loaded import Loaded
 from llem.config.models import Dataset
 from llem.errors import UserError
@@ -263,21 +263,40 @@ def render(plan: Plan, where: str, console: Console, verbose: bool,
         console.print(f"  ... and {plural(len(bad) - 20, 'more point')}")
 
 
+# shown in their own columns (or the load group's row): not repeated under "settings"
+SHOWN = {"batch_size", "max_new_tokens", "resources.gpus_per_job", "backend", "model", "dtype"}
+
+
 def _points_table(plan: Plan, blind: str | None) -> Table:
     t = Table(title="points (each runs once per cycle)")
-    for col in ("group", "batch", "tokens in+out", "GPUs", "weights", "KV cache",
-                "memory/GPU", "placed"):
+    settings = _settings(plan)
+    for col in ("group", "batch", "tokens in+out", "GPUs", *(["settings"] if settings else []),
+                "weights", "KV cache", "memory/GPU", "placed"):
         t.add_column(col, overflow="fold")
-    for p in plan.points:
+    for i, p in enumerate(plan.points):
         w, kv, total = _mem(p)
         tokens = "?" if p.estimate is None else \
             f"{p.estimate.tokens // p.point.batch_size - p.point.max_new_tokens}" \
             f"{'' if p.input_exact else '~'}+{p.point.max_new_tokens}"
         t.add_row(str(p.group + 1), str(p.point.batch_size), tokens,
-                  str(p.point.resources.gpus_per_job), w, kv, total,
-                  "not checked" if not _checked(p, blind) else
+                  str(p.point.resources.gpus_per_job), *([escape(settings[i])] if settings else []),
+                  w, kv, total, "not checked" if not _checked(p, blind) else
                   "no" if p.unplaceable else "yes")
     return t
+
+
+def _settings(plan: Plan) -> list[str]:
+    """Per point, the other settings that tell the points apart (`temperature=0.7,
+    top_p=0.9`), as `llem compare` names them; [] when nothing else varies. Without it, points
+    that differ only in a group's alternative read as the same row twice."""
+    from llem.report.params import Points
+
+    pts = Points.of((str(i), canonical(p.point.model_dump(mode="json")))
+                    for i, p in enumerate(plan.points))
+    params = [prm for prm in pts.params if prm.path not in SHOWN]
+    if not params:
+        return []
+    return [pts.label(str(i), params) or "-" for i in range(len(plan.points))]
 
 
 def _describe(p: Any) -> str:

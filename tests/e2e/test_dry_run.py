@@ -317,3 +317,36 @@ def test_a_grid_too_large_to_plan_point_by_point_is_one_line(tmp_path: Path) -> 
         "is over its 200,000 (about 30 s and 1.3 GB); narrow the grid (or include/exclude) "
         "to see a plan, or run it: `llem run` walks its points lazily")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]
+
+
+def test_points_that_differ_only_in_an_alternative_are_told_apart(tiny_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """A named group's alternatives (and an experiment) differ in no column of their own:
+    the points table names the settings that tell them apart, as `llem compare` does."""
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"""\
+name: alts
+models: [{tiny_model}]
+backends: [transformers]
+grid:
+  batch_size: [1, 4]
+  max_new_tokens: 8
+  decoding:
+    - {{preset: deterministic}}
+    - {{temperature: [0.5, 0.9], top_p: 0.9}}
+experiments:
+  - {{batch_size: 16, measurement.sample_hz: 50}}
+store: ./never-written
+""")
+    r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [re.split(r"\s{2,}", line.strip()) for line in r.stdout.splitlines()]
+    assert ["group", "batch", "tokens in+out", "GPUs", "settings", "weights", "KV cache",
+            "memory/GPU", "placed"] in rows
+    settings = [(row[1], row[4]) for row in rows
+                if len(row) == 9 and row[0] == "1" and row[1].isdigit()]
+    assert len(settings) == len(set(settings)) == 7, settings  # 2 x 3 points + 1 experiment
+    assert ("1", "sample_hz=10, preset=deterministic, temperature=0, top_p=1") in settings
+    assert ("4", "sample_hz=10, preset=null, temperature=0.9, top_p=0.9") in settings
+    assert ("16", "sample_hz=50, preset=null, temperature=0, top_p=1") in settings
+    assert not (tmp_path / "never-written").exists()
