@@ -86,6 +86,9 @@ def check_path(path: str) -> str | None:
         return "a key in this path is empty"
     if head in ENGINE_SECTIONS or head == "generate":
         return None if rest else f"'{head}' needs a parameter name, e.g. {head}.<param>"
+    if path == "server.sweep_level":  # a level the grid set ran alone, without its anchors
+        return ("server.sweep_level is set by llem as it expands a sweep into its levels "
+                "(remove it; server.sweep_levels says how many)")
     if head in SECTION_MODELS:
         fields = SECTION_MODELS[head].model_fields
         if rest.split(".", 1)[0] in fields:
@@ -109,7 +112,7 @@ def suggest(path: str) -> str | None:
     if path in ENGINE_SECTIONS or path in SECTION_MODELS or path == "generate":
         return None
     known = list(POINT_SCALARS) + [f"{s}.{f}" for s, m in SECTION_MODELS.items()
-                                   for f in m.model_fields]
+                                   for f in m.model_fields if f"{s}.{f}" != path]
     close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 

@@ -236,3 +236,23 @@ def test_a_text_setting_left_blank(body: str, want: str) -> None:
 def test_text_settings_with_values_pass() -> None:
     load("resources: {accelerator_type: H100}\n")
     load("dataset: {source: hf, path: org/ds, column: question, split: 'train[:10]'}\n")
+
+
+# --- a field llem sets itself -------------------------------------------------------------------
+
+SERVED = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\ngrid: {mode: server}\n"
+
+
+@pytest.mark.parametrize("server", [
+    "{profile: sweep, sweep_level: 3, requests: 10}",  # ran alone, without levels 0 and n + 1
+    "{profile: sweep, sweep_levels: 2, sweep_level: 10, requests: 10}",
+    "{profile: poisson, rate: 1, sweep_level: 0, requests: 10}",  # ignored
+])
+def test_the_sweep_level_is_llems_own(server: str) -> None:
+    msg = error_of(f"server: {server}\n", head=SERVED)
+    assert "'server.sweep_level': server.sweep_level is set by llem as it expands a sweep" \
+        in msg and "did you mean 'server.sweep_levels'?" in msg, msg
+
+
+def test_a_sweep_of_levels_passes() -> None:
+    load("server: {profile: sweep, sweep_levels: 3, requests: 10}\n", head=SERVED)
