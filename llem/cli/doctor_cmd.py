@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import click
 from rich.markup import escape
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llem.cli.query_cmd import open_store
 from llem.cli.term import console as out
+from llem.credentials import mask_shapes, redact
 from llem.doctor import machine_checks
 from llem.store.doctor import inspect
 from llem.store.schema import SCHEMA_VERSION
@@ -44,7 +45,8 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
     if clean:
         raise click.UsageError("--clean needs a STORE (llem doctor STORE --clean)")
 
-    checks = machine_checks(address, deep=not quick)
+    checks = [replace(c, item=_masked(c.item), detail=_masked(c.detail), fix=_masked(c.fix))
+              for c in machine_checks(address, deep=not quick)]  # --address u:pw@host
     if as_json:
         for c in checks:
             click.echo(json.dumps(c.row()))
@@ -96,3 +98,8 @@ def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
 def _shown(name: str) -> str:
     """A file name on one line: control characters (a newline in a name) escaped."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in name)
+
+
+def _masked(text: str) -> str:
+    """A check's text without a credential: the address's password, a token it shows."""
+    return mask_shapes(redact(text))

@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from llem.cli.addresses import check_dashboard
 from llem.config.load import load_campaign
-from llem.credentials import collect
+from llem.credentials import collect, mask_shapes, redact
 from llem.scheduler.submit import dashboard_url, follow, job_info, job_logs
 from llem.scheduler.submit import follow as do_follow
 from llem.scheduler.submit import stop as do_stop
@@ -38,7 +38,7 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     check_address(address)
     sid = do_submit(grid, address, target)  # (a bad LLEM_SECRETS_FILE refused before this)
     click.echo(f"submitted {sid}")
-    click.echo(f"dashboard: {dashboard_url(address)}")
+    click.echo(f"dashboard: {mask_shapes(redact(dashboard_url(address)))}")  # no u:pw@
     click.echo(f"store: {target}")
 
     if held:

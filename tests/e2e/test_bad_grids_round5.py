@@ -115,3 +115,15 @@ def test_cli_refuses_settings_a_run_would_fail_on(head: str, body: str, want: st
     r, _ = _cli(tmp_path, "run", str(grid), "--store", "{d}/store")
     assert_one_line_error(r, grid, want)
     assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+
+
+@pytest.mark.parametrize("args", [
+    ["doctor", "--quick", "--address", f"ray://u:{SECRET}@127.0.0.1:1"],
+    ["doctor", "--quick", "--json", "--address", f"u:{SECRET}@127.0.0.1:1"],
+])
+def test_doctor_never_shows_the_password_of_an_address(args: list[str], tmp_path: Path) -> None:
+    r, _ = _cli(tmp_path, *args)  # the cluster row showed it, in the table and in JSON
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr  # a failed check, reported
+    assert "u:***@127.0.0.1:1" in r.stdout, r.stdout
+    assert SECRET not in r.stdout + r.stderr
