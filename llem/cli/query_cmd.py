@@ -108,7 +108,13 @@ def query(sql: str, store: str | None, fmt: str) -> None:
             raise UserError(f"SQL file {path} {what}: pass SQL text or an existing .sql file")
         if path.stat().st_size > MAX_SQL_BYTES:
             raise UserError(f"SQL file {path} is over {MAX_SQL_BYTES} bytes: is it SQL?")
-        sql = path.read_text(errors="replace")
+        data = path.read_bytes()
+        try:  # replaced bytes changed a literal silently ('café' matched nothing)
+            sql = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise UserError(f"SQL file {path}:{line} is not UTF-8 text (byte "
+                            f"0x{data[exc.start]:02x}): save it as UTF-8") from None
     if not sql.strip():  # printed '0 rows' as if it had asked something
         raise UserError("the SQL is empty: give a query, e.g. llem query \"SELECT * FROM runs\"")
     st = open_store(store)

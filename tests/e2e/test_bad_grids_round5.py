@@ -127,3 +127,11 @@ def test_doctor_never_shows_the_password_of_an_address(args: list[str], tmp_path
     assert r.returncode == 1, r.stderr  # a failed check, reported
     assert "u:***@127.0.0.1:1" in r.stdout, r.stdout
     assert SECRET not in r.stdout + r.stderr
+
+
+def test_query_refuses_a_sql_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(HEAD)
+    (tmp_path / "q.sql").write_bytes(b"SELECT 1\n-- latin-1\nSELECT 'caf\xe9'\n")
+    r, _ = _cli(tmp_path, "query", "q.sql", "--store", "{d}/st")  # 'caf\ufffd': matched nothing
+    _one_line(r, "error: SQL file q.sql:3 is not UTF-8 text (byte 0xe9): save it as UTF-8")
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml", "q.sql"]
