@@ -58,26 +58,57 @@ def check_backend_keys(loaded: Loaded, problems: Problems) -> None:
         if check is None:
             continue
         keys: dict[str, dict[str, tuple[Any, Loc]]] = {"engine": {}, "generate": {}}
-        for name, path, value, loc in loaded.used():
+        modes: dict[tuple[str, str], set[str]] = {}  # (section, key) -> its points' modes
+        for name, path, value, loc, its_modes in _used_with_modes(loaded, backend):
             head, _, rest = path.partition(".")
             section = "engine" if head == backend else "generate" if head == "generate" \
                 else None
             if name == backend and section is not None:
                 key = rest.split(".", 1)[0]
                 keys[section].setdefault(key, (_top(value, rest), loc))
+                modes.setdefault((section, key), set()).update(its_modes)
         env = loaded.campaign.environments.get(backend) or {}
         for section, found in keys.items():
-            if not found:
-                continue
-            wrong, note = check(section, {k: v for k, (v, _) in found.items()},
-                                environment=env, modes=_modes(loaded, backend))
-            for key, why, hint in wrong:
-                loc = found[key][1]
-                path = f"{_name(backend, section)}.{key}"
-                said = "" if ".".join(map(str, loc)).endswith(path) else f"'{path}': "
-                problems.add(loaded.source.error(loc, said + why, hint=hint))
-            if note and note not in loaded.notes:
-                loaded.notes.append(note)
+            by_modes: dict[frozenset[str], dict[str, Any]] = {}
+            for k, (v, _) in found.items():
+                by_modes.setdefault(frozenset(modes[(section, k)]), {})[k] = v
+            for key_modes, these in by_modes.items():
+                _check_section(loaded, backend, check, section, these, found, env,
+                               set(key_modes), problems)
+
+
+def check_server_values(loaded: Loaded, problems: Problems) -> None:
+    """A server: value (the load of server mode) that reaches no point in server mode: the
+    offline jobs it reaches would run as if it were not there, each labelled with a rate or
+    profile it never had (`server: {rate: [2, 4]}` without `mode: server` ran one offline
+    job twice). A problem at its line; offline points of a grid that has both modes drop the
+    server section (llem.config.models.Point), so they are neither labelled nor doubled."""
+    modes: dict[Any, set[str]] = {}
+    for backend in loaded.campaign.backends:
+        for _, path, _, loc, its_modes in _used_with_modes(loaded, backend):
+            if path == "server" or path.startswith("server."):
+                modes.setdefault(tuple(loc), set()).update(its_modes)
+    for loc, its_modes in modes.items():
+        if "server" not in its_modes:
+            problems.add(loaded.source.error(
+                loc, "server: is the load of server mode, and no point it reaches runs in "
+                "server mode: offline jobs would carry a load they never had",
+                hint="set grid: {mode: server} (or mode: [offline, server]), or remove it"))
+            return
+
+
+def _check_section(loaded: Loaded, backend: str, check: Any, section: str,
+                   these: dict[str, Any], found: dict[str, tuple[Any, Loc]],
+                   env: dict[str, Any], modes: set[str], problems: Problems) -> None:
+    """One check_keys call: the keys of section whose points have these modes."""
+    wrong, note = check(section, these, environment=env, modes=modes)
+    for key, why, hint in wrong:
+        loc = found[key][1]
+        path = f"{_name(backend, section)}.{key}"
+        said = "" if ".".join(map(str, loc)).endswith(path) else f"'{path}': "
+        problems.add(loaded.source.error(loc, said + why, hint=hint))
+    if note and note not in loaded.notes:
+        loaded.notes.append(note)
 
 
 def _top(value: Any, rest: str) -> Any:
@@ -91,20 +122,35 @@ def _name(backend: str, section: str) -> str:
     return backend if section == "engine" else "generate"
 
 
-def _modes(loaded: Loaded, backend: str) -> set[str]:
-    """The modes (offline, server) the backend's points can have."""
-    modes: set[str] = set()
+def _used_with_modes(loaded: Loaded, backend: str
+                     ) -> list[tuple[str, str, Any, Any, set[str]]]:
+    """loaded.used() of backend's points, each with the modes (offline, server) of the
+    points that get the value: an alternative that sets mode itself gives that mode alone
+    (`{mode: server, transformers.cb_num_blocks: 64}` is a server option, checked as one),
+    anything else the modes its part's points can have."""
+    out = []
     for part in loaded.parts():
         if backend not in part.part_backends():
             continue
-        fixed = part.fixed_for(backend)
-        if "mode" in fixed:
-            modes.add(fixed["mode"])
-            continue
-        axes = [ax for ax in part.axes_for(backend) if "mode" in ax.paths()]
-        modes |= {alt["mode"] for ax in axes for alt in ax.alternatives if "mode" in alt}
-        if not any(all("mode" in alt for alt in ax.alternatives) for ax in axes):
-            modes.add("offline")
+        mine = _part_modes(part, backend)
+        where = part.where_for(backend)
+        out += [(backend, p, v, where.get(p, (p.split(".", 1)[0],)), mine)
+                for p, v in part.fixed_for(backend).items()]
+        out += [(backend, p, v, loc, {alt["mode"]} if isinstance(alt.get("mode"), str) else mine)
+                for ax in part.axes_for(backend)
+                for alt, loc in zip(ax.alternatives, ax.locs) for p, v in alt.items()]
+    return out
+
+
+def _part_modes(part: Loaded, backend: str) -> set[str]:
+    """The modes (offline, server) one part's points of backend can have."""
+    fixed = part.fixed_for(backend)
+    if "mode" in fixed:
+        return {fixed["mode"]}
+    axes = [ax for ax in part.axes_for(backend) if "mode" in ax.paths()]
+    modes = {alt["mode"] for ax in axes for alt in ax.alternatives if "mode" in alt}
+    if not any(all("mode" in alt for alt in ax.alternatives) for ax in axes):
+        modes.add("offline")
     return modes or {"offline"}
 
 

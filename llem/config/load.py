@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from llem.backends import REGISTRY
 from llem.config.axes import check_path, distinct, flatten_rule, same_key, suggest, validate
 from llem.config.campaign import Campaign, describe_error
-from llem.config.checks import check_backend_keys, check_backend_options, check_cross_fields
+from llem.config.checks import (
+    check_backend_keys,
+    check_backend_options,
+    check_cross_fields,
+    check_server_values,
+)
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
 from llem.config.grid import combinations, count_before_rules, count_points
@@ -105,6 +110,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         _check_environments(loaded.campaign, smap, problems)
         if "backends" not in bad:
             check_backend_keys(loaded, problems)
+            check_server_values(loaded, problems)
     problems.check()
     assert loaded is not None  # (problems held the reason)
     # rules across fields and whole combinations: only on a grid whose values are all good

@@ -378,6 +378,11 @@ class Point(Strict):
         if self.mode == "server" and self.server is None:
             raise ValueError("mode: server needs a server: section (its load: profile, rate "
                              "or concurrency, requests or duration_s)")
+        if self.mode == "offline" and self.server is not None:
+            # server mode's load, checked above, means nothing offline: dropped, so that an
+            # offline point of a grid with both modes is one configuration, not one a rate
+            # level labelled with a load it never had (llem.config.checks.check_server_values)
+            object.__setattr__(self, "server", None)
         return self
 
     @model_validator(mode="after")

@@ -99,7 +99,7 @@ def test_a_shorthand_beside_a_map_alternative_of_the_same_group(
         ({"quantization": {"bnb_4bit_compute_dtype": "bfloat16", "load_in_4bit": True}},)])
     loaded = load("resources: {gpus_per_job: 1}\ntransformers:\n  quantization: [8bit, 4bit, "
                   "{load_in_4bit: true, bnb_4bit_quant_type: nf4}]\n", head)
-    assert count_points(loaded) == 3
+    assert len(list(iter_jobs(loaded))) == 3  # one offline job, not one a rate
 
 
 # --- per_backend -------------------------------------------------------------------------
@@ -266,3 +266,43 @@ def test_a_command_line_flag_wins_over_per_backend_and_experiments() -> None:
     loaded = from_data(data, SourceMap("x"), Path.cwd(), overrides={"batch_size": 2})
     assert sorted((j.point.batch_size, j.point.seed) for j in iter_jobs(loaded)) == \
         [(2, 0), (2, 1)]
+
+
+def test_an_engine_key_of_server_points_only_is_checked_as_a_server_option() -> None:
+    """An alternative that sets mode: server scopes what it carries to server points:
+    `transformers serve`'s cb_num_blocks there is a serve option, not a from_pretrained one
+    (it was refused as "offline and server points share this section")."""
+    head = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n"
+    serve = "server: {profile: poisson, rate: [1, 2], requests: 4}\n"
+    loaded = load("grid:\n  how:\n    - {mode: offline}\n"
+                  "    - {mode: server, transformers.cb_num_blocks: 64}\n" + serve, head)
+    assert points(loaded, "mode", "engine", "server.rate") == srt(
+        [("offline", {}, None), ("server", {"cb_num_blocks": 64}, 1.0),
+         ("server", {"cb_num_blocks": 64}, 2.0)])
+    # the same key in the shared section still reaches offline points: refused
+    assert "offline and server points share this section" in error_of(
+        "grid: {mode: [offline, server]}\ntransformers: {cb_num_blocks: 64}\n" + serve, head)
+    # and a from_pretrained argument in a server-only alternative is not a serve option
+    assert "not a `transformers serve` option" in error_of(
+        "grid:\n  how:\n    - {mode: offline}\n"
+        "    - {mode: server, transformers.device_map: cpu}\n" + serve, head)
+
+
+def test_server_values_that_reach_no_server_point_are_refused() -> None:
+    """server: without mode: server ran each rate level as the same offline job, labelled
+    with a rate it never had; with both modes, offline points drop it (one configuration)."""
+    head = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n"
+    msg = error_of("server: {profile: poisson, rate: [2, 4], duration_s: 5}\n", head)
+    assert "no point it reaches runs in server mode" in msg
+    assert "grid.yaml:" in msg and "set grid: {mode: server}" in msg
+    assert "no point it reaches runs in server mode" in error_of(
+        "grid:\n  how:\n    - {mode: offline, server.rate: 4}\n"
+        "    - {mode: server}\nserver: {profile: poisson, rate: 1, requests: 4}\n", head)
+    loaded = load("grid: {mode: [offline, server]}\n"
+                  "server: {profile: poisson, rate: [2, 4], requests: 4}\n", head)
+    assert points(loaded, "mode", "server.rate") == srt(
+        [("offline", None), ("server", 2.0), ("server", 4.0)])
+    assert len(list(iter_jobs(loaded))) == 3  # one offline job, not one a rate
+    # an experiment in server mode is a server point the top-level section reaches
+    load("experiments: [{mode: server}]\nserver: {profile: poisson, rate: 2, requests: 4}\n",
+         head)
