@@ -22,6 +22,7 @@ from llem.errors import UserError
 from llem.measure.calibration import reference_job
 from llem.models.memory import human
 from llem.prompts.dataset import load_prompts
+from llem.report.params import Points
 from llem.scheduler.placement import Need, gpu_sets_of
 from llem.scheduler.plan import (
     Node,
@@ -289,8 +290,6 @@ def _settings(plan: Plan) -> list[str]:
     """Per point, the other settings that tell the points apart (`temperature=0.7,
     top_p=0.9`), as `llem compare` names them; [] when nothing else varies. Without it, points
     that differ only in a group's alternative read as the same row twice."""
-    from llem.report.params import Points
-
     pts = Points.of((str(i), canonical(p.point.model_dump(mode="json")))
                     for i, p in enumerate(plan.points))
     params = [prm for prm in pts.params if prm.path not in SHOWN]

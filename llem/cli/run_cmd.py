@@ -23,8 +23,8 @@ from llem.cli.term import Out, console
 from llem.config.grid import count_points
 from llem.config.load import from_data, load_campaign
 from llem.config.loaded import Loaded
-from llem.config.models import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.overrides import one_point
+from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.yaml_source import SourceMap
 from llem.credentials import collect, redact
 from llem.errors import UserError

@@ -18,6 +18,8 @@ from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
 from llem.config.hub_quiet import quiet_hub
 from llem.config.loaded import Loaded
+from llem.config.models import Point
+from llem.config.modes import UNUSED_IN_SERVER, default_of
 from llem.config.yaml_source import Loc
 from llem.credentials import credential_files
 from llem.errors import Problems, UserError
@@ -77,24 +79,37 @@ def check_backend_keys(loaded: Loaded, problems: Problems) -> None:
                                set(key_modes), problems)
 
 
-def check_server_values(loaded: Loaded, problems: Problems) -> None:
-    """A server: value (the load of server mode) that reaches no point in server mode: the
-    offline jobs it reaches would run as if it were not there, each labelled with a rate or
-    profile it never had (`server: {rate: [2, 4]}` without `mode: server` ran one offline
-    job twice). A problem at its line; offline points of a grid that has both modes drop the
-    server section (llem.config.models.Point), so they are neither labelled nor doubled."""
+def check_mode_values(loaded: Loaded, problems: Problems) -> None:
+    """A value that no point it reaches uses, by that point's mode (llem.config.modes): a
+    server: value (server mode's load) that reaches offline points only, or an offline
+    setting (batch_size, streaming, measurement's arrivals, warmup and window) off its default
+    that reaches server points only. Each value would run the same job again, labelled with
+    a setting it never had (`server: {rate: [2, 4]}` without `mode: server` ran one offline
+    job twice). A problem at its line, saying where that mode takes it from; where a value
+    reaches both modes, the points that do not use it reset it (llem.config.models.Point)."""
     modes: dict[Any, set[str]] = {}
+    offline: dict[Any, tuple[str, set[str]]] = {}
     for backend in loaded.campaign.backends:
-        for _, path, _, loc, its_modes in _used_with_modes(loaded, backend):
+        for _, path, value, loc, its_modes in _used_with_modes(loaded, backend):
             if path == "server" or path.startswith("server."):
                 modes.setdefault(tuple(loc), set()).update(its_modes)
+            elif path in UNUSED_IN_SERVER and value != default_of(path, Point):
+                offline.setdefault(tuple(loc), (path, set()))[1].update(its_modes)
     for loc, its_modes in modes.items():
         if "server" not in its_modes:
             problems.add(loaded.source.error(
                 loc, "server: is the load of server mode, and no point it reaches runs in "
                 "server mode: offline jobs would carry a load they never had",
                 hint="set grid: {mode: server} (or mode: [offline, server]), or remove it"))
-            return
+            break
+    said: set[str] = set()
+    for loc, (path, its_modes) in offline.items():
+        if its_modes == {"server"} and path not in said:
+            said.add(path)  # one line a setting, at its first value
+            problems.add(loaded.source.error(
+                loc, f"'{path}' is an offline setting, and every point it reaches runs in "
+                "server mode, which does not use it: each value would run the same server "
+                "job, labelled with a setting it never had", hint=UNUSED_IN_SERVER[path]))
 
 
 def _check_section(loaded: Loaded, backend: str, check: Any, section: str,

@@ -19,7 +19,7 @@ from llem.config.checks import (
     check_backend_keys,
     check_backend_options,
     check_cross_fields,
-    check_server_values,
+    check_mode_values,
 )
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
@@ -110,7 +110,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         _check_environments(loaded.campaign, smap, problems)
         if "backends" not in bad:
             check_backend_keys(loaded, problems)
-            check_server_values(loaded, problems)
+            check_mode_values(loaded, problems)
     problems.check()
     assert loaded is not None  # (problems held the reason)
     # rules across fields and whole combinations: only on a grid whose values are all good

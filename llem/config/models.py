@@ -1,8 +1,7 @@
 """The config's shapes: Campaign (the file as written) and Point (one resolved configuration).
 
 A Point is what a job measures; everything in it is part of the job_id. Engine parameters
-are a pass-through dict: llem never re-declares a library's flags.
-"""
+are a pass-through dict: llem never re-declares a library's flags."""
 
 from __future__ import annotations
 
@@ -12,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llem.backends import REGISTRY
+from llem.config.modes import server_resets
+from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.yaml_source import INT64, shown
 
 # What the store can hold (llem.store.run_fields declares the columns; tests/unit/config
@@ -28,16 +29,6 @@ MAX_RULES = 1000  # include/exclude rules each (every pair is compared, every po
 YAML_BOOLS = "yes/no/on/off/true/false are YAML booleans"
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
-                 "float": "float32"}
-# Named decoding presets: the sampling fields they set; a value written beside one wins.
-PRESETS: dict[str, dict[str, Any]] = {
-    "deterministic": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0},
-    "standard": {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.0},
-    "creative": {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.1},
-    "factual": {"temperature": 0.3, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.0},
-}
 
 
 class Strict(BaseModel):
@@ -378,11 +369,9 @@ class Point(Strict):
         if self.mode == "server" and self.server is None:
             raise ValueError("mode: server needs a server: section (its load: profile, rate "
                              "or concurrency, requests or duration_s)")
-        if self.mode == "offline" and self.server is not None:
-            # server mode's load, checked above, means nothing offline: dropped, so that an
-            # offline point of a grid with both modes is one configuration, not one a rate
-            # level labelled with a load it never had (llem.config.checks.check_server_values)
-            object.__setattr__(self, "server", None)
+        resets = {"server": None} if self.mode == "offline" else server_resets(self)
+        for name, value in resets.items():
+            object.__setattr__(self, name, value)
         return self
 
     @model_validator(mode="after")

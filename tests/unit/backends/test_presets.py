@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llem.backends.tensorrt.backend import sampling_kwargs
-from llem.config.models import PRESETS, Point
+from llem.config.models import Point
+from llem.config.vocab import PRESETS
 from llem.envs.environments import llem_source_dir
 from llem.harness.runner import generate_spec
 from tests.support.cli import run_cli

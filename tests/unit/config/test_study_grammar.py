@@ -306,3 +306,30 @@ def test_server_values_that_reach_no_server_point_are_refused() -> None:
     # an experiment in server mode is a server point the top-level section reaches
     load("experiments: [{mode: server}]\nserver: {profile: poisson, rate: 2, requests: 4}\n",
          head)
+
+
+def test_offline_settings_of_server_points_are_reset_or_refused() -> None:
+    """Server mode batches in the server, always streams and takes its window, warmup and
+    arrivals from server:; those offline settings swept across both modes ran each server
+    configuration once per value, labelled with a batch or a rate it never had."""
+    head = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n"
+    serve = "server: {profile: poisson, rate: 2, requests: 4}\n"
+    loaded = load("grid:\n  mode: [offline, server]\n  batch_size: [1, 8]\n"
+                  "  streaming: [false, true]\n  measurement.min_window_s: [0, 5]\n" + serve, head)
+    got = points(loaded, "mode", "batch_size", "streaming", "measurement.min_window_s")
+    assert got == srt([("offline", b, s, w) for b in (1, 8) for s in (False, True)
+                       for w in (0, 5)] + [("server", 1, False, None)])
+    for body, path, hint in [
+        ("grid: {mode: server, batch_size: [1, 8]}\n", "batch_size", "max_num_seqs"),
+        ("grid: {mode: server, streaming: true}\n", "streaming", "always streams"),
+        ("grid: {mode: server}\nmeasurement: {request_rate: 4}\n", "measurement.request_rate",
+         "server: {rate"),
+        ("grid: {mode: server}\nmeasurement: {min_window_s: 20}\n",
+         "measurement.min_window_s", "duration_s"),
+        ("grid:\n  how:\n    - {mode: offline}\n    - {mode: server, batch_size: 4}\n",
+         "batch_size", "max_num_seqs")]:
+        msg = error_of(body + serve, head)
+        assert f"'{path}' is an offline setting" in msg and hint in msg, msg
+        assert msg.count("\n") == 0, msg  # one line
+    # at their defaults they are no one's mistake
+    load("grid: {mode: server, batch_size: 1, streaming: false}\n" + serve, head)

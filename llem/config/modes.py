@@ -1,0 +1,49 @@
+"""What a point's mode leaves unused, in one place.
+
+Server mode (llem.harness.server) sends server:'s load to the backend's own server: the
+server batches the requests it gets, llem's client always streams, and the level's window,
+warmup and arrivals are server:'s. The offline settings below mean nothing to such a point.
+A server point resets them to their defaults (llem.config.models.Point), so that a grid with
+both modes runs each server configuration once instead of once per offline value, each row
+labelled with a setting it never had; a value of them that reaches server points only is
+refused, saying where server mode takes it from (llem.config.checks.check_mode_values).
+Offline points likewise drop server: (server mode's load).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# path -> where server mode takes it from (the hint of the refusal)
+UNUSED_IN_SERVER = {
+    "batch_size": "the server batches the requests it gets: set its own limit "
+                  "(vllm: {max_num_seqs: 64}) or server: {profile: concurrency, concurrency: N}",
+    "streaming": "server mode always streams (TTFT and ITL are on every server row)",
+    "measurement.request_rate": "write server: {rate: ...}",
+    "measurement.arrival": "write server: {profile: poisson} (or constant, gamma, concurrency, "
+                           "sweep)",
+    "measurement.arrival_seed": "write server: {seed: ...}",
+    "measurement.max_concurrency": "write server: {profile: concurrency, concurrency: N}",
+    "measurement.warmup_requests": "write server: {warmup_requests: N}",
+    "measurement.warmup_cv": "server mode warms up with server: {warmup_requests: N}",
+    "measurement.warmup_window": "server mode warms up with server: {warmup_requests: N}",
+    "measurement.min_window_s": "a level's window is server: {duration_s: ...} (or requests)",
+    "measurement.max_repeats": "a level's window is server: {duration_s: ...} (or requests)",
+}
+
+
+def default_of(path: str, point: Any) -> Any:
+    """The default of one of UNUSED_IN_SERVER's paths; point: the Point class."""
+    head, _, field = path.partition(".")
+    model = point.model_fields["measurement"].annotation if field else point
+    return model.model_fields[field or head].default
+
+
+def server_resets(point: Any) -> dict[str, Any]:
+    """The fields a server point takes instead of its offline settings (attribute -> value):
+    batch_size and streaming at their defaults, measurement with its offline fields reset."""
+    cls = type(point)
+    out = {p: default_of(p, cls) for p in UNUSED_IN_SERVER if "." not in p}
+    measurement = {p.split(".", 1)[1]: default_of(p, cls) for p in UNUSED_IN_SERVER if "." in p}
+    out["measurement"] = point.measurement.model_copy(update=measurement)
+    return out
