@@ -256,3 +256,27 @@ def test_the_sweep_level_is_llems_own(server: str) -> None:
 
 def test_a_sweep_of_levels_passes() -> None:
     load("server: {profile: sweep, sweep_levels: 3, requests: 10}\n", head=SERVED)
+
+
+# --- a large file of many keys or axes loads in seconds ----------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "noop:\n" + "".join(f"  k{i}: 1\n" for i in range(30_000)),  # was minutes: each key
+    "grid:\n  generate:\n" + "".join(f"    k{i}: 1\n" for i in range(30_000)),  # validated
+    "grid:\n" + "".join(f"  generate.k{i}: [1]\n" for i in range(20_000)),  # with all before;
+])                                                                   # axes compared pairwise
+def test_many_keys_or_axes_load_in_linear_time(body: str) -> None:
+    import time
+
+    t0 = time.monotonic()
+    load(body)
+    assert time.monotonic() - t0 < 30
+
+
+def test_what_the_faster_checks_still_find() -> None:
+    assert "'noop.a.b' reaches inside 'noop.a'" in error_of("noop:\n  a: 1\n  a.b: 2\n")
+    assert "'noop.a.b' reaches inside 'noop.a'" in error_of("noop:\n  a.b: 2\n  a: 1\n")
+    msg = error_of("grid:\n  g1: [{batch_size: 1}]\n  g2: [{top_k: 1}]\n"
+                   "  g3: [{top_k: 2, batch_size: 2}]\n")
+    assert ":7: 'grid.g3': 'batch_size' is also set by 'g1' on line 5" in msg, msg
