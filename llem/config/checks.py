@@ -194,9 +194,10 @@ def _check_no_options(loaded: Loaded, backend: str, check: Any) -> None:
     problem = check({}, gpus=0, batch_size=1, streaming=False) if check else None
     if problem:
         key, why = problem
-        backends = loaded.campaign.backends
-        loc: Loc = ("backends", backends.index(backend)) if backend in backends else ()
-        if loc not in loaded.source.lines:  # named by an experiment only
+        c = loaded.campaign
+        loc: Loc = ("backends", c.backends.index(backend)) if backend in c.backends else ()
+        if loc not in loaded.source.lines and any(  # named by an experiment only
+                backend in (e.get("backend"), *(e.get("backends") or [])) for e in c.experiments):
             loc = ("experiments",)
         raise loaded.source.error(loc, f"backend '{backend}' has no {backend}: section, "
                                   f"and {backend}.{key}: {why}",
