@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,8 @@ def results(store: str | None, fmt: str) -> None:
 
 def emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
     """Print rows as a rich table, CSV or JSON (to stdout)."""
-    if fmt == "json":
-        click.echo(json.dumps(rows, default=str, indent=1))
+    if fmt == "json":  # NaN and Infinity are no JSON: jq and JSON.parse refused the output
+        click.echo(json.dumps(_finite(rows), default=str, indent=1, allow_nan=False))
     elif fmt == "csv":
         w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore",
                            lineterminator="\n")
@@ -184,3 +185,14 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _finite(v: Any) -> Any:
+    """v with NaN and infinite floats as null, in lists and maps too (a query's 0.0 / 0)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v

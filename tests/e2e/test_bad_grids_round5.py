@@ -5,6 +5,7 @@ Each: exactly one `error:` line, exit 2, quickly, nothing written, no credential
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -143,3 +144,16 @@ def test_a_one_point_run_of_the_endpoint_backend_needs_its_url(tmp_path: Path) -
     _one_line(r, "error: command line: 'backends.0': backend 'endpoint' has no endpoint: "
                  "section, and endpoint.base_url: the server's URL is required")
     assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]  # no Ray, no store
+
+
+def test_query_json_is_json_whatever_the_numbers(tmp_path: Path) -> None:
+    (tmp_path / "st" / "runs").mkdir(parents=True)  # a store with nothing in it yet
+    r, _ = _cli(tmp_path, "query", "SELECT 0.0 / 0 AS x, ['inf'::double, 1.5] AS y, "
+                "{{'a': '-inf'::double}} AS z", "--format", "json", "--store", "{d}/st")
+    assert r.returncode == 0, r.stderr
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")  # printed NaN and Infinity before
+
+    assert json.loads(r.stdout, parse_constant=refuse) == [
+        {"x": None, "y": [None, 1.5], "z": {"a": None}}]
