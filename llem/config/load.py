@@ -91,8 +91,8 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     campaign = campaign.model_copy(update={
         "models": [models[i] for i in distinct(models)],  # listed twice: one choice
         "backends": [campaign.backends[i] for i in distinct(campaign.backends)],
-        "include": _rules(campaign.include, "include", smap, problems),
-        "exclude": _rules(campaign.exclude, "exclude", smap, problems)})
+        "include": _rules(campaign.include, "include", smap, problems, campaign.grid),
+        "exclude": _rules(campaign.exclude, "exclude", smap, problems, campaign.grid)})
     for i, rule in enumerate(campaign.include):
         for j, ex in enumerate(campaign.exclude):
             if _covers(ex, rule):
@@ -164,8 +164,9 @@ def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems)
 
 
 def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,
-           problems: Problems) -> list[dict[str, Any]]:
-    """include/exclude rules as flat {path: value}; every path must name a parameter."""
+           problems: Problems, grid: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """include/exclude rules as flat {path: value}; every path must name a parameter (a
+    named group of the grid is not one: its alternatives' values are)."""
     out = []
     for i, rule in enumerate(rules):
         if not rule:
@@ -175,7 +176,16 @@ def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,
         flat = flatten_rule(rule)
         for key, want in flat.items():
             why = check_path(key) if key not in ("model", "backend") else None
-            if why:
+            group = (grid or {}).get(key.split(".", 1)[0])
+            if why and isinstance(group, list) and group and \
+                    all(isinstance(a, dict) for a in group):
+                example = next((f"{{{k}: {shown(v)}}}" for a in group for k, v in a.items()
+                                if not isinstance(v, list | dict)), "{batch_size: 8}")
+                problems.add(smap.error(
+                    (section, i, key.split(".", 1)[0]), f"'{key.split('.', 1)[0]}' is a "
+                    "named group of this grid, not a parameter: a rule matches parameters",
+                    hint=f"match the values of its alternative, e.g. {example}"))
+            elif why:
                 problems.add(smap.error((section, i, key.split(".", 1)[0]), why,
                                         hint=suggest(key)))
             elif key not in ("model", "backend"):

@@ -333,3 +333,15 @@ def test_offline_settings_of_server_points_are_reset_or_refused() -> None:
         assert msg.count("\n") == 0, msg  # one line
     # at their defaults they are no one's mistake
     load("grid: {mode: server, batch_size: 1, streaming: false}\n" + serve, head)
+
+
+def test_a_rule_naming_a_named_group_says_to_match_its_values() -> None:
+    """`exclude: [{decoding: 1}]` was told "llem calls it preset" (an old name's hint), though
+    decoding is the grid's own group: rules match the values of its alternatives."""
+    body = ("grid:\n  batch_size: [1, 4]\n  decoding:\n    - {preset: deterministic}\n"
+            "    - {temperature: 0.7}\n")
+    for rules in ("exclude: [{batch_size: 4, decoding: 1}]\n", "include: [{decoding: 0}]\n"):
+        msg = error_of(body + rules)
+        assert "'decoding' is a named group of this grid, not a parameter" in msg, msg
+        assert "e.g. {preset: 'deterministic'}" in msg and "llem calls it" not in msg
+    assert count_points(load(body + "exclude: [{batch_size: 4, temperature: 0.7}]\n")) == 3
