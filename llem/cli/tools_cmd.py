@@ -54,4 +54,8 @@ def tiny_model(directory: Path, seed: int, hidden_size: int, layers: int, heads:
                                 force=force)
     except ValueError as exc:  # a shape it cannot build, a folder holding something else
         raise UserError(f"tiny-model {directory}: {exc}") from None
+    except OSError as exc:  # /proc/x, a read-only mount, a full disk: was a raw traceback
+        raise UserError(f"tiny-model {directory}: cannot write there "
+                        f"({exc.strerror or type(exc).__name__}): give a folder you can write "
+                        "to") from None
     click.echo(str(path))

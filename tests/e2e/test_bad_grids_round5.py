@@ -157,3 +157,10 @@ def test_query_json_is_json_whatever_the_numbers(tmp_path: Path) -> None:
 
     assert json.loads(r.stdout, parse_constant=refuse) == [
         {"x": None, "y": [None, 1.5], "z": {"a": None}}]
+
+
+@pytest.mark.parametrize("folder", ["/proc/llem-tiny", "/sys/llem-tiny"])
+def test_tiny_model_into_a_folder_it_cannot_write(folder: str, tmp_path: Path) -> None:
+    r, _ = _cli(tmp_path, "tiny-model", folder)  # was a raw FileNotFoundError traceback
+    _one_line(r, f"error: tiny-model {folder}: cannot write there (")
+    assert os.listdir(tmp_path) == []
