@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bad_grids import check_lines
+from tests.support.bad_grids import assert_one_line_error
 
 HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
 SECRET = "ghp_PlantedTok0123456789abcdefghijABCDEFGHIJ"
@@ -21,14 +21,6 @@ SECRET = "ghp_PlantedTok0123456789abcdefghijABCDEFGHIJ"
 def _llem() -> list[str]:
     script = Path(sys.executable).with_name("llem")
     return [str(script)] if script.exists() else [sys.executable, "-m", "llem"]
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess[str], grid: Path, want: str) -> None:
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-3000:]
-    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
-    lines = r.stderr.rstrip("\n").split("\n")
-    assert all(line.startswith("error: ") for line in lines), r.stderr
-    check_lines([line[len("error: "):] for line in lines], grid, [want])
 
 
 def _env() -> dict[str, str]:

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_grids_members import HEAD, _env, _llem, assert_one_line_error
+from tests.support.bad_grids import assert_one_line_error
+from tests.support.grids import HEAD
+from tests.support.paths import LLEM
+
+NO_RAY = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # no cluster joined
 
 SECRET = "PlantedTokPw0123"
 
 
 def _cli(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.monotonic()
-    r = subprocess.run([*_llem(), *(a.format(d=tmp_path) for a in args)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120, env=_env(), check=False)
+    r = subprocess.run([*LLEM, *(a.format(d=tmp_path) for a in args)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=NO_RAY, check=False)
     return r, time.monotonic() - t0
 
 

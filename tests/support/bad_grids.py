@@ -5,6 +5,7 @@ several independent mistakes lists one regex per error line, in the order of the
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from tests.support.paths import BAD_GRIDS
@@ -328,3 +329,13 @@ def check_lines(lines: list[str], grid: Path | str, expected: list[str],
             assert line.startswith((f"{grid}:", f"{grid} ")), line
             line = line[len(str(grid)):]
         assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], grid: Path, want: str) -> None:
+    """The CLI refused with error lines only (no traceback, no internal error), exit 2, each
+    line matching want at grid's file and line (check_lines)."""
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    lines = r.stderr.rstrip("\n").split("\n")
+    assert all(line.startswith("error: ") for line in lines), r.stderr
+    check_lines([line[len("error: "):] for line in lines], grid, [want])
