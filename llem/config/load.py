@@ -324,8 +324,9 @@ def _check_not_empty(loaded: Loaded) -> None:
         return
     sweep = dataclasses.replace(loaded, experiments=[])
     if next(combinations(sweep, lambda p: False), None) is None:  # the rules' axes only
-        raise ConfigError(f"the grid is empty: include/exclude rules drop all "
-                          f"{count_before_rules(sweep)} points", file=loaded.source.file,
+        n = count_before_rules(sweep)
+        raise ConfigError(f"the grid is empty: include/exclude rules drop all {n} "
+                          f"point{'' if n == 1 else 's'}", file=loaded.source.file,
                           hint="loosen an exclude rule or widen an include rule")
 
 

@@ -71,6 +71,12 @@ def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "base_url", "must be an http:// or https:// URL with a host"
+    try:
+        port = parts.port
+    except ValueError:  # out of range, or not a number
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        return "base_url", "has a port that is not 1-65535 (e.g. http://10.0.0.5:8000)"
     if parts.username or parts.password or parts.query or parts.fragment:
         return "base_url", ("must not carry a user, password, query or fragment (it is "
                             "recorded with every row; put a key in api_key_env)")

@@ -195,6 +195,9 @@ def test_endpoint_settings_normalise_the_url() -> None:
 @pytest.mark.parametrize("engine, key", [
     ({}, "base_url"), ({"base_url": "ftp://h"}, "base_url"), ({"base_url": "http://"}, "base_url"),
     ({"base_url": "http://user:pw@h:1"}, "base_url"), ({"base_url": "http://h?k=v"}, "base_url"),
+    # a port no server can have (99999 was accepted, and every request failed after Ray)
+    *[({"base_url": u}, "base_url") for u in ("http://h:99999", "http://h:0", "http://h:",
+                                               "http://h:port", "https://[::1]:70000/v1")],
     ({"base_url": "http://h", "api_key": "x"}, "api_key"),
     ({"base_url": "http://h", "api_key_env": "sk-abcdefghijklmnopqrstuvwxyz"}, "api_key_env"),
     ({"base_url": "http://h", "api_key_env": "not a name"}, "api_key_env"),

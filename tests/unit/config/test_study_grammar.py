@@ -345,3 +345,8 @@ def test_a_rule_naming_a_named_group_says_to_match_its_values() -> None:
         assert "'decoding' is a named group of this grid, not a parameter" in msg, msg
         assert "e.g. {preset: 'deterministic'}" in msg and "llem calls it" not in msg
     assert count_points(load(body + "exclude: [{batch_size: 4, temperature: 0.7}]\n")) == 3
+
+
+def test_rules_that_drop_the_one_point_say_so_in_the_singular() -> None:
+    msg = error_of("grid: {batch_size: 4}\nexclude: [{batch_size: 4}]\n")
+    assert "include/exclude rules drop all 1 point (loosen" in msg, msg
