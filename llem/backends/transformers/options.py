@@ -235,8 +235,8 @@ def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
         if not installed("peft"):
             return "adapter", "LoRA adapters need the peft package: pip install 'peft>=0.21'"
     if engine.get("assistant_model") is not None:
-        if not isinstance(engine["assistant_model"], str):
-            return "assistant_model", "must be a model id or path"
+        if not isinstance(engine["assistant_model"], str) or not engine["assistant_model"].strip():
+            return "assistant_model", "must be a model id or path (a blank one ran no assistant)"
         if batch_size > 1:
             return "assistant_model", (f"transformers runs assisted generation only with "
                                        f"batch_size 1 (this job has {batch_size})")

@@ -121,6 +121,7 @@ def test_options_through_the_cli_are_recorded(tmp_path: Path, lora: Path, draft:
     ("{attn_implementation: flash_attention_2}", "flash_attention_2 needs a GPU"),
     ("{torch_compile: {mode: fastest}}", "unknown mode 'fastest'"),
     ("{adapter: ./no-such-adapter}", "adapter path"),
+    ("{assistant_model: ' '}", "a blank one ran no assistant"),  # was accepted, then ignored
 ])
 def test_rejected_combinations_fail_before_anything_runs(tmp_path: Path, setting: str,
                                                          message: str) -> None:
