@@ -56,7 +56,8 @@ SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_|client_|
 # shaped like one (*_TOKEN, *_KEY, *SECRET*, *PASSWORD*, *CREDENTIAL*, *API_KEY*, ...).
 SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:TOKEN|KEY|AUTH|PASS)$|SECRET|PASSWORD|PASSWD|"
                         r"CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CONNECTION_?STRING")
-NOT_SECRET_ENV = frozenset({"HF_HUB_DISABLE_IMPLICIT_TOKEN"})  # a switch, not a credential
+NOT_SECRET_ENV = frozenset({"HF_HUB_DISABLE_IMPLICIT_TOKEN",  # a switch, not a credential
+                            "LLEM_SECRETS_FILE", "HF_TOKEN_PATH"})  # paths to one
 
 # Variables that hold the credential of a service other than an OpenAI-compatible server: a
 # grid may not name one as the endpoint's key (it would be sent to base_url as a bearer
@@ -70,29 +71,35 @@ _collected = False
 
 
 def collect(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The credentials this process can see, by variable name; each is remembered for redact."""
+    """The credentials this process can see, by variable name; each is remembered for redact
+    (first: a refused one is still masked, wherever an error or a log might show it)."""
     env = os.environ if environ is None else environ
     found = {k: env[k] for k in ENV_NAMES if env.get(k)}
+    remember([*found.values(), *(part for v in found.values() for part in v.splitlines())])
+    # any variable named like a credential (DB_PASSWORD, MY_API_KEY) is masked too, though
+    # not handed to workers: llem prints nothing of it
+    remember(v for k, v in env.items() if secret_env_name(k))
+    for k, v in found.items():  # a newline pasted into a token: refused, as in the files
+        if _control(v.strip()):
+            raise UserError(f"{k}: the value holds a control character such as a newline "
+                            "(not shown: it is a credential); set it again on one line")
     token_path = env.get("HF_TOKEN_PATH")
-    if token_path and Path(token_path).is_file():
+    if token_path:  # named but missing or a folder: the token the user meant is not used
         token = small_text(Path(token_path), "HF_TOKEN_PATH").strip()
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        remember([token, *token.splitlines()])
+        if _control(token):
             raise UserError(f"HF_TOKEN_PATH {token_path}: holds more than one line of a "
                             "token (control characters; not shown)")
         found["HF_TOKEN"] = token
     secrets_file = env.get("LLEM_SECRETS_FILE")
     if secrets_file:
         found.update(read_secrets_file(Path(secrets_file)))
-    remember(found.values())
-    # any variable named like a credential (DB_PASSWORD, MY_API_KEY) is masked too, though
-    # not handed to workers: llem prints nothing of it
-    remember(v for k, v in env.items() if secret_env_name(k))
     return found
 
 
 def read_secrets_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; a missing or malformed file is a UserError that shows no value."""
-    text = small_text(path, "LLEM_SECRETS_FILE")
+    text = small_text(path, "LLEM_SECRETS_FILE").removeprefix("\ufeff")  # an editor's BOM
     out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -103,11 +110,16 @@ def read_secrets_file(path: Path) -> dict[str, str]:
             raise UserError(f"LLEM_SECRETS_FILE {path}:{n}: expected KEY=VALUE (the line is "
                             "not shown: it may hold a secret)")
         value = value.strip().strip("'\"")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):  # a NUL killed every worker
+        remember([value])
+        if _control(value):  # a NUL killed every worker
             raise UserError(f"LLEM_SECRETS_FILE {path}:{n}: the value holds a control "
                             "character (the line is not shown: it may hold a secret)")
         out[key.strip()] = value
     return out
+
+
+def _control(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 MAX_SECRETS_BYTES = 1 << 20

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llem.cli.run_cmd import check_address, split_address
-from llem.credentials import mask_shapes, read_secrets_file, small_text
+from llem.credentials import collect, mask_shapes, read_secrets_file, redact, small_text
 from llem.errors import UserError
 from llem.paths import check_roots, folder_problem
 
@@ -129,3 +129,26 @@ def test_a_secret_with_a_control_character_is_refused_unshown(tmp_path: Path) ->
         read_secrets_file(f)
     assert str(exc.value) == f"LLEM_SECRETS_FILE {f}:2: the value holds a control character " \
         "(the line is not shown: it may hold a secret)"
+
+
+def test_a_credential_variable_with_a_newline_is_refused_and_still_masked() -> None:
+    """HF_TOKEN with a pasted newline was handed on (the secrets file already refused it)."""
+    token = "hf_PlantedTokPartOne123\nPlantedTokPartTwo456"
+    with pytest.raises(UserError) as exc:
+        collect({"HF_TOKEN": token})
+    assert str(exc.value).startswith("HF_TOKEN: the value holds a control character")
+    assert "Planted" not in str(exc.value)
+    assert "Planted" not in redact(f"seen: {token} / {token.splitlines()[1]}")
+
+
+def test_a_token_file_named_but_missing_or_a_folder_is_refused(tmp_path: Path) -> None:
+    """HF_TOKEN_PATH naming nothing was ignored: the token the user meant was never used."""
+    for path in (tmp_path / "nope", tmp_path):
+        with pytest.raises(UserError, match="HF_TOKEN_PATH"):
+            collect({"HF_TOKEN_PATH": str(path)})
+
+
+def test_a_secrets_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    f = tmp_path / "secrets"
+    f.write_bytes("\ufeffHF_TOKEN=PlantedTokBom0123\n".encode())
+    assert read_secrets_file(f) == {"HF_TOKEN": "PlantedTokBom0123"}
