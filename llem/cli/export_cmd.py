@@ -22,7 +22,7 @@ from llem.report.output import atomic_file, check_folder
 @click.option("--table", type=click.Choice(["runs", "requests", "samples", "stats"]),
               default="runs", show_default=True, help="Which view to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (written whole or not at all). Default: stdout.")
+              help="File to write (written whole or not at all). Default (or -): stdout.")
 @click.option("--store", help=STORE_HELP)
 def export(campaign: str, fmt: str, table: str, output: Path | None, store: str | None) -> None:
     """Write CAMPAIGN's rows of one view as CSV (with a header) or JSON Lines.
@@ -38,6 +38,8 @@ def export(campaign: str, fmt: str, table: str, output: Path | None, store: str 
 
     from llem.report.campaign import Campaign
 
+    if output is not None and str(output) == "-":
+        output = None  # stdout, as `-o -` means to Unix tools
     if output:
         check_output(output, "-o")  # before the store is read
     camp = Campaign.open(open_store(store), campaign)

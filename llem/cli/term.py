@@ -82,7 +82,11 @@ def to_second(row: dict[str, Any]) -> dict[str, Any]:
 def check_output(path: Path, option: str) -> None:
     """An output file llem replaces whole (a temp file renamed over it) must be a file: run
     as root, `-o /dev/null` replaced the device with a regular file; a FIFO was replaced
-    too."""
+    too. `-` is no file name here (a file named '-' was written): export takes it as stdout
+    before this check; elsewhere it is refused."""
+    if str(path) == "-":
+        raise UserError(f"{option} -: give a file name (this command writes a file, and '-' "
+                        "would be a file named '-')")
     try:
         mode = path.lstat().st_mode
     except OSError:

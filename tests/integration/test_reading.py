@@ -158,6 +158,13 @@ def test_export_csv_and_jsonl_match_the_parquet_files(store: Path, tmp_path: Pat
     reqs = llem("export", CAMPAIGN, "--table", "requests", "--format", "jsonl", "--store",
                 str(store)).splitlines()
     assert len(reqs) == sum(r["num_requests"] for r in rows.values())
+    # -o - is stdout, as for Unix tools (it wrote a file named '-')
+    dash = llem("export", CAMPAIGN, "--format", "jsonl", "-o", "-", "--store", str(store),
+                cwd=tmp_path)
+    assert len(dash.splitlines()) == len(rows) and not (tmp_path / "-").exists()
+    r = run_cli("report", CAMPAIGN, "-o", "-", "--store", str(store), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "error: -o -: give a file name (this command " \
+        "writes a file, and '-' would be a file named '-')\n", r.stderr
 
 
 def test_query_text_file_uri_and_stats_view(store: Path, tmp_path: Path) -> None:
