@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bad_grids import assert_one_line_error
+from tests.support.cli import assert_one_error_line
 from tests.support.grids import HEAD
 from tests.support.paths import LLEM
 
@@ -30,11 +31,7 @@ def _cli(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], 
 
 
 def _one_line(r: subprocess.CompletedProcess[str], want: str) -> None:
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
-    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
-    assert want in r.stderr, r.stderr
-    assert SECRET not in r.stderr + r.stdout
+    assert_one_error_line(r, want, SECRET)
 
 
 @pytest.mark.parametrize(("prompts", "source", "want"), [

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import assert_one_error_line
+
 HEAD = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
 SECRET = "PlantedTokPw0123"
 
@@ -40,11 +42,7 @@ def _run(tmp_path: Path, args: list[str], env: dict[str, str | None] | None = No
 
 
 def _one_line(r: subprocess.CompletedProcess[str], want: str) -> None:
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
-    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
-    assert want in r.stderr, r.stderr
-    assert SECRET not in r.stderr + r.stdout
+    assert_one_error_line(r, want, SECRET)
 
 
 def _setup(tmp_path: Path) -> list[str]:
