@@ -18,8 +18,8 @@ from llem.config.axes import SECTION_MODELS, resolve
 from llem.config.grid import combinations, located
 from llem.config.hub_quiet import quiet_hub
 from llem.config.loaded import Loaded
-from llem.config.models import Point
-from llem.config.modes import UNUSED_IN_SERVER, default_of
+from llem.config.models import Point, Server
+from llem.config.modes import PROFILE_USES, UNUSED_IN_SERVER, default_of
 from llem.config.yaml_source import Loc
 from llem.credentials import credential_files
 from llem.errors import Problems, UserError
@@ -110,6 +110,38 @@ def check_mode_values(loaded: Loaded, problems: Problems) -> None:
                 loc, f"'{path}' is an offline setting, and every point it reaches runs in "
                 "server mode, which does not use it: each value would run the same server "
                 "job, labelled with a setting it never had", hint=UNUSED_IN_SERVER[path]))
+
+
+def check_profile_values(loaded: Loaded) -> None:
+    """A server: field off its default that no server point it reaches uses, by that point's
+    profile (llem.config.modes.PROFILE_USES: a rate beside profile concurrency, a burstiness
+    beside poisson): each value would run the same level again, labelled with a setting it
+    never had. A ConfigError at its line; where some of its points use it, the others reset
+    it (llem.config.models.Server)."""
+    def wanted(path: str) -> bool:
+        return path == "mode" or path.startswith("server.")
+
+    used: dict[Any, bool] = {}  # where a value was written -> a point using it was seen
+    field_of: dict[Any, str] = {}
+    for values, where in combinations(loaded, wanted):
+        if values.get("mode", "offline") != "server":
+            continue
+        profile = values.get("server.profile", "poisson")
+        for field, uses in PROFILE_USES.items():
+            path = f"server.{field}"
+            if path in values and values[path] != Server.model_fields[field].default:
+                loc = tuple(where.get(path, ("server", field)))
+                used[loc] = used.get(loc, False) or profile in uses
+                field_of[loc] = field
+    for loc, ok in used.items():
+        if not ok:
+            field, uses = field_of[loc], PROFILE_USES[field_of[loc]]
+            raise loaded.source.error(
+                loc, f"server.{field} is used only by profile{'s' * (len(uses) > 1)} "
+                f"{', '.join(uses)}, and no point it reaches has one: each value would run "
+                "the same level, labelled with a setting it never had",
+                hint=f"remove it, or write it beside its profile (a group alternative: "
+                f"{{profile: {uses[0]}, {field}: ...}})")
 
 
 def _check_section(loaded: Loaded, backend: str, check: Any, section: str,

@@ -20,6 +20,7 @@ from llem.config.checks import (
     check_backend_options,
     check_cross_fields,
     check_mode_values,
+    check_profile_values,
 )
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
@@ -118,6 +119,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     check_same_files(loaded, base_dir)
     _check_size(loaded)
     check_cross_fields(loaded)
+    check_profile_values(loaded)
     _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
     return loaded

@@ -11,13 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llem.backends import REGISTRY
-from llem.config.modes import server_resets
+from llem.config.modes import profile_resets, server_resets
 from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.yaml_source import INT64, shown
 
-# What the store can hold (llem.store.run_fields declares the columns; tests/unit/config
-# checks these against its schema): the runs table stores these Point paths as int32,
-# seed and order_seed as int64; every other whole number is at most int64 (point_json).
+# What the store can hold (llem.store.run_fields; tests/unit/config checks its schema): these
+# Point paths are int32 in runs, seed and order_seed int64, other whole numbers at most int64.
 INT32_MAX = 2**31 - 1
 STORED_INT32 = ("batch_size", "max_new_tokens", "min_new_tokens", "top_k", "max_input_tokens",
                 "dataset.num_prompts", "resources.gpus_per_job", "measurement.max_concurrency")
@@ -103,9 +102,8 @@ class Measurement(Strict):
     # CO2 estimate = energy x this grid carbon intensity (gCO2e/kWh); None: no estimate.
     grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
     job_timeout_s: float = Field(3600.0, gt=0, le=MAX_JOB_S)
-    # Thermal gaps (llem.measure.thermal): before each job, wait until its GPUs are back near
-    # idle (temperature and power within the margins of the coolest state seen), at most
-    # gap_max_s. gap_idle_temp_c sets an absolute target temperature instead.
+    # Thermal gaps (llem.measure.thermal): before each job, wait (gap_max_s at most) until its
+    # GPUs are near idle (within the margins of the coolest state seen; or gap_idle_temp_c).
     thermal_gaps: bool = True
     gap_max_s: float = Field(60.0, ge=0, le=3600)
     gap_temp_margin_c: float = Field(3.0, ge=0, le=100)
@@ -246,6 +244,8 @@ class Server(Strict):
             raise ValueError("profile concurrency needs concurrency (requests in flight)")
         if self.requests is None and self.duration_s is None:
             raise ValueError("set requests (per level) or duration_s")
+        for name, value in profile_resets(self).items():  # unused (llem.config.modes)
+            object.__setattr__(self, name, value)
         return self
 
 

@@ -7,7 +7,9 @@ A server point resets them to their defaults (llem.config.models.Point), so that
 both modes runs each server configuration once instead of once per offline value, each row
 labelled with a setting it never had; a value of them that reaches server points only is
 refused, saying where server mode takes it from (llem.config.checks.check_mode_values).
-Offline points likewise drop server: (server mode's load).
+Offline points likewise drop server: (server mode's load), and a server: field its profile
+does not use is reset the same way (PROFILE_USES: a rate on a closed-loop level was stored as
+its request_rate).
 """
 
 from __future__ import annotations
@@ -47,3 +49,17 @@ def server_resets(point: Any) -> dict[str, Any]:
     measurement = {p.split(".", 1)[1]: default_of(p, cls) for p in UNUSED_IN_SERVER if "." in p}
     out["measurement"] = point.measurement.model_copy(update=measurement)
     return out
+
+
+# server: fields -> the profiles that use them (llem.harness.server.level.profile_of)
+PROFILE_USES = {"rate": ("constant", "poisson", "gamma"), "burstiness": ("gamma",),
+                "seed": ("poisson", "gamma", "sweep"), "concurrency": ("concurrency", "sweep"),
+                "sweep_levels": ("sweep",)}
+
+
+def profile_resets(server: Any) -> dict[str, Any]:
+    """The server: fields server's profile does not use and that are off their default, at
+    their default (attribute -> value)."""
+    fields = type(server).model_fields
+    return {f: fields[f].default for f, uses in PROFILE_USES.items()
+            if server.profile not in uses and getattr(server, f) != fields[f].default}

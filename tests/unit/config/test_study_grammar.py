@@ -350,3 +350,26 @@ def test_a_rule_naming_a_named_group_says_to_match_its_values() -> None:
 def test_rules_that_drop_the_one_point_say_so_in_the_singular() -> None:
     msg = error_of("grid: {batch_size: 4}\nexclude: [{batch_size: 4}]\n")
     assert "include/exclude rules drop all 1 point (loosen" in msg, msg
+
+
+def test_server_fields_the_profile_does_not_use_are_reset_or_refused() -> None:
+    """A rate beside profile concurrency was stored as the level's request_rate; a rate axis
+    beside a sweep ran the whole sweep once per rate; burstiness beside poisson, once per
+    value. Where some points use the field (a profile axis), the others reset it."""
+    head = "name: t\nmodels: [llem:tiny]\nbackends: [transformers]\ngrid: {mode: server}\n"
+    for body, field in [
+        ("server: {profile: concurrency, concurrency: 4, rate: 3, requests: 9}\n", "rate"),
+        ("server: {profile: sweep, rate: [1, 2], requests: 9}\n", "rate"),
+        ("server: {profile: poisson, rate: 2, burstiness: 0.5, requests: 9}\n", "burstiness"),
+        ("server: {profile: constant, rate: 2, seed: 3, requests: 9}\n", "seed"),
+        ("server: {profile: poisson, rate: 2, concurrency: [2, 4], requests: 9}\n",
+         "concurrency")]:
+        msg = error_of(body, head)
+        assert f"server.{field} is used only by profile" in msg and "grid.yaml:5:" in msg, msg
+    loaded = load("server: {profile: [poisson, gamma, concurrency], rate: [2, 4], "
+                  "burstiness: 0.5, concurrency: 8, requests: 9}\n", head)
+    got = points(loaded, "server.profile", "server.rate", "server.burstiness",
+                 "server.concurrency")
+    assert got == srt([("poisson", 2.0, 1.0, None), ("poisson", 4.0, 1.0, None),
+                       ("gamma", 2.0, 0.5, None), ("gamma", 4.0, 0.5, None),
+                       ("concurrency", None, 1.0, 8)])
