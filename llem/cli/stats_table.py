@@ -24,6 +24,7 @@ from llem.config.axes import dotted
 from llem.config.grid import count_points, load_groups
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
+from llem.report.params import Points
 from llem.scheduler.state import Summary
 from llem.store.store import Store
 from llem.store.validity_fields import is_energy_metric, with_valid
@@ -98,25 +99,6 @@ def grid_job_ids(loaded: Loaded) -> set[str] | None:
     return {job_id_of(p) for g in load_groups(loaded) for p in g.points()}
 
 
-def labels(points: dict[str, str]) -> dict[str, str]:
-    """job_id -> 'key=value ...' over the settings that differ between the campaign's
-    configurations (the swept ones); the backend and model name always lead."""
-    flat = {j: dotted(json.loads(p)) for j, p in points.items()}
-    keys = varying(list(flat.values()))
-    out = {}
-    for j, f in flat.items():
-        parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in keys
-                 if k not in ("backend", "model")]
-        out[j] = " ".join([str(f.get("backend", "")), short_model(f.get("model")), *parts])
-    return out
-
-
-def varying(points: list[dict[str, Any]]) -> list[str]:
-    """The dotted keys whose value differs between the points (flattened with dotted)."""
-    keys = sorted({k for f in points for k in f})
-    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in points}) > 1]
-
-
 def short_model(model: Any) -> str:
     return str(model or "").rstrip("/").rsplit("/", 1)[-1]
 
@@ -187,9 +169,9 @@ def print_results(out: Out, store: Store, campaign: str, job_ids: set[str] | Non
 
 def results_table(campaign: str, shown: list[dict[str, Any]],
                   every: list[dict[str, Any]]) -> Table:
-    points = [dotted(json.loads(r["point_json"])) if r["point_json"] else {} for r in every]
-    keys = varying(points) or ["backend", "model"]
-    names = _names(keys)
+    pts = Points.of((r["job_id"], r["point_json"]) for r in every)  # what varies, and names
+    keys = [p.path for p in pts.params] or ["backend", "model"]
+    names = {p.path: p.name for p in pts.params} or {k: k for k in keys}
     metrics = [(m, h, kind) for m, h, kind in METRICS  # what no row measured is left out
                if any(r[f"{m}_mean"] is not None for r in every)]
     t = Table(title=f"{campaign}: {_spread({r['ok'] for r in every if r['ok']})}")
@@ -201,7 +183,7 @@ def results_table(campaign: str, shown: list[dict[str, Any]],
         unit = units[m][0]
         t.add_column(f"{header} ({unit})" if unit else header, justify="right")
     for r in shown:
-        f = dotted(json.loads(r["point_json"])) if r["point_json"] else {}
+        f = pts.flat.get(r["job_id"], {})
         cells = [escape(short_model(f.get(k)) if k == "model" else _value(f.get(k)))
                  for k in keys]
         cells.append(str(r["ok"]) + (f" (+{r['failed']} failed)" if r["failed"] else "")
@@ -232,12 +214,6 @@ def missing_reasons(rows: list[dict[str, Any]]) -> list[str]:
     if not reasons:
         return ["J/token not measured (energy_unavailable gives no reason)"]
     return [f"J/token not measured: {why}" for why in reasons]
-
-
-def _names(keys: list[str]) -> dict[str, str]:
-    """Column names: a key's last part, or more of it where two keys share the last part."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
 
 
 def _value(v: Any) -> str:
