@@ -93,7 +93,8 @@ def check_mode_values(loaded: Loaded, problems: Problems) -> None:
         for _, path, value, loc, its_modes in _used_with_modes(loaded, backend):
             if path == "server" or path.startswith("server."):
                 modes.setdefault(tuple(loc), set()).update(its_modes)
-            elif path in UNUSED_IN_SERVER and value != default_of(path, Point):
+            elif path in UNUSED_IN_SERVER and value != default_of(path, Point) and \
+                    (path, value) != ("streaming", True):  # what server mode does anyway
                 offline.setdefault(tuple(loc), (path, set()))[1].update(its_modes)
     for loc, its_modes in modes.items():
         if "server" not in its_modes:

@@ -20,7 +20,8 @@ from typing import Any
 UNUSED_IN_SERVER = {
     "batch_size": "the server batches the requests it gets: set its own limit "
                   "(vllm: {max_num_seqs: 64}) or server: {profile: concurrency, concurrency: N}",
-    "streaming": "server mode always streams (TTFT and ITL are on every server row)",
+    "streaming": "server mode always streams (TTFT and ITL are on every server row; its "
+                 "rows say streaming true)",
     "measurement.request_rate": "write server: {rate: ...}",
     "measurement.arrival": "write server: {profile: poisson} (or constant, gamma, concurrency, "
                            "sweep)",

@@ -54,7 +54,7 @@ def config_columns(job: Job) -> RunRow:
     run.mode = p.mode
     s = p.server
     if p.mode == "server" and s is not None:  # the level's settings, on failed rows too
-        run.update({"arrival": s.profile, "request_rate": s.rate,
+        run.update({"arrival": s.profile, "request_rate": s.rate, "streaming": True,
                     "burstiness": s.burstiness if s.profile == "gamma" else None,
                     "server_concurrency": s.concurrency, "sweep_level": s.sweep_level,
                     "slo_ttft_s": s.slo_ttft_s, "slo_tpot_s": s.slo_tpot_s})

@@ -80,6 +80,7 @@ def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: P
     assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
     for r in runs:
         assert r["mode"] == "server" and r["status"] == "ok" and not r["saturated"]
+        assert r["streaming"] is True  # the client streams every request (it said false)
         assert r["requests_in_window"] >= 8 and r["steady_state_s"] > 0
         assert r["output_tokens_in_window"] > 0 and r["tokens_per_s"] > 0
         assert r["ttft_p99_s"] >= r["ttft_p50_s"] > 0

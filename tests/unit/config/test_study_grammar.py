@@ -321,7 +321,6 @@ def test_offline_settings_of_server_points_are_reset_or_refused() -> None:
                        for w in (0, 5)] + [("server", 1, False, None)])
     for body, path, hint in [
         ("grid: {mode: server, batch_size: [1, 8]}\n", "batch_size", "max_num_seqs"),
-        ("grid: {mode: server, streaming: true}\n", "streaming", "always streams"),
         ("grid: {mode: server}\nmeasurement: {request_rate: 4}\n", "measurement.request_rate",
          "server: {rate"),
         ("grid: {mode: server}\nmeasurement: {min_window_s: 20}\n",
@@ -331,8 +330,10 @@ def test_offline_settings_of_server_points_are_reset_or_refused() -> None:
         msg = error_of(body + serve, head)
         assert f"'{path}' is an offline setting" in msg and hint in msg, msg
         assert msg.count("\n") == 0, msg  # one line
-    # at their defaults they are no one's mistake
+    # at their defaults they are no one's mistake, nor streaming: true (server mode streams)
     load("grid: {mode: server, batch_size: 1, streaming: false}\n" + serve, head)
+    assert points(load("grid: {mode: server, streaming: [false, true]}\n" + serve, head),
+                  "mode", "streaming") == [("server", False)]  # one point
 
 
 def test_a_rule_naming_a_named_group_says_to_match_its_values() -> None:
