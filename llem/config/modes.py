@@ -43,12 +43,18 @@ def default_of(path: str, point: Any) -> Any:
 
 
 def server_resets(point: Any) -> dict[str, Any]:
-    """The fields a server point takes instead of its offline settings (attribute -> value):
-    batch_size and streaming at their defaults, measurement with its offline fields reset."""
+    """The fields a server point takes instead of its offline settings (attribute -> value),
+    only those off their default (as profile_resets): batch_size and streaming at their
+    defaults, measurement with its offline fields reset. Nothing to reset, nothing copied:
+    every job's point passes here."""
     cls = type(point)
-    out = {p: default_of(p, cls) for p in UNUSED_IN_SERVER if "." not in p}
-    measurement = {p.split(".", 1)[1]: default_of(p, cls) for p in UNUSED_IN_SERVER if "." in p}
-    out["measurement"] = point.measurement.model_copy(update=measurement)
+    out = {p: default_of(p, cls) for p in UNUSED_IN_SERVER
+           if "." not in p and getattr(point, p) != default_of(p, cls)}
+    measurement = {p.split(".", 1)[1]: default_of(p, cls) for p in UNUSED_IN_SERVER
+                   if "." in p and getattr(point.measurement, p.split(".", 1)[1]) !=
+                   default_of(p, cls)}
+    if measurement:
+        out["measurement"] = point.measurement.model_copy(update=measurement)
     return out
 
 
