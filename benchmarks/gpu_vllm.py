@@ -1,4 +1,4 @@
-"""GPU proof of the vLLM backend (jobs/vllm/README.md, "vLLM on a GPU: not run yet"): in one
+"""GPU proof of the vLLM backend (jobs/vllm/README.md, "vLLM on a GPU"): in one
 process and one device call, on llem:random-0.8b in bf16 on one GPU, llem's vLLM backend
 through llem's real job runner (the code a Ray worker runs, called inline: the GPU machines
 have no Ray), offline (streaming off) and streaming, then vLLM's own
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import json
 import os
 import re
@@ -38,8 +37,8 @@ sys.modules.setdefault("duckdb", None)  # type: ignore[arg-type]  # absent on th
 KEYS = ("streaming", "status", "error", "tokens_per_s", "duration_s", "repeats",
         "num_requests", "input_tokens", "output_tokens", "energy_j", "energy_per_token_j",
         "energy_valid", "energy_invalid_reasons", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
-        "itl_p99_s", "warmup_requests", "model_load_s", "backend_version", "torch_version",
-        "energy_unavailable")
+        "itl_p99_s", "warmup_requests", "warmup_converged", "model_load_s", "backend_version",
+        "torch_version", "energy_unavailable")
 SERVER_KEYS = ("status", "error", "server_profile", "tokens_per_s", "steady_state_s",
                "requests_in_window", "output_tokens_in_window", "energy_per_token_j",
                "energy_valid", "ttft_p50_s", "ttft_p99_s", "itl_p99_s", "server_start_s",
@@ -63,7 +62,6 @@ def point(args: argparse.Namespace, **kw: Any) -> Any:
                  max_new_tokens=args.new_tokens, output_policy="fixed",
                  engine=engine_args(args), dataset={"num_prompts": args.prompts},
                  measurement={"thermal_gaps": False, "idle_baseline_s": args.idle_s,
-                              "warmup_requests": args.prompts,
                               **({"min_window_s": args.min_window_s}
                                  if args.min_window_s is not None else {})},
                  resources={"gpus_per_job": 0 if args.cpu else 1}, **kw)
@@ -115,11 +113,12 @@ def native(args: argparse.Namespace, model: str, input_len: int, out: Path) -> d
     if "--num-warmups" in parser._option_string_actions:  # 0.24 has it, 0.32 not
         argv += ["--num-warmups", str(args.prompts)]
     ns = parser.parse_args(argv)
-    buf = io.StringIO()
+    # a real file, not io.StringIO: the engine core calls sys.stdout.fileno() as it starts
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(buf):
+    with tempfile.TemporaryFile("w+") as buf, contextlib.redirect_stdout(buf):
         throughput.main(ns)
-    text = buf.getvalue()
+        buf.seek(0)
+        text = buf.read()
     print(text, end="")
     m = re.search(r"([\d.]+) output tokens/s", text)
     figs = json.loads((out / "native.json").read_text())

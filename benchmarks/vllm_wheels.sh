@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vLLM 0.24.0 for the offline GPU machine, in uploads it can take (jobs/vllm/README.md,
-# "vLLM on a GPU: not run yet"). vllm 0.24.0 is the last vLLM that pins the machine's torch
+# "vLLM on a GPU"). vllm 0.24.0 is the last vLLM that pins the machine's torch
 # (2.11.0); its wheel alone is 279 MB and one upload carries at most 64 MiB, so the wheels
 # travel as one tar split into parts, one part per device call, joined there.
 #
