@@ -14,7 +14,9 @@ and its times come from time.perf_counter(), the clock of llem's energy meter:
   chat, a `delta` with content or reasoning, or empty content on a chunk that is neither the
   opening role-only chunk nor a finish-only one. Usage-only chunks are not content.
 - Token counts come only from the server's usage chunk, never from counting chunks: with no
-  usage, input_tokens and output_tokens are None and usage_reported is False.
+  usage, input_tokens and output_tokens are None and usage_reported is False. A usage whose
+  counts are no whole numbers >= 0 (or 0 output tokens beside content) fails the request,
+  as do more content chunks than max_tokens (a server that ignores it never ends).
 
 A failed request (HTTP status, a stream error, a timeout, a refused connection) is a Reply
 with ok False and the error; it never raises out of the load loop. An API key is read from
@@ -127,6 +129,27 @@ def is_content(data: dict[str, Any], chat: bool) -> bool:
     return delta.get("content") == "" and "role" not in delta and not finish
 
 
+MAX_USAGE_TOKENS = 2**31 - 1  # what the store's token columns hold
+
+
+def usage_problem(reply: Reply) -> str | None:
+    """Why the server's usage cannot be the reply's token counts (None: usable or absent).
+    A count that is no whole number >= 0 (negative, text, 2.5, true) or none for a reply
+    that streamed content would make the level's tokens/s and J/token wrong."""
+    if not reply.usage_reported:
+        return None
+    for name, value in (("prompt_tokens", reply.input_tokens),
+                        ("completion_tokens", reply.output_tokens)):
+        if value is None:  # not sent: unknown, never guessed (the window says why)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not 0 <= value <= MAX_USAGE_TOKENS:
+            return f"the server's usage.{name} is {repr(value)[:40]}, not a count of tokens"
+    if reply.output_tokens == 0 and reply.chunk_times_s:
+        return "the server's usage says 0 output tokens for a reply that streamed content"
+    return None
+
+
 class Client:
     """One load run's connection pool and request function; use as `async with`."""
 
@@ -137,6 +160,8 @@ class Client:
         self.model, self.gen, self.chat = model, gen, chat
         self.max_connections = max(1, max_connections)
         self.timeouts = timeouts or Timeouts()
+        limit = gen.body().get("max_tokens")  # as sent (extra_body may set it)
+        self.max_tokens = limit if isinstance(limit, int) and limit > 0 else MAX_USAGE_TOKENS
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env, "")
@@ -221,10 +246,17 @@ class Client:
             return
         reply.done_s = time.perf_counter()
         times = reply.chunk_times_s
-        if times:
+        bad = usage_problem(reply)
+        if bad:  # kept out of every sum: the counts are not the reply's
+            reply.input_tokens = reply.output_tokens = None
+            self._fail(reply, bad)
+        elif times:
             reply.first_token_s, reply.end_s, reply.ok = times[0], times[-1], True
         else:
-            self._fail(reply, "the stream ended without a content chunk")
+            kind = resp.headers.get("Content-Type", "no Content-Type")
+            self._fail(reply, "the stream ended without a content chunk" + (
+                "" if "event-stream" in kind else f" (the server answered {kind[:60]}, not "
+                "server-sent events: is base_url an OpenAI-compatible server?)"))
 
     def _event(self, line: bytes, t: float, reply: Reply) -> bool:
         """One SSE line into reply; False when the stream is in error (reply failed)."""
@@ -248,6 +280,11 @@ class Client:
         if choices:
             if is_content(data, self.chat):
                 reply.chunk_times_s.append(t)
+                if len(reply.chunk_times_s) > self.max_tokens:  # a stream without end
+                    self._fail(reply, f"the server sent more than max_tokens "
+                                      f"({self.max_tokens}) content chunks: it ignores "
+                                      "max_tokens")
+                    return False
             reply.finish_reason = choices[0].get("finish_reason") or reply.finish_reason
         usage = data.get("usage")
         if isinstance(usage, dict):

@@ -1,0 +1,161 @@
+"""Hostile input, round six: endpoints that answer wrongly, through llem's load client and
+through `llem run` on the endpoint backend (the CLI as a subprocess, its embedded local Ray).
+
+One small aiohttp server of this module plays every fault at its own path prefix
+(http://127.0.0.1:PORT/<fault>/v1/completions), so one campaign's base_url axis reaches them
+all: each fault is a job of its own, and the campaign goes on past each. What must hold: a
+failed request is a record with a one-line reason, a level whose requests all failed is a
+failed row, no number is computed from a count the server got wrong (negative, text, 2.5,
+true, 0 beside content), nothing hangs, and the key never shows (console, logs, Parquet)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from llem.harness.server.client import GenParams, Timeouts
+from llem.harness.server.loadgen import run_load
+from llem.harness.server.profiles import Concurrency, Limit
+from llem.harness.server.window import job_figures
+
+KEY = "r6-endpoint-key-PlantedZq81"  # the endpoint's bearer key: never shown or stored
+USAGE = {"neg": -5, "text": "many", "half": 2.5, "yes": True, "zero": 0, "huge": 10**30}
+
+
+def _event(data: dict) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def _chunk(text: str, finish: str | None = None) -> bytes:
+    return _event({"choices": [{"index": 0, "text": text, "finish_reason": finish}]})
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    fault = request.match_info["fault"]
+    body = await request.json()
+    n = int(body.get("max_tokens") or 4)
+    if request.headers.get("Authorization") != f"Bearer {KEY}":
+        return web.json_response({"error": {"message": "bad key"}}, status=401)
+    if fault.startswith("status"):
+        return web.json_response({"error": {"message": f"fake {fault}"}},
+                                 status=int(fault[6:]))
+    if fault == "html":
+        return web.Response(text="<html><body>nginx</body></html>", content_type="text/html")
+    if fault == "json":  # an answer, but not server-sent events
+        return web.json_response({"choices": [{"text": "tok " * n}],
+                                  "usage": {"prompt_tokens": 3, "completion_tokens": n}})
+    if fault == "model" and body.get("model") != "served-name":
+        return web.json_response({"error": {"message": f"model {body.get('model')} does not "
+                                            "exist"}}, status=404)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    if fault == "cut":  # closed mid-stream
+        await resp.write(_chunk("tok "))
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+    if fault == "endless":  # content past max_tokens, until the client hangs up
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await resp.write(_chunk("tok "))
+                await asyncio.sleep(0.05)
+        return resp
+    chunks = n if fault != "giant" else 1
+    out = b"".join(_chunk("tok " * (n if fault == "giant" else 1),
+                          "length" if k == chunks - 1 else None) for k in range(chunks))
+    tokens = USAGE.get(fault, n)
+    out += _event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": tokens}})
+    await resp.write(out + (b"" if fault == "noDONE" else b"data: [DONE]\n\n"))
+    await resp.write_eof()
+    return resp
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[str]:
+    """The fault server's root URL (its thread and loop end with the module)."""
+    app = web.Application()
+    app.router.add_post("/{fault}/v1/completions", _handle)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def start() -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=0.2)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        ready.set()
+        return runner
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        runner = loop.run_until_complete(start())
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _level(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, dict]:
+    monkeypatch.setenv("LLEM_R6_KEY", KEY)
+    load = run_load(url, "m", ["hi"], Concurrency(n=2), GenParams(max_tokens=4),
+                    limit=Limit(requests=4), api_key_env="LLEM_R6_KEY",
+                    timeouts=Timeouts(2, 3, 5))
+    return load.replies, job_figures(load, energy_j=10.0)
+
+
+# --- the client: a usage the server got wrong ------------------------------------------------
+
+
+@pytest.mark.parametrize(("fault", "why"), [
+    ("neg", "usage.completion_tokens is -5, not a count"),  # tok/s and J/token were negative
+    ("text", "usage.completion_tokens is 'many', not a count"),  # a TypeError in the window
+    ("half", "usage.completion_tokens is 2.5, not a count"),
+    ("yes", "usage.completion_tokens is True, not a count"),  # counted as 1 token
+    ("huge", "usage.completion_tokens is 1000000000000000000000000000000, not"),
+    ("zero", "usage says 0 output tokens for a reply that streamed content"),  # 0 tok/s, ok
+])
+def test_a_usage_that_is_no_count_fails_the_request(fault: str, why: str, faults: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    replies, figs = _level(f"{faults}/{fault}", monkeypatch)
+    assert not any(r.ok for r in replies)
+    assert all(why in (r.error or "") and r.output_tokens is None for r in replies), replies[0]
+    assert figs["failed_requests_in_window"] == figs["requests_in_window"] > 0
+    assert figs["energy_per_output_token_j"] is None and figs["output_tokens_per_s"] == 0
+
+
+@pytest.mark.parametrize(("fault", "why"), [
+    ("html", "the server answered text/html; charset=utf-8, not server-sent events"),
+    ("json", "the server answered application/json; charset=utf-8, not server-sent events"),
+    ("endless", "the server sent more than max_tokens (4) content chunks"),  # ran to total_s
+    ("cut", "ClientPayloadError"),
+    ("status500", "HTTP 500 Internal Server Error: "),
+])
+def test_an_answer_that_is_no_stream_fails_with_why(fault: str, why: str, faults: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    t0 = time.monotonic()
+    replies, _ = _level(f"{faults}/{fault}", monkeypatch)
+    assert time.monotonic() - t0 < 4  # the endless stream ran to the 5 s total before
+    assert not any(r.ok for r in replies) and why in (replies[0].error or ""), replies[0]
+
+
+@pytest.mark.parametrize("fault", ["noDONE", "giant"])
+def test_a_stream_without_done_or_in_one_piece_is_fine(fault: str, faults: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    replies, figs = _level(f"{faults}/{fault}", monkeypatch)
+    assert all(r.ok and r.output_tokens == 4 for r in replies), replies[0]
+    assert figs["output_tokens_per_s"] > 0
