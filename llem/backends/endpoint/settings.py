@@ -26,6 +26,7 @@ from llem.errors import UserError
 
 KEYS = ("base_url", "api_key_env")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ROUTES = ("/chat/completions", "/completions", "/models")  # what llem appends to base_url
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ class EndpointSettings:
         if self.api_key_env is None:
             return None
         key = os.environ.get(self.api_key_env)
-        if not key:
-            raise UserError(f"endpoint: the environment variable {self.api_key_env} "
-                            "(api_key_env) is not set in the process that sends requests")
-        remember([key])
+        if key:
+            remember([key])
+        why = key_problem(self.api_key_env, key)
+        if why:
+            raise UserError(f"endpoint.api_key_env: {why} (in the process that sends "
+                            "requests)")
         return key
 
     def headers(self) -> dict[str, str]:
@@ -68,7 +71,14 @@ def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
     url = engine.get("base_url")
     if not isinstance(url, str) or not url.strip():
         return "base_url", "the server's URL is required, e.g. http://10.0.0.5:8000"
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or ch == "\\" for ch in url):
+        return "base_url", ("holds a space, a backslash or a control character; write the "
+                            "URL alone, e.g. http://10.0.0.5:8000")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 literal
+        return "base_url", f"is not a URL ({exc}); e.g. http://10.0.0.5:8000 or http://[::1]:8000"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "base_url", "must be an http:// or https:// URL with a host"
     try:
@@ -77,18 +87,38 @@ def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
         port = 0
     if port == 0 or parts.netloc.endswith(":"):
         return "base_url", "has a port that is not 1-65535 (e.g. http://10.0.0.5:8000)"
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if "@" in parts.netloc or "?" in url or "#" in url:
         return "base_url", ("must not carry a user, password, query or fragment (it is "
                             "recorded with every row; put a key in api_key_env)")
+    route = next((r for r in ROUTES if parts.path.rstrip("/").endswith(r)), None)
+    if route:  # requests went to .../v1/completions/v1/completions: every one a 404
+        return "base_url", (f"ends with the route {route}, which llem adds itself: give the "
+                            "server's root (e.g. http://10.0.0.5:8000 or .../v1)")
     name = engine.get("api_key_env")
     if name is not None and (not isinstance(name, str) or not _ENV_NAME.fullmatch(name)
                              or PATTERNS.search(name)):
         return "api_key_env", ("must be the NAME of an environment variable that holds the "
                                "key (e.g. MY_ENDPOINT_KEY), never the key itself")
+    why = key_problem(name, os.environ.get(name)) if isinstance(name, str) else None
+    if why and name in os.environ:  # set here, so sent as it is: unset may be set where
+        return "api_key_env", why   # the workers run (a cluster's nodes)
     if name is not None and other_service_env(name):
         return "api_key_env", (f"{name} holds another service's credential, which would be "
                                "sent to base_url as the bearer key; put the endpoint's own key "
                                "in a variable of its own (e.g. MY_ENDPOINT_KEY) and name that")
+    return None
+
+
+def key_problem(name: str, value: str | None) -> str | None:
+    """Why the variable's value cannot be sent as a bearer key (never quoting it): unset,
+    empty, or holding a space or a control character (a newline: no HTTP header carries it,
+    every request failed)."""
+    if not value or not value.strip():
+        state = "not set" if value is None else "empty"
+        return f"the environment variable {name} is {state}: set it to the endpoint's key"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return (f"the environment variable {name} holds a space, a newline or a control "
+                "character, which no HTTP header can carry: set it to the key alone")
     return None
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from llem.backends.endpoint.settings import key_problem
 from llem.credentials import redact, remember
 from llem.errors import UserError
 
@@ -165,9 +166,10 @@ class Client:
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env, "")
-            if not key:
-                raise UserError(f"the API key variable {api_key_env} is not set or is empty")
-            remember([key])
+            remember([key] if key else [])
+            why = key_problem(api_key_env, key)
+            if why:
+                raise UserError(f"endpoint.api_key_env: {why}")
             self._headers["Authorization"] = f"Bearer {key}"
         self._session: aiohttp.ClientSession | None = None
 
