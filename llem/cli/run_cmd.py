@@ -23,9 +23,9 @@ from llem.cli.term import Out, console
 from llem.config.grid import count_points
 from llem.config.load import from_data, load_campaign
 from llem.config.loaded import Loaded
-from llem.config.overrides import one_point
+from llem.config.overrides import Flag, one_point
 from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
-from llem.config.yaml_source import SourceMap
+from llem.config.yaml_source import SourceMap, shown
 from llem.credentials import collect, redact
 from llem.errors import UserError
 from llem.measure.gpu import local_gpus
@@ -35,6 +35,34 @@ if TYPE_CHECKING:
     from llem.store.run_row import RunRow
 
 ORDERS = ("interleaved", "sequential", "shuffled", "williams")  # llem.config.order
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _listed(v: Any) -> Any:
+    return [v]
+
+
+# parameter path -> (click parameter, the flag a message names, how its value is laid over)
+FLAG_PATHS: dict[str, tuple[str, str, Any]] = {
+    "models": ("model", "--model", _listed), "backends": ("backend", "--backend", _listed),
+    "name": ("name", "--name", _same), "cycles": ("cycles", "--cycles", _same),
+    "order": ("order", "--order", _same), "seed": ("seed", "--seed", _same),
+    "dataset.num_prompts": ("num_prompts", "--num-prompts", _same),
+    "batch_size": ("batch_size", "--batch-size", _same), "dtype": ("dtype", "--dtype", _same),
+    "max_new_tokens": ("max_new_tokens", "--max-new-tokens", _same),
+    "preset": ("preset", "--preset", _same),
+    "temperature": ("temperature", "--temperature", _same),
+    "top_p": ("top_p", "--top-p", _same), "top_k": ("top_k", "--top-k", _same),
+    "repetition_penalty": ("repetition_penalty", "--repetition-penalty", _same),
+    "min_new_tokens": ("min_new_tokens", "--min-new-tokens", _same),
+    "grid.seed": ("sampling_seed", "--sampling-seed", _same),
+    "resources.gpus_per_job": ("gpus", "--gpus", _same),
+    "measurement.thermal_gaps": ("no_gaps", "--no-gaps", lambda _: False),
+    "measurement.gap_max_s": ("gap_max_s", "--gap-max-s", _same),
+}
 
 
 @click.command()
@@ -117,20 +145,10 @@ def run(grid: Path | None, quiet: bool, verbose: bool, **flags: Any) -> None:
 def load_for_run(grid: Path | None, flags: dict[str, Any],
                  notes: list[str] | None = None) -> Loaded:
     """The validated campaign: GRID with the flags laid over it, or one built from flags."""
-    overrides = {
-        "models": [flags["model"]] if flags.get("model") else None,
-        "backends": [flags["backend"]] if flags.get("backend") else None,
-        "name": flags.get("name"), "cycles": flags.get("cycles"), "order": flags.get("order"),
-        "seed": flags.get("seed"), "dataset.num_prompts": flags.get("num_prompts"),
-        "batch_size": flags.get("batch_size"), "dtype": flags.get("dtype"),
-        "max_new_tokens": flags.get("max_new_tokens"), "preset": flags.get("preset"),
-        "temperature": flags.get("temperature"), "top_p": flags.get("top_p"),
-        "top_k": flags.get("top_k"), "repetition_penalty": flags.get("repetition_penalty"),
-        "min_new_tokens": flags.get("min_new_tokens"), "grid.seed": flags.get("sampling_seed"),
-        "resources.gpus_per_job": flags.get("gpus"),
-        "measurement.thermal_gaps": False if flags.get("no_gaps") else None,
-        "measurement.gap_max_s": flags.get("gap_max_s"),
-    }
+    overrides = {path: None if flags.get(dest) is None or flags.get(dest) is False else
+                 Flag(wrap(flags[dest]), f"{flag} {shown(flags[dest])}" if flag != "--no-gaps"
+                      else flag)
+                 for path, (dest, flag, wrap) in FLAG_PATHS.items()}
     if grid is not None:
         loaded = load_campaign(grid, overrides)
         if flags.get("gpus") is None:
@@ -139,14 +157,17 @@ def load_for_run(grid: Path | None, flags: dict[str, Any],
             if note is not None and notes is not None:
                 notes.append(note)  # said once the grid passed every check
             if gpus is not None:
-                loaded = load_campaign(grid, {**overrides, "resources.gpus_per_job": gpus})
+                loaded = load_campaign(grid, {**overrides, "resources.gpus_per_job": Flag(
+                    gpus, f"gpus_per_job {gpus} (llem's default: {note})")})
         return loaded
     if not flags.get("model"):
         raise click.UsageError("give a GRID file or --model (e.g. llem run --model llem:tiny "
                                "-n 16)")
     if flags.get("gpus") is None:
 
-        overrides["resources.gpus_per_job"] = 1 if local_gpus()[0] else 0
+        gpus = 1 if local_gpus()[0] else 0
+        overrides["resources.gpus_per_job"] = Flag(gpus, f"gpus_per_job {gpus} (llem's default "
+                                                   "on this machine; --gpus N sets it)")
     data = one_point(flags["model"], flags.get("backend") or "transformers")
     return from_data(data, SourceMap("command line"), base_dir=Path.cwd(), overrides=overrides)
 

@@ -28,7 +28,7 @@ from llem.config.grid import combinations, count_before_rules, count_points
 from llem.config.loaded import Loaded
 from llem.config.models import ENGINE_SECTIONS, MAX_POINTS
 from llem.config.names import old_name_hint
-from llem.config.overrides import merge_overrides
+from llem.config.overrides import labels, merge_overrides
 from llem.config.parts import build
 from llem.config.same_file import check_same_files
 from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
@@ -68,6 +68,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
         raise smap.error((), f"the file must be a map of settings (key: value lines), not "
                          f"{kind}", hint="see configs/demo.yaml for an example", line=1)
     data = merge_overrides(data, overrides or {})
+    smap.set_by.update(labels(overrides or {}))
     refuse_credentials(data, smap)  # first, and alone: no later message may quote one
     problems = Problems()  # independent mistakes: all reported at once
     known = [*Campaign.model_fields, *ENGINE_SECTIONS]

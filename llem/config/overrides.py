@@ -7,11 +7,37 @@ file's axis on that path, if any, collapses to the flag's single value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from llem.config.models import SECTIONS
+from llem.config.yaml_source import Loc, shown
 
 TOP_LEVEL = ("name", "store", "cycles", "order", "interleave", "seed", "models", "backends")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An override's value and what set it (`--batch-size 4`): a message about the value
+    names that, not the grid file's line of the section it landed in."""
+
+    value: Any
+    label: str
+
+
+def labels(overrides: dict[str, Any]) -> dict[Loc, str]:
+    """Where each override lands in the merged data (the locations merge_overrides writes)
+    and what set it: a Flag's label, else `override PATH=VALUE` (llem.api's overrides)."""
+    out: dict[Loc, str] = {}
+    for path, value in overrides.items():
+        if value is None or (isinstance(value, Flag) and value.value is None):
+            continue
+        if path.startswith("grid."):
+            loc: Loc = ("grid", path[len("grid."):])
+        else:
+            loc = (path,) if path in TOP_LEVEL else ("grid", path)
+        out[loc] = value.label if isinstance(value, Flag) else f"override {path}={shown(value)}"
+    return out
 
 
 def one_point(model: str, backend: str, name: str = "quick") -> dict[str, Any]:
@@ -24,6 +50,8 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     ('grid.<path>' names a parameter whose name is also a top-level key, e.g. grid.seed)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for path, value in overrides.items():
+        if isinstance(value, Flag):
+            value = value.value
         if value is None:
             continue
         if path.startswith("grid."):  # explicitly a parameter (seed is also a top-level key)

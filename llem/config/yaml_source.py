@@ -43,9 +43,19 @@ class SourceMap:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: dict[Loc, int] = {}
+        self.set_by: dict[Loc, str] = {}  # values laid over the file (flags): what set them
+
+    def setter(self, loc: Loc) -> str | None:
+        """What set loc (or the value it is part of) instead of the file: `--batch-size 4`."""
+        for at, label in self.set_by.items():
+            if loc[:len(at)] == at:
+                return label
+        return None
 
     def line(self, loc: Loc) -> int | None:
-        """The line of loc, or of its nearest written parent."""
+        """The line of loc, or of its nearest written parent (None for a flag's value)."""
+        if self.setter(loc) is not None:
+            return None
         while loc:
             if loc in self.lines:
                 return self.lines[loc]
@@ -54,6 +64,9 @@ class SourceMap:
 
     def error(self, loc: Loc, message: str, hint: str | None = None,
               line: int | None = None) -> ConfigError:
+        label = self.setter(loc)
+        if label is not None:  # not in the file: name the flag, not the section's line
+            return ConfigError(message, file=label, hint=hint)
         key = _visible(".".join(str(p) for p in loc)) or None
         return ConfigError(message, file=self.file, key=key, line=line or self.line(loc),
                            hint=hint)

@@ -142,7 +142,7 @@ def test_query_refuses_a_sql_file_that_is_not_utf8(tmp_path: Path) -> None:
 def test_a_one_point_run_of_the_endpoint_backend_needs_its_url(tmp_path: Path) -> None:
     (tmp_path / "grid.yaml").write_text(HEAD)
     r, _ = _cli(tmp_path, "run", "--model", "m", "--backend", "endpoint", "--store", "{d}/st")
-    _one_line(r, "error: command line: 'backends.0': backend 'endpoint' has no endpoint: "
+    _one_line(r, "error: --backend 'endpoint': backend 'endpoint' has no endpoint: "
                  "section, and endpoint.base_url: the server's URL is required")
     assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]  # no Ray, no store
 

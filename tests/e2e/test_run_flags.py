@@ -91,7 +91,7 @@ def test_verbose_shows_tracebacks_only_when_asked(llem_cache: Path, tmp_path: Pa
 @pytest.mark.parametrize("args, message", [
     (["--quiet", "--verbose", "--model", "llem:tiny"], "--quiet and --verbose cannot"),
     ([], "give a GRID file or --model"),
-    (["--model", "llem:nope"], "command line: 'models.0': unknown built-in model 'llem:nope'"),
+    (["--model", "llem:nope"], "error: --model 'llem:nope': unknown built-in model 'llem:nope'"),
     (["--model", "llem:tiny", "--backend", "tranformers"],
      "unknown backend 'tranformers' (did you mean 'transformers'?)"),
     (["--model", "llem:tiny", "--precision", "fp8"], "Invalid value for '--precision'"),
