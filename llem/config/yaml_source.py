@@ -28,8 +28,7 @@ MAX_DEPTH = 64  # nesting deeper than this is a mistake (and would exhaust the s
 MAX_SHOWN = 60  # characters of a value quoted in a message
 INT64 = (-(2**63), 2**63 - 1)  # the widest whole number the store holds
 Y = "tag:yaml.org,2002:"
-MERGE_TAG = Y + "merge"
-PLAIN_TAGS = (Y + "map", Y + "seq")
+MERGE_TAG, PLAIN_TAGS = Y + "merge", (Y + "map", Y + "seq")
 # Scalar tags that build plain data (text, numbers, booleans, null); anything else written
 # (!!binary, !!timestamp, !!set, python/...) is refused: a value is what it looks like.
 SCALAR_TAGS = tuple(Y + t for t in ("str", "int", "float", "bool", "null"))
@@ -47,16 +46,11 @@ class SourceMap:
 
     def setter(self, loc: Loc) -> str | None:
         """What set loc (or the value it is part of) instead of the file: `--batch-size 4`."""
-        for at, label in self.set_by.items():
-            if loc[:len(at)] == at:
-                return label
-        return None
+        return next((label for at, label in self.set_by.items() if loc[:len(at)] == at), None)
 
     def line(self, loc: Loc) -> int | None:
         """The line of loc, or of its nearest written parent (None for a flag's value)."""
-        if self.setter(loc) is not None:
-            return None
-        while loc:
+        while loc and self.setter(loc) is None:
             if loc in self.lines:
                 return self.lines[loc]
             loc = loc[:-1]
@@ -64,8 +58,7 @@ class SourceMap:
 
     def error(self, loc: Loc, message: str, hint: str | None = None,
               line: int | None = None) -> ConfigError:
-        label = self.setter(loc)
-        if label is not None:  # not in the file: name the flag, not the section's line
+        if (label := self.setter(loc)) is not None:  # not in the file: the flag, no line
             return ConfigError(message, file=label, hint=hint)
         key = _visible(".".join(str(p) for p in loc)) or None
         return ConfigError(message, file=self.file, key=key, line=line or self.line(loc),
