@@ -1,4 +1,5 @@
-"""`llem export`: a campaign's rows as CSV or JSON Lines, for tools outside Python."""
+"""`llem export`: a campaign's rows as CSV, JSON Lines, JSON or Parquet, for tools outside
+Python."""
 
 from __future__ import annotations
 
@@ -10,28 +11,35 @@ from pathlib import Path
 import click
 
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.cli.suffixes import output_format
 from llem.cli.term import check_output
 from llem.errors import UserError
 from llem.report.output import atomic_file, check_folder
 
+FORMATS = ("csv", "jsonl", "json", "parquet")
+
 
 @click.command()
 @click.argument("campaign")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Default: what -o's name says (.csv, .jsonl, .json, .parquet), else csv.")
 @click.option("--table", type=click.Choice(["runs", "requests", "samples", "stats"]),
               default="runs", show_default=True, help="Which view to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (written whole or not at all). Default (or -): stdout.")
 @click.option("--store", help=STORE_HELP)
-def export(campaign: str, fmt: str, table: str, output: Path | None, store: str | None) -> None:
-    """Write CAMPAIGN's rows of one view as CSV (with a header) or JSON Lines.
+def export(campaign: str, fmt: str | None, table: str, output: Path | None,
+           store: str | None) -> None:
+    """Write CAMPAIGN's rows of one view as CSV (with a header), JSON Lines, one JSON array
+    or Parquet.
 
     Rows are ordered by job_id and cycle (and request_index / t_s). List columns (gpu_uuids)
-    are written as DuckDB lists in CSV, JSON arrays in JSON Lines; timestamps as ISO 8601.
+    are written as DuckDB lists in CSV, JSON arrays in JSON; timestamps as ISO 8601 (in
+    Parquet, as timestamps).
 
     \b
-      llem export demo --format csv -o demo.csv
+      llem export demo -o demo.csv
+      llem export demo --table requests -o requests.parquet
       llem export demo --table requests --format jsonl | jq .latency_s
     """
     import duckdb
@@ -40,12 +48,14 @@ def export(campaign: str, fmt: str, table: str, output: Path | None, store: str 
 
     if output is not None and str(output) == "-":
         output = None  # stdout, as `-o -` means to Unix tools
+    fmt = output_format(output, fmt, FORMATS, "-o", "csv")
     if output:
         check_output(output, "-o")  # before the store is read
     camp = Campaign.open(open_store(store), campaign)
     order = {"runs": "job_id, cycle", "requests": "job_id, cycle, request_index",
              "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]
-    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
+    options = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json",
+               "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}[fmt]
     if output:
         check_folder(output, "-o")
     dest = output or Path(tempfile.mkdtemp(prefix="llem-export-")) / "stdout"

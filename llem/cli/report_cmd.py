@@ -11,6 +11,7 @@ import click
 
 from llem.cli.compare_cmd import INCLUDE_INVALID_HELP, invalid_note
 from llem.cli.query_cmd import STORE_HELP, open_store
+from llem.cli.suffixes import output_format
 from llem.cli.term import check_output, plural
 from llem.errors import UserError
 from llem.report.output import atomic_file, check_folder
@@ -47,6 +48,7 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     from llem.report.figures import all_figures
     from llem.report.html import page
 
+    output_format(output, None, ("html",), "-o", "html", " (the plots as PNG: --png FOLDER)")
     check_output(output, "-o")  # before the store is read
     camp = Campaign.open(open_store(store), campaign, include_invalid)
     try:

@@ -167,6 +167,33 @@ def test_export_csv_and_jsonl_match_the_parquet_files(store: Path, tmp_path: Pat
         "writes a file, and '-' would be a file named '-')\n", r.stderr
 
 
+def test_export_writes_what_the_file_name_says(store: Path, tmp_path: Path) -> None:
+    """-o's suffix picks the format (runs.parquet was CSV under a Parquet name); a suffix
+    naming another format than the one written is refused, nothing written."""
+    import pyarrow.parquet as pq
+
+    rows = {(r["job_id"], r["cycle"]): r for r in read_runs(store)}
+    llem("export", CAMPAIGN, "--table", "requests", "-o", str(tmp_path / "r.parquet"),
+         "--store", str(store))
+    reqs = pq.read_table(tmp_path / "r.parquet")
+    assert reqs.num_rows == sum(r["num_requests"] for r in rows.values())
+    llem("export", CAMPAIGN, "-o", str(tmp_path / "runs.json"), "--store", str(store))
+    doc = json.loads((tmp_path / "runs.json").read_text())  # one JSON document, an array
+    assert sorted((e["job_id"], e["cycle"]) for e in doc) == sorted(rows)
+    for args, want in [
+        (["-o", "x.json", "--format", "csv"],
+         "error: -o x.json: a json file's name, and --format csv was given"),
+        (["-o", "x.png"], "error: -o x.png: a png file's name, and this writes csv or jsonl "
+                          "or json or parquet: name it .csv"),
+    ]:
+        r = run_cli("export", CAMPAIGN, *args, "--store", str(store), cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith(want), r.stderr
+    r = run_cli("report", CAMPAIGN, "-o", "plots.pdf", "--store", str(store), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "error: -o plots.pdf: a pdf file's name, and " \
+        "this writes html: name it .html (the plots as PNG: --png FOLDER)\n", r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.parquet", "runs.json"]
+
+
 def test_query_text_file_uri_and_stats_view(store: Path, tmp_path: Path) -> None:
     rows = read_runs(store)
     sql = "SELECT job_id, cycle, tokens_per_s FROM runs ORDER BY job_id, cycle"
