@@ -55,7 +55,7 @@ from llem.store.schema import (
     is_data_path,
     to_table,
 )
-from llem.store.writable import check_local, check_remote, check_root_text
+from llem.store.writable import check_local, check_remote, check_root_text, find_store
 
 SMALL_ROWS = 64  # tables with fewer rows are written uncompressed (see Store._write)
 
@@ -377,15 +377,9 @@ class Store:
     # -- is it a store, can it be written -------------------------------------------------
 
     def is_store(self) -> bool:
-        """Is there a store at the root: a folder holding one of the tables' folders."""
-        try:
-            info = self.fs.get_file_info(self.root)
-            if info.type != pafs.FileType.Directory:
-                return False
-            return any(i.type == pafs.FileType.Directory
-                       for i in self.fs.get_file_info([self.path(t) for t in TABLES]))
-        except OSError:
-            return False
+        """Is there a store at the root (llem.store.writable.find_store; a remote root that
+        cannot be reached raises StoreError)."""
+        return find_store(self)
 
     def check_writable(self, campaign: str | None = None) -> None:
         """Raise StoreError (one line) unless results can be written here (llem.store.

@@ -43,6 +43,7 @@ class Store(Protocol):
     root: str
     uri: str
     fs: Any
+    local: bool
 
     def path(self, *parts: str) -> str: ...
 
@@ -157,6 +158,27 @@ def _bounded(fn: Callable[[], Any], uri: str) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def find_store(store: Store) -> bool:
+    """Is there a store at the root: a folder holding one of the tables' folders. A remote
+    root that does not answer is a StoreError saying so (readers said "no store there",
+    and a gs:// root without credentials or network took GCS's 15 minutes of retries)."""
+    def look() -> bool:
+        if store.fs.get_file_info(store.root).type != pafs.FileType.Directory:
+            return False
+        return any(i.type == pafs.FileType.Directory
+                   for i in store.fs.get_file_info([store.path(t) for t in TABLES]))
+
+    if store.local:
+        try:
+            return look()
+        except OSError:
+            return False
+    try:
+        return bool(_bounded(look, store.uri))
+    except OSError as exc:
+        raise StoreError(f"store {store.uri} cannot be reached: {first_line(exc)}") from None
 
 
 def check_remote(store: Store) -> None:
