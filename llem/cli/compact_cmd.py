@@ -6,6 +6,7 @@ import time
 
 import click
 
+from llem.cli.term import plural
 from llem.errors import UserError
 
 
@@ -37,8 +38,13 @@ def compact(store: str | None, campaign: str | None) -> None:
                         "nothing is lost, run it again once fixed") from None
     for c in done:
         if c.sources or c.removed:
-            click.echo(f"{c.campaign} {c.table}: {c.sources} files ({c.rows} rows) -> "
-                       f"{len(c.written)} compacted; {c.removed} removed")
-    merged = sum(c.sources for c in done)
-    click.echo(f"compacted {merged} files of {len({c.campaign for c in done})} campaigns in "
+            click.echo(f"{c.campaign} {c.table}: {plural(c.sources, 'file')} "
+                       f"({plural(c.rows, 'row')}) -> {len(c.written)} compacted; "
+                       f"{c.removed} removed")
+    merged, camps = sum(c.sources for c in done), len({c.campaign for c in done})
+    if not merged:  # said as what it is, not "compacted 0 files"
+        click.echo(f"nothing to compact in {plural(camps, 'campaign')}: every finished "
+                   "job's file is compacted already")
+        return
+    click.echo(f"compacted {plural(merged, 'file')} of {plural(camps, 'campaign')} in "
                f"{time.perf_counter() - t0:.1f} s")

@@ -91,7 +91,8 @@ def test_compact_keeps_every_row_once(tmp_path: Path) -> None:
     assert len(before["runs"]) == 6 and len(before["done"]) == 5
     r = run_cli("compact", str(tmp_path / "s"), "--campaign", "st")
     assert r.returncode == 0, r.stderr
-    assert "compacted 11 files of 1 campaigns" in r.stdout  # 5 runs, 5 requests, 1 session
+    assert "compacted 11 files of 1 campaign in" in r.stdout  # 5 runs, 5 requests, 1 session
+    assert "st sessions: 1 file (1 row) -> 1 compacted" in r.stdout
     files = _files(tmp_path / "s")
     # the failed job-cycle stays per-job (a rerun replaces it); the rest is one file a table
     per_job = [f for f in files if "compact-" not in f]
@@ -102,7 +103,8 @@ def test_compact_keeps_every_row_once(tmp_path: Path) -> None:
     d = run_cli("doctor", str(tmp_path / "s"))
     assert d.returncode == 0 and "store is clean" in d.stdout, d.stdout
     again = run_cli("compact", str(tmp_path / "s"))
-    assert again.returncode == 0 and "compacted 0 files" in again.stdout, again.stdout
+    assert again.returncode == 0 and again.stdout == "nothing to compact in 1 campaign: every " \
+        "finished job's file is compacted already\n", again.stdout
     assert _files(tmp_path / "s") == files
 
 
