@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llem.cli.query_cmd import open_store
 from llem.cli.term import console as out
+from llem.cli.term import plural
 from llem.credentials import mask_shapes, redact
 from llem.doctor import machine_checks
 from llem.store.doctor import inspect
@@ -87,10 +88,12 @@ def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
     left = report.problems
     if not left:
         done = len(report.findings)
-        console.print(f"store is clean{f' ({done} files fixed)' if done else ''}")
+        fixed = f" ({plural(done, 'file')} fixed)" if done else ""
+        console.print(f"store is clean{fixed}")
         return 0
     hint = "" if clean else "; run `llem doctor STORE --clean` to remove or quarantine them"
-    console.print(f"{len(left)} files need attention{hint}", highlight=False)
+    console.print(f"{plural(len(left), 'file')} need{'s' if len(left) == 1 else ''} "
+                  f"attention{hint}", highlight=False)
     return 1
 
 

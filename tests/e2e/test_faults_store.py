@@ -179,8 +179,10 @@ def test_llem_doctor_store_cli(tmp_path: Path) -> None:
     (tmp_path / "s" / "runs" / "campaign=st" / "junk.csv").write_text("a,b")
     r = run_cli("doctor", str(tmp_path / "s"))
     assert r.returncode == 1 and "junk.csv" in r.stdout and "foreign" in r.stdout, r.stdout
+    assert "1 file needs attention;" in r.stdout, r.stdout  # in the singular
     r = run_cli("doctor", str(tmp_path / "s"), "--clean")
     assert r.returncode == 0 and "quarantined" in r.stdout, r.stdout
+    assert "store is clean (1 file fixed)" in r.stdout, r.stdout
     r = run_cli("doctor", str(tmp_path / "s"))
     assert r.returncode == 0 and "store is clean" in r.stdout, r.stdout
     r = run_cli("doctor", "--clean")
