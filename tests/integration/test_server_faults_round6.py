@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -25,6 +28,8 @@ from llem.harness.server.client import GenParams, Timeouts
 from llem.harness.server.loadgen import run_load
 from llem.harness.server.profiles import Concurrency, Limit
 from llem.harness.server.window import job_figures
+from tests.support.cli import run_cli
+from tests.support.faults import grep_tree
 
 KEY = "r6-endpoint-key-PlantedZq81"  # the endpoint's bearer key: never shown or stored
 USAGE = {"neg": -5, "text": "many", "half": 2.5, "yes": True, "zero": 0, "huge": 10**30}
@@ -42,6 +47,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     fault = request.match_info["fault"]
     body = await request.json()
     n = int(body.get("max_tokens") or 4)
+    if fault == "by_tokens":  # one load group's levels, each a fault (one worker for all)
+        fault = BY_TOKENS[n]
     if request.headers.get("Authorization") != f"Bearer {KEY}":
         return web.json_response({"error": {"message": "bad key"}}, status=401)
     if fault.startswith("status"):
@@ -159,3 +166,58 @@ def test_a_stream_without_done_or_in_one_piece_is_fine(fault: str, faults: str,
     replies, figs = _level(f"{faults}/{fault}", monkeypatch)
     assert all(r.ok and r.output_tokens == 4 for r in replies), replies[0]
     assert figs["output_tokens_per_s"] > 0
+
+
+# --- `llem run` on the endpoint backend: every fault a job of one campaign ------------------
+
+# max_new_tokens -> the fault the server plays: levels of one load group, so one worker
+# serves them all (a worker per base_url took 10 s each on a busy 2-core machine)
+BY_TOKENS = {4: "ok", 5: "status401", 6: "neg", 7: "model", 8: "cut", 9: "text", 10: "zero"}
+WHY = {"status401": "HTTP 401 Unauthorized: ", "neg": "usage.completion_tokens is -5, not",
+       "model": "HTTP 404 Not Found: {\"error\": {\"message\": \"model m does not exist",
+       "cut": "ClientPayloadError: Response payload is not completed",
+       "text": "usage.completion_tokens is 'many', not", "zero": "usage says 0 output tokens"}
+GRID = """name: faults
+models: [m]
+backends: [endpoint]
+endpoint: {{base_url: '{url}', api_key_env: LLEM_R6_KEY}}
+grid: {{mode: server, max_new_tokens: [{tokens}]}}
+server: {{profile: concurrency, concurrency: 2, requests: 4}}
+dataset: {{num_prompts: 4}}
+measurement: {{idle_baseline_s: 0, thermal_gaps: false}}
+"""
+
+
+@pytest.mark.slow
+def test_a_campaign_of_faulty_levels_goes_on_and_shows_no_key(faults: str,
+                                                             tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.format(url=f"{faults}/by_tokens", tokens=", ".join(map(str, BY_TOKENS))))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r6", dir="/tmp"))  # short: Ray's socket paths
+    store = tmp_path / "st"
+    t0 = time.monotonic()
+    try:
+        r = run_cli("run", str(grid), "--store", str(store), timeout=240,
+                    env={"LLEM_R6_KEY": KEY, "RAY_TMPDIR": str(ray_tmp)})
+        took = time.monotonic() - t0
+        leaks = grep_tree(ray_tmp, KEY) + grep_tree(tmp_path, KEY)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert r.returncode == 0, r.stderr[-3000:]  # some levels ok: the campaign's own success
+    assert "Traceback" not in r.stderr + r.stdout and "internal error" not in r.stderr
+    assert KEY not in r.stderr + r.stdout and leaks == []
+    assert took < 90, took
+    q = run_cli("query", "SELECT max_new_tokens, status, error, tokens_per_s, requests_total, "
+                "energy_per_token_j FROM runs ORDER BY max_new_tokens", "--format", "json",
+                "--store", str(store))
+    rows = {row["max_new_tokens"]: row for row in json.loads(q.stdout)}
+    assert sorted(rows) == sorted(BY_TOKENS), q.stderr  # every level stored, none lost
+    ok = rows[4]
+    assert ok["status"] == "ok" and ok["tokens_per_s"] > 0 and ok["requests_total"] == 4, ok
+    for n, fault in BY_TOKENS.items():
+        if fault == "ok":
+            continue
+        row = rows[n]
+        assert row["status"] == "failed" and row["tokens_per_s"] is None, row  # no number
+        assert row["energy_per_token_j"] is None, row
+        assert "\n" not in row["error"] and WHY[fault] in row["error"], (fault, row["error"])
