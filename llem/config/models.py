@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llem.backends import REGISTRY
-from llem.config.modes import profile_resets, server_resets
+from llem.config.modes import level_problem, level_time_problem, profile_resets, server_resets
 from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.yaml_source import INT64, shown
 
@@ -238,12 +238,9 @@ class Server(Strict):
 
     @model_validator(mode="after")
     def _profile(self) -> Server:
-        if self.profile in ("constant", "poisson", "gamma") and self.rate is None:
-            raise ValueError(f"profile {self.profile} needs a rate (requests/s)")
-        if self.profile == "concurrency" and self.concurrency is None:
-            raise ValueError("profile concurrency needs concurrency (requests in flight)")
-        if self.requests is None and self.duration_s is None:
-            raise ValueError("set requests (per level) or duration_s")
+        why = level_problem(self)  # a level that could not be measured (llem.config.modes)
+        if why:
+            raise ValueError(why)
         for name, value in profile_resets(self).items():  # unused (llem.config.modes)
             object.__setattr__(self, name, value)
         return self
@@ -369,6 +366,8 @@ class Point(Strict):
         if self.mode == "server" and self.server is None:
             raise ValueError("mode: server needs a server: section (its load: profile, rate "
                              "or concurrency, requests or duration_s)")
+        if why := level_time_problem(self):
+            raise ValueError(why)
         resets = {"server": None} if self.mode == "offline" else server_resets(self)
         for name, value in resets.items():
             object.__setattr__(self, name, value)

@@ -9,7 +9,8 @@ labelled with a setting it never had; a value of them that reaches server points
 refused, saying where server mode takes it from (llem.config.checks.check_mode_values).
 Offline points likewise drop server: (server mode's load), and a server: field its profile
 does not use is reset the same way (PROFILE_USES: a rate on a closed-loop level was stored as
-its request_rate).
+its request_rate). level_problem and level_time_problem: a level that could not be
+measured (no window) or that measurement.job_timeout_s would stop every time.
 """
 
 from __future__ import annotations
@@ -70,3 +71,52 @@ def profile_resets(server: Any) -> dict[str, Any]:
     fields = type(server).model_fields
     return {f: fields[f].default for f, uses in PROFILE_USES.items()
             if server.profile not in uses and getattr(server, f) != fields[f].default}
+
+
+OPEN_LOOP = ("constant", "poisson", "gamma")
+
+
+def level_problem(server: Any) -> str | None:
+    """Why a server: section's level could not be measured, else None. Its window runs from
+    the send with which the load reached its target (closed loop: n requests in flight) to
+    the last send (llem.harness.server.window), so it needs two sends past that point; a
+    level without one was an ok row with no figure in it."""
+    s = server
+    if s.profile in OPEN_LOOP and s.rate is None:
+        return f"profile {s.profile} needs a rate (requests/s)"
+    if s.profile == "concurrency" and s.concurrency is None:
+        return "profile concurrency needs concurrency (requests in flight)"
+    if s.requests is None and s.duration_s is None:
+        return "set requests (per level) or duration_s"
+    if s.requests == 1:
+        return ("requests: 1 leaves a level no window (it runs from the first measured send "
+                "to the last): give 2 or more")
+    n = s.concurrency if s.profile in ("concurrency", "sweep") else None
+    if n is not None and s.requests is not None and s.requests <= n:
+        return (f"requests ({s.requests}) must be more than concurrency ({n}): the level "
+                f"reaches {n} in flight with its {n}th send and its window ends at its last")
+    if s.profile in OPEN_LOOP and s.duration_s is not None and s.rate * s.duration_s < 2:
+        return (f"rate {s.rate:g} for duration_s {s.duration_s:g} sends about "
+                f"{s.rate * s.duration_s:.2g} requests a level, and its window needs 2: raise "
+                "duration_s or rate")
+    return None
+
+
+def level_time_problem(point: Any) -> str | None:
+    """A server level whose expected length (ramp_s, then duration_s or requests / rate) is
+    past measurement.job_timeout_s: the driver would stop it there, every time."""
+    s, limit = point.server, point.measurement.job_timeout_s
+    if s is None or point.mode != "server":
+        return None
+    spans = [(s.duration_s, f"duration_s {s.duration_s:g}")] if s.duration_s else []
+    if s.profile in OPEN_LOOP and s.requests is not None and s.rate:
+        spans.append((s.requests / s.rate, f"requests {s.requests} at rate {s.rate:g}"))
+    if not spans:
+        return None
+    span, what = min(spans)
+    if span + s.ramp_s <= limit:
+        return None
+    ramp = f" after ramp_s {s.ramp_s:g}" if s.ramp_s else ""
+    return (f"a level takes about {span + s.ramp_s:g} s ({what}{ramp}), more than "
+            f"measurement.job_timeout_s ({limit:g} s), which would stop it every time: raise "
+            "job_timeout_s, or shorten the level")

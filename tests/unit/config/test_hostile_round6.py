@@ -87,3 +87,52 @@ def test_a_key_variable_unset_here_may_be_set_where_the_workers_run(
     load("endpoint: {base_url: 'http://h:8000', api_key_env: LLEM_R6_KEY}\n" + SERVER, head=HEAD)
     monkeypatch.setenv("LLEM_R6_KEY", SECRET)
     load("endpoint: {base_url: 'http://h:8000', api_key_env: LLEM_R6_KEY}\n" + SERVER, head=HEAD)
+
+
+# --- server: a level that could not be measured, or would be stopped every time -------------
+
+
+@pytest.mark.parametrize(("server", "want"), [
+    # no window (first measured send to last): each was an ok row with no figure in it
+    ("{rate: 2, requests: 1}", ":6: 'server.requests': requests: 1 leaves a level no window"),
+    ("{profile: sweep, requests: 1}", ":6: 'server.requests': requests: 1 leaves a level"),
+    ("{profile: concurrency, concurrency: 8, requests: 4}",
+     ":6: 'server.requests': requests (4) must be more than concurrency (8)"),
+    ("{profile: concurrency, concurrency: 4, requests: 4}", "must be more than concurrency (4)"),
+    ("{profile: sweep, concurrency: 64, requests: 32}", "must be more than concurrency (64)"),
+    ("{rate: 0.5, duration_s: 2}",
+     ":6: 'server.duration_s': rate 0.5 for duration_s 2 sends about 1 requests a level"),
+    # past measurement.job_timeout_s (3600 s): the driver stopped it every time, an hour in
+    ("{rate: 2, requests: 10000}", ":6: 'server.requests': a level takes about 5000 s "
+                                   "(requests 10000 at rate 2), more than measurement."
+                                   "job_timeout_s (3600 s)"),
+    ("{profile: concurrency, concurrency: 4, duration_s: 7200}",
+     "a level takes about 7200 s (duration_s 7200), more than measurement.job_timeout_s"),
+    ("{rate: 1, requests: 3000, ramp_s: 700}", "about 3700 s (requests 3000 at rate 1 after "
+                                               "ramp_s 700)"),
+    ("{rate: 0.001, requests: 10000000}", "a level takes about 1e+10 s"),
+])
+def test_a_level_that_could_not_be_measured(server: str, want: str) -> None:
+    msg = error_of(f"endpoint: {{base_url: 'http://h:1'}}\ngrid: {{mode: server}}\n"
+                   f"server: {server}\n", head=HEAD)
+    assert want in msg and "\n" not in msg, msg
+
+
+def test_the_line_of_the_level_that_is_too_long() -> None:
+    msg = error_of("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server}\nserver:\n"
+                   "  rate: [1, 100]\n  requests: 5000\n", head=HEAD)
+    assert msg.startswith("grid.yaml:7: 'server.rate.0': a level takes about 5000 s"), msg
+
+
+@pytest.mark.parametrize("server", [
+    "{rate: 2, requests: 2}", "{profile: concurrency, concurrency: 4, requests: 5}",
+    "{profile: concurrency, concurrency: 100000, duration_s: 5}", "{rate: 1, duration_s: 2}",
+    "{profile: sweep, requests: 2}", "{rate: 1, requests: 3000, ramp_s: 600}",
+    "{profile: [poisson, concurrency], rate: 1, concurrency: 2, requests: 4}",
+    "{rate: 1, requests: 4, duration_s: 86400}",  # requests end it first: a few seconds
+])
+def test_a_level_at_its_edges_passes(server: str) -> None:
+    load(f"endpoint: {{base_url: 'http://h:1'}}\ngrid: {{mode: server}}\nserver: {server}\n",
+         head=HEAD)
+    load("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server}\nmeasurement: "
+         "{job_timeout_s: 90000}\nserver: {rate: 1, duration_s: 86400}\n", head=HEAD)
