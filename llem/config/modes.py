@@ -95,9 +95,10 @@ def level_problem(server: Any) -> str | None:
     if n is not None and s.requests is not None and s.requests <= n:
         return (f"requests ({s.requests}) must be more than concurrency ({n}): the level "
                 f"reaches {n} in flight with its {n}th send and its window ends at its last")
-    if s.profile in OPEN_LOOP and s.duration_s is not None and s.rate * s.duration_s < 2:
-        return (f"rate {s.rate:g} for duration_s {s.duration_s:g} sends about "
-                f"{s.rate * s.duration_s:.2g} requests a level, and its window needs 2: raise "
+    sends = s.rate * s.duration_s if s.profile in OPEN_LOOP and s.duration_s else 2
+    if sends < 2:
+        return (f"rate {s.rate:g} for duration_s {s.duration_s:g} sends about {sends:.2g} "
+                f"request{'s' * (sends != 1)} a level, and its window needs 2: raise "
                 "duration_s or rate")
     return None
 

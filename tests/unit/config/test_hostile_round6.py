@@ -101,7 +101,7 @@ def test_a_key_variable_unset_here_may_be_set_where_the_workers_run(
     ("{profile: concurrency, concurrency: 4, requests: 4}", "must be more than concurrency (4)"),
     ("{profile: sweep, concurrency: 64, requests: 32}", "must be more than concurrency (64)"),
     ("{rate: 0.5, duration_s: 2}",
-     ":6: 'server.duration_s': rate 0.5 for duration_s 2 sends about 1 requests a level"),
+     ":6: 'server.duration_s': rate 0.5 for duration_s 2 sends about 1 request a level"),
     # past measurement.job_timeout_s (3600 s): the driver stopped it every time, an hour in
     ("{rate: 2, requests: 10000}", ":6: 'server.requests': a level takes about 5000 s "
                                    "(requests 10000 at rate 2), more than measurement."
