@@ -87,9 +87,10 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
              for b in ([e[k]] if isinstance(e.get(k), str) else e.get(k) or [])
              if isinstance(b, str)}
     hub = "backends" not in bad and any(loads_from_hub(b) for b in campaign.backends)
+    served = "backends" not in bad and all(map(served_name, [*campaign.backends, *named]))
     for i, m in enumerate(campaign.models):
         with problems.collecting():
-            models.append(_model(m, ("models", i), base_dir, smap, hub))
+            models.append(_model(m, ("models", i), base_dir, smap, hub, served))
     campaign = campaign.model_copy(update={
         "models": [models[i] for i in distinct(models)],  # listed twice: one choice
         "backends": [campaign.backends[i] for i in distinct(campaign.backends)],
@@ -104,7 +105,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     any_hub = hub or any(loads_from_hub(b) for b in named)
 
     def model(name: str, loc: Loc) -> str:
-        return _model(name, loc, base_dir, smap, any_hub)
+        return _model(name, loc, base_dir, smap, any_hub, served)
 
     loaded = build(campaign, smap, problems, path, check_backends="backends" not in bad,
                    model=model)
@@ -247,16 +248,28 @@ def loads_from_hub(backend: str) -> bool:
     return info is not None and info.needs_model and info.package is not None
 
 
+def served_name(backend: str) -> bool:
+    """Is a model of the backend the name a running server serves it under (endpoint: no
+    library loads it, BackendInfo.package None)? `vllm serve /data/llama` serves
+    "/data/llama", a path of the server's machine, not of this one."""
+    info = REGISTRY.get(backend)
+    return info is not None and info.needs_model and info.package is None
+
+
 def _dataset(path: str) -> bool:
     return path.startswith("dataset.")
 
 
-def _model(model: str, loc: Loc, base_dir: Path, smap: SourceMap, hub: bool) -> str:
+def _model(model: str, loc: Loc, base_dir: Path, smap: SourceMap, hub: bool,
+           served: bool = False) -> str:
     """Local paths (./, ../, /, ~) resolve against the grid file's folder and must exist;
-    other names are hub ids where a backend of the grid loads from the hub."""
+    other names are hub ids where a backend of the grid loads from the hub. served: every
+    backend of the grid sends the name to a running server (served_name): kept as written."""
     if not model.strip() or any(ord(ch) < 32 for ch in model):
         raise smap.error(loc, f"bad model name {model!r}",
                          hint="a hub id (org/name), a ./local/path or llem:tiny")
+    if served and not is_builtin(model):
+        return model
     if is_builtin(model):
         if model.removeprefix(PREFIX) not in BUILTIN_MODELS:
             raise smap.error(loc, f"unknown built-in model '{model}'",

@@ -136,3 +136,23 @@ def test_a_level_at_its_edges_passes(server: str) -> None:
          head=HEAD)
     load("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server}\nmeasurement: "
          "{job_timeout_s: 90000}\nserver: {rate: 1, duration_s: 86400}\n", head=HEAD)
+
+
+# --- models: the name a running server serves, not a path of this machine -------------------
+
+
+def test_an_endpoint_model_is_the_served_name_as_written() -> None:
+    from llem.config.grid import iter_jobs
+
+    loaded = load("endpoint: {base_url: 'http://h:1'}\n" + SERVER,  # `vllm serve /data/llama`
+                  head="name: t\nmodels: [/data/models/llama, ./llama, ../m, gpt-4o]\n"
+                       "backends: [endpoint]\n")  # "model path ... does not exist" before
+    assert sorted(j.point.model for j in iter_jobs(loaded)) == [
+        "../m", "./llama", "/data/models/llama", "gpt-4o"]
+
+
+def test_a_path_a_library_loads_must_still_exist() -> None:
+    msg = error_of("endpoint: {base_url: 'http://h:1'}\n",
+                   head="name: t\nmodels: [/data/models/llama]\nbackends: [endpoint, "
+                        "transformers]\n")
+    assert "'models.0': model path /data/models/llama does not exist" in msg, msg
