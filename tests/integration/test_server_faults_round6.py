@@ -32,6 +32,7 @@ from tests.support.cli import run_cli
 from tests.support.faults import grep_tree
 
 KEY = "r6-endpoint-key-PlantedZq81"  # the endpoint's bearer key: never shown or stored
+FLAKY: list[int] = []
 USAGE = {"neg": -5, "text": "many", "half": 2.5, "yes": True, "zero": 0, "huge": 10**30}
 
 
@@ -51,6 +52,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         fault = BY_TOKENS[n]
     if request.headers.get("Authorization") != f"Bearer {KEY}":
         return web.json_response({"error": {"message": "bad key"}}, status=401)
+    if fault == "flaky":  # every other request: an error
+        FLAKY.append(1)
+        fault = "status503" if len(FLAKY) % 2 else "ok"
     if fault.startswith("status"):
         return web.json_response({"error": {"message": f"fake {fault}"}},
                                  status=int(fault[6:]))
@@ -166,6 +170,38 @@ def test_a_stream_without_done_or_in_one_piece_is_fine(fault: str, faults: str,
     replies, figs = _level(f"{faults}/{fault}", monkeypatch)
     assert all(r.ok and r.output_tokens == 4 for r in replies), replies[0]
     assert figs["output_tokens_per_s"] > 0
+
+
+def test_a_level_with_failed_requests_has_no_valid_energy(faults: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the window's requests failed: its energy went into them too, its token counts
+    hold none of their output, so J/token is no measurement (it was a valid row)."""
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+    from llem.harness.server.level import LevelRun
+    from llem.harness.server.rows import level_result
+    from llem.harness.server.window import SLO, steady_window
+    from llem.measure.meter import Window
+
+    monkeypatch.setenv("LLEM_R6_KEY", KEY)
+    [job] = iter_jobs(load_text(
+        f"name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {{base_url: '{faults}/"
+        "flaky', api_key_env: LLEM_R6_KEY}\ngrid: {mode: server, max_new_tokens: 4}\n"
+        "server: {profile: concurrency, concurrency: 2, requests: 12}\n"))
+    profile = Concurrency(n=2)
+    load = run_load(f"{faults}/flaky", "m", ["hi"], profile, GenParams(max_tokens=4),
+                    limit=Limit(requests=12), api_key_env="LLEM_R6_KEY")
+    start, end = steady_window(load) or (0.0, 0.0)
+    gpu = {"GPU-r6": 50.0}
+    window = Window(end - start, gpu, dict(gpu), {"GPU-r6": 10.0}, {}, started_s=start,
+                    counter_period_s=(end - start) / 100, sample_hz=None)  # 100 periods
+    run = level_result(job, LevelRun(load, window, None, SLO(), profile), {}, time.time()).run
+    failed = run.failed_requests_in_window
+    assert run.status == "ok" and 0 < failed < run.num_requests, run  # some failed, not all
+    assert run.energy_valid is False, run.energy_invalid_reasons
+    assert run.energy_invalid_reasons[-1] == (
+        f"failed_requests: {failed} of the window's {run.num_requests} requests failed (their "
+        "energy is in the window, their output in no token count)")
 
 
 # --- `llem run` on the endpoint backend: every fault a job of one campaign ------------------

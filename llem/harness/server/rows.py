@@ -77,6 +77,12 @@ def level_result(job: Job, level: LevelRun, ctx: dict[str, Any], started: float)
                                   .grid_intensity_g_per_kwh))
         if out_tok is None:  # no usage from the server: no per-token energy, say why
             run.energy_per_token_j = None
+        failed = figs.get("failed_requests_in_window") or 0
+        if failed and run.energy_valid is not None:  # their work is in the window's energy,
+            run.energy_valid = False                 # their tokens in none of its counts
+            run.energy_invalid_reasons = [*(run.energy_invalid_reasons or []), (
+                f"failed_requests: {failed} of the window's {n_req} requests failed (their "
+                "energy is in the window, their output in no token count)")]
         run.energy_per_good_request_j = safe_div(energy, good)
     else:
         run.energy_unavailable = figs.get("window_unavailable")
