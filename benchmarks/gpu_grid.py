@@ -5,7 +5,7 @@ store ($OUT/store by default) as the driver writes it. The store comes back with
 `llem compare` and `llem report` read it on any machine afterwards.
 
     python3 -m benchmarks.gpu_grid configs/h100-vllm.yaml --cycles 1
-    llem compare h100-vllm --store <files_at>/store --by batch_size,streaming
+    tar -xf <files_at>/store.tar && llem compare h100-vllm --store store --by batch_size
     # smoke test on the CPU:
     python -m benchmarks.gpu_grid configs/demo.yaml --cycles 1 --store /tmp/grid-store
 """
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             log(f"gpu-grid: {row}")
             (out / "gpu_grid.json").write_text(json.dumps(rows, indent=2, default=str))
+            if args.store is None:  # after each job (a call cut at its limit keeps them): the
+                with tarfile.open(out / "store.tar", "w") as tar:  # device tool leaves out
+                    tar.add(out / "store", arcname="store")  # folders named campaign=...
     finally:
         if runner is not None:
             runner.close()
