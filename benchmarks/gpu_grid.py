@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", type=int, default=None, help="replaces the grid's cycles")
     ap.add_argument("--store", type=Path, default=None, help="default: $OUT/store")
     args = ap.parse_args(argv)
-    out = Path(os.environ.get("OUT") or ".")
+    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="llem-gpu-grid-"))
     os.environ.setdefault("LLEM_LOG_DIR", str(out / "logs"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llem.config.grid import iter_jobs
