@@ -19,7 +19,7 @@ from llem.config.grid import combinations, located
 from llem.config.hub_quiet import quiet_hub
 from llem.config.loaded import Loaded
 from llem.config.models import Point, Server
-from llem.config.modes import PROFILE_USES, UNUSED_IN_SERVER, default_of
+from llem.config.modes import PROFILE_USES, SERVER_BODY, UNUSED_IN_SERVER, default_of
 from llem.config.yaml_source import Loc
 from llem.credentials import credential_files
 from llem.errors import Problems, UserError
@@ -143,6 +143,27 @@ def check_profile_values(loaded: Loaded) -> None:
                 "the same level, labelled with a setting it never had",
                 hint=f"remove it, or write it beside its profile (a group alternative: "
                 f"{{profile: {uses[0]}, {field}: ...}})")
+
+
+def check_server_body(loaded: Loaded) -> None:
+    """A generate.<key> of a server point that is a request body field llem's client writes
+    itself (SERVER_BODY: generate.max_tokens overwrote max_new_tokens, generate.n counted
+    four completions as one request): a ConfigError at its line. Every such job ran after
+    Ray started, labelled with what was not sent, or failed."""
+
+    def wanted(path: str) -> bool:
+        return path == "mode" or path.startswith("generate.")
+
+    for values, where in combinations(loaded, wanted):
+        if values.get("mode", "offline") != "server":
+            continue
+        for path in values:
+            key = path.split(".")[1] if path.startswith("generate.") else ""
+            if key in SERVER_BODY:
+                raise loaded.source.error(
+                    tuple(where.get(path, ("generate",))), f"'{key}' is a field of the "
+                    "request body llem's client writes itself in server mode: "
+                    f"{SERVER_BODY[key]}", hint=f"remove {path}")
 
 
 def _check_section(loaded: Loaded, backend: str, check: Any, section: str,

@@ -21,12 +21,14 @@ from llem.config.checks import (
     check_cross_fields,
     check_mode_values,
     check_profile_values,
+    check_server_body,
 )
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
 from llem.config.grid import combinations, count_before_rules, count_points
 from llem.config.loaded import Loaded
 from llem.config.models import ENGINE_SECTIONS, MAX_POINTS
+from llem.config.modes import served_name
 from llem.config.names import old_name_hint
 from llem.config.overrides import labels, merge_overrides
 from llem.config.parts import build
@@ -122,6 +124,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     _check_size(loaded)
     check_cross_fields(loaded)
     check_profile_values(loaded)
+    check_server_body(loaded)
     _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
     return loaded
@@ -246,14 +249,6 @@ def loads_from_hub(backend: str) -> bool:
     takes any name."""
     info = REGISTRY.get(backend)
     return info is not None and info.needs_model and info.package is not None
-
-
-def served_name(backend: str) -> bool:
-    """Is a model of the backend the name a running server serves it under (endpoint: no
-    library loads it, BackendInfo.package None)? `vllm serve /data/llama` serves
-    "/data/llama", a path of the server's machine, not of this one."""
-    info = REGISTRY.get(backend)
-    return info is not None and info.needs_model and info.package is None
 
 
 def _dataset(path: str) -> bool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llem.backends import REGISTRY
+
 # path -> where server mode takes it from (the hint of the refusal)
 UNUSED_IN_SERVER = {
     "batch_size": "the server batches the requests it gets: set its own limit "
@@ -121,3 +123,27 @@ def level_time_problem(point: Any) -> str | None:
     return (f"a level takes about {span + s.ramp_s:g} s ({what}{ramp}), more than "
             f"measurement.job_timeout_s ({limit:g} s), which would stop it every time: raise "
             "job_timeout_s, or shorten the level")
+
+
+# the request body fields llem's load client writes itself (llem.harness.server.client:
+# Client.payload, GenParams.body), each -> where its value comes from: a generate.<key> of a
+# server point would overwrite it, the row labelled with what was not sent (-> why, how)
+SERVER_BODY = {
+    "model": "the model is the models: entry", "prompt": "prompts come from the dataset",
+    "messages": "prompts come from the dataset", "stream": "every request streams",
+    "stream_options": "usage is always asked for", "max_tokens": "set max_new_tokens",
+    "max_completion_tokens": "set max_new_tokens", "min_tokens": "set min_new_tokens",
+    "ignore_eos": "set output_policy", "temperature": "set temperature", "top_p": "set top_p",
+    "top_k": "set top_k", "seed": "set seed",
+    "n": "one completion per request (its chunks and usage are the request's)",
+    "best_of": "one completion per request (its chunks and usage are the request's)",
+    "echo": "an echoed prompt would be counted as output",
+}
+
+
+def served_name(backend: str) -> bool:
+    """Does the backend send its model's name to a server that already runs (endpoint: no
+    library loads it, BackendInfo.package None)? Its model is that server's name for it
+    (`vllm serve /data/llama` serves "/data/llama")."""
+    info = REGISTRY.get(backend)
+    return info is not None and info.needs_model and info.package is None

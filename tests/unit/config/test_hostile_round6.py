@@ -156,3 +156,36 @@ def test_a_path_a_library_loads_must_still_exist() -> None:
                    head="name: t\nmodels: [/data/models/llama]\nbackends: [endpoint, "
                         "transformers]\n")
     assert "'models.0': model path /data/models/llama does not exist" in msg, msg
+
+
+# --- generate: what llem's request body writes itself --------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    # generate.<key> overwrote what the client writes: the row said max_new_tokens 64, 8 sent
+    (SERVER.replace("{mode: server}", "{mode: server, generate.max_tokens: 8}"),
+     "'grid.generate.max_tokens': 'max_tokens' is a field of the request body llem's client "
+     "writes itself in server mode: set max_new_tokens (remove generate.max_tokens)"),
+    (SERVER.replace("{mode: server}", "{mode: server, generate.n: [4, 1]}"),
+     "'grid.generate.n.0': 'n' is a field of the request body"),  # 4 completions, 1 request
+    (SERVER.replace("{mode: server}", "{mode: server, generate.stream: false}"),
+     "'stream' is a field of the request body llem's client writes itself in server mode: "
+     "every request streams"),
+    (SERVER.replace("{mode: server}", "{mode: server, generate: {model: other}}"),
+     "'model' is a field of the request body"),
+    (SERVER.replace("{mode: server}", "{mode: server, generate.temperature: 0.7}"),
+     ": set temperature"),  # the row said temperature 0.0
+    (SERVER.replace("{mode: server}", "{mode: server, generate.stream_options: "
+                    "{include_usage: false}}"), "'stream_options' is a field"),
+    (SERVER.replace("{mode: server}", "{mode: server, generate.echo: true}"),
+     "an echoed prompt would be counted as output"),
+])
+def test_a_generate_key_the_request_body_writes_itself(body: str, want: str) -> None:
+    msg = error_of("endpoint: {base_url: 'http://h:1'}\n" + body, head=HEAD)
+    assert want in msg and "\n" not in msg, msg
+
+
+def test_what_the_request_body_leaves_to_generate_passes() -> None:
+    load("endpoint: {base_url: 'http://h:1'}\n" + SERVER.replace(
+        "{mode: server}", "{mode: server, generate: {stop: ['\\n'], presence_penalty: 0.5, "
+                          "logit_bias: {'50256': -100}}}"), head=HEAD)
