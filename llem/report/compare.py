@@ -30,6 +30,10 @@ def parse_baseline(text: str | None, by: list[str]) -> dict[str, str]:
         if key not in by:
             raise UserError(f"--baseline key '{key}' is not one of --by ({', '.join(by)}): "
                             "the baseline must name a configuration of the comparison")
+        if key in out:  # the last one silently won
+            raise UserError(f"--baseline names {key} twice ({key}={out[key]} and "
+                            f"{key}={text_value.strip()}): the baseline is one configuration; "
+                            "give each key once")
         out[key] = text_value.strip()
     return out
 

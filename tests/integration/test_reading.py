@@ -244,6 +244,8 @@ BAD = [
     (["compare", CAMPAIGN, "--baseline", "batch_size=3"], "matches no configuration"),
     (["compare", CAMPAIGN, "--baseline", "dtype=x"], "not one of --by"),
     (["compare", CAMPAIGN, "--baseline", "batch_size"], "KEY=VALUE"),
+    (["compare", CAMPAIGN, "--by", "batch_size", "--baseline", "batch_size=1,batch_size=4"],
+     "--baseline names batch_size twice (batch_size=1 and batch_size=4)"),  # the last won
     (["query", "SELECT nope FROM runs"], "query failed"),
     (["query", "missing.sql"], "SQL file missing.sql not found"),
     (["export", "nope", "-o", "OUT"], "campaign 'nope' is not in store"),
