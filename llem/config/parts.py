@@ -39,6 +39,7 @@ from llem.config.axes import (
 from llem.config.campaign import Campaign
 from llem.config.loaded import Loaded, Scoped
 from llem.config.models import ENGINE_SECTIONS, SECTIONS, Point
+from llem.config.modes import served_name
 from llem.config.names import old_name_hint
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError, Problems
@@ -356,6 +357,11 @@ def _supports(name: str, info: Any, path: str, value: Any, loc: Loc, defaults: P
     if path == "mode" and value == "server" and info.server is None:
         raise smap.error(loc, f"backend '{name}' has no server mode",
                          hint="use mode: offline, or a backend with a server")
+    if path == "dtype" and value != "auto" and served_name(name):  # each a label, no more
+        raise smap.error(loc, f"backend '{name}' sends requests to a server that already "
+                         "runs, in the dtype it was started with", hint="remove dtype, or "
+                         "scope it to the backends that load the model: per_backend: "
+                         "{<backend>: {dtype: ...}}")
     if path in POINT_SCALARS and path not in ("dtype", "batch_size", "mode") and \
             path != "streaming" and value != getattr(defaults, path) and \
             path not in info.supports:

@@ -189,3 +189,22 @@ def test_what_the_request_body_leaves_to_generate_passes() -> None:
     load("endpoint: {base_url: 'http://h:1'}\n" + SERVER.replace(
         "{mode: server}", "{mode: server, generate: {stop: ['\\n'], presence_penalty: 0.5, "
                           "logit_bias: {'50256': -100}}}"), head=HEAD)
+
+
+@pytest.mark.parametrize(("grid", "want"), [
+    ("{mode: server, dtype: [float16, bfloat16]}", ":5: 'grid.dtype.0': backend 'endpoint' "
+     "sends requests to a server that already runs, in the dtype it was started with"),
+    ("{mode: server, dtype: float16}", ":5: 'grid.dtype': backend 'endpoint' sends requests"),
+])
+def test_a_dtype_the_endpoint_cannot_choose(grid: str, want: str) -> None:
+    msg = error_of(f"endpoint: {{base_url: 'http://h:1'}}\ngrid: {grid}\n"
+                   "server: {rate: 1, requests: 4}\n", head=HEAD)  # two runs of one server,
+    assert want in msg, msg                                      # labelled with two dtypes
+
+
+def test_a_dtype_scoped_to_a_backend_that_loads_the_model_passes() -> None:
+    load("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server}\nserver: {rate: 1, "
+         "requests: 4}\nper_backend: {transformers: {dtype: [float16, auto]}}\n",
+         head="name: t\nmodels: [llem:tiny]\nbackends: [endpoint, transformers]\n")
+    load("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server, dtype: auto}\n"
+         "server: {rate: 1, requests: 4}\n", head=HEAD)
