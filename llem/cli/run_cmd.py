@@ -20,6 +20,7 @@ from llem.cli.dry_run import dry_run
 from llem.cli.gpu_default import default_gpus
 from llem.cli.run_progress import RunProgress
 from llem.cli.term import Out, console
+from llem.config.checks import check_local_keys
 from llem.config.grid import count_points
 from llem.config.load import from_data, load_campaign
 from llem.config.loaded import Loaded
@@ -226,6 +227,8 @@ def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err:
 
     notes: list[str] = []
     loaded = load_for_run(grid, flags, notes)  # validation first
+    if not (flags.get("address") or os.environ.get("RAY_ADDRESS")):
+        check_local_keys(loaded)  # this machine's workers: their environment is this one
     # prompt files, backend environments (a dry run notes a missing env) and a writable
     # store, before Ray
     ready = prepare(loaded, store=flags.get("store") or loaded.campaign.store,

@@ -8,6 +8,7 @@ adapters and assistant models resolve against the grid file's folder, like model
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,21 @@ def check_server_body(loaded: Loaded) -> None:
                     tuple(where.get(path, ("generate",))), f"'{key}' is a field of the "
                     "request body llem's client writes itself in server mode: "
                     f"{SERVER_BODY[key]}", hint=f"remove {path}")
+
+
+def check_local_keys(loaded: Loaded) -> None:
+    """A run on this machine's own Ray: each endpoint.api_key_env must be set here, where its
+    workers get their environment (on a cluster its nodes may hold it). Unset, every job
+    failed after Ray started."""
+    for values, where in combinations(loaded, "endpoint.api_key_env".__eq__):
+        name = values.get("endpoint.api_key_env")
+        if isinstance(name, str) and name not in os.environ:
+            raise loaded.source.error(
+                tuple(where.get("endpoint.api_key_env", ("endpoint",))),
+                f"the environment variable {name} is not set, and the workers of a run on "
+                "this machine take their environment from here",
+                hint=f"export {name}=<the endpoint's key>, or run on a cluster whose nodes "
+                "hold it (--address)")
 
 
 def _check_section(loaded: Loaded, backend: str, check: Any, section: str,

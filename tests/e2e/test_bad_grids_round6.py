@@ -72,3 +72,19 @@ def test_cli_never_shows_a_password_or_a_key(tmp_path: Path) -> None:
                           r"LLEM_R6_KEY holds a space, a newline or a control character")
     assert SECRET not in r.stdout + r.stderr
     assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+
+
+def test_cli_refuses_a_key_variable_unset_here_before_ray(tmp_path: Path) -> None:
+    """Unset in the shell of a run on this machine, every job failed after Ray started
+    ("the API key variable ... is not set"); a cluster's nodes may hold it (--address)."""
+    env = {k: v for k, v in NO_RAY.items() if k != "LLEM_R6_UNSET"}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(HEAD + "endpoint: {base_url: 'http://127.0.0.1:9', api_key_env: "
+                    "LLEM_R6_UNSET}\n" + SERVER)
+    r = subprocess.run([*LLEM, "run", str(grid), "--store", str(tmp_path / "st")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+                       check=False)
+    assert_one_line_error(r, grid, r":4: 'endpoint\.api_key_env': the environment variable "
+                          r"LLEM_R6_UNSET is not set, and the workers of a run on this "
+                          r"machine take their environment from here \(export LLEM_R6_UNSET=")
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
