@@ -50,6 +50,9 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
 
     output_format(output, None, ("html",), "-o", "html", " (the plots as PNG: --png FOLDER)")
     check_output(output, "-o")  # before the store is read
+    if png_dir is not None and png_dir.resolve() == output.resolve():  # the page, then no
+        raise UserError(f"--png {png_dir} is -o's file: give the PNGs a folder of their "  # room
+                        "own, e.g. --png figures/")
     camp = Campaign.open(open_store(store), campaign, include_invalid)
     try:
         data = gather(camp, job)

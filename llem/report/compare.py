@@ -20,7 +20,7 @@ def parse_baseline(text: str | None, by: list[str]) -> dict[str, str]:
     """'backend=vllm,batch_size=8' -> {'backend': 'vllm', 'batch_size': '8'}."""
     if not text:
         return {}
-    out = {}
+    out: dict[str, str] = {}
     for part in text.split(","):
         key, sep, text_value = part.partition("=")
         key = key.strip()

@@ -161,7 +161,11 @@ def timeline(camp: Campaign, data: ReportData, job: str | None) -> Timeline | No
     if job and ":" in job:
         job, _, c = job.partition(":")
         if not c.isdigit():
-            raise UserError(f"--job {job}:{c}: the cycle after ':' must be a number")
+            raise UserError(f"--job {job}:{c}: the cycle after ':' must be a whole number "
+                            "(0 is the first cycle)")
+        if not job:  # ':1' alone: the cycle of which job?
+            raise UserError(f"--job :{c}: give the job_id (or a unique prefix) before ':', "
+                            f"e.g. --job 68cb81ad:{c}")
         cycle = int(c)
     if job:
         ids = [r["job_id"] for r in camp.sql("SELECT DISTINCT job_id FROM runs WHERE "

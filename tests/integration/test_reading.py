@@ -251,6 +251,10 @@ BAD = [
     (["export", "nope", "-o", "OUT"], "campaign 'nope' is not in store"),
     (["report", "nope", "-o", "OUT"], "campaign 'nope' is not in store"),
     (["report", CAMPAIGN, "-o", "OUT", "--job", "zzz"], "--job zzz matches 0 jobs"),
+    (["report", CAMPAIGN, "-o", "OUT", "--job", ":1"],  # an internal DuckDB error
+     "--job :1: give the job_id (or a unique prefix) before ':'"),
+    (["report", CAMPAIGN, "-o", "OUT", "--png", "OUT"],  # the page, then a traceback
+     "is -o's file: give the PNGs a folder of their own"),
 ]
 
 
