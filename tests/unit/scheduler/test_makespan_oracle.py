@@ -10,6 +10,7 @@ from collections import deque
 import pytest
 
 from benchmarks.makespan_oracle import Worker, oracle, pack, validate
+from benchmarks.makespan_plan import execute, means, redraw
 from llem.scheduler.core import START_S, CoreGroup
 from llem.scheduler.placement import Need
 from llem.scheduler.sim import Workload, workload
@@ -75,3 +76,38 @@ def test_the_oracle_on_a_simulated_cluster_is_valid_and_above_the_bound() -> Non
     with pytest.raises(ValueError, match="tied to H100"):
         validate(wl, [dataclasses.replace(w, node=min(a100), gpus=tuple(range(len(w.gpus))))
                       if w is tied else w for w in plan])
+
+
+def test_a_plan_from_means_is_repaired_online_and_stays_valid() -> None:
+    """benchmarks.makespan_plan: 6 jobs of one group planned at their mean (66.7 s) on 2
+    GPUs, 3 a GPU; truly one of 300 s and five of 20 s. The GPU whose chain ends first takes
+    the tail job of the other chain (same group: no load): START_S + 50 + 300 + 20, where
+    the plan as made would end at START_S + 50 + 300 + 40."""
+    true = two_gpus(6)
+    true.duration[:] = [300.0] + [20.0] * 5
+    est = means(true)
+    _, plan, _ = oracle(est)
+    assert sorted(len(w.jobs) for w in plan) == [3, 3]
+    for pooled in (True, False):
+        made, done, taken = execute(true, plan, est.duration, pooled)
+        assert made == pytest.approx(START_S + 370.0)
+        assert taken == 1 and validate(true, done) == made
+        assert sorted(len(w.jobs) for w in done) == [2, 4]
+
+
+def test_plans_from_means_and_from_exact_times_on_a_simulated_cluster() -> None:
+    """64 GPUs: the plan from the means, executed with the true times, is valid, above the
+    bound and above the exact plan; the exact plan executed with its own times ends no later
+    than planned; a second cycle's draw keeps the groups and draws other times."""
+    wl = workload(64, seed=1)
+    bound = wl.bound()[0]
+    made, exact, _ = oracle(wl)
+    assert execute(wl, exact, wl.duration)[0] <= made + 1e-6
+    est = means(wl)
+    _, plan, _ = oracle(est)
+    got, done, _ = execute(wl, plan, est.duration)
+    assert made < got <= 1.10 * bound and validate(wl, done) == got
+    two = redraw(64, 1, noise=7)
+    assert [g.jobs for g in two.groups] == [g.jobs for g in wl.groups]
+    assert two.duration != wl.duration and two.duration == redraw(64, 1, noise=7).duration
+    assert execute(two, plan, est.duration)[0] >= two.bound()[0]
