@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if not 0 <= a.jitter < 1:
         ap.error(f"--jitter {a.jitter}: a share from 0 to below 1, such as 0.05")
+    try:
+        sizes, seeds = [int(x) for x in a.gpus.split(",")], seeds_arg(a.seeds)
+    except ValueError:
+        ap.error(f"--gpus {a.gpus} --seeds {a.seeds}: whole numbers, such as 64,1024 and 1-10")
     print("makespan / bound of the times executed: exact (oracle, true times), online (the "
           "core, crash_p 0.002), clean (the core, no crash), planned (the mean plan on the "
           "means), mean (that plan executed; mean0: repaired only by GPUs with nothing "
@@ -365,9 +369,9 @@ def main(argv: list[str] | None = None) -> None:
           "times), exact2 / clean2 (oracle / core on those), job (exact plan on the same "
           f"jobs' times +-{a.jitter:.0%}); taken*: chains taken over in the repair\n")
     print(f"{'GPUs':>5} {'seed':>4} {'bound':>6} " + " ".join(f"{c:>7}" for c in COLS))
-    for gpus in [int(x) for x in a.gpus.split(",")]:
+    for gpus in sizes:
         rows = []
-        for seed in seeds_arg(a.seeds):
+        for seed in seeds:
             r = row(gpus, seed, a.jitter)
             rows.append(r)
             print(f"{gpus:>5} {seed:>4} {r['bound']:>6.0f} "
