@@ -35,6 +35,7 @@ max_points: {points}
 models: [{", ".join(f"m{i}" for i in range(models))}]
 backends: [noop]
 grid:
+  temperature: 0.5             # seeds sample (at temperature 0 they would be refused)
   batch_size: [{", ".join(str(i + 1) for i in range(batch))}]
   max_new_tokens: [{", ".join(str(i + 1) for i in range(tokens))}]
   seed: [{", ".join(str(i) for i in range(seeds))}]

@@ -43,6 +43,7 @@ models: [{", ".join(f"m{i}" for i in range(models))}]
 backends: [noop]
 noop: {{request_s: {job_s}}}
 grid:
+  temperature: 0.5             # seeds sample (at temperature 0 they would be refused)
   seed: [{", ".join(str(i) for i in range(big))}]
 include:
   - {{model: m0}}

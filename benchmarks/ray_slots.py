@@ -48,7 +48,8 @@ name: {name}
 models: [{", ".join(f"m{i}" for i in range(slots))}]
 backends: [noop]
 noop: {{request_s: {job_s}}}
-grid: {{seed: [{", ".join(str(i) for i in range(jobs_per_slot))}], max_new_tokens: 2}}
+grid: {{temperature: 0.5, max_new_tokens: 2,
+       seed: [{", ".join(str(i) for i in range(jobs_per_slot))}]}}
 dataset: {{num_prompts: 1}}
 measurement: {{warmup_requests: 0, thermal_gaps: false}}
 resources: {{gpus_per_job: 1, custom: {{{lane}: 1}}}}

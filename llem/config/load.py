@@ -25,6 +25,7 @@ from llem.config.checks import (
 )
 from llem.config.credential_scan import refuse_credentials
 from llem.config.environments import EnvChoice
+from llem.config.greedy_check import check_greedy_values
 from llem.config.grid import combinations, count_before_rules, count_points
 from llem.config.loaded import Loaded
 from llem.config.models import ENGINE_SECTIONS, MAX_POINTS
@@ -124,6 +125,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     _check_size(loaded)
     check_cross_fields(loaded)
     check_profile_values(loaded)
+    check_greedy_values(loaded)
     check_server_body(loaded)
     _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llem.backends import REGISTRY
-from llem.config.modes import level_problem, level_time_problem, profile_resets, server_resets
+from llem.config.modes import level_problem, level_time_problem, point_resets, profile_resets
 from llem.config.vocab import DTYPE_ALIASES, DTYPES, PRESETS
 from llem.config.yaml_source import INT64, shown
 
@@ -368,8 +368,7 @@ class Point(Strict):
                              "or concurrency, requests or duration_s)")
         if why := level_time_problem(self):
             raise ValueError(why)
-        resets = {"server": None} if self.mode == "offline" else server_resets(self)
-        for name, value in resets.items():
+        for name, value in point_resets(self).items():  # unused (llem.config.modes)
             object.__setattr__(self, name, value)
         return self
 

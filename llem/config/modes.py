@@ -7,8 +7,9 @@ A server point resets them to their defaults (llem.config.models.Point), so that
 both modes runs each server configuration once instead of once per offline value, each row
 labelled with a setting it never had; a value of them that reaches server points only is
 refused, saying where server mode takes it from (llem.config.checks.check_mode_values).
-Offline points likewise drop server: (server mode's load), and a server: field its profile
-does not use is reset the same way (PROFILE_USES: a rate on a closed-loop level was stored as
+Offline points likewise drop server: (server mode's load), a greedy point (temperature 0) its
+sampling settings (GREEDY_UNUSED), and a server: field its profile does not use is reset the
+same way (PROFILE_USES: a rate on a closed-loop level was stored as
 its request_rate). level_problem and level_time_problem: a level that could not be
 measured (no window) or that measurement.job_timeout_s would stop every time.
 """
@@ -59,6 +60,33 @@ def server_resets(point: Any) -> dict[str, Any]:
     if measurement:
         out["measurement"] = point.measurement.model_copy(update=measurement)
     return out
+
+
+# sampling settings greedy decoding (temperature 0: every backend takes the likeliest token)
+# leaves unused -> what makes them apply (the hint of the refusal)
+GREEDY_UNUSED = {"top_p": "set temperature > 0 (or a sampling preset: standard, creative, "
+                          "factual) for them to apply",
+                 "top_k": "set temperature > 0 (or a sampling preset) for it to apply",
+                 "seed": "the sampling seed draws nothing at temperature 0: set temperature "
+                         "> 0, or leave seed out"}
+
+
+def greedy_resets(point: Any) -> dict[str, Any]:
+    """A greedy point's sampling settings at their defaults (only those off them), so that
+    `temperature: [0, 0.8]` beside `top_p: [0.9, 1.0]` measures greedy decoding once, not
+    twice under two top_p labels it never used (llem.config.greedy_check refuses a value
+    that reaches greedy points only)."""
+    if point.temperature != 0:
+        return {}
+    fields = type(point).model_fields
+    return {f: fields[f].default for f in GREEDY_UNUSED if getattr(point, f) != fields[f].default}
+
+
+def point_resets(point: Any) -> dict[str, Any]:
+    """Every field a point leaves unused, at its default: server: on an offline point, the
+    offline settings on a server point, the sampling settings of a greedy one."""
+    out = {"server": None} if point.mode == "offline" else server_resets(point)
+    return {**out, **greedy_resets(point)}
 
 
 # server: fields -> the profiles that use them (llem.harness.server.level.profile_of)

@@ -309,7 +309,8 @@ def test_a_grid_too_large_to_plan_point_by_point_is_one_line(tmp_path: Path) -> 
     axis = list(range(60))
     grid = tmp_path / "big.yaml"
     grid.write_text(f"name: big\nmodels: [m]\nbackends: [noop]\nmax_points: 1000000\n"
-                    f"grid: {{seed: {axis}, top_k: {axis}, max_new_tokens: {axis[1:]}}}\n")
+                    f"grid: {{temperature: 0.5, seed: {axis}, top_k: {axis}, "
+                    f"max_new_tokens: {axis[1:]}}}\n")
     r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path)
     assert r.returncode == 2 and not r.stdout, r.stdout
     assert r.stderr.strip() == (

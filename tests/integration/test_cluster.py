@@ -201,7 +201,7 @@ def test_a_large_group_is_split_across_idle_gpus(cluster, tmp_path) -> None:
 name: split
 models: [m]
 backends: [noop]
-grid: {{seed: [{}], max_new_tokens: 2}}
+grid: {{temperature: 0.5, seed: [{}], max_new_tokens: 2}}
 noop: {{request_s: 0.5}}
 dataset: {{num_prompts: 1}}
 measurement: {{warmup_requests: 0, thermal_gaps: false}}
@@ -274,7 +274,7 @@ def test_a_lost_eight_gpu_node_sends_every_job_it_held_elsewhere_once(cluster,
 name: wide
 models: [m0, m1, m2, m3, m4, m5, m6, m7]
 backends: [noop]
-grid: {seed: [0, 1, 2], max_new_tokens: 2}
+grid: {temperature: 0.5, seed: [0, 1, 2], max_new_tokens: 2}
 noop: {request_s: 1.0}
 dataset: {num_prompts: 1}
 measurement: {warmup_requests: 0, thermal_gaps: false}

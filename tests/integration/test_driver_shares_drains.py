@@ -63,7 +63,7 @@ def test_a_node_is_drained_for_a_wide_group_before_the_narrow_one_ends(nodes,
 name: drain
 models: [n]
 backends: [noop]
-grid: {seed: SEEDS, max_new_tokens: [1, 2]}
+grid: {temperature: 0.5, seed: SEEDS, max_new_tokens: [1, 2]}
 experiments: [{model: w, seed: [0, 1, 2, 3, 4, 5, 6, 7], noop.request_s: 1.0,
                resources: {gpus_per_job: 2}}]
 noop: {request_s: 0.1}
@@ -88,7 +88,7 @@ def test_a_group_tied_to_a_type_is_not_starved_by_untied_groups(nodes, tmp_path)
 name: shares
 models: [u0, u1, u2, u3, u4]
 backends: [noop]
-grid: {seed: SEEDS}
+grid: {temperature: 0.5, seed: SEEDS}
 experiments: [{model: t, seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
                resources: {accelerator_type: Y}}]
 noop: {request_s: 0.1}
@@ -112,7 +112,7 @@ def test_a_split_runs_beside_a_waiting_group_it_shares_no_node_with(nodes, tmp_p
 name: beside
 models: [y0, y1, y2, y3]
 backends: [noop]
-grid: {seed: SEEDS}
+grid: {temperature: 0.5, seed: SEEDS}
 experiments: [{model: s, seed: SEEDS2, resources: {custom: {side_a: 1}, accelerator_type: null}}]
 noop: {request_s: 0.1}
 dataset: {num_prompts: 1}

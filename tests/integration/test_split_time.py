@@ -20,7 +20,7 @@ def _campaign(jobs: int) -> str:
 name: split-time
 models: [m]
 backends: [noop]
-grid: {{seed: [{", ".join(str(i) for i in range(jobs))}]}}
+grid: {{temperature: 0.5, seed: [{", ".join(str(i) for i in range(jobs))}]}}
 noop: {{load_s: 0.3, request_s: 0.3}}
 dataset: {{num_prompts: 1}}
 measurement: {{warmup_requests: 0, thermal_gaps: false}}

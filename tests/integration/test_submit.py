@@ -71,7 +71,7 @@ def test_status_logs_stop(head, tmp_path: Path, llem_cache: Path) -> None:
 name: slow
 models: [m]
 backends: [noop]
-grid: {seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], max_new_tokens: 2}
+grid: {temperature: 0.5, seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], max_new_tokens: 2}
 noop: {request_s: 1.0}
 measurement: {warmup_requests: 0, thermal_gaps: false}
 """)

@@ -110,8 +110,9 @@ def test_vllm_native_parameters(vllm_python: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
     got = json.loads(lines[-1].removeprefix("LLEM_JSON "))
     common = {"min_tokens": 2, "max_tokens": 64, "seed": 11}
-    assert got["deterministic"] == {"temperature": 0.0, "top_p": 1.0, "top_k": 0,
-                                    "repetition_penalty": 1.0, **common, "greedy": "GREEDY"}
+    assert got["deterministic"] == {"temperature": 0.0, "top_p": 1.0, "top_k": 0,  # greedy:
+                                    "repetition_penalty": 1.0, **common, "seed": 0,  # no seed
+                                    "greedy": "GREEDY"}
     assert got["standard"] == {"temperature": 0.7, "top_p": 0.9, "top_k": 50,
                                "repetition_penalty": 1.0, **common, "greedy": "RANDOM_SEED"}
     assert got["creative"] == {"temperature": 1.0, "top_p": 0.95, "top_k": 0,

@@ -307,7 +307,8 @@ def test_count_points() -> None:
 
 
 def test_iteration_is_lazy() -> None:
-    loaded = load("max_points: 2000000\ngrid:\n  batch_size: " + str(list(range(1, 101))) +
+    loaded = load("max_points: 2000000\ngrid:\n  temperature: 0.5\n  batch_size: " +
+                  str(list(range(1, 101))) +
                   "\n  max_new_tokens: " + str(list(range(1, 101))) +
                   "\n  seed: " + str(list(range(100))) + "\n")
     assert count_points(loaded) == 1_000_000

@@ -208,7 +208,8 @@ def test_a_huge_grid_is_refused_by_counting_and_max_points_is_bounded() -> None:
 
 
 def test_checks_of_a_large_grid_do_not_walk_its_points() -> None:
-    body = (f"max_points: 10000000\ngrid:\n  batch_size: {list(range(1, 101))}\n"
+    body = (f"max_points: 10000000\ngrid:\n  temperature: 0.5\n"
+            f"  batch_size: {list(range(1, 101))}\n"
             f"  max_new_tokens: {list(range(1, 101))}\n  seed: {list(range(500))}\n"
             "  min_new_tokens: [0, 1]\n"
             "include:\n  - {seed: 499, batch_size: 100}\nexclude:\n  - {max_new_tokens: 3}\n")
@@ -222,7 +223,8 @@ def test_checks_of_a_large_grid_do_not_walk_its_points() -> None:
 
 
 def test_combinations_apply_the_rules_exactly() -> None:
-    loaded = load("grid:\n  batch_size: [1, 2]\n  max_new_tokens: [8, 16]\n  seed: [0, 1]\n"
+    loaded = load("grid:\n  temperature: 0.5\n  batch_size: [1, 2]\n  max_new_tokens: [8, 16]\n"
+                  "  seed: [0, 1]\n"
                   "exclude:\n  - {batch_size: 1, seed: 0}\n  - {batch_size: 1, seed: 1}\n")
     got = sorted(v["max_new_tokens"] for v, _ in combinations(
         loaded, lambda p: p == "max_new_tokens"))

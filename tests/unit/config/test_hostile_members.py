@@ -256,7 +256,8 @@ def test_one_prompt_file_spelled_twice_is_one_choice() -> None:
 
 
 def test_two_merged_maps_that_set_one_key_differently() -> None:
-    head = HEAD + "experiments:\n  - &a {batch_size: 1, seed: 5}\n  - &b {batch_size: 2}\n"
+    head = HEAD + "experiments:\n  - &a {batch_size: 1, max_new_tokens: 5}\n" \
+        "  - &b {batch_size: 2}\n"
     msg = error_of("grid:\n  <<: [*a, *b]\n", head=head)
     assert ":8: 'grid.batch_size': two maps merged here both set 'batch_size' (lines 5 and 6)" \
         in msg, msg

@@ -109,7 +109,8 @@ def test_per_backend_replaces_a_shared_axis_for_one_backend() -> None:
     head = "name: t\nmodels: [llem:tiny]\nbackends: [noop, endpoint]\n"
     loaded = load("endpoint: {base_url: 'http://127.0.0.1:9'}\n"
                   "grid: {batch_size: [1, 8], max_new_tokens: 16}\n"
-                  "per_backend:\n  endpoint: {batch_size: 64, seed: [1, 2]}\n", head)
+                  "per_backend:\n  endpoint: {batch_size: 64, seed: [1, 2], temperature: 0.5}\n",
+                  head)
     got = points(loaded, "backend", "batch_size", "seed", "max_new_tokens")
     assert got == srt([("endpoint", 64, 1, 16), ("endpoint", 64, 2, 16), ("noop", 1, 0, 16),
                        ("noop", 8, 0, 16)])
@@ -145,7 +146,7 @@ def test_experiments_are_unioned_with_the_sweep() -> None:
                   "experiments:\n"
                   "  - {batch_size: 64}\n"  # one point: the file's fixed values, not its axes
                   "  - {batch_size: 8}\n"  # a point the sweep has: one job
-                  "  - {max_new_tokens: [32, 64], seed: 3}\n")  # a small grid of its own
+                  "  - {max_new_tokens: [32, 64], seed: 3, temperature: 0.5}\n")  # its own grid
     got = points(loaded, "batch_size", "max_new_tokens", "seed", "measurement.sample_hz")
     assert got == srt([(1, 16, 0, 5.0), (1, 32, 3, 5.0), (1, 64, 3, 5.0), (8, 16, 0, 5.0),
                        (64, 16, 0, 5.0)])
@@ -165,7 +166,7 @@ def test_an_experiment_may_name_another_model_and_backend() -> None:
 
 def test_include_exclude_shape_the_sweep_not_the_experiments() -> None:
     loaded = load("grid: {batch_size: [1, 8]}\nexclude: [{batch_size: 8}]\n"
-                  "experiments: [{batch_size: 8, seed: 1}]\n")
+                  "experiments: [{batch_size: 8, seed: 1, temperature: 0.5}]\n")
     assert points(loaded, "batch_size", "seed") == srt([(1, 0), (8, 1)])
     assert count_points(loaded) == 2
 
@@ -262,7 +263,7 @@ def test_transformers_serve_options_are_the_servers() -> None:
 def test_a_command_line_flag_wins_over_per_backend_and_experiments() -> None:
     data = {"name": "t", "models": ["llem:tiny"], "backends": ["noop"],
             "grid": {"batch_size": [1, 8]}, "per_backend": {"noop": {"batch_size": 64}},
-            "experiments": [{"batch_size": 32}, {"batch_size": 4, "seed": 1}]}
+            "experiments": [{"batch_size": 32}, {"batch_size": 4, "seed": 1, "temperature": 0.5}]}
     loaded = from_data(data, SourceMap("x"), Path.cwd(), overrides={"batch_size": 2})
     assert sorted((j.point.batch_size, j.point.seed) for j in iter_jobs(loaded)) == \
         [(2, 0), (2, 1)]
