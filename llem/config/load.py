@@ -34,6 +34,7 @@ from llem.config.names import old_name_hint
 from llem.config.overrides import labels, merge_overrides
 from llem.config.parts import build
 from llem.config.same_file import check_same_files
+from llem.config.server_only import check_server_only
 from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
 from llem.errors import ConfigError, Problems
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
@@ -129,6 +130,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     check_server_body(loaded)
     _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
+    check_server_only(loaded)
     return loaded
 
 

@@ -106,6 +106,15 @@ def test_cli_refuses_a_dashboard_address_it_cannot_use(address: str, want: str, 
     ("name: t\nmodels: [m]\nbackends: [endpoint]\n", "",
      r":3: 'backends\.0': backend 'endpoint' has no endpoint: section, and "
      r"endpoint\.base_url: the server's URL is required"),
+    # the endpoint without mode: server (or with mode: [offline, server] beside another
+    # backend): every offline job failed after Ray started, "runs in server mode only"
+    ("name: t\nmodels: [m]\nbackends: [endpoint]\n", "endpoint: {base_url: 'http://h:1'}\n",
+     r":3: 'backends\.0': backend 'endpoint' runs in server mode only \(it sends requests "
+     r"to a server that already runs\): its points here have no mode: server"),
+    ("name: t\nmodels: [llem:tiny]\nbackends: [noop, endpoint]\n",
+     "endpoint: {base_url: 'http://h:1'}\nserver: {rate: 2, requests: 8}\nper_backend:\n"
+     "  endpoint:\n    mode: [offline, server]\n",
+     r":8: 'per_backend\.endpoint\.mode\.0': backend 'endpoint' runs in server mode only"),
     # a blank accelerator type: no constraint at all, or (a space) never placed
     (HEAD, "resources: {accelerator_type: ' '}\n",
      r":4: 'resources\.accelerator_type': is empty: give a value, or remove the key"),

@@ -209,7 +209,8 @@ def test_a_backend_without_the_section_it_needs(head: str, want: str) -> None:
 
 @pytest.mark.parametrize("head", [
     "name: t\nmodels: [llem:tiny]\nbackends: [transformers, noop]\n",
-    "name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {base_url: 'http://h:8000'}\n",
+    "name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {base_url: 'http://h:8000'}\n"
+    "grid: {mode: server}\nserver: {rate: 2, requests: 10}\n",
 ])
 def test_backends_that_need_no_section_pass(head: str, tmp_path: Path) -> None:
     from llem.config.checks import check_backend_options

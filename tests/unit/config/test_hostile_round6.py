@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from llem.config.grid import iter_jobs
 from tests.support.grids import error_of, load
 
 HEAD = "name: t\nmodels: [m]\nbackends: [endpoint]\n"
@@ -208,3 +209,49 @@ def test_a_dtype_scoped_to_a_backend_that_loads_the_model_passes() -> None:
          head="name: t\nmodels: [llem:tiny]\nbackends: [endpoint, transformers]\n")
     load("endpoint: {base_url: 'http://h:1'}\ngrid: {mode: server, dtype: auto}\n"
          "server: {rate: 1, requests: 4}\n", head=HEAD)
+
+
+# --- the endpoint's offline points ----------------------------------------------------------
+
+URL = "endpoint: {base_url: 'http://h:8000'}\n"
+LOAD = "server: {rate: 1, requests: 4}\n"
+MIXED = "name: t\nmodels: [llem:tiny]\nbackends: [transformers, endpoint]\n"
+ONLY = "runs in server mode only (it sends requests to a server that already runs)"
+
+
+@pytest.mark.parametrize(("head", "body", "want"), [
+    # no mode: each job failed after Ray started ("the endpoint backend runs in server mode
+    # only"), at the line that names the backend
+    (HEAD, URL, f"grid.yaml:3: 'backends.0': backend 'endpoint' {ONLY}: its points here "
+                "have no mode: server"),
+    (MIXED, URL, "grid.yaml:3: 'backends.1': backend 'endpoint' " + ONLY),
+    # both modes crossed with the endpoint: refused at the offline value, as a mode: server
+    # that reaches a backend without a server is (not dropped: the grid asked for the point)
+    (MIXED, URL + LOAD + "grid:\n  mode: [offline, server]\n",
+     f"grid.yaml:7: 'grid.mode.0': backend 'endpoint' {ONLY}: the offline points this value "
+     "gives it would fail"),
+    (MIXED, URL + LOAD + "grid:\n  mode: [offline, server]\n",
+     "(set grid: {mode: server} (with a server: section), or give endpoint alone mode: server: "
+     "per_backend: {endpoint: {mode: server}} (or an experiment))"),
+    ("name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n",
+     "experiments:\n  - {backend: endpoint, " + URL.strip() + "}\n",
+     f"grid.yaml:5: 'experiments.0.backend': backend 'endpoint' {ONLY}"),
+    ("name: t\nmodels: [llem:tiny]\nbackends: [transformers]\n",
+     "experiments:\n  - {mode: server, backend: endpoint, " + URL.strip() + ", "
+     + LOAD.strip() + "}\n  - {backends: [transformers, endpoint], " + URL.strip() + "}\n",
+     f"grid.yaml:6: 'experiments.1.backends.1': backend 'endpoint' {ONLY}"),
+])
+def test_an_endpoint_point_in_offline_mode(head: str, body: str, want: str) -> None:
+    assert want in error_of(body, head=head)
+
+
+@pytest.mark.parametrize("body", [
+    URL + LOAD + "grid: {mode: server}\n",
+    URL + LOAD + "grid:\n  mode: [offline, server]\nper_backend:\n  endpoint: {mode: server}\n",
+    URL + LOAD + "per_backend:\n  endpoint: {mode: server}\n",
+    URL + LOAD + "grid:\n  mode: [offline, server]\n"
+    "exclude: [{backend: endpoint, mode: offline}]\n",
+])
+def test_an_endpoint_in_server_mode_beside_offline_points_passes(body: str) -> None:
+    points = [(j.point.backend, j.point.mode) for j in iter_jobs(load(body, head=MIXED))]
+    assert ("endpoint", "server") in points and ("endpoint", "offline") not in points

@@ -106,14 +106,13 @@ def test_a_shorthand_beside_a_map_alternative_of_the_same_group(
 
 
 def test_per_backend_replaces_a_shared_axis_for_one_backend() -> None:
-    head = "name: t\nmodels: [llem:tiny]\nbackends: [noop, endpoint]\n"
-    loaded = load("endpoint: {base_url: 'http://127.0.0.1:9'}\n"
-                  "grid: {batch_size: [1, 8], max_new_tokens: 16}\n"
-                  "per_backend:\n  endpoint: {batch_size: 64, seed: [1, 2], temperature: 0.5}\n",
-                  head)
+    head = "name: t\nmodels: [llem:tiny]\nbackends: [noop, transformers]\n"
+    loaded = load("grid: {batch_size: [1, 8], max_new_tokens: 16}\n"
+                  "per_backend:\n  transformers: {batch_size: 64, seed: [1, 2], "
+                  "temperature: 0.5}\n", head)
     got = points(loaded, "backend", "batch_size", "seed", "max_new_tokens")
-    assert got == srt([("endpoint", 64, 1, 16), ("endpoint", 64, 2, 16), ("noop", 1, 0, 16),
-                       ("noop", 8, 0, 16)])
+    assert got == srt([("noop", 1, 0, 16), ("noop", 8, 0, 16), ("transformers", 64, 1, 16),
+                       ("transformers", 64, 2, 16)])
     assert count_points(loaded) == 4
 
 
@@ -156,12 +155,12 @@ def test_experiments_are_unioned_with_the_sweep() -> None:
 
 def test_an_experiment_may_name_another_model_and_backend() -> None:
     loaded = load("grid: {batch_size: [1, 8]}\nexperiments:\n"
-                  "  - {model: llem:random-0.8b, backend: endpoint, "
-                  "endpoint: {base_url: 'http://127.0.0.1:9'}, batch_size: 4}\n")
+                  "  - {model: llem:random-0.8b, backend: endpoint, mode: server, "
+                  "endpoint: {base_url: 'http://127.0.0.1:9'}, server: {rate: 2, requests: 4}}\n")
     assert loaded.campaign.backends == ["noop", "endpoint"]  # its environment is checked
-    got = points(loaded, "backend", "model", "batch_size")
-    assert got == srt([("endpoint", "llem:random-0.8b", 4), ("noop", "llem:tiny", 1),
-                       ("noop", "llem:tiny", 8)])
+    got = points(loaded, "backend", "model", "batch_size", "mode")
+    assert got == srt([("endpoint", "llem:random-0.8b", 1, "server"),
+                       ("noop", "llem:tiny", 1, "offline"), ("noop", "llem:tiny", 8, "offline")])
 
 
 def test_include_exclude_shape_the_sweep_not_the_experiments() -> None:
