@@ -51,7 +51,7 @@ def _named(loaded: Loaded, k: int, backend: str) -> Loc:
     exp = loaded.campaign.experiments[k - 1]
     if exp.get("backend") == backend:
         return ("experiments", k - 1, "backend")
-    names = exp.get("backends")
-    if isinstance(names, list) and backend in names:
-        return ("experiments", k - 1, "backends", names.index(backend))
+    listed = exp.get("backends")
+    if isinstance(listed, list) and backend in listed:
+        return ("experiments", k - 1, "backends", listed.index(backend))
     return ("experiments", k - 1)
