@@ -142,6 +142,17 @@ class Campaign(Strict):
                              "interleave, or choose another order")
         return v
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int | None, info: ValidationInfo) -> int | None:
+        """Runs only when seed is written: it orders nothing unless order is shuffled."""
+        order = info.data.get("order")
+        if v is not None and order is not None and order != "shuffled":
+            raise ValueError(f"seed: is the seed of order: shuffled, and order {order} draws "
+                             "nothing with it: remove it, or set order: shuffled (a point's "
+                             "sampling seed is grid: {seed: ...})")
+        return v
+
     @model_validator(mode="after")
     def _sections(self) -> Campaign:
         unknown = [k for k in self.model_extra or {} if k not in ENGINE_SECTIONS]
