@@ -33,7 +33,8 @@ from tests.support.faults import grep_tree
 
 KEY = "r6-endpoint-key-PlantedZq81"  # the endpoint's bearer key: never shown or stored
 FLAKY: list[int] = []
-USAGE = {"neg": -5, "text": "many", "half": 2.5, "yes": True, "zero": 0, "huge": 10**30}
+USAGE = {"neg": -5, "text": "many", "half": 2.5, "yes": True, "zero": 0, "huge": 10**30,
+         "over": 40}
 
 
 def _event(data: dict) -> bytes:
@@ -139,6 +140,8 @@ def _level(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, dict]:
     ("yes", "usage.completion_tokens is True, not a count"),  # counted as 1 token
     ("huge", "usage.completion_tokens is 1000000000000000000000000000000, not"),
     ("zero", "usage says 0 output tokens for a reply that streamed content"),  # 0 tok/s, ok
+    # 40 tokens for max_tokens 4: tok/s ten times what was decoded, J/token a tenth
+    ("over", "usage says 40 output tokens, more than the request's max_tokens (4)"),
 ])
 def test_a_usage_that_is_no_count_fails_the_request(fault: str, why: str, faults: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

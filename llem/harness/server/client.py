@@ -15,8 +15,9 @@ and its times come from time.perf_counter(), the clock of llem's energy meter:
   opening role-only chunk nor a finish-only one. Usage-only chunks are not content.
 - Token counts come only from the server's usage chunk, never from counting chunks: with no
   usage, input_tokens and output_tokens are None and usage_reported is False. A usage whose
-  counts are no whole numbers >= 0 (or 0 output tokens beside content) fails the request,
-  as do more content chunks than max_tokens (a server that ignores it never ends).
+  counts are no whole numbers >= 0 (or 0 output tokens beside content, or more than
+  max_tokens) fails the request, as do more content chunks than max_tokens (a server that
+  ignores it never ends).
 
 A failed request (HTTP status, a stream error, a timeout, a refused connection) is a Reply
 with ok False and the error; it never raises out of the load loop. An API key is read from
@@ -133,10 +134,11 @@ def is_content(data: dict[str, Any], chat: bool) -> bool:
 MAX_USAGE_TOKENS = 2**31 - 1  # what the store's token columns hold
 
 
-def usage_problem(reply: Reply) -> str | None:
+def usage_problem(reply: Reply, max_tokens: int = MAX_USAGE_TOKENS) -> str | None:
     """Why the server's usage cannot be the reply's token counts (None: usable or absent).
-    A count that is no whole number >= 0 (negative, text, 2.5, true) or none for a reply
-    that streamed content would make the level's tokens/s and J/token wrong."""
+    A count that is no whole number >= 0 (negative, text, 2.5, true), none for a reply
+    that streamed content, or more output tokens than the request's max_tokens let it
+    decode would make the level's tokens/s and J/token wrong."""
     if not reply.usage_reported:
         return None
     for name, value in (("prompt_tokens", reply.input_tokens),
@@ -148,6 +150,9 @@ def usage_problem(reply: Reply) -> str | None:
             return f"the server's usage.{name} is {repr(value)[:40]}, not a count of tokens"
     if reply.output_tokens == 0 and reply.chunk_times_s:
         return "the server's usage says 0 output tokens for a reply that streamed content"
+    if reply.output_tokens is not None and reply.output_tokens > max_tokens:
+        return (f"the server's usage says {reply.output_tokens} output tokens, more than the "
+                f"request's max_tokens ({max_tokens}) lets it decode")
     return None
 
 
@@ -248,7 +253,7 @@ class Client:
             return
         reply.done_s = time.perf_counter()
         times = reply.chunk_times_s
-        bad = usage_problem(reply)
+        bad = usage_problem(reply, self.max_tokens)
         if bad:  # kept out of every sum: the counts are not the reply's
             reply.input_tokens = reply.output_tokens = None
             self._fail(reply, bad)

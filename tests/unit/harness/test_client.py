@@ -134,7 +134,7 @@ def test_events_cut_across_reads_are_parsed_once() -> None:
     is counted once, at the time of the read that completed it."""
     events = (b'data: {"choices": [{"text": "a"}]}\r\n\r\n: ping\r\n\r\n'
               b'data: {"choices": [{"text": "b", "finish_reason": "length"}]}\n\n'
-              b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 5}}'
+              b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}}'
               b'\n\ndata: [DONE]\n\n')
     cuts = [0, 20, 41, 60, 95, 140, len(events)]
 
@@ -150,5 +150,30 @@ def test_events_cut_across_reads_are_parsed_once() -> None:
     client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=2))
     asyncio.run(client._read_stream(Response(), reply))
     assert reply.ok and len(reply.chunk_times_s) == 2 and reply.finish_reason == "length"
-    assert (reply.input_tokens, reply.output_tokens) == (2, 5)
+    assert (reply.input_tokens, reply.output_tokens) == (2, 2)
     assert reply.chunk_times_s[0] < reply.chunk_times_s[1]  # "a" completes in an earlier read
+
+
+def test_a_usage_past_max_tokens_fails_the_request() -> None:
+    """usage.completion_tokens 5 for max_tokens 2: the server cannot have decoded them, and
+    counted they inflated tokens/s (2.5 times here) and cut J/token. A failed request with
+    its reason, no count kept; usage at max_tokens is fine (the test above)."""
+    events = (b'data: {"choices": [{"text": "a"}]}\n\n'
+              b'data: {"choices": [{"text": "b", "finish_reason": "length"}]}\n\n'
+              b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 5}}'
+              b'\n\ndata: [DONE]\n\n')
+
+    class Content:
+        async def iter_any(self):
+            yield events
+
+    class Response:
+        content = Content()
+        headers = {"Content-Type": "text/event-stream"}
+
+    reply = Reply(0, 0.0)
+    client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=2))
+    asyncio.run(client._read_stream(Response(), reply))
+    assert not reply.ok and (reply.input_tokens, reply.output_tokens) == (None, None)
+    assert reply.error == ("the server's usage says 5 output tokens, more than the request's "
+                           "max_tokens (2) lets it decode")
