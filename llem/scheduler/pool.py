@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from llem.backends import reloads_in_process
 from llem.config.models import Scheduling
+from llem.config.modes import served_name
 from llem.scheduler.metrics import Metrics
 from llem.scheduler.placement import Books
 from llem.scheduler.shares import Shares
@@ -154,9 +155,12 @@ class Pool:
         self.summary.model_loads += n
         if self.metrics:
             self.metrics.loaded(n)
-        if w.run.load.get("mode") == "server" and w.started:
+        if w.run.load.get("mode") == "server" and w.started and \
+                not served_name(w.run.group.first.backend):
             # ray.kill is a SIGKILL, which no handler outlives: the worker's server would
             # (its own session). Ask the worker to stop it first; a dead one cannot answer.
+            # A backend that sends to a server already running (endpoint) launched none:
+            # its close was a wait of SERVER_STOP_S behind a hung call (one call at a time)
             with contextlib.suppress(Exception):
                 ray.get(w.actor.close.remote(), timeout=SERVER_STOP_S)
         ray.kill(w.actor)

@@ -48,6 +48,8 @@ def _chunk(text: str, finish: str | None = None) -> bytes:
 async def _handle(request: web.Request) -> web.StreamResponse:
     fault = request.match_info["fault"]
     body = await request.json()
+    if fault == "hang":  # accepts the request and never answers
+        await asyncio.sleep(3600)
     n = int(body.get("max_tokens") or 4)
     if fault == "by_tokens":  # one load group's levels, each a fault (one worker for all)
         fault = BY_TOKENS[n]
@@ -260,3 +262,21 @@ def test_a_campaign_of_faulty_levels_goes_on_and_shows_no_key(faults: str,
         assert row["status"] == "failed" and row["tokens_per_s"] is None, row  # no number
         assert row["energy_per_token_j"] is None, row
         assert "\n" not in row["error"] and WHY[fault] in row["error"], (fault, row["error"])
+
+
+@pytest.mark.slow
+def test_a_job_past_its_timeout_on_a_server_that_never_answers_stops_on_time(
+        faults: str, tmp_path: Path) -> None:
+    """job_timeout_s 5 on an endpoint that never answers: each job is stopped at its timeout.
+    The driver waited 60 s on each hung worker for a server stop queued behind the hung call
+    (an endpoint launches no server): two jobs took 132 s."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.format(url=f"{faults}/hang", tokens="4, 5").replace(
+        "thermal_gaps: false", "thermal_gaps: false, job_timeout_s: 5"))
+    t0 = time.monotonic()
+    r = run_cli("run", str(grid), "--store", str(tmp_path / "st"), timeout=240,
+                env={"LLEM_R6_KEY": KEY})
+    took = time.monotonic() - t0
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count("timed out after 5 s (measurement.job_timeout_s)") == 2, r.stderr
+    assert took < 50, (took, r.stderr[-2000:])
