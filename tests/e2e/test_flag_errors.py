@@ -20,7 +20,7 @@ SERVER = str(ROOT / "configs" / "server-cpu.yaml")
 @pytest.mark.parametrize(("args", "want"), [
     ([DEMO, "--max-new-tokens", "100000000"], "error: --max-new-tokens 100000000: must be <="),
     ([DEMO, "--num-prompts", "100000000"], "error: --num-prompts 100000000: must be <="),
-    ([DEMO, "--backend", "endpoint"], "error: --backend 'endpoint': backend 'endpoint' has no"),
+    ([DEMO, "--backend", "nope"], "error: --backend 'nope': unknown backend 'nope'"),
     ([DEMO, "--model", "nope/nope!"], "error: --model 'nope/nope!': model 'nope/nope!' is not"),
     ([DEMO, "--name", "a b"], "error: --name 'a b': campaign name"),
     ([SERVER, "--batch-size", "4"], "error: --batch-size 4: 'batch_size' is an offline"),

@@ -257,6 +257,12 @@ class Client:
         if bad:  # kept out of every sum: the counts are not the reply's
             reply.input_tokens = reply.output_tokens = None
             self._fail(reply, bad)
+        elif times and reply.finish_reason is None and not reply.usage_reported:
+            # every OpenAI-compatible server ends a reply with a finish_reason (and usage when
+            # asked): a body that stops before either was cut (a connection closed cleanly
+            # read as a normal end), and its tokens would count as a whole reply's
+            self._fail(reply, f"the stream ended after {len(times)} content chunks with no "
+                       "finish_reason or usage: the reply was cut short")
         elif times:
             reply.first_token_s, reply.end_s, reply.ok = times[0], times[-1], True
         else:

@@ -44,6 +44,10 @@ def level_result(job: Job, level: LevelRun, ctx: dict[str, Any], started: float)
         first = next(q["error"] for q in inside if q["error"])
         raise RuntimeError(f"every request of the window failed ({len(inside)}), e.g.: "
                            f"{first}")
+    sent = [q for q in reqs if q["error"] or q["ok"]]
+    if sent and not any(q["ok"] for q in sent):  # failed so fast that no window held one:
+        first = next(q["error"] for q in sent if q["error"])  # it was an ok row of 0 tok/s
+        raise RuntimeError(f"every request of the level failed ({len(sent)}), e.g.: {first}")
     run = config_columns(job)
     context_columns(run, ctx)
     out_tok = figs.get("output_tokens_in_window")

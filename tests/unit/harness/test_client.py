@@ -177,3 +177,29 @@ def test_a_usage_past_max_tokens_fails_the_request() -> None:
     assert not reply.ok and (reply.input_tokens, reply.output_tokens) == (None, None)
     assert reply.error == ("the server's usage says 5 output tokens, more than the request's "
                            "max_tokens (2) lets it decode")
+
+
+def test_a_body_that_stops_before_its_end_is_a_cut_reply() -> None:
+    """Content, then the body ends with no finish_reason and no usage: the connection was
+    closed (read as a normal end by the transport at times): a failed request, not a reply
+    of two tokens; with the finish_reason the same body is a whole reply."""
+    def read(events: bytes) -> Reply:
+        class Content:
+            async def iter_any(self):
+                yield events
+
+        class Response:
+            content = Content()
+            headers = {"Content-Type": "text/event-stream"}
+
+        reply = Reply(0, 0.0)
+        client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=8))
+        asyncio.run(client._read_stream(Response(), reply))
+        return reply
+
+    cut = read(b'data: {"choices": [{"text": "a"}]}\n\ndata: {"choices": [{"text": "b"}]}\n\n')
+    assert not cut.ok and cut.error == ("the stream ended after 2 content chunks with no "
+                                        "finish_reason or usage: the reply was cut short")
+    whole = read(b'data: {"choices": [{"text": "a"}]}\n\n'
+                 b'data: {"choices": [{"text": "b", "finish_reason": "stop"}]}\n\n')
+    assert whole.ok and whole.error is None
