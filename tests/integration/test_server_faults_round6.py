@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -177,25 +178,32 @@ def test_a_stream_without_done_or_in_one_piece_is_fine(fault: str, faults: str,
     assert figs["output_tokens_per_s"] > 0
 
 
+def _level_of(fault: str, faults: str, requests: int) -> tuple[Any, Any, Any]:
+    """(job, load, profile): one closed-loop level of 2 against the fault server's route."""
+    from llem.config.grid import iter_jobs
+    from llem.config.load import load_text
+
+    [job] = iter_jobs(load_text(
+        f"name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {{base_url: '{faults}/"
+        f"{fault}', api_key_env: LLEM_R6_KEY}}\ngrid: {{mode: server, max_new_tokens: 4}}\n"
+        f"server: {{profile: concurrency, concurrency: 2, requests: {requests}}}\n"))
+    profile = Concurrency(n=2)
+    load = run_load(f"{faults}/{fault}", "m", ["hi"], profile, GenParams(max_tokens=4),
+                    limit=Limit(requests=requests), api_key_env="LLEM_R6_KEY")
+    return job, load, profile
+
+
 def test_a_level_with_failed_requests_has_no_valid_energy(faults: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Half the window's requests failed: its energy went into them too, its token counts
     hold none of their output, so J/token is no measurement (it was a valid row)."""
-    from llem.config.grid import iter_jobs
-    from llem.config.load import load_text
     from llem.harness.server.level import LevelRun
     from llem.harness.server.rows import level_result
     from llem.harness.server.window import SLO, steady_window
     from llem.measure.meter import Window
 
     monkeypatch.setenv("LLEM_R6_KEY", KEY)
-    [job] = iter_jobs(load_text(
-        f"name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {{base_url: '{faults}/"
-        "flaky', api_key_env: LLEM_R6_KEY}\ngrid: {mode: server, max_new_tokens: 4}\n"
-        "server: {profile: concurrency, concurrency: 2, requests: 12}\n"))
-    profile = Concurrency(n=2)
-    load = run_load(f"{faults}/flaky", "m", ["hi"], profile, GenParams(max_tokens=4),
-                    limit=Limit(requests=12), api_key_env="LLEM_R6_KEY")
+    job, load, profile = _level_of("flaky", faults, 12)
     start, end = steady_window(load) or (0.0, 0.0)
     gpu = {"GPU-r6": 50.0}
     window = Window(end - start, gpu, dict(gpu), {"GPU-r6": 10.0}, {}, started_s=start,
@@ -213,21 +221,13 @@ def test_a_level_whose_every_request_failed_outside_any_window_is_failed(
         faults: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every request answered 404 at once: the window (load at target .. last send) held
     none of them, and the level was an ok row of 0 tok/s (seen once in about 8 campaigns)."""
-    from llem.config.grid import iter_jobs
-    from llem.config.load import load_text
     from llem.harness.server.level import LevelRun
     from llem.harness.server.rows import level_result
     from llem.harness.server.window import SLO
     from llem.measure.meter import Window
 
     monkeypatch.setenv("LLEM_R6_KEY", KEY)
-    [job] = iter_jobs(load_text(
-        f"name: t\nmodels: [m]\nbackends: [endpoint]\nendpoint: {{base_url: '{faults}/"
-        "status404', api_key_env: LLEM_R6_KEY}\ngrid: {mode: server, max_new_tokens: 4}\n"
-        "server: {profile: concurrency, concurrency: 2, requests: 4}\n"))
-    profile = Concurrency(n=2)
-    load = run_load(f"{faults}/status404", "m", ["hi"], profile, GenParams(max_tokens=4),
-                    limit=Limit(requests=4), api_key_env="LLEM_R6_KEY")
+    job, load, profile = _level_of("status404", faults, 4)
     assert load.replies and not any(r.ok for r in load.replies)
     end = max(r.done_s or 0.0 for r in load.replies) + 1.0  # a window after every reply
     window = Window(1.0, {"GPU-r6": 50.0}, {"GPU-r6": 50.0}, {"GPU-r6": 10.0}, {},

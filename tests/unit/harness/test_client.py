@@ -154,15 +154,8 @@ def test_events_cut_across_reads_are_parsed_once() -> None:
     assert reply.chunk_times_s[0] < reply.chunk_times_s[1]  # "a" completes in an earlier read
 
 
-def test_a_usage_past_max_tokens_fails_the_request() -> None:
-    """usage.completion_tokens 5 for max_tokens 2: the server cannot have decoded them, and
-    counted they inflated tokens/s (2.5 times here) and cut J/token. A failed request with
-    its reason, no count kept; usage at max_tokens is fine (the test above)."""
-    events = (b'data: {"choices": [{"text": "a"}]}\n\n'
-              b'data: {"choices": [{"text": "b", "finish_reason": "length"}]}\n\n'
-              b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 5}}'
-              b'\n\ndata: [DONE]\n\n')
-
+def _read(events: bytes, max_tokens: int) -> Reply:
+    """events as one read of a 200 event stream, through the client's own stream reader."""
     class Content:
         async def iter_any(self):
             yield events
@@ -172,8 +165,19 @@ def test_a_usage_past_max_tokens_fails_the_request() -> None:
         headers = {"Content-Type": "text/event-stream"}
 
     reply = Reply(0, 0.0)
-    client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=2))
+    client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=max_tokens))
     asyncio.run(client._read_stream(Response(), reply))
+    return reply
+
+
+def test_a_usage_past_max_tokens_fails_the_request() -> None:
+    """usage.completion_tokens 5 for max_tokens 2: the server cannot have decoded them, and
+    counted they inflated tokens/s (2.5 times here) and cut J/token. A failed request with
+    its reason, no count kept; usage at max_tokens is fine (the test above)."""
+    reply = _read(b'data: {"choices": [{"text": "a"}]}\n\n'
+                  b'data: {"choices": [{"text": "b", "finish_reason": "length"}]}\n\n'
+                  b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": '
+                  b'5}}\n\ndata: [DONE]\n\n', max_tokens=2)
     assert not reply.ok and (reply.input_tokens, reply.output_tokens) == (None, None)
     assert reply.error == ("the server's usage says 5 output tokens, more than the request's "
                            "max_tokens (2) lets it decode")
@@ -183,23 +187,11 @@ def test_a_body_that_stops_before_its_end_is_a_cut_reply() -> None:
     """Content, then the body ends with no finish_reason and no usage: the connection was
     closed (read as a normal end by the transport at times): a failed request, not a reply
     of two tokens; with the finish_reason the same body is a whole reply."""
-    def read(events: bytes) -> Reply:
-        class Content:
-            async def iter_any(self):
-                yield events
-
-        class Response:
-            content = Content()
-            headers = {"Content-Type": "text/event-stream"}
-
-        reply = Reply(0, 0.0)
-        client = Client("http://127.0.0.1:9", "m", GenParams(max_tokens=8))
-        asyncio.run(client._read_stream(Response(), reply))
-        return reply
-
-    cut = read(b'data: {"choices": [{"text": "a"}]}\n\ndata: {"choices": [{"text": "b"}]}\n\n')
+    cut = _read(b'data: {"choices": [{"text": "a"}]}\n\ndata: {"choices": [{"text": "b"}]}'
+                b'\n\n', max_tokens=8)
     assert not cut.ok and cut.error == ("the stream ended after 2 content chunks with no "
                                         "finish_reason or usage: the reply was cut short")
-    whole = read(b'data: {"choices": [{"text": "a"}]}\n\n'
-                 b'data: {"choices": [{"text": "b", "finish_reason": "stop"}]}\n\n')
+    whole = _read(b'data: {"choices": [{"text": "a"}]}\n\n'
+                  b'data: {"choices": [{"text": "b", "finish_reason": "stop"}]}\n\n',
+                  max_tokens=8)
     assert whole.ok and whole.error is None
