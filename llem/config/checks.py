@@ -9,6 +9,7 @@ adapters and assistant models resolve against the grid file's folder, like model
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from llem.backends import REGISTRY, options_of
 from llem.config.axes import SECTION_MODELS, resolve
-from llem.config.grid import combinations, located
+from llem.config.grid import combinations, located, never_used
 from llem.config.hub_quiet import quiet_hub
 from llem.config.loaded import Loaded
 from llem.config.models import Point, Server
@@ -123,27 +124,25 @@ def check_profile_values(loaded: Loaded) -> None:
     def wanted(path: str) -> bool:
         return path == "mode" or path.startswith("server.")
 
-    used: dict[Any, bool] = {}  # where a value was written -> a point using it was seen
-    field_of: dict[Any, str] = {}
-    for values, where in combinations(loaded, wanted):
+    def judge(values: dict[str, Any], where: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
         if values.get("mode", "offline") != "server":
-            continue
+            return
         profile = values.get("server.profile", "poisson")
         for field, uses in PROFILE_USES.items():
             path = f"server.{field}"
             if path in values and values[path] != Server.model_fields[field].default:
-                loc = tuple(where.get(path, ("server", field)))
-                used[loc] = used.get(loc, False) or profile in uses
-                field_of[loc] = field
-    for loc, ok in used.items():
-        if not ok:
-            field, uses = field_of[loc], PROFILE_USES[field_of[loc]]
-            raise loaded.source.error(
-                loc, f"server.{field} is used only by profile{'s' * (len(uses) > 1)} "
-                f"{', '.join(uses)}, and no point it reaches has one: each value would run "
-                "the same level, labelled with a setting it never had",
-                hint=f"remove it, or write it beside its profile (a group alternative: "
-                f"{{profile: {uses[0]}, {field}: ...}})")
+                yield tuple(where.get(path, ("server", field))), field, profile in uses
+
+    found = never_used(loaded, wanted, judge)
+    if found is not None:
+        loc, field = found
+        uses = PROFILE_USES[field]
+        raise loaded.source.error(
+            loc, f"server.{field} is used only by profile{'s' * (len(uses) > 1)} "
+            f"{', '.join(uses)}, and no point it reaches has one: each value would run "
+            "the same level, labelled with a setting it never had",
+            hint=f"remove it, or write it beside its profile (a group alternative: "
+            f"{{profile: {uses[0]}, {field}: ...}})")
 
 
 def check_server_body(loaded: Loaded) -> None:

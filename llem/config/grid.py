@@ -105,6 +105,23 @@ def combinations(loaded: Loaded, wanted: Callable[[str], bool],
                 yield values, {p: where[p] for p in values if p in where}
 
 
+def never_used(loaded: Loaded, wanted: Callable[[str], bool],
+               judge: Callable[[Alternative, Where], Iterable[tuple[Loc, str, bool]]],
+               ) -> tuple[Loc, str] | None:
+    """The first place a value was written that no point it reaches uses, with the field it
+    sets (None: each is used by some point). judge(values, where) yields, for each value of
+    interest in one combination, (where it was written, its field, whether these points use
+    it). The checks of settings a point leaves unused (llem.config.checks,
+    llem.config.greedy_check) share it."""
+    used: dict[Loc, bool] = {}
+    field_of: dict[Loc, str] = {}
+    for values, where in combinations(loaded, wanted):
+        for loc, field, ok in judge(values, where):
+            used[loc] = used.get(loc, False) or ok
+            field_of[loc] = field
+    return next(((loc, field_of[loc]) for loc, ok in used.items() if not ok), None)
+
+
 def _either(wanted: Callable[[str], bool], named: set[str]) -> Callable[[str], bool]:
     return lambda p: wanted(p) or p in named
 
