@@ -16,7 +16,9 @@ from llem.cli.term import check_output
 from llem.errors import UserError
 from llem.report.output import atomic_file, check_folder
 
-FORMATS = ("csv", "jsonl", "json", "parquet")
+OPTIONS = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json",  # DuckDB COPY's, a format
+           "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}
+FORMATS = tuple(OPTIONS)
 
 
 @click.command()
@@ -54,8 +56,6 @@ def export(campaign: str, fmt: str | None, table: str, output: Path | None,
     camp = Campaign.open(open_store(store), campaign)
     order = {"runs": "job_id, cycle", "requests": "job_id, cycle, request_index",
              "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]
-    options = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json",
-               "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}[fmt]
     if output:
         check_folder(output, "-o")
     dest = output or Path(tempfile.mkdtemp(prefix="llem-export-")) / "stdout"
@@ -63,7 +63,7 @@ def export(campaign: str, fmt: str | None, table: str, output: Path | None,
         with atomic_file(dest) as tmp:
             camp.con.execute(f"COPY (SELECT * FROM {table} WHERE campaign = "
                              f"{_literal(campaign)} ORDER BY {order}) TO {_literal(tmp)} "
-                             f"({options})")
+                             f"({OPTIONS[fmt]})")
         if not output:
             with open(dest, "rb") as f:
                 shutil.copyfileobj(f, sys.stdout.buffer)
