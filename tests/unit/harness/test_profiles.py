@@ -109,10 +109,13 @@ def test_closed_loop_ramp_and_warmup_are_marked() -> None:
                        limit=Limit(requests=12))
     assert [r.in_ramp for r in res.replies] == [True] * 5 + [False] * 10
     t = res.target_reached_s  # the first moment after the warmup with 4 in flight
-    assert t >= res.replies[5].sent_s and len(res.measured) == 10
-    # 4 in flight at t; a reply whose end freed a slot is stamped done a moment after the
-    # loop sent the next one, so at t it may still count, or just have ended (3 seen)
-    assert 3 <= sum(r.sent_s <= t < r.done_s for r in res.replies) <= 4
+    assert len(res.measured) == 10
+    # the loop refills every free slot before it waits, so the target is reached within the
+    # batch of sends that starts with the first measured request (5), at most 3 later
+    assert t in [r.sent_s for r in res.replies[5:9]]
+    # never more than 4 in flight at t; fewer may be seen by the timestamps, as replies that
+    # ended at once on a busy machine stamp their end before their slot is given back
+    assert 1 <= sum(r.sent_s <= t < r.done_s for r in res.replies) <= 4
     assert res.max_in_flight == 4
     assert thr.max_in_flight == 12  # all at once
 
