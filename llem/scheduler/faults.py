@@ -50,7 +50,7 @@ class Faults:
         ready, _ = ray.wait([w.ready_ref], timeout=0)
         if ready:
             try:
-                ray.get(w.ready_ref)
+                w.pid = ray.get(w.ready_ref).get("pid")
             except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
                 if time.monotonic() - w.created <= self.sched.start_timeout_s:
                     time.sleep(0.05)
@@ -80,6 +80,7 @@ class Faults:
                "or the job needs a longer timeout")
         self._remove_call(w, ref)
         w.run.give_back([j for _, j in w.inflight])
+        w.hung = True
         self._drop(w, release=True)
         self._store(w, failed_result(job, JobTimeout(why), why, {}, time.time()))
 

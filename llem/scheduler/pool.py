@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -128,6 +129,7 @@ class Pool:
 
     def retire(self, w: Worker, release: bool = True) -> None:
         """Kill a worker, its loads counted; release=False: its node is lost."""
+        w.hung = w.hung or bool(w.inflight)  # a call still runs in it (an interrupted run)
         for ref, _ in list(w.inflight):
             self.calls.pop(ref, None)
         w.inflight.clear()
@@ -159,8 +161,33 @@ class Pool:
                 not served_name(w.run.group.first.backend):
             # ray.kill is a SIGKILL, which no handler outlives: the worker's server would
             # (its own session). Ask the worker to stop it first; a dead one cannot answer.
-            # A backend that sends to a server already running (endpoint) launched none:
-            # its close was a wait of SERVER_STOP_S behind a hung call (one call at a time)
+            # A backend that sends to a server already running (endpoint) launched none.
+            # A close would wait behind a call still running (one call at a time), up to
+            # SERVER_STOP_S, and not run at all behind a hung one: SIGTERM the worker then
             with contextlib.suppress(Exception):
-                ray.get(w.actor.close.remote(), timeout=SERVER_STOP_S)
+                if w.hung and w.pid is not None:
+                    self._terminate(w, w.pid)
+                else:
+                    ray.get(w.actor.close.remote(), timeout=SERVER_STOP_S)
         ray.kill(w.actor)
+
+    def _terminate(self, w: Worker, pid: int) -> None:
+        """SIGTERM to w's process, sent on its node, in its runtime env: the worker's
+        handler stops the servers it started (llem.harness.server.launch), then it exits."""
+        task = ray.remote(num_cpus=0)(terminate).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(w.node_id, soft=False),
+            runtime_env=self.runtime_envs.get(w.run.group.first.backend))
+        ray.get(task.remote(pid, SERVER_STOP_S), timeout=SERVER_STOP_S + 10)
+
+
+def terminate(pid: int, wait_s: float) -> bool:
+    """SIGTERM pid and wait up to wait_s for it to exit; whether it did."""
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        proc.wait(timeout=wait_s)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    return True

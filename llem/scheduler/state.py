@@ -159,6 +159,8 @@ class Worker:
     loads: dict[int, int] = field(default_factory=dict)  # pid -> model loads in it
     started: bool = False
     restarting: bool = False  # after a crash: no calls until it answers ready again
+    pid: int | None = None  # its process, once it answered ready
+    hung: bool = False  # a call of it ran past its job's timeout
 
 
 def group_size(g: Group, c: Any) -> int:

@@ -5,6 +5,7 @@ timestamps; and a server killed mid-level."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -105,9 +106,9 @@ def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: P
 
 
 def _kill_server_mid_level(model: str, into_s: float, done: threading.Event,
-                           killed: list[int]) -> None:
-    """SIGKILL the first `transformers serve` process of model into_s seconds after it
-    answers (model: this test's own tiny model; other servers on the machine are left)."""
+                           killed: list[int], sig: int = signal.SIGKILL) -> None:
+    """Signal (SIGKILL) the first `transformers serve` process of model into_s seconds after
+    it answers (model: this test's own tiny model; other servers on the machine are left)."""
     while not done.is_set():
         for p in psutil.process_iter(["pid", "cmdline"]):
             args = p.info["cmdline"] or []
@@ -120,7 +121,7 @@ def _kill_server_mid_level(model: str, into_s: float, done: threading.Event,
                     except OSError:
                         time.sleep(0.2)
                 time.sleep(into_s)
-                os.kill(p.info["pid"], signal.SIGKILL)
+                os.kill(p.info["pid"], sig)
                 killed.append(p.info["pid"])
                 return
         time.sleep(0.2)
@@ -198,3 +199,33 @@ def test_vllm_serve_two_levels_one_server(ray_gpus, tiny_model, vllm_python,
         assert polls, "vLLM's /metrics sampled into the timeline"
         assert all(0 <= p["t_s"] <= r["steady_state_s"] + 0.01 for p in polls)
         assert all(p["server_kv_cache_usage_pct"] is not None for p in polls)
+
+
+def test_a_job_past_its_timeout_stops_its_server_at_once(ray_gpus, tiny_model,
+                                                          tmp_path: Path) -> None:
+    """A server that stops answering mid-level (SIGSTOP): the job times out, and the worker's
+    server is stopped and the worker killed at the timeout. The stop was a call queued
+    behind the hung one (one call at a time), waited for 60 s, then a SIGKILL of the
+    worker, which the frozen server (its own session) outlived."""
+    text = GRID.format(name="late", model=tiny_model, attn="sdpa", rates="[2]",
+                       limit="duration_s: 10").replace(
+        "idle_baseline_s: 0", "idle_baseline_s: 0, job_timeout_s: 15")
+    done, frozen = threading.Event(), []
+    t = threading.Thread(target=_kill_server_mid_level,
+                         args=(str(tiny_model), 1.0, done, frozen, signal.SIGSTOP), daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        run_campaign(load_text(text), store=Store(tmp_path))
+    finally:
+        done.set()
+        for pid in frozen:  # if the stop failed, let the test's own clean-up reach it
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+    took = time.monotonic() - t0
+    assert frozen, "no server process was found to freeze"
+    runs = _rows(tmp_path, "SELECT status, error FROM runs")
+    assert [r["status"] for r in runs] == ["failed"], runs
+    assert runs[0]["error"].startswith("JobTimeout: timed out after 15 s"), runs
+    assert not _servers(tiny_model), "a server outlived its timed-out worker"
+    assert took < 45, took  # 15 s and the stop; it was 15 + 60 s and more

@@ -86,13 +86,15 @@ class ProcessTree:
         return list(procs.values())
 
     def stop(self, term_timeout_s: float, kill_timeout_s: float = 5.0) -> StopReport:
-        """SIGTERM to the group and to members that left it, wait, SIGKILL what is left."""
+        """SIGTERM (and SIGCONT) to the group and to members that left it, wait, SIGKILL what
+        is left."""
         t0 = time.perf_counter()
         tree = self.collect()
         pgid = self.proc.pid
         if not any(_pgid(p) == pgid for p in tree):
             pgid = 0  # the group is empty: its id may belong to another group by now
         self._signal(pgid, tree, signal.SIGTERM)
+        self._signal(pgid, tree, signal.SIGCONT)  # a stopped process acts on SIGTERM only then
         alive = self._wait_gone(tree, term_timeout_s)
         killed = [p.pid for p in alive]
         if alive:
