@@ -92,7 +92,7 @@ def query(sql: str, store: str | None, fmt: str) -> None:
 
     Views: runs (one row per job x cycle), requests (one per request), samples (the
     power/thermal timeline), stats (per configuration across cycles: mean, std, 95% CI, CV).
-    Columns and units: docs/schema.md.
+    Columns and units: docs/schema.md. It only reads (`llem export` writes files).
 
     \b
       llem query "SELECT backend, batch_size, avg(energy_per_token_j) FROM runs GROUP BY ALL"
@@ -118,6 +118,7 @@ def query(sql: str, store: str | None, fmt: str) -> None:
                             f"0x{data[exc.start]:02x}): save it as UTF-8") from None
     if not sql.strip():  # printed '0 rows' as if it had asked something
         raise UserError("the SQL is empty: give a query, e.g. llem query \"SELECT * FROM runs\"")
+    reads_only(sql)
     st = open_store(store)
     try:
         table = run_sql(st, sql)
@@ -129,6 +130,31 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     # masked like every other text llem shows
     emit([{redact(k): _masked(v) for k, v in row.items()} for row in table.to_pylist()],
          [redact(c) for c in table.column_names], fmt)
+
+
+# what `llem query` runs: statements that read (SELECT, WITH, FROM, VALUES, DESCRIBE,
+# SUMMARIZE, SHOW, EXPLAIN, PIVOT) and settings of this one connection (SET, PRAGMA, CALL)
+READS = frozenset({"SELECT", "EXPLAIN", "MULTI", "PRAGMA", "CALL", "SET", "VARIABLE_SET"})
+
+
+def reads_only(sql: str) -> None:
+    """Refuse, before anything runs, SQL that writes (COPY ... TO, CREATE, INSERT, ATTACH,
+    EXPORT, INSTALL, ...): `COPY runs TO '<store>/runs/x.parquet'` put a file no writer made
+    into the store. Files are written by `llem export`."""
+    import duckdb
+
+    try:
+        kinds = [s.type.name for s in duckdb.extract_statements(sql)]
+    except duckdb.Error as exc:
+        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    for i, kind in enumerate(kinds, 1):
+        if kind not in READS:
+            which = f"statement {i} of {len(kinds)}" if len(kinds) > 1 else "the SQL"
+            kind = "an INSTALL or LOAD" if kind == "LOAD" else \
+                f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind}"
+            raise UserError(f"{which} is {kind} statement, and llem query only reads "
+                            "(SELECT, WITH, DESCRIBE, SUMMARIZE, EXPLAIN, PIVOT): write "
+                            "files with `llem export CAMPAIGN -o FILE`")
 
 
 def _masked(value: Any) -> Any:

@@ -1,0 +1,49 @@
+"""`llem query` reads: SQL that would write a file, a table, a database or an extension is
+refused in one line before anything runs (`COPY runs TO '<store>/runs/x.parquet'` put a
+file no llem writer made into the store); what reads still runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_cli
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    (tmp_path / "store" / "runs").mkdir(parents=True)  # a store, empty
+    return tmp_path / "store"
+
+
+@pytest.mark.parametrize(("sql", "kind", "made"), [
+    ("COPY (SELECT 1 AS x) TO '{t}/store/runs/x.parquet'", "the SQL is a COPY",
+     "store/runs/x.parquet"),
+    ("SELECT 1; COPY (SELECT 1) TO '{t}/y.csv'", "statement 2 of 2 is a COPY", "y.csv"),
+    ("ATTACH '{t}/new.db' AS n", "is an ATTACH", "new.db"),
+    ("EXPORT DATABASE '{t}/dump'", "is an EXPORT", "dump"),
+    ("CREATE TABLE t AS SELECT 1", "is a CREATE", None),
+    ("INSTALL httpfs", "is an INSTALL or LOAD", None),
+])
+def test_sql_that_writes_is_refused(store: Path, sql: str, kind: str, made: str | None) -> None:
+    t = store.parent
+    r = run_cli("query", sql.format(t=t), "--store", str(store))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert kind in r.stderr and "llem export" in r.stderr, r.stderr
+    if made:
+        assert not (t / made).exists()
+
+
+@pytest.mark.parametrize(("sql", "want"), [
+    ("SELECT 41 + 1 AS x", [{"x": 42}]),
+    ("WITH a AS (SELECT 2 AS x) FROM a", [{"x": 2}]),
+    ("PIVOT (SELECT 'k' AS c, 3 AS v) ON c USING max(v)", [{"k": 3}]),
+    ("SET threads = 1; SELECT current_setting('threads') AS n", [{"n": 1}]),
+])
+def test_sql_that_reads_runs(store: Path, sql: str, want: list[dict]) -> None:
+    r = run_cli("query", sql, "--store", str(store), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == want
