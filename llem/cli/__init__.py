@@ -7,16 +7,6 @@ import sys
 
 import click
 
-from llem.cli.compact_cmd import compact
-from llem.cli.compare_cmd import compare
-from llem.cli.doctor_cmd import doctor
-from llem.cli.env_cmd import env
-from llem.cli.export_cmd import export
-from llem.cli.query_cmd import query, results
-from llem.cli.report_cmd import report
-from llem.cli.run_cmd import run
-from llem.cli.submit_cmd import logs, status, stop, submit
-from llem.cli.tools_cmd import tiny_model
 from llem.cli.values import Commands
 from llem.credentials import redact
 from llem.errors import UserError, one_line
@@ -42,9 +32,6 @@ def cli() -> None:
     """
 
 
-for command in (run, submit, status, logs, stop, query, results, compare, report, export,
-                tiny_model, env, doctor, compact):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from llem.cli.query_cmd import open_store
 from llem.cli.term import plural
 from llem.errors import UserError
 
@@ -26,7 +27,6 @@ def compact(store: str | None, campaign: str | None) -> None:
     \b
       llem compact results --campaign demo
     """
-    from llem.cli.query_cmd import open_store
     from llem.store.compact import compact as run_compact
 
     st = open_store(store)

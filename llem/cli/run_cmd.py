@@ -222,13 +222,14 @@ def check_home() -> None:
 
 def _campaign(grid: Path | None, quiet: bool, verbose: bool, stop: Stopper, err: Out,
               **flags: Any) -> int:
-    from llem.api import Started, prepare, run_campaign  # Ray: only once a run is asked for
-    from llem.cli.stats_table import print_end
-
     notes: list[str] = []
     loaded = load_for_run(grid, flags, notes)  # validation first
     if not (flags.get("address") or os.environ.get("RAY_ADDRESS")):
         check_local_keys(loaded)  # this machine's workers: their environment is this one
+    # Ray, the driver and the server client (~0.5 s of imports): only once the grid passed
+    from llem.api import Started, prepare, run_campaign
+    from llem.cli.stats_table import print_end
+
     # prompt files, backend environments (a dry run notes a missing env) and a writable
     # store, before Ray
     ready = prepare(loaded, store=flags.get("store") or loaded.campaign.store,

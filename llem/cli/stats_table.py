@@ -19,6 +19,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from llem.cli.query_cmd import default_store
 from llem.cli.term import Out, plural
 from llem.config.axes import dotted
 from llem.config.grid import count_points, load_groups
@@ -83,7 +84,6 @@ def print_end(err: Out, out: Out, s: Summary, loaded: Loaded, store: str, quiet:
 
 def store_option(store: str) -> str:
     """' --store STORE' for the commands to run next, unless they find it by default."""
-    from llem.cli.query_cmd import default_store
 
     here = default_store()
     if "://" not in store and "://" not in here and \

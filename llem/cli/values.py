@@ -6,15 +6,38 @@ cut short."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from llem.errors import UserError
 
+# each subcommand's module, imported when the command runs (or --help lists them all): a
+# command does not pay for the others' imports (report's pyarrow, duckdb, plotly: ~0.3 s)
+COMMANDS = {"run": "llem.cli.run_cmd", "submit": "llem.cli.submit_cmd",
+            "status": "llem.cli.submit_cmd", "logs": "llem.cli.submit_cmd",
+            "stop": "llem.cli.submit_cmd", "query": "llem.cli.query_cmd",
+            "results": "llem.cli.query_cmd", "compare": "llem.cli.compare_cmd",
+            "report": "llem.cli.report_cmd", "export": "llem.cli.export_cmd",
+            "tiny-model": "llem.cli.tools_cmd", "env": "llem.cli.env_cmd",
+            "doctor": "llem.cli.doctor_cmd", "compact": "llem.cli.compact_cmd"}
+
 
 class Commands(click.Group):
-    """llem's group: each subcommand's raw values are checked before click converts them."""
+    """llem's group: each subcommand's raw values are checked before click converts them;
+    each is imported only when asked for (COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        mod = importlib.import_module(module)
+        command: click.Command = getattr(mod, cmd_name.replace("-", "_"))
+        return command
 
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
