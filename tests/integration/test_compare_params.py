@@ -1,12 +1,12 @@
 """`llem compare` (the CLI as a subprocess) groups by what varies between a campaign's
 stored points, whatever section swept it: an arrival rate swept in `measurement:`, a
 server's rate levels (`server.rate`), a backend's engine argument only where it applies;
-server mode adds goodput and SLO attainment; numbers in one format."""
+server mode adds goodput and SLO attainment (on a real server: test_server_mode.py); numbers
+in one format."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import statistics
 from pathlib import Path
@@ -21,9 +21,6 @@ from tests.support.campaign_store import (
     SATURATED_LEVEL,
     SERVER,
     SERVER_CYCLES,
-    SERVER_RUN,
-    SERVER_RUN_GRID,
-    SERVER_RUN_RATES,
     read_runs,
     run_grid,
     server_levels,
@@ -120,36 +117,3 @@ def test_server_levels_are_configurations_with_goodput(server: Path) -> None:
     sat = [line.split() for line in text.splitlines()[2:] if " of " in line]
     assert [(int(s[0]), float(s[1]), " ".join(s[3:6])) for s in sat] == \
         [(*SATURATED_LEVEL, f"{SERVER_CYCLES} of {SERVER_CYCLES}")]
-
-
-@pytest.fixture(scope="module")
-def server_run(llem_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_grid(tmp_path_factory.mktemp("serverrun"), SERVER_RUN_GRID, timeout=900)
-
-
-def test_a_real_server_campaign(server_run: Path, tmp_path: Path) -> None:
-    """A real `transformers serve` at two rate levels: compare has a row per level with its
-    achieved rate, goodput and SLO attainment; the report draws them against the achieved
-    rate (no energy on this machine: J/token is left out, not drawn as zero)."""
-    runs = read_runs(server_run, SERVER_RUN)
-    assert all(r["status"] == "ok" and r["mode"] == "server" for r in runs), \
-        [r["error"] for r in runs]
-    out = compare_json(server_run, SERVER_RUN)
-    assert [r["server.rate"] for r in out] == list(SERVER_RUN_RATES)
-    for r in out:
-        run = next(x for x in runs if x["request_rate"] == r["server.rate"])
-        assert r["n"] == 1
-        assert r["goodput_requests_per_s_mean"] == pytest.approx(run["goodput_requests_per_s"])
-        assert r["slo_attainment_mean"] == pytest.approx(run["slo_attainment"])
-        assert r["arrival_rate_achieved_mean"] == pytest.approx(run["arrival_rate_achieved"])
-    page = tmp_path / "r.html"
-    msg = llem("report", SERVER_RUN, "--store", str(server_run), "-o", str(page))
-    assert "2 configurations" in msg
-    html = page.read_text()
-    data = json.loads(re.search(r'id="llem-data">(.*?)</script>', html, re.S)
-                      .group(1).replace("<\\/", "</"))
-    assert data["server"] and data["swept"] == ["server.rate"]
-    assert [p["name"] for p in data["params"]] == ["server.rate"]
-    assert 'id="fig-rate_levels"' in html
-    assert 'id="fig-energy_latency_pareto"' not in html  # no energy measured here
-    assert "Energy was not measured" in html

@@ -6,7 +6,9 @@ timestamps; and a server killed mid-level."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import threading
 import time
@@ -20,6 +22,7 @@ from llem import run_campaign
 from llem.config.load import load_text
 from llem.store.query import run_sql
 from llem.store.store import Store
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +106,35 @@ def test_two_groups_two_levels_one_server_each(ray_gpus, tiny_model, tmp_path: P
         assert max(q["start_s"] for q in ramp) <= start  # the window opens after the ramp
         assert all(start <= q["start_s"] < end for q in inside)
         assert len(inside) == r["requests_in_window"]
+    _compare_and_report(tmp_path, runs)
+
+
+def _compare_and_report(store: Path, runs: list[dict]) -> None:
+    """`llem compare` (the CLI) has a row per level with its achieved rate, goodput and SLO
+    attainment; `llem report` draws the levels against the achieved rate (no energy on this
+    machine: J/token is left out, not drawn as zero)."""
+    r = run_cli("compare", "srv", "--store", str(store), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert sorted(x["server.rate"] for x in out) == [4.0, 4.0, 8.0, 8.0]
+    for x in out:
+        attn = next(v for k, v in x.items() if "attn_implementation" in k)
+        run = next(q for q in runs if q["request_rate"] == x["server.rate"] and
+                   f'"{attn}"' in q["point_json"])
+        assert x["n"] == 1
+        assert x["goodput_requests_per_s_mean"] == pytest.approx(run["goodput_requests_per_s"])
+        assert x["slo_attainment_mean"] == pytest.approx(run["slo_attainment"])
+        assert x["arrival_rate_achieved_mean"] == pytest.approx(run["arrival_rate_achieved"])
+    page = store / "r.html"
+    r = run_cli("report", "srv", "--store", str(store), "-o", str(page))
+    assert r.returncode == 0 and "4 configurations" in r.stdout, r.stdout + r.stderr
+    html = page.read_text()
+    data = json.loads(re.search(r'id="llem-data">(.*?)</script>', html, re.S)
+                      .group(1).replace("<\\/", "</"))
+    assert data["server"] and "server.rate" in data["swept"]
+    assert 'id="fig-rate_levels"' in html
+    assert 'id="fig-energy_latency_pareto"' not in html  # no energy measured here
+    assert "Energy was not measured" in html
 
 
 def _kill_server_mid_level(model: str, into_s: float, done: threading.Event,

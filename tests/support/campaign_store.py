@@ -126,34 +126,6 @@ resources: {{gpus_per_job: 0}}
 """
 ARRIVAL_RATES = (4.0, 16.0, 64.0)
 
-# A real server under load (as configs/server-cpu.yaml, smaller): two rate levels of one
-# `transformers serve`, one cycle each.
-SERVER_RUN = "serverrun"
-SERVER_RUN_GRID = f"""
-name: {SERVER_RUN}
-store: store
-models: [llem:tiny]
-backends: [transformers]
-cycles: 1
-grid:
-  mode: server
-  dtype: float32
-  max_new_tokens: 8
-server:
-  profile: poisson
-  rate: [2, 8]
-  requests: 12
-  ramp_s: 0.5
-  warmup_requests: 2
-  slo_ttft_s: 2.0
-  slo_tpot_s: 0.5
-dataset: {{source: builtin, num_prompts: 8}}
-measurement: {{idle_baseline_s: 0}}
-resources: {{gpus_per_job: 0}}
-"""
-SERVER_RUN_RATES = (2.0, 8.0)
-
-
 _RUN: dict[str, Path] = {}  # grid text -> its store, once per pytest process
 
 
