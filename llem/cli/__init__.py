@@ -32,8 +32,6 @@ def cli() -> None:
     """
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one line and exit 2, never a traceback."""
     try:

@@ -84,7 +84,6 @@ def print_end(err: Out, out: Out, s: Summary, loaded: Loaded, store: str, quiet:
 
 def store_option(store: str) -> str:
     """' --store STORE' for the commands to run next, unless they find it by default."""
-
     here = default_store()
     if "://" not in store and "://" not in here and \
             Path(store).expanduser().resolve() == Path(here).resolve():
