@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -32,8 +34,23 @@ def cli() -> None:
     """
 
 
+_CTRL_C: list[bool] = []  # Ctrl-C was pressed (see _note_ctrl_c)
+
+
+def _note_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Python's own SIGINT handler, noted first: DuckDB turns the KeyboardInterrupt it
+    raises mid-query into RuntimeError('Query interrupted'), which printed a traceback."""
+    _CTRL_C.append(True)
+    signal.default_int_handler(signum, frame)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one line and exit 2, never a traceback."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _note_ctrl_c)
+    except ValueError:  # not the main thread (llem's CLI called from a thread)
+        pass
     try:
         cli.main(args=argv, prog_name="llem", standalone_mode=False)
     except UserError as exc:
@@ -56,3 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the flush at exit must not fail again
         sys.exit(1)  # as rich's console does when its own write finds the pipe closed
+    except Exception:
+        if not _CTRL_C:
+            raise
+        click.echo("interrupted", err=True)  # Ctrl-C, reported as another error
+        sys.exit(130)

@@ -6,6 +6,8 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +102,7 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     """
     import duckdb
 
-    from llem.store.query import run_sql
+    from llem.store.query import stream_sql
 
     if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
         path = Path(sql.strip())
@@ -121,15 +123,21 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     reads_only(sql)
     st = open_store(store)
     try:
-        table = run_sql(st, sql)
+        schema, batches = stream_sql(st, sql)
+        # SQL reads any file DuckDB can (read_text('/proc/self/environ')): what it prints
+        # is masked like every other text llem shows
+        emit([redact(c) for c in schema.names],
+             ([_masked(v) for v in row] for batch in batches for row in _rows(batch)), fmt)
     except duckdb.Error as exc:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
-    # SQL reads any file DuckDB can (read_text('/proc/self/environ')): what it prints is
-    # masked like every other text llem shows
-    emit([{redact(k): _masked(v) for k, v in row.items()} for row in table.to_pylist()],
-         [redact(c) for c in table.column_names], fmt)
+
+
+def _rows(batch: Any) -> Iterator[tuple[Any, ...]]:
+    """A record batch's rows by position: two columns of one name (a self-join's
+    a.tokens_per_s and b.tokens_per_s) are two values, not the second one twice."""
+    return zip(*(column.to_pylist() for column in batch.columns))
 
 
 # what `llem query` runs: statements that read (SELECT, WITH, FROM, VALUES, DESCRIBE,
@@ -183,26 +191,56 @@ def results(store: str | None, fmt: str) -> None:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
-    rows = [to_second(r) for r in counts]
-    emit(rows, ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"], fmt)
+    columns = ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"]
+    emit(columns, ([to_second(r)[c] for c in columns] for r in counts), fmt)
 
 
-def emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
-    """Print rows as a rich table, CSV or JSON (to stdout)."""
+MAX_TABLE_ROWS = 1000  # a table is for reading: more rows took rich ~0.3 s per thousand
+
+
+def emit(columns: list[str], rows: Iterable[Sequence[Any]], fmt: str) -> None:
+    """Print rows (values in the order of columns) as a rich table, CSV or JSON (to stdout),
+    as they come: CSV holds one row at a time, JSON a thousand, a table at most
+    MAX_TABLE_ROWS (the rest is not read; stderr says so and how to get them all)."""
     if fmt == "json":  # NaN and Infinity are no JSON: jq and JSON.parse refused the output
-        click.echo(json.dumps(_finite(rows), default=str, indent=1, allow_nan=False))
+        names, sep, it = _unique(columns), "[", iter(rows)
+        while chunk := [_finite(dict(zip(names, r))) for r in islice(it, 1000)]:
+            # json.dumps(rows, indent=1), a thousand rows at a time: "[\n {...},\n {...}\n]"
+            text = json.dumps(chunk, default=str, indent=1, allow_nan=False)
+            sys.stdout.write(sep + text[1:-2])
+            sep = ","
+        sys.stdout.write("[]\n" if sep == "[" else "\n]\n")
     elif fmt == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore",
-                           lineterminator="\n")
-        w.writeheader()
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
         w.writerows(rows)
     else:
         t = Table(show_lines=False)
         for c in columns:
             t.add_column(c)
+        shown = 0
         for r in rows:
-            t.add_row(*(_cell(r.get(c)) for c in columns))
-        console().print(t if rows else "0 rows")  # the terminal's width; plain off one
+            if shown == MAX_TABLE_ROWS:
+                click.echo(f"the first {MAX_TABLE_ROWS:,} rows are shown, the rest not read: "
+                           "--format csv or json prints them all (or add LIMIT or WHERE)",
+                           err=True)
+                break
+            t.add_row(*(_cell(v) for v in r))
+            shown += 1
+        console().print(t if shown else "0 rows")  # the terminal's width; plain off one
+
+
+def _unique(columns: list[str]) -> list[str]:
+    """JSON keys for columns: a name met again gets _2, _3, ... (a JSON object keeps one
+    value per key: the second a.x of a self-join overwrote the first)."""
+    out: list[str] = []
+    for c in columns:
+        name, n = c, 1
+        while name in out:
+            n += 1
+            name = f"{c}_{n}"
+        out.append(name)
+    return out
 
 
 def _cell(v: Any) -> str:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import duckdb
 import duckdb.func
@@ -35,6 +36,8 @@ MEASURED = ("runs", "requests", "samples")  # a view of every measurement (_all)
 # the newest
 NEWEST = ("PARTITION BY campaign, job_id, cycle ORDER BY (status = 'ok') DESC, "
           "session_id DESC NULLS LAST, finished_at DESC NULLS LAST")
+BATCH_ROWS = 10_000  # rows a streamed query hands over at a time (stream_sql)
+T = TypeVar("T")
 
 
 def _sql_str(s: str) -> str:
@@ -182,15 +185,30 @@ def t95(df: int | None) -> float | None:
 
 
 def run_sql(store: Store, sql: str) -> pa.Table:
-    """The query's rows; once more, on fresh views, if a listed file vanished meanwhile
-    (`llem compact` deletes the files it merged once the merged file is in place), or if a
-    file that passed its check failed to read after all (changed in place under the same
-    size and times: it is recorded as damaged, warned about and left out)."""
-    for attempt in range(4):
+    """The query's rows, whole (see _retried)."""
+    return _retried(store, lambda: _run_sql(store, sql))
+
+
+def stream_sql(store: Store, sql: str,
+               rows: int = BATCH_ROWS) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The query's columns, and its rows in batches of about `rows`: what a reader holds is
+    one batch, whatever the query returns (`SELECT * FROM requests` of a large campaign was
+    read whole, then turned into Python objects whole). Retried as run_sql is until the
+    first batch is read; a failure after it is raised as a duckdb.Error. The connection
+    closes when the batches are read out (or the iterator is closed)."""
+    return _retried(store, lambda: _open_stream(store, sql, rows))
+
+
+def _retried(store: Store, attempt: Callable[[], T]) -> T:
+    """attempt(), once more on fresh views if a listed file vanished meanwhile (`llem
+    compact` deletes the files it merged once the merged file is in place), or if a file
+    that passed its check failed to read after all (changed in place under the same size
+    and times: it is recorded as damaged, warned about and left out)."""
+    for n in range(4):
         try:
-            return _run_sql(store, sql)
+            return attempt()
         except duckdb.Error as exc:
-            if attempt == 3:
+            if n == 3:
                 raise
             if isinstance(exc, duckdb.IOException) and "No files found" in str(exc):
                 continue
@@ -226,6 +244,48 @@ def _run_sql(store: Store, sql: str) -> pa.Table:
         return rel.to_arrow_table() if rel is not None else pa.table({})
     finally:
         con.close()
+
+
+def _open_stream(store: Store, sql: str,
+                 rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    con = connect(store)
+    try:
+        rel = con.sql(sql)
+        if rel is None:  # a SET or PRAGMA: no rows, no columns
+            con.close()
+            return pa.schema([]), iter(())
+        reader = rel.to_arrow_reader(rows)
+        first = _next_batch(reader)
+    except BaseException:
+        con.close()
+        raise
+    return reader.schema, _batches(con, reader, first)
+
+
+def _batches(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
+             first: pa.RecordBatch | None) -> Iterator[pa.RecordBatch]:
+    try:
+        batch = first
+        while batch is not None:
+            yield batch
+            batch = _next_batch(reader)
+    finally:
+        con.close()
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    """The reader's next batch, None at its end; DuckDB's errors while it streams reach
+    pyarrow as OSError ('IO Error: ...', 'Invalid Input Error: ...'): raised as the
+    duckdb.Error they were, so callers (and _retried) see one kind of failure."""
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+    except OSError as exc:
+        message = str(exc)
+        kind = duckdb.IOException if message.startswith("IO Error") else \
+            duckdb.InvalidInputException
+        raise kind(message) from None
 
 
 def campaign_counts(store: Store) -> list[dict[str, Any]]:
