@@ -192,7 +192,7 @@ def results(store: str | None, fmt: str) -> None:
     except OSError as exc:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
     columns = ["campaign", "ok", "failed", "configs", "energy_j", "first", "last"]
-    emit(columns, ([to_second(r)[c] for c in columns] for r in counts), fmt)
+    emit(columns, ([row[c] for c in columns] for row in map(to_second, counts)), fmt)
 
 
 MAX_TABLE_ROWS = 1000  # a table is for reading: more rows took rich ~0.3 s per thousand

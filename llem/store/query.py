@@ -275,8 +275,9 @@ def _batches(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
 
 def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
     """The reader's next batch, None at its end; DuckDB's errors while it streams reach
-    pyarrow as OSError ('IO Error: ...', 'Invalid Input Error: ...'): raised as the
-    duckdb.Error they were, so callers (and _retried) see one kind of failure."""
+    pyarrow as OSError ('IO Error: ...', 'Invalid Input Error: ...'): raised as a
+    duckdb.Error (IOException for an IO Error, else InvalidInputException), so callers
+    (and _retried) see one kind of failure."""
     try:
         return reader.read_next_batch()
     except StopIteration:

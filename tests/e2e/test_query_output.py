@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from llem.cli.query_cmd import MAX_TABLE_ROWS
@@ -96,16 +97,17 @@ def _wait_for_query(pid: int, timeout_s: float = 120.0) -> None:
     """Until DuckDB has scanned for a while: 2 s of CPU time after the process loaded
     duckdb (counted in CPU, not wall time: what comes between, opening the store and its
     views, takes well under that, on a busy machine too)."""
+    proc = psutil.Process(pid)
     deadline, start = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
-        if start is None and "duckdb" in Path(f"/proc/{pid}/maps").read_text():
-            start = _cpu_s(pid)
-        if start is not None and _cpu_s(pid) > start + 2.0:
+        if start is None and any("duckdb" in m.path for m in proc.memory_maps()):
+            start = _cpu_s(proc)
+        if start is not None and _cpu_s(proc) > start + 2.0:
             return
         time.sleep(0.1)
     raise AssertionError("llem query never started its query")
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
