@@ -140,6 +140,7 @@ def measure_level(served: ServedModel, job: Job, prompts: list[str],
     assert s is not None
     served.check()
     idle = meter.idle_baseline(m.idle_baseline_s)
+    meter.counter_period_s()  # timed now: in begin() it would delay the window's opening
     gen = gen_params(p)
     if s.warmup_requests:
         run_load(served.base_url, served.served_model, prompts, Concurrency(n=4), gen,

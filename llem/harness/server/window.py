@@ -27,6 +27,8 @@ same window by the caller. Edges are half-open, [start, end).
   one-token reply passes the TPOT SLO. Without usage TPOT is unknown: slo_met is None, and
   the job's attainment and goodput are None. A failed request does not meet them.
   slo_attainment = met / requests of the window; goodput = met / window seconds.
+- A window that held no request and no output token (a level shorter than the meter's
+  opening) measured nothing: its figures are None with the reason, never 0 tok/s.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ from llem.measure.stats import safe_div, summary
 RULE = ("window: target reached (ramp over) to last send, [start, end); requests sent in it; "
         "output tokens by chunk time, usage split evenly over chunks; energy split by "
         "in-window output-token share")
+
+EMPTY = ("the steady-state window ({ms:.0f} ms) held no request and no output token: the level "
+         "ended before the energy window could measure it; raise server.requests or set "
+         "server.duration_s")
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,10 @@ def job_figures(load: LoadResult, energy_j: float | None = None, slo: SLO = SLO(
     reqs = [r for r in load.replies if in_window(r, start, end)]
     ok = [r for r in reqs if r.ok]
     _, out_tok, why = _window_tokens(load, w)
+    if not reqs and out_tok == 0:  # it measured nothing: no figure of 0 tok/s from it
+        return {**base, "window_unavailable": EMPTY.format(ms=span * 1000),
+                "window_start_s": start - load.started_s, "window_end_s": end - load.started_s,
+                **_latency([]), "steady_state_s": span, "requests_in_window": 0}
     met = [slo_met(r, slo) for r in reqs]
     n_met = None if None in met else sum(1 for m in met if m)
     in_tok = [r.input_tokens for r in ok]

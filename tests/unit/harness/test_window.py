@@ -122,6 +122,21 @@ def test_no_window_gives_no_figures() -> None:
     assert job["ttft_p50_s"] is None
 
 
+def test_a_window_that_held_nothing_gives_no_figures_not_zero() -> None:
+    """The meter opened after the last reply (a short level on a busy machine): no request
+    sent in it, no token inside. It was an ok row of 0.0 tok/s (round six's CI failure)."""
+    load = _load(_replies())
+    job = job_figures(load, energy_j=5.0, window=(30.0, 30.2))
+    for key in ("output_tokens_per_s", "achieved_requests_per_s", "energy_per_output_token_j"):
+        assert job.get(key) is None, key  # the runs row reads them with .get
+    assert job["requests_in_window"] == 0
+    assert job["window_unavailable"].startswith("the steady-state window (200 ms) held no ")
+    assert job["steady_state_s"] == pytest.approx(0.2) and job["ttft_p50_s"] is None
+    tail = job_figures(load, energy_j=5.0, window=(21.0, 22.0))  # a chunk inside, no send
+    assert tail["window_unavailable"] is None and tail["output_tokens_per_s"] == 4.0  # 3 + 1
+    assert tail["requests_in_window"] == 0
+
+
 def test_a_real_level_window_excludes_ramp_and_drain() -> None:
     with fake_openai(ttft_s=0.05, itl_s=0.02) as server:
         load = run_load(server.base_url, "m", ["p"], Constant(40.0), GenParams(max_tokens=5),
