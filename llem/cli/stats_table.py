@@ -109,6 +109,11 @@ def sort_key(point_json: str | None) -> tuple[Any, ...]:
                  else (1, 0, json.dumps(v)) for _, v in sorted(f.items()))
 
 
+# why an ok row has no J/token, first found first: no energy reading; a server level's window
+# that measured nothing, or a server that sent no token counts (columns a store may lack)
+WHY_MISSING = ("energy_unavailable", "window_unavailable", "tokens_unavailable")
+
+
 def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
     """Per configuration of the campaign: ok and failed cycles, ok cycles whose energy is
     invalid (invalid: left out of J/token, as the `stats` view does), and for each metric
@@ -123,11 +128,11 @@ def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
         for m, _, _ in METRICS for f in [valid if is_energy_metric(m) else ok])
     safe = campaign.replace("'", "''")
     have = set(run_sql(store, "DESCRIBE runs").column("column_name").to_pylist())
+    why = f"coalesce({', '.join([c for c in WHY_MISSING if c in have] + ['NULL::VARCHAR'])})"
     return run_sql(store, f"""SELECT job_id, any_value(point_json) AS point_json,
   count(*) {ok} AS ok, count(*) FILTER (status <> 'ok') AS failed,
   count(*) FILTER (status = 'ok' AND NOT _valid) AS invalid,
-  list(DISTINCT energy_unavailable) FILTER (status = 'ok' AND energy_unavailable IS NOT NULL)
-    AS energy_unavailable,
+  list(DISTINCT {why}) FILTER (status = 'ok' AND {why} IS NOT NULL) AS energy_unavailable,
   {metrics}
 FROM ({with_valid("runs", have)}) WHERE campaign = '{safe}' GROUP BY job_id""").to_pylist()
 
@@ -211,7 +216,7 @@ def missing_reasons(rows: list[dict[str, Any]]) -> list[str]:
         return []
     reasons = sorted({why for r in rows for why in (r["energy_unavailable"] or [])})
     if not reasons:
-        return ["J/token not measured (energy_unavailable gives no reason)"]
+        return ["J/token not measured (the rows give no reason)"]
     return [f"J/token not measured: {why}" for why in reasons]
 
 

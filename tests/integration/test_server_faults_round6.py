@@ -318,3 +318,35 @@ def test_a_job_past_its_timeout_on_a_server_that_never_answers_stops_on_time(
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-3000:]
     assert r.stderr.count("timed out after 5 s (measurement.job_timeout_s)") == 2, r.stderr
     assert took < 80, (took, r.stderr[-2000:])
+
+
+def test_a_window_that_measured_nothing_is_no_figure_and_says_why(
+        faults: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The meter's window opened after an instant server's last reply (a busy machine): the
+    level was an ok row of 0.0 tok/s (round six's campaign on CI). Now no figure, the reason
+    in the row, and the results table says it under J/token, read from real Parquet."""
+    from llem.cli.stats_table import config_rows, missing_reasons
+    from llem.harness.server.level import LevelRun
+    from llem.harness.server.rows import level_result
+    from llem.harness.server.window import SLO
+    from llem.measure.meter import Window
+    from llem.store.store import Store
+
+    monkeypatch.setenv("LLEM_R6_KEY", KEY)
+    job, load, profile = _level_of("ok", faults, 4)
+    assert all(r.ok for r in load.replies)
+    end = max(r.done_s or 0.0 for r in load.replies) + 0.5  # opened after every reply
+    gpu = {"GPU-r6": 5.0}
+    window = Window(12.0, gpu, dict(gpu), {"GPU-r6": 0.1}, {}, started_s=end,
+                    counter_period_s=0.01, sample_hz=None)  # a window valid by every check
+    result = level_result(job, LevelRun(load, window, None, SLO(), profile), {}, time.time())
+    run = result.run
+    assert run.status == "ok" and run.energy_j == 5.0, run  # the energy was measured
+    assert run.tokens_per_s is None and run.energy_per_token_j is None, run  # was 0.0
+    assert run.requests_per_s is None and run.num_requests == 0, run
+    assert run.energy_valid, run.energy_invalid_reasons
+    assert run.window_unavailable.startswith("the steady-state window (12000 ms) held no ")
+    store = Store(tmp_path)
+    store.write_result(result)
+    rows = config_rows(store, job.campaign)
+    assert missing_reasons(rows) == [f"J/token not measured: {run.window_unavailable}"]
