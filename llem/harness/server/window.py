@@ -27,8 +27,9 @@ same window by the caller. Edges are half-open, [start, end).
   one-token reply passes the TPOT SLO. Without usage TPOT is unknown: slo_met is None, and
   the job's attainment and goodput are None. A failed request does not meet them.
   slo_attainment = met / requests of the window; goodput = met / window seconds.
-- A window that held no request and no output token (a level shorter than the meter's
-  opening) measured nothing: its figures are None with the reason, never 0 tok/s.
+- A window that held no request sent and no chunk received (a level shorter than the
+  meter's opening) measured nothing: its figures are None with the reason, never 0 tok/s
+  or 0 requests/s, whether the server sends usage or not.
 """
 
 from __future__ import annotations
@@ -72,8 +73,12 @@ def tokens_inside(r: Reply, start_s: float, end_s: float) -> float | None:
         return 0.0
     if r.output_tokens is None:
         return None
-    inside = bisect_left(times, end_s) - bisect_left(times, start_s)
-    return r.output_tokens * inside / len(times)
+    return r.output_tokens * chunks_inside(r, start_s, end_s) / len(times)
+
+
+def chunks_inside(r: Reply, start_s: float, end_s: float) -> int:
+    """Content chunks of r that arrived in [start_s, end_s) (known without usage too)."""
+    return bisect_left(r.chunk_times_s, end_s) - bisect_left(r.chunk_times_s, start_s)
 
 
 def in_window(r: Reply, start_s: float, end_s: float) -> bool:
@@ -185,7 +190,8 @@ def job_figures(load: LoadResult, energy_j: float | None = None, slo: SLO = SLO(
     reqs = [r for r in load.replies if in_window(r, start, end)]
     ok = [r for r in reqs if r.ok]
     _, out_tok, why = _window_tokens(load, w)
-    if not reqs and out_tok == 0:  # it measured nothing: no figure of 0 tok/s from it
+    if not reqs and not any(chunks_inside(r, start, end) for r in load.replies):
+        # it measured nothing (with usage or without): no figure of 0 tok/s from it
         return {**base, "window_unavailable": EMPTY.format(ms=span * 1000),
                 "window_start_s": start - load.started_s, "window_end_s": end - load.started_s,
                 **_latency([]), "steady_state_s": span, "requests_in_window": 0}

@@ -132,6 +132,12 @@ def test_a_window_that_held_nothing_gives_no_figures_not_zero() -> None:
     assert job["requests_in_window"] == 0
     assert job["window_unavailable"].startswith("the steady-state window (200 ms) held no ")
     assert job["steady_state_s"] == pytest.approx(0.2) and job["ttft_p50_s"] is None
+    bare = _replies()  # a server that sends no usage: the token total is unknown, the
+    for r in bare:     # window still held nothing (it was 0.0 requests/s, tokens unknown)
+        r.output_tokens, r.usage_reported = None, False
+    empty = job_figures(_load(bare), energy_j=5.0, window=(30.0, 30.2))
+    assert empty["window_unavailable"] == job["window_unavailable"]
+    assert empty.get("achieved_requests_per_s") is None
     tail = job_figures(load, energy_j=5.0, window=(21.0, 22.0))  # a chunk inside, no send
     assert tail["window_unavailable"] is None and tail["output_tokens_per_s"] == 4.0  # 3 + 1
     assert tail["requests_in_window"] == 0
