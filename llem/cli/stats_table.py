@@ -116,8 +116,9 @@ WHY_MISSING = ("energy_unavailable", "window_unavailable", "tokens_unavailable")
 
 def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
     """Per configuration of the campaign: ok and failed cycles, ok cycles whose energy is
-    invalid (invalid: left out of J/token, as the `stats` view does), and for each metric
-    the mean and the Student-t 95% CI half-width over its ok cycles (None below 2)."""
+    invalid (invalid: left out of J/token, as the `stats` view does), the reasons its ok
+    cycles give for a missing J/token (why_missing: WHY_MISSING), and for each metric the
+    mean and the Student-t 95% CI half-width over its ok cycles (None below 2)."""
     from llem.store.query import run_sql
 
     ok = "FILTER (status = 'ok')"
@@ -132,7 +133,7 @@ def config_rows(store: Store, campaign: str) -> list[dict[str, Any]]:
     return run_sql(store, f"""SELECT job_id, any_value(point_json) AS point_json,
   count(*) {ok} AS ok, count(*) FILTER (status <> 'ok') AS failed,
   count(*) FILTER (status = 'ok' AND NOT _valid) AS invalid,
-  list(DISTINCT {why}) FILTER (status = 'ok' AND {why} IS NOT NULL) AS energy_unavailable,
+  list(DISTINCT {why}) FILTER (status = 'ok' AND {why} IS NOT NULL) AS why_missing,
   {metrics}
 FROM ({with_valid("runs", have)}) WHERE campaign = '{safe}' GROUP BY job_id""").to_pylist()
 
@@ -214,7 +215,7 @@ def missing_reasons(rows: list[dict[str, Any]]) -> list[str]:
     if all(r["energy_per_token_j_mean"] is not None for r in rows
            if r["ok"] > (r.get("invalid") or 0)):  # all invalid: said below the table
         return []
-    reasons = sorted({why for r in rows for why in (r["energy_unavailable"] or [])})
+    reasons = sorted({why for r in rows for why in (r["why_missing"] or [])})
     if not reasons:
         return ["J/token not measured (the rows give no reason)"]
     return [f"J/token not measured: {why}" for why in reasons]

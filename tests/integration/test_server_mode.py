@@ -159,8 +159,8 @@ def _kill_server_mid_level(model: str, into_s: float, done: threading.Event,
 
 
 def _answers(p: psutil.Process, port: str, done: threading.Event) -> bool:
-    """Wait until the server p answers on port; False if it ended first (a start that lost
-    its port to another process and was retried on a new one: the next process is the one)."""
+    """Wait until the server p answers on port; False if p ended or the campaign did first
+    (then there is nothing of this server to signal)."""
     while not done.is_set() and p.is_running():
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)

@@ -188,13 +188,13 @@ def job_figures(load: LoadResult, energy_j: float | None = None, slo: SLO = SLO(
     start, end = w
     span = end - start
     reqs = [r for r in load.replies if in_window(r, start, end)]
-    ok = [r for r in reqs if r.ok]
-    _, out_tok, why = _window_tokens(load, w)
     if not reqs and not any(chunks_inside(r, start, end) for r in load.replies):
         # it measured nothing (with usage or without): no figure of 0 tok/s from it
         return {**base, "window_unavailable": EMPTY.format(ms=span * 1000),
                 "window_start_s": start - load.started_s, "window_end_s": end - load.started_s,
                 **_latency([]), "steady_state_s": span, "requests_in_window": 0}
+    ok = [r for r in reqs if r.ok]
+    _, out_tok, why = _window_tokens(load, w)
     met = [slo_met(r, slo) for r in reqs]
     n_met = None if None in met else sum(1 for m in met if m)
     in_tok = [r.input_tokens for r in ok]
