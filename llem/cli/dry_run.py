@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem.cli.term import console, plural
+from llem.config.campaign import CALIBRATION_SUFFIX
 from llem.config.grid import count_points
 from llem.config.hub_quiet import quiet_hub
 from llem.config.job import canonical, job_id_of
@@ -123,7 +124,7 @@ def calibration(loaded: Loaded, nodes: list[Node], blind: bool) -> dict[str, Any
         f"calibration (measurement.calibrate): before the first job of each session that "
         f"runs one, reference job {job.job_id} ({job.point.backend}, {job.point.model}) "
         f"runs once on {on}, at once; its rows go to campaign "
-        f"{loaded.campaign.name}.calibration")}
+        f"{loaded.campaign.name}{CALIBRATION_SUFFIX}")}
 
 
 def not_checked(plan: Plan) -> str | None:

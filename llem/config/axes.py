@@ -47,6 +47,10 @@ POINT_SCALARS = tuple(f for f in Point.model_fields if f not in SECTIONS
 LOAD_PREFIXES = ("model", "dtype", "resources.", "engine.") + tuple(f"{b}." for b in
                                                                      ENGINE_SECTIONS)
 HEADS = (*ENGINE_SECTIONS, *SECTIONS, "generate")  # names a full dotted path starts with
+# llem's own fields whose value is one map, validated whole: split into paths, each key was
+# checked without the other and no cloud region could be set (resources.custom is not one:
+# each of its keys is a Ray resource of its own, set and overridden alone)
+MAP_FIELDS = frozenset({"measurement.cloud"})
 
 Alternative = dict[str, Any]  # path -> value
 Where = dict[str, Loc]  # path of a fixed value -> where it was written
@@ -118,11 +122,11 @@ def suggest(path: str) -> str | None:
 
 
 def _flatten(d: dict[str, Any], prefix: str, loc: Loc) -> list[tuple[str, Any, Loc]]:
-    """Nested dicts become dotted paths; lists and scalars are leaves."""
+    """Nested dicts become dotted paths; lists, scalars and map-valued fields are leaves."""
     out: list[tuple[str, Any, Loc]] = []
     for k, v in d.items():
         path, here = f"{prefix}.{k}" if prefix else k, loc + (k,)
-        if isinstance(v, dict) and v and path != "variants":
+        if isinstance(v, dict) and v and path != "variants" and path not in MAP_FIELDS:
             out.extend(_flatten(v, path, here))
         else:
             out.append((path, v, here))

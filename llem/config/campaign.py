@@ -61,6 +61,10 @@ def describe_error(err: Any) -> str:
     if kind in ("bool_type", "bool_parsing"):
         return "must be true or false" + shown_
     if kind == "string_type":
+        if isinstance(got, int | float) and not isinstance(got, bool):
+            shown_ = f" (got {got!r}, which YAML reads as a number: quote it, e.g. '{got}')"
+        if got is None:
+            shown_ = " (got an empty value: write one, or remove the key for its default)"
         return "must be text" + shown_
     for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if bound in ctx and kind.startswith(("greater", "less")):
@@ -75,6 +79,9 @@ def _numeric(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+CALIBRATION_SUFFIX = ".calibration"  # the reference rows' campaign: <campaign>.calibration
 
 
 class Campaign(Strict):
@@ -117,6 +124,10 @@ class Campaign(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
+        if v.endswith(CALIBRATION_SUFFIX):
+            raise ValueError(f"campaign name {v!r} ends in '{CALIBRATION_SUFFIX}': the "
+                             f"calibration rows of campaign {v[:-len(CALIBRATION_SUFFIX)]!r} "
+                             "are stored under that name (choose another)")
         return check_name(v, "campaign name")
 
     @field_validator("store")

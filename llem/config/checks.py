@@ -63,6 +63,8 @@ def check_backend_keys(loaded: Loaded, problems: Problems) -> None:
             continue
         keys: dict[str, dict[str, tuple[Any, Loc]]] = {"engine": {}, "generate": {}}
         modes: dict[tuple[str, str], set[str]] = {}  # (section, key) -> its points' modes
+        value_check = getattr(opts, "check_generate_value", None)
+        bad_values: set[str] = set()
         for name, path, value, loc, its_modes in _used_with_modes(loaded, backend):
             head, _, rest = path.partition(".")
             section = "engine" if head == backend else "generate" if head == "generate" \
@@ -71,6 +73,12 @@ def check_backend_keys(loaded: Loaded, problems: Problems) -> None:
                 key = rest.split(".", 1)[0]
                 keys[section].setdefault(key, (_top(value, rest), loc))
                 modes.setdefault((section, key), set()).update(its_modes)
+                if section == "generate" and value_check and "offline" in its_modes and \
+                        key not in bad_values and (why := value_check(key, _top(value, rest))):
+                    bad_values.add(key)  # every value of an axis, one line a key
+                    said = "" if f"generate.{key}" in ".".join(map(str, loc)) else \
+                        f"'generate.{key}': "
+                    problems.add(loaded.source.error(loc, said + why))
         env = loaded.campaign.environments.get(backend) or {}
         for section, found in keys.items():
             by_modes: dict[frozenset[str], dict[str, Any]] = {}

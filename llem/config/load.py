@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem.backends import REGISTRY
+from llem.config.arrival_check import check_arrival_values
 from llem.config.axes import check_path, distinct, flatten_rule, same_key, suggest, validate
 from llem.config.campaign import Campaign, describe_error
 from llem.config.checks import (
@@ -33,10 +34,11 @@ from llem.config.modes import served_name
 from llem.config.names import old_name_hint
 from llem.config.overrides import labels, merge_overrides
 from llem.config.parts import build
+from llem.config.rule_check import check_rule_values
 from llem.config.same_file import check_same_files
 from llem.config.server_only import check_server_only
 from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
-from llem.errors import ConfigError, Problems
+from llem.errors import ConfigError, Problems, UserError
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
 
 PATH_PREFIXES = ("./", "../", "/", "~")
@@ -115,7 +117,7 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
                    model=model)
     if loaded is not None:
         _check_environments(loaded.campaign, smap, problems)
-        if "backends" not in bad:
+        if "backends" not in bad and not _mode_wrong(problems):
             check_backend_keys(loaded, problems)
             check_mode_values(loaded, problems)
     problems.check()
@@ -127,11 +129,20 @@ def from_data(data: Any, smap: SourceMap, base_dir: Path, overrides: dict[str, A
     check_cross_fields(loaded)
     check_profile_values(loaded)
     check_greedy_values(loaded)
+    check_arrival_values(loaded)
+    check_rule_values(loaded)
     check_server_body(loaded)
     _check_not_empty(loaded)
     check_backend_options(loaded, base_dir)
     check_server_only(loaded)
     return loaded
+
+
+def _mode_wrong(problems: Problems) -> bool:
+    """A mode that is no mode (`mode: served`) already has its line; the checks that depend
+    on the mode (server flags, the server: section) would each add a line of their own
+    that fixing the mode removes."""
+    return any(e.key and "mode" in e.key.split(".") for e in problems.errors)
 
 
 def _campaign(data: dict[str, Any], smap: SourceMap,
@@ -156,6 +167,16 @@ def _campaign(data: dict[str, Any], smap: SourceMap,
         return None, bad
 
 
+def variants(backend: str) -> list[str] | None:
+    """The requirements variants of backend's environment (jobs/<backend>/env.yaml); None
+    where it has no spec to read (the backend's own checks then say why)."""
+    from llem.envs.environments import job_env
+    try:
+        return list(job_env(backend).requirements)
+    except UserError:
+        return None
+
+
 def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems) -> None:
     """environments: keys are backends of this grid, values valid EnvChoice maps."""
     for backend, choice in campaign.environments.items():
@@ -165,13 +186,19 @@ def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems)
                                     hint=f"known here: {', '.join(campaign.backends)}"))
             continue
         try:
-            EnvChoice.model_validate(choice if choice is not None else {})
+            env = EnvChoice.model_validate(choice if choice is not None else {})
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("environments", backend, *(p for p in err["loc"] if p != "[key]"))
                 problems.add(smap.error(loc, describe_error(err), hint="kinds: current, "
                                         "venv, pip, uv, image; see jobs/README.md"
                                         if err["loc"] == ("kind",) else None))
+            continue
+        known = variants(backend)
+        if env.variant is not None and known is not None and env.variant not in known:
+            problems.add(smap.error(("environments", backend, "variant"), f"backend "
+                                    f"'{backend}' has no environment variant "
+                                    f"'{env.variant}'", hint=f"known: {', '.join(known)}"))
 
 
 def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,

@@ -227,7 +227,8 @@ class Server(Strict):
     sweep_levels: int = Field(4, ge=1, le=64)
     sweep_level: int | None = Field(None, ge=0, le=65)  # set by the sweep's expansion
     requests: int | None = Field(None, ge=1, le=10_000_000)  # measured requests per level
-    duration_s: float | None = Field(None, gt=0, le=86_400)  # or a duration per level
+    duration_s: float | None = Field(None, gt=0, le=86_400)  # or a duration per level (both:
+    # the level ends at whichever is reached first, llem.harness.server.loadgen)
     ramp_s: float = Field(0.0, ge=0, le=3600)  # rate rises to target; never measured
     warmup_requests: int = Field(0, ge=0, le=100_000)  # sent (and discarded) before the ramp
     api: Literal["completions", "chat"] = "completions"

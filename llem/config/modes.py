@@ -86,7 +86,21 @@ def point_resets(point: Any) -> dict[str, Any]:
     """Every field a point leaves unused, at its default: server: on an offline point, the
     offline settings on a server point, the sampling settings of a greedy one."""
     out = {"server": None} if point.mode == "offline" else server_resets(point)
+    if point.mode == "offline" and (arrivals := arrival_resets(point.measurement)):
+        out["measurement"] = point.measurement.model_copy(update=arrivals)
     return {**out, **greedy_resets(point)}
+
+
+def arrival_resets(m: Any) -> dict[str, Any]:
+    """The arrival settings an offline point's measurement draws nothing with, at their
+    defaults: arrival and arrival_seed without a request_rate (all queued at once), the
+    seed beside constant gaps. `arrival: [poisson, constant]` beside `request_rate: [null,
+    2]` measures the queued-at-once job once, not twice (llem.config.arrival_check refuses
+    a value no point uses)."""
+    fields = type(m).model_fields
+    unused = ("arrival", "arrival_seed") if m.request_rate is None else \
+        ("arrival_seed",) if m.arrival == "constant" else ()
+    return {f: fields[f].default for f in unused if getattr(m, f) != fields[f].default}
 
 
 # server: fields -> the profiles that use them (llem.harness.server.level.profile_of)

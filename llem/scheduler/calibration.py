@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from llem.config.campaign import CALIBRATION_SUFFIX
 from llem.config.loaded import Loaded
 from llem.measure.calibration import Factor, factors, normalised, readings, reference_job
 from llem.scheduler.placement import Books, Need, gpu_sets_of
@@ -31,7 +32,6 @@ from llem.store.run_row import Result, RunRow
 from llem.store.store import Store
 from llem.store.writer import StoreWriter
 
-SUFFIX = ".calibration"  # the reference rows' campaign: <campaign>.calibration
 NEEDED = ("gpu_uuids", "gpu_energy_j_per_gpu", "energy_j", "energy_per_token_j")
 
 
@@ -81,7 +81,7 @@ def calibrate(d: Driving) -> Calibration:
             d.on_event("calibration: no configuration uses a GPU, nothing to calibrate")
         return Calibration()
     p = job.point
-    name = c.name + SUFFIX
+    name = c.name + CALIBRATION_SUFFIX
     sets = gpu_sets(d.books, Need.of(p.resources))
     if not sets:  # the driver refused a grid no node can run before this
         return Calibration()

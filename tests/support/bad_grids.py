@@ -82,8 +82,8 @@ EXPECTED: dict[str, str | list[str]] = {
                                    r"include rule 1",
     "exclude_drops_everything.yaml": r": the grid is empty: include/exclude rules drop all 2 "
                                      r"points \(loosen an exclude rule",
-    "include_matches_nothing.yaml": r": the grid is empty: include/exclude rules drop all 2 "
-                                    r"points",
+    "include_matches_nothing.yaml": r":7: 'include\.0\.batch_size': include rule 1 asks for "
+                                    r"batch_size 4, which no point of this grid has",
     "token_in_engine_args.yaml": r":5: 'transformers\.token': looks like a credential; llem "
                                  r"does not take credentials from grid files",
     "token_shaped_value.yaml": r":5: 'grid\.generate\.note\.1': looks like a credential",

@@ -20,7 +20,10 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+import re
 from typing import Any
+
+from llem.backends.transformers.generate_values import value_problem
 
 # engine keys that name local folders: resolved against the grid file's folder (llem.config)
 PATH_KEYS = ("adapter", "assistant_model")
@@ -32,6 +35,11 @@ BNB_KEYS = ("load_in_8bit", "load_in_4bit", "llm_int8_threshold", "llm_int8_skip
             "bnb_4bit_quant_storage")
 COMPILE_KEYS = ("fullgraph", "dynamic", "backend", "mode", "options", "disable")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# from_pretrained's attn_implementation values (transformers 5.x: "eager" and the keys of
+# ALL_ATTENTION_FUNCTIONS); hub kernels are matched by HUB_KERNEL
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4",
+             "flex_attention", "paged|eager")
+HUB_KERNEL = re.compile(r"[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?")
 SHORTHAND = {"4bit": {"load_in_4bit": True}, "8bit": {"load_in_8bit": True}}
 # PreTrainedModel.from_pretrained's own arguments (transformers 5.x: its signature and the
 # keys it pops from **kwargs), less what llem sets itself (dtype) or never passes
@@ -223,6 +231,8 @@ def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
             return "torch_compile", (f"unknown mode {tc['mode']!r}; use one of "
                                      f"{', '.join(COMPILE_MODES)}")
     attn = engine.get("attn_implementation")
+    if attn is not None and (why := attention_problem(attn)):
+        return "attn_implementation", why
     if isinstance(attn, str) and attn.startswith("flash_attention"):
         if gpus < 1:
             return "attn_implementation", f"{attn} needs a GPU (set resources.gpus_per_job: 1)"
@@ -245,6 +255,26 @@ def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
                                        "so per-token times cannot be observed (set streaming: "
                                        "false)")
     return None
+
+
+def check_generate_value(key: str, value: Any) -> str | None:
+    """Why transformers would refuse generate.key: value (read by llem.config.checks for
+    every value of every axis), else None."""
+    return value_problem(key, value)
+
+
+def attention_problem(attn: Any) -> str | None:
+    """Why from_pretrained would refuse attn_implementation at model load (after Ray has
+    started), else None: one of ATTENTION, a hub kernel (`org/repo[@rev][:name]`, the
+    pattern of transformers.integrations.hub_kernels.is_kernel), or a map of such per
+    sub-config (`{text_config: sdpa, vision_config: eager}`)."""
+    if isinstance(attn, dict):
+        return next((f"{k}: {why}" for k, v in attn.items()
+                     if (why := attention_problem(v))), None)
+    if isinstance(attn, str) and (attn in ATTENTION or HUB_KERNEL.fullmatch(attn)):
+        return None
+    return (f"unknown attention implementation {attn!r}; use one of {', '.join(ATTENTION)}, "
+            "or a hub kernel as org/repo")
 
 
 def split_engine(engine: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -129,7 +129,8 @@ def test_text_after_expanding_aliases_is_bounded() -> None:
     ("resources:\n  gpus_per_job: [0, yes]\n", "'resources.gpus_per_job.1': must be a whole"),
     ("scheduling:\n  retries: yes\n", "'scheduling.retries': must be a whole number"),
     ("server:\n  concurrency: '4'\n", "must be a whole number (got the text '4'"),
-    ("environments:\n  noop:\n    env_vars: {A: 1}\n", "must be text (got 1)"),
+    ("environments:\n  noop:\n    env_vars: {A: 1}\n",
+     "must be text (got 1, which YAML reads as a number: quote it"),
 ])
 def test_no_silent_coercion(body: str, want: str) -> None:
     assert want in error_of(body)
