@@ -50,7 +50,10 @@ HEADS = (*ENGINE_SECTIONS, *SECTIONS, "generate")  # names a full dotted path st
 # llem's own fields whose value is one map, validated whole: split into paths, each key was
 # checked without the other and no cloud region could be set (resources.custom is not one:
 # each of its keys is a Ray resource of its own, set and overridden alone)
-MAP_FIELDS = frozenset({"measurement.cloud"})
+# from_pretrained's map-valued arguments too: their keys are module names with dots (or GPU
+# numbers), not grid paths ({"": "cuda"} is the whole model)
+MAP_FIELDS = frozenset({"measurement.cloud", "transformers.device_map",
+                        "transformers.max_memory", "transformers.key_mapping"})
 
 Alternative = dict[str, Any]  # path -> value
 Where = dict[str, Loc]  # path of a fixed value -> where it was written

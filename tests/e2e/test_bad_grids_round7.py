@@ -36,6 +36,17 @@ def _dry(tmp_path: Path, body: str, head: str = HEAD) -> tuple[subprocess.Comple
      r":4: 'transformers\.attn_implementation': unknown attention implementation 'turbo'"),
     ("transformers: {attn_implementation: 5}\n",
      r":4: 'transformers\.attn_implementation': unknown attention implementation 5"),
+    # device_map passes through and wins: a device past the job's GPUs failed in CUDA; a
+    # map's "" key (the whole model) was "a key in this path is empty"
+    ("resources: {gpus_per_job: 1}\ntransformers: {device_map: {'': 'cuda:7'}}\n",
+     r":5: 'transformers\.device_map': '': 'cuda:7' is past this job's GPUs \(1: Ray gives "
+     r"each job its own, numbered from 0\)"),
+    ("transformers: {device_map: sequential}\n",
+     r":4: 'transformers\.device_map': sequential places the model on GPUs and this job has "
+     r"none"),
+    # a number for the endpoint's URL: "the server's URL is required", though one was given
+    ("endpoint: {base_url: 8000}\ngrid: {mode: server}\n" + SERVER,
+     r":4: 'endpoint\.base_url': must be the server's URL as text"),
     # generate values passed through untouched: recorded, then ignored or failing mid-run
     ("grid: {generate.num_beams: -2}\n",
      r":4: 'grid\.generate\.num_beams': must be a whole number of at least 1 \(got -2\)"),
@@ -73,7 +84,8 @@ def _dry(tmp_path: Path, body: str, head: str = HEAD) -> tuple[subprocess.Comple
 ])
 def test_a_value_that_could_not_work_or_is_never_used_is_refused(body: str, want: str,
                                                                  tmp_path: Path) -> None:
-    head = HEAD.replace("name: t", "name: x.calibration") if not body else HEAD
+    head = HEAD.replace("name: t", "name: x.calibration") if not body else \
+        HEAD.replace("[transformers]", "[endpoint]") if "endpoint:" in body else HEAD
     r, grid = _dry(tmp_path, body, head)
     assert_one_line_error(r, grid, want)
     assert not (tmp_path / "st").exists()
@@ -99,6 +111,8 @@ def test_one_mistake_is_one_line(body: str, want: str, tmp_path: Path) -> None:
     "measurement:\n  cloud: [{provider: gcp, region: europe-west1}, {provider: aws, region: "
     "us-east-1}]\n",
     "transformers: {attn_implementation: sdpa}\n",
+    "resources: {gpus_per_job: 1}\ntransformers: {device_map: {'model.layers.0': 0, lm_head: "
+    "cpu}}\n",
     "transformers: {attn_implementation: kernels-community/flash-attn3}\n",
     "grid: {generate.num_beams: [1, 2], generate.stop_strings: [END, [a, b]]}\n",
     # streaming at its default in server mode: no one's mistake (the rows say streaming true)

@@ -69,6 +69,9 @@ def _problem(engine: dict[str, Any]) -> tuple[str, str] | None:
     if unknown:
         return unknown[0], f"unknown endpoint setting; known: {', '.join(KEYS)}"
     url = engine.get("base_url")
+    if url is not None and not isinstance(url, str):
+        return "base_url", (f"must be the server's URL as text, e.g. http://10.0.0.5:8000 "
+                            f"(got {type(url).__name__} {str(url)[:40]!r})")
     if not isinstance(url, str) or not url.strip():
         return "base_url", "the server's URL is required, e.g. http://10.0.0.5:8000"
     url = url.strip()

@@ -39,6 +39,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # ALL_ATTENTION_FUNCTIONS); hub kernels are matched by HUB_KERNEL
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4",
              "flex_attention", "paged|eager")
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential", "cpu", "cuda",
+                         "disk", "meta")
 HUB_KERNEL = re.compile(r"[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?")
 SHORTHAND = {"4bit": {"load_in_4bit": True}, "8bit": {"load_in_8bit": True}}
 # PreTrainedModel.from_pretrained's own arguments (transformers 5.x: its signature and the
@@ -230,6 +232,8 @@ def check_options(engine: dict[str, Any], *, gpus: int, batch_size: int,
         if tc.get("mode") is not None and tc["mode"] not in COMPILE_MODES:
             return "torch_compile", (f"unknown mode {tc['mode']!r}; use one of "
                                      f"{', '.join(COMPILE_MODES)}")
+    if "device_map" in engine and (why := device_map_problem(engine["device_map"], gpus)):
+        return "device_map", why
     attn = engine.get("attn_implementation")
     if attn is not None and (why := attention_problem(attn)):
         return "attn_implementation", why
@@ -261,6 +265,34 @@ def check_generate_value(key: str, value: Any) -> str | None:
     """Why transformers would refuse generate.key: value (read by llem.config.checks for
     every value of every axis), else None."""
     return value_problem(key, value)
+
+
+def device_map_problem(value: Any, gpus: int) -> str | None:
+    """Why from_pretrained (or CUDA, at model load) would refuse device_map on a job of gpus
+    GPUs, else None. Ray gives each job its own GPUs, seen as cuda:0 .. cuda:gpus-1."""
+    if isinstance(value, dict):
+        return next((f"{k!r}: {why}" for k, v in value.items()
+                     if (why := _device_problem(v, gpus))), None) if value else \
+            "an empty map places nothing: give {'': 'cuda'} or leave it out"
+    if value in DEVICE_MAP_STRATEGIES:
+        return None if gpus or value in ("cpu", "disk", "meta") or value == "auto" else \
+            f"{value} places the model on GPUs and this job has none (resources.gpus_per_job: 0)"
+    return _device_problem(value, gpus)
+
+
+def _device_problem(device: Any, gpus: int) -> str | None:
+    if device in ("cpu", "disk", "meta"):
+        return None
+    index = device if isinstance(device, int) and not isinstance(device, bool) else \
+        int(device[5:]) if isinstance(device, str) and device[:5] == "cuda:" and \
+        device[5:].isdigit() else 0 if device == "cuda" else None
+    if index is None:
+        return (f"{device!r} is no device: use cuda:N, N, cpu or disk (or auto, balanced, "
+                "sequential for the whole model)")
+    if index >= gpus:
+        return (f"{device!r} is past this job's GPUs ({gpus}: Ray gives each job its own, "
+                f"numbered from 0){'' if gpus else ' (resources.gpus_per_job is 0)'}")
+    return None
 
 
 def attention_problem(attn: Any) -> str | None:
