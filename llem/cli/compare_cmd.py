@@ -76,8 +76,8 @@ def compare(campaign: str, by: str | None, metric: str, baseline: str | None,
     try:
         keys = camp.keys([GPU_ALIASES.get(b, b) for b in split(by)], "--by") if by \
             else [p.path for p in camp.params]
-        metrics = (resolve(split(metric), camp.numeric_columns) if split(metric)
-                   else cmp.default_metrics(camp))
+        metrics = (resolve(split(metric), camp.numeric_columns, columns=camp.columns)
+                   if split(metric) else cmp.default_metrics(camp))
         server = camp.server_mode
         rows, names = cmp.compare(camp, keys, metrics, baseline)
     finally:

@@ -181,6 +181,13 @@ def timeline(camp: Campaign, data: ReportData, job: str | None) -> Timeline | No
                     f"AND power_w IS NOT NULL{where} GROUP BY ALL ORDER BY n DESC, job_id, "
                     "cycle LIMIT 1", params)
     if not best:
+        if job and cycle is not None:
+            cycles = [r["cycle"] for r in camp.sql(
+                "SELECT DISTINCT cycle FROM runs WHERE campaign = ? AND job_id = ? ORDER BY "
+                "cycle", [job])]
+            if cycle not in cycles:
+                raise UserError(f"--job {job}:{cycle}: the job has no cycle {cycle} (its cycles: "
+                                f"{', '.join(map(str, cycles)) or 'none'}; 0 is the first)")
         if job:
             raise UserError(f"--job {job}: no power samples stored for it")
         return None

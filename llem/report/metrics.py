@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 
 from llem.errors import UserError
 
@@ -24,12 +25,18 @@ HEADLINE = ("energy_per_token_j", "tokens_per_s", "latency_p50_s", "latency_p99_
             "ttft_p50_s", "avg_power_w", "energy_j")
 
 
-def resolve(names: list[str], numeric_columns: list[str], what: str = "metric") -> list[str]:
-    """Each name as a numeric runs column; an unknown one is a UserError with a suggestion."""
+def resolve(names: list[str], numeric_columns: list[str], what: str = "metric",
+            columns: Collection[str] = ()) -> list[str]:
+    """Each name as a numeric runs column; an unknown one, or one of the other columns
+    (text, timestamps), is a UserError with a suggestion."""
     out = []
     for raw in names:
         name = raw.strip()
         col = ALIASES.get(name, name)
+        if col not in numeric_columns and col in columns:
+            raise UserError(f"{what} '{name}' is a column of the runs view but not a number: "
+                            f"a {what} must be numeric (e.g. {', '.join(HEADLINE[:3])}; group "
+                            "by it with --by, where it is a setting)")
         if col not in numeric_columns:
             choices = sorted(set(numeric_columns) | set(ALIASES))
             close = difflib.get_close_matches(name, choices, n=1)

@@ -239,7 +239,10 @@ BAD = [
     (["compare", "nope"], "campaign 'nope' is not in store"),
     (["compare", "readtes"], "did you mean 'readtest'"),
     (["compare", CAMPAIGN, "--metric", "j_per_tokn"], "unknown metric 'j_per_tokn'"),
-    (["compare", CAMPAIGN, "--metric", "backend"], "unknown metric 'backend'"),
+    (["compare", CAMPAIGN, "--metric", "backend"],  # "unknown", though the view has it
+     "metric 'backend' is a column of the runs view but not a number"),
+    (["compare", CAMPAIGN, "--metric", "started_at"],
+     "metric 'started_at' is a column of the runs view but not a number"),
     (["compare", CAMPAIGN, "--by", "batchsize"], "did you mean 'batch_size'"),
     (["compare", CAMPAIGN, "--baseline", "batch_size=3"], "matches no configuration"),
     (["compare", CAMPAIGN, "--baseline", "dtype=x"], "not one of --by"),
@@ -261,7 +264,7 @@ BAD = [
 @pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2(store: Path, tmp_path: Path, args: list[str],
                                       message: str) -> None:
-    out = tmp_path / "out.file"
+    out = tmp_path / ("out.csv" if args[0] == "export" else "out.html")  # named for it
     r = run_cli(*[str(out) if a == "OUT" else a for a in args], "--store", str(store),
                 cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stderr)
@@ -274,3 +277,14 @@ def test_bad_store_uri_is_one_line(tmp_path: Path) -> None:
     r = run_cli("compare", CAMPAIGN, "--store", "nosuchfs://bucket/x", cwd=tmp_path)
     assert r.returncode == 2 and "cannot open store 'nosuchfs://bucket/x'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_cycle_the_job_does_not_have_is_named(store: Path, tmp_path: Path) -> None:
+    """`--job JOB:99` said "no power samples stored for it", as if the job had none."""
+    job = read_runs(store)[0]["job_id"]
+    r = run_cli("report", CAMPAIGN, "-o", str(tmp_path / "r.html"), "--job", f"{job}:99",
+                "--store", str(store), cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.strip() == f"error: --job {job}:99: the job has no cycle 99 (its cycles: " \
+        "0, 1, 2; 0 is the first)", r.stderr
+    assert not (tmp_path / "r.html").exists()
