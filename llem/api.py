@@ -73,7 +73,7 @@ def prepare(grid: str | Path | Loaded | Prepared, overrides: dict[str, Any] | No
     check_hub_models(hub_models(loaded))  # seconds, not a failed job a minute later
     c = loaded.campaign
     envs = runtime_envs if runtime_envs is not None else \
-        preflight(c.backends, c.environments, plan_only, loaded.notes)
+        preflight(c.backends, c.environments, plan_only, loaded.notes, loaded.source)
     if store is not None:
         check_store(store, c.name)
     return Prepared(loaded, envs)

@@ -29,7 +29,7 @@ def compact(store: str | None, campaign: str | None) -> None:
     """
     from llem.store.compact import compact as run_compact
 
-    st = open_store(store)
+    st = open_store(store, given_as="STORE")
     t0 = time.perf_counter()
     try:
         done = run_compact(st, campaign)

@@ -66,7 +66,7 @@ def doctor(store: str | None, clean: bool, address: str | None, quick: bool,
 
 def doctor_store(where: str, clean: bool = False, as_json: bool = False) -> int:
     """Print the store's report; exit status 0 when nothing is left to fix, else 1."""
-    store = open_store(where, warnings=False)  # the report names every file skipped
+    store = open_store(where, warnings=False, given_as="STORE")  # it names every file skipped
     report = inspect(store, clean=clean)
     if as_json:
         click.echo(json.dumps({"store": store.uri, "schema_version": SCHEMA_VERSION,

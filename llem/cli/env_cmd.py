@@ -65,9 +65,10 @@ def list_cmd(grid: Path | None, quick: bool, as_json: bool) -> None:
     section, else the defaults), checked as `llem run` checks them, with the fix for each.
     """
     if grid is not None:
-
-        c = load_campaign(grid).campaign
-        rows = grid_statuses(c.backends, c.environments, deep=not quick)
+        loaded = load_campaign(grid)
+        c = loaded.campaign
+        rows = grid_statuses(c.backends, c.environments, deep=not quick,
+                             source=loaded.source)
         title = f"environments of {c.name}"
     else:
         rows, title = statuses(sorted(REGISTRY), deep=not quick), "backend environments"

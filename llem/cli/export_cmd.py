@@ -28,7 +28,8 @@ FORMATS = tuple(OPTIONS)
 @click.option("--table", type=click.Choice(["runs", "requests", "samples", "stats"]),
               default="runs", show_default=True, help="Which view to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (written whole or not at all). Default (or -): stdout.")
+              help="File to write (written whole or not at all), named for its format (.csv, "
+              ".jsonl or .ndjson, .json, .parquet). Default (or -): stdout.")
 @click.option("--store", help=STORE_HELP)
 def export(campaign: str, fmt: str | None, table: str, output: Path | None,
            store: str | None) -> None:
@@ -50,9 +51,9 @@ def export(campaign: str, fmt: str | None, table: str, output: Path | None,
 
     if output is not None and str(output) == "-":
         output = None  # stdout, as `-o -` means to Unix tools
-    fmt = output_format(output, fmt, FORMATS, "-o", "csv")
     if output:
-        check_output(output, "-o")  # before the store is read
+        check_output(output, "-o")  # a device or pipe first; all before the store is read
+    fmt = output_format(output, fmt, FORMATS, "-o", "csv")
     camp = Campaign.open(open_store(store), campaign)
     order = {"runs": "job_id, cycle", "requests": "job_id, cycle, request_index",
              "samples": "job_id, cycle, t_s, gpu_index", "stats": "job_id"}[table]

@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
+from llem.cli.query_values import cell, escaped
 from llem.cli.term import console, to_second
 from llem.credentials import redact
 from llem.errors import UserError
@@ -47,10 +49,11 @@ STORE_HELP = ("Results store: a path or a pyarrow filesystem URI (s3://, gs://, 
               "file://). Default: the store of the grid file in this directory, else ./results.")
 
 
-def open_store(path: str | None, warnings: bool = True) -> Any:
+def open_store(path: str | None, warnings: bool = True, given_as: str = "--store") -> Any:
     """The Store at `path` (or the default), or one clear UserError: also where no store
     is there (a reader would show an empty table). warnings: print each file readers skip
-    (damaged, cut short, not llem's) on stderr, one line each."""
+    (damaged, cut short, not llem's) on stderr, one line each. given_as: how the command
+    takes the store (--store, or a positional STORE: `compact FILE` said "pass --store")."""
     from llem.store.store import Store, StoreError
 
     where = path or default_store()
@@ -61,9 +64,12 @@ def open_store(path: str | None, warnings: bool = True) -> Any:
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for bad URIs
         raise UserError(f"cannot open store '{where}': {str(exc).splitlines()[0]}") from None
     if not st.is_store():
-        raise UserError(f"no store at {st.uri}{_how_found(path, where)}: no runs, requests, "
-                        "samples or sessions folder there; pass --store with the folder (or "
-                        "URI) `llem run` wrote to")
+        what = "a file, not a store's folder" if Path(where).is_file() else \
+            "no runs, requests, samples or sessions folder there"
+        wrote = "the folder (or URI) `llem run` wrote to"
+        fix = f"pass --store with {wrote}" if given_as == "--store" else \
+            f"give {wrote} as {given_as}"
+        raise UserError(f"no store at {st.uri}{_how_found(path, where)}: {what}; {fix}")
     return st
 
 
@@ -82,19 +88,21 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {redact(message)}", err=True)
 
 
-MAX_SQL_BYTES = 1 << 20  # a .sql file read whole
-
-
 @click.command()
 @click.argument("sql")
 @click.option("--store", help=STORE_HELP)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def query(sql: str, store: str | None, fmt: str) -> None:
-    """Run SQL (text, or the path of a .sql file) over the store with DuckDB.
+    """Run one SQL statement that reads (text, or the path of a .sql file) over the store
+    with DuckDB.
 
     Views: runs (one row per job x cycle), requests (one per request), samples (the
     power/thermal timeline), stats (per configuration across cycles: mean, std, 95% CI, CV).
-    Columns and units: docs/schema.md. It only reads (`llem export` writes files).
+    Columns and units: docs/schema.md. It only reads: one SELECT, WITH, FROM, VALUES, PIVOT,
+    DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN [ANALYZE] of one of those (several statements, SET,
+    PRAGMA, COPY, INSTALL, ... are refused; `llem export` writes files), and loads no DuckDB
+    extension. Values print as DuckDB writes them where Python has no such value (dates past
+    9999, 'infinity', INTERVAL, BLOB as \\xNN escapes); credentials are masked.
 
     \b
       llem query "SELECT backend, batch_size, avg(energy_per_token_j) FROM runs GROUP BY ALL"
@@ -102,34 +110,24 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     """
     import duckdb
 
+    from llem.cli.query_sql import failure, reads_only, sql_text
+    from llem.cli.query_values import masked
+    from llem.store.printable import printable
     from llem.store.query import stream_sql
 
-    if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
-        path = Path(sql.strip())
-        if not path.is_file():  # (a FIFO named q.sql blocked for ever)
-            what = "is not a regular file" if path.exists() else "not found"
-            raise UserError(f"SQL file {path} {what}: pass SQL text or an existing .sql file")
-        if path.stat().st_size > MAX_SQL_BYTES:
-            raise UserError(f"SQL file {path} is over {MAX_SQL_BYTES} bytes: is it SQL?")
-        data = path.read_bytes()
-        try:  # replaced bytes changed a literal silently ('café' matched nothing)
-            sql = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = data[:exc.start].count(b"\n") + 1
-            raise UserError(f"SQL file {path}:{line} is not UTF-8 text (byte "
-                            f"0x{data[exc.start]:02x}): save it as UTF-8") from None
+    sql = sql_text(sql)
     if not sql.strip():  # printed '0 rows' as if it had asked something
         raise UserError("the SQL is empty: give a query, e.g. llem query \"SELECT * FROM runs\"")
     reads_only(sql)
     st = open_store(store)
     try:
-        schema, batches = stream_sql(st, sql)
+        schema, batches = stream_sql(st, sql, shape=printable)
         # SQL reads any file DuckDB can (read_text('/proc/self/environ')): what it prints
         # is masked like every other text llem shows
         emit([redact(c) for c in schema.names],
-             ([_masked(v) for v in row] for batch in batches for row in _rows(batch)), fmt)
+             ([masked(v) for v in row] for batch in batches for row in _rows(batch)), fmt)
     except duckdb.Error as exc:
-        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"query failed: {failure(exc)}") from None
     except OSError as exc:
         raise UserError(f"cannot read store {st.uri}: {str(exc).splitlines()[0]}") from None
 
@@ -138,41 +136,6 @@ def _rows(batch: Any) -> Iterator[tuple[Any, ...]]:
     """A record batch's rows by position: two columns of one name (a self-join's
     a.tokens_per_s and b.tokens_per_s) are two values, not the second one twice."""
     return zip(*(column.to_pylist() for column in batch.columns))
-
-
-# what `llem query` runs: statements that read (SELECT, WITH, FROM, VALUES, DESCRIBE,
-# SUMMARIZE, SHOW, EXPLAIN, PIVOT) and settings of this one connection (SET, PRAGMA, CALL)
-READS = frozenset({"SELECT", "EXPLAIN", "MULTI", "PRAGMA", "CALL", "SET", "VARIABLE_SET"})
-
-
-def reads_only(sql: str) -> None:
-    """Refuse, before anything runs, SQL that writes (COPY ... TO, CREATE, INSERT, ATTACH,
-    EXPORT, INSTALL, ...): `COPY runs TO '<store>/runs/x.parquet'` put a file no writer made
-    into the store. Files are written by `llem export`."""
-    import duckdb
-
-    try:
-        kinds = [s.type.name for s in duckdb.extract_statements(sql)]
-    except duckdb.Error as exc:
-        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
-    for i, kind in enumerate(kinds, 1):
-        if kind not in READS:
-            which = f"statement {i} of {len(kinds)}" if len(kinds) > 1 else "the SQL"
-            kind = "an INSTALL or LOAD" if kind == "LOAD" else \
-                f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind}"
-            raise UserError(f"{which} is {kind} statement, and llem query only reads "
-                            "(SELECT, WITH, DESCRIBE, SUMMARIZE, EXPLAIN, PIVOT): write "
-                            "files with `llem export CAMPAIGN -o FILE`")
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    return value
 
 
 @click.command()
@@ -217,7 +180,7 @@ def emit(columns: list[str], rows: Iterable[Sequence[Any]], fmt: str) -> None:
     else:
         t = Table(show_lines=False)
         for c in columns:
-            t.add_column(c)
+            t.add_column(Text(escaped(c)))
         shown = 0
         for r in rows:
             if shown == MAX_TABLE_ROWS:
@@ -225,7 +188,7 @@ def emit(columns: list[str], rows: Iterable[Sequence[Any]], fmt: str) -> None:
                            "--format csv or json prints them all (or add LIMIT or WHERE)",
                            err=True)
                 break
-            t.add_row(*(_cell(v) for v in r))
+            t.add_row(*(cell(v) for v in r))
             shown += 1
         console().print(t if shown else "0 rows")  # the terminal's width; plain off one
 
@@ -241,14 +204,6 @@ def _unique(columns: list[str]) -> list[str]:
             name = f"{c}_{n}"
         out.append(name)
     return out
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _finite(v: Any) -> Any:

@@ -20,7 +20,8 @@ from llem.report.output import atomic_file, check_folder
 @click.command()
 @click.argument("campaign")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("report.html"), show_default=True, help="The HTML file to write.")
+              default=Path("report.html"), show_default=True,
+              help="The HTML file to write (.html or .htm).")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write every plot as a PNG into this folder, after the HTML page "
               "(kaleido needs Chrome or Chromium: `plotly_get_chrome` downloads one).")
@@ -48,8 +49,8 @@ def report(campaign: str, output: Path, png_dir: Path | None, job: str | None,
     from llem.report.figures import all_figures
     from llem.report.html import page
 
+    check_output(output, "-o")  # a device or pipe first; all before the store is read
     output_format(output, None, ("html",), "-o", "html", " (the plots as PNG: --png FOLDER)")
-    check_output(output, "-o")  # before the store is read
     if png_dir is not None and png_dir.resolve() == output.resolve():  # the page, then no
         raise UserError(f"--png {png_dir} is -o's file: give the PNGs a folder of their "  # room
                         "own, e.g. --png figures/")

@@ -41,7 +41,9 @@ def tiny_model(directory: Path, seed: int, hidden_size: int, layers: int, heads:
     For demos and tests: it loads with transformers and vLLM like any hub model. The
     defaults make a tiny one; larger sizes load a GPU (e.g. --hidden-size 2048 --layers 16
     --heads 16 --intermediate-size 5632: about 0.8B parameters). Grid files can also name
-    the default one `llem:tiny` (built on first use in ~/.cache/llem).
+    the default one `llem:tiny` (built on first use in ~/.cache/llem). Sizes over 8B
+    parameters, or more than this machine's memory can initialise (4 bytes a parameter),
+    are refused before anything is built.
     """
     if directory.exists() and not directory.is_dir():  # a device passed file_okay=False:
         # the build moved /dev/null aside, then removed it

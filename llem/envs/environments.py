@@ -23,7 +23,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -34,6 +33,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llem.config.environments import EnvChoice
+from llem.config.yaml_source import SourceMap
+from llem.envs.probe import CODE as PROBE_CODE
+from llem.envs.probe import ask, program_problem
 from llem.envs.shell import ray_command, shell_problem
 from llem.errors import UserError
 from llem.measure.gpu import system_info
@@ -142,24 +144,13 @@ def read_marker(path: Path) -> dict[str, Any] | None:
 
 
 def probe(python: Path) -> tuple[dict[str, str | None] | None, str]:
-    """Run python to read its Ray and backend versions (metadata only: nothing imported)."""
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(n):\n"
-            "    try: return m.version(n)\n"
-            "    except m.PackageNotFoundError: return None\n"
-            "print(json.dumps({'ray': v('ray'), 'python': '%d.%d' % sys.version_info[:2]}))")
-    problem = shell_problem(str(python))
+    """Run python to read its Ray and backend versions (metadata only: nothing imported);
+    (None, why) when it is not an interpreter that answers (llem.envs.probe)."""
+    problem = shell_problem(str(python)) or program_problem(python)
     if problem:
         return None, problem
-    try:  # the way Ray starts it: `bash -c "exec PY ARGS"`, PY unquoted (ray_command)
-        proc = subprocess.run(["bash", "-c", ray_command(str(python), "-c", code)],
-                              capture_output=True, text=True, timeout=60, check=False,
-                              env=_clean_env())
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"{python} does not run: {exc}"
-    if proc.returncode != 0:
-        return None, f"{python} fails: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+    # the way Ray starts it: `bash -c "exec PY ARGS"`, PY unquoted (ray_command)
+    return ask(["bash", "-c", ray_command(str(python), "-c", PROBE_CODE)], _clean_env())
 
 
 def driver_ray_version() -> str | None:
@@ -248,6 +239,12 @@ def fix_command(backend: str, variant: str | None) -> str:
     return f"llem env build {backend}" + (f" --variant {variant}" if variant else "")
 
 
+def python_fix(backend: str) -> str:
+    """What fixes a grid's `python:` that is not the interpreter of a usable venv."""
+    return (f"point environments.{backend}.python at the Python interpreter of a venv with "
+            f"{backend} and ray {driver_ray_version()} (its bin/python)")
+
+
 def runtime_env(backend: str, choice: EnvChoice) -> dict[str, Any]:
     """The Ray runtime_env of the backend's workers (env_vars merged by worker.start_worker)."""
     spec = job_env(backend)
@@ -283,21 +280,25 @@ def runtime_env(backend: str, choice: EnvChoice) -> dict[str, Any]:
 
 
 def preflight(backends: list[str], choices: dict[str, Any], plan_only: bool = False,
-              notes: list[str] | None = None) -> dict[str, dict[str, Any]]:
+              notes: list[str] | None = None,
+              source: SourceMap | None = None) -> dict[str, dict[str, Any]]:
     """Each backend's runtime_env, after checking what can be checked here, before Ray starts.
 
     A missing, half-built or broken venv, or a backend library absent from the driver's env
     for kind current, is one UserError naming the command that fixes it. plan_only (a dry
     run, e.g. on a login node that will never run the backend): those become notes (the
     check skipped, and why); what is wrong whatever the machine (a path Ray's shell cannot
-    carry, an image kind without image_uri) is still an error.
+    carry, an image kind without image_uri) is still an error. source: the grid's, so that
+    a problem with a `python:` it names says on which line.
     """
     out: dict[str, dict[str, Any]] = {}
 
-    def refuse(message: str) -> None:
+    def refuse(message: str, given: bool = False) -> None:
+        error = source.error(("environments", backend, "python"), message) \
+            if given and source else UserError(message)
         if not plan_only:
-            raise UserError(message)
-        note = (f"{backend} environment not checked here: {message} (a real run on this "
+            raise error
+        note = (f"{backend} environment not checked here: {error} (a real run on this "
                 "machine refuses it; the cluster's nodes need it)")
         if notes is not None and note not in notes:
             notes.append(note)
@@ -313,11 +314,10 @@ def preflight(backends: list[str], choices: dict[str, Any], plan_only: bool = Fa
             runtime_env(backend, choice)  # a path Ray's shell cannot carry: refused unrun
             st = venv_status(backend, choice.variant, choice.python)
             if st.state != "ready":
-                fix = (f"point environments.{backend}.python at a venv with {backend} and ray "
-                       f"{driver_ray_version()}") if choice.python else \
+                fix = python_fix(backend) if choice.python else \
                     f"run `{fix_command(backend, choice.variant)}`"
                 refuse(f"the {backend} environment is {st.state} ({st.where}: "
-                       f"{st.detail}); {fix}")
+                       f"{st.detail}); {fix}", given=bool(choice.python))
         elif kind == "current":
             missing = missing_modules(backend)
             if missing:

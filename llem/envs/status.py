@@ -9,6 +9,7 @@ import shutil
 import sys
 from typing import Any
 
+from llem.config.yaml_source import SourceMap
 from llem.envs.environments import (
     EnvStatus,
     choice_for,
@@ -16,6 +17,7 @@ from llem.envs.environments import (
     fix_command,
     kind_for,
     missing_modules,
+    python_fix,
     python_problem,
     requirement_lines,
     requirements_file,
@@ -25,13 +27,15 @@ from llem.envs.environments import (
 from llem.errors import UserError
 
 
-def grid_statuses(backends: list[str], choices: dict[str, Any],
-                  deep: bool = True) -> list[EnvStatus]:
-    """One row per backend: its chosen kind, state and what would fix it."""
-    return [_one(b, choices, deep) for b in backends]
+def grid_statuses(backends: list[str], choices: dict[str, Any], deep: bool = True,
+                  source: SourceMap | None = None) -> list[EnvStatus]:
+    """One row per backend: its chosen kind, state and what would fix it (source: the
+    grid's, so that a `python:` that does not work is named by its line)."""
+    return [_one(b, choices, deep, source) for b in backends]
 
 
-def _one(backend: str, choices: dict[str, Any], deep: bool) -> EnvStatus:
+def _one(backend: str, choices: dict[str, Any], deep: bool,
+         source: SourceMap | None) -> EnvStatus:
     choice = choice_for(backend, choices)
     kind = kind_for(backend, choice)
     if kind == "current":
@@ -46,10 +50,15 @@ def _one(backend: str, choices: dict[str, Any], deep: bool) -> EnvStatus:
         if problem:
             return EnvStatus(backend, kind, "unsupported", "-", problem)
         st = venv_status(backend, choice.variant, choice.python, deep=deep)
-        if st.state != "ready" and not choice.python:
+        if st.state == "ready":
+            return st
+        if not choice.python:
             return EnvStatus(backend, kind, st.state, st.where,
                              f"{st.detail}: run `{fix_command(backend, choice.variant)}`")
-        return st
+        detail = f"{st.detail}; {python_fix(backend)}"
+        if source:
+            detail = str(source.error(("environments", backend, "python"), detail))
+        return EnvStatus(backend, kind, st.state, st.where, detail)
     try:
         renv = runtime_env(backend, choice)
     except UserError as exc:

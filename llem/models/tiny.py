@@ -8,15 +8,25 @@ head_dim stays >= 64 because vLLM's CPU attention rejects smaller heads.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llem.models.shape import shape_of
+from llem.models.tiny_limits import (
+    GPU_INIT_PARAMS,
+    billions,
+    memory_problem,
+    params_of,
+    too_many,
+)
 from llem.prompts.files import load_builtin
 
 SPECIALS = ["<s>", "</s>", "<unk>", "<pad>"]
@@ -49,27 +59,75 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 2048,
                          "must be a whole, even number >= 64 (vLLM's CPU attention, RoPE)")
     if vocab_size < 300:
         raise ValueError(f"vocab_size {vocab_size} is too small for a byte-level BPE (>= 300)")
+    params = params_of(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+                       num_heads=num_heads, intermediate_size=intermediate_size)
+    if problem := too_many(params):
+        raise ValueError(problem)
     if is_complete(out_dir) and not force:
         return out_dir
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
         raise ValueError(f"{out_dir} is not empty and holds no model; refusing to replace it")
+    if problem := memory_problem(params, dtype, on_gpu=params > GPU_INIT_PARAMS):
+        raise ValueError(problem)
+    made = [p for p in out_dir.parents if not p.exists()]  # removed again on a failure
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent workers build it once
-        if is_complete(out_dir) and not force:
-            return out_dir
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build.", dir=out_dir.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes 0700; other users/containers read models
-            _build(tmp, seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
-                   num_layers=num_layers, num_heads=num_heads,
-                   intermediate_size=intermediate_size,
-                   max_position_embeddings=max_position_embeddings, init_std=init_std,
-                   dtype=dtype)
-            _swap_in(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with _locked(out_dir.parent / f".{out_dir.name}.lock"):  # concurrent workers build once
+            if is_complete(out_dir) and not force:
+                return out_dir
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build.", dir=out_dir.parent))
+            try:
+                tmp.chmod(0o755)  # mkdtemp makes 0700; other users/containers read models
+                _build(tmp, seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
+                       num_layers=num_layers, num_heads=num_heads,
+                       intermediate_size=intermediate_size,
+                       max_position_embeddings=max_position_embeddings, init_std=init_std,
+                       dtype=dtype)
+                _swap_in(tmp, out_dir)
+            except (MemoryError, RuntimeError) as exc:  # torch's allocators raise RuntimeError
+                if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
+                    raise
+                said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+                raise ValueError(f"ran out of memory building {billions(params)} parameters "
+                                 f"({said}): use smaller sizes, or free memory") from None
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        for folder in made:  # nearest first; one that holds something else stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return out_dir
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on path, which is removed when done (a failed build leaves no
+    lock file): a waiter that got the lock of a file removed meanwhile takes the new one."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                here = path.stat()
+            except FileNotFoundError:
+                continue
+            mine = os.fstat(fd)
+            if (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
+                continue
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+            return
+        finally:
+            os.close(fd)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A torch allocator's failure (CPU: "can't allocate memory"; CUDA: OutOfMemoryError)."""
+    text = str(exc).lower()
+    return "allocate" in text or "out of memory" in text
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:
@@ -128,7 +186,9 @@ def _build(tmp: Path, *, seed: int, vocab_size: int, hidden_size: int, num_layer
                          pad_token_id=tok.pad_token_id)
 
     params = shape_of(config.to_dict()).params()
-    device = "cuda" if params > 1e9 and torch.cuda.is_available() else "cpu"
+    device = "cuda" if params > GPU_INIT_PARAMS and torch.cuda.is_available() else "cpu"
+    if device == "cpu" and (problem := memory_problem(params, dtype)):
+        raise ValueError(problem)
     gpus = [torch.cuda.current_device()] if device == "cuda" else []
     with torch.random.fork_rng(devices=gpus):  # seed the weights, the caller's RNG untouched
         torch.manual_seed(seed)

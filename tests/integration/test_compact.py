@@ -278,8 +278,8 @@ def test_store_uri_through_pyarrow_filesystem(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["{root}/nope"], "error: no store at {root}/nope: no runs, requests, samples or "
-                      "sessions folder there; pass --store with the folder (or URI) `llem run` "
-                      "wrote to"),
+                      "sessions folder there; give the folder (or URI) `llem run` wrote to as "
+                      "STORE"),  # compact takes no --store
     (["{root}/s", "--campaign", "other"], "error: no campaign 'other' in store {root}/s "
                                           "(campaigns: st)"),
 ])

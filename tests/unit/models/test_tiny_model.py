@@ -48,6 +48,7 @@ def test_layout_and_config(model_dir: Path, loaded) -> None:
                  "generation_config.json"):
         assert (model_dir / name).is_file(), name
     assert not [p for p in model_dir.parent.iterdir() if ".build." in p.name]
+    assert not (model_dir.parent / ".m.lock").exists()  # the build's lock goes with it
     tok, model = loaded
     cfg = model.config
     assert cfg.model_type == "llama" and cfg.hidden_size // cfg.num_attention_heads >= 64
