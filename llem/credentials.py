@@ -18,6 +18,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import unquote
 
 from llem.errors import UserError
 
@@ -37,16 +38,25 @@ PATTERNS = re.compile(r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_
                       r"AIza[0-9A-Za-z_-]{35}|"
                       r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|"
                       r"-----BEGIN [A-Z ]*PRIVATE KEY-----|"
-                      r"(?:Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*)(?![A-Za-z0-9])")
-# A password in a URL (`s3://KEY:SECRET@bucket`, `https://user:pass@host`): the part after
-# the colon is masked, the scheme, user and host stay readable.
-USERINFO = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
-# A credential in a URL's query: a presigned S3 URL's X-Amz-Signature, an Azure SAS `sig`,
-# `?token=`, pyarrow's own `s3://b/x?access_key=..&secret_key=..` (the value is masked).
-QUERY_SECRET = re.compile(r"(?i)([?&](?:[\w.-]*[_.-])?(?:token|key|secret|sig|signature|"
-                          r"password|passwd|credential|auth)(?:[_.-][\w.-]*)?=)([^&#\s'\"]+)")
-# The same without a scheme, as a word of its own (RAY_ADDRESS `user:pass@host:6379`).
-BARE_USERINFO = re.compile(r"(?<![^\s'\"(=])([^/\s:@'\"]+):([^/\s@'\"*]+)@(?=[\w\[])")
+                      r"(?:Basic|(?i:bearer))\s+[A-Za-z0-9._~+/-]{16,}=*|"
+                      r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:\w+\s+)?[^\s'\",;}]{8,})"
+                      r"(?![A-Za-z0-9])")
+# The userinfo of a URL (`https://TOKEN@host`, `s3://KEY:SECRET@bucket`, `http://:PW@host`,
+# percent-encoded or not), up to the last `@` before the path, as urllib reads it: a password
+# is masked and its user stays readable; a user alone is masked (git hosts take a token so).
+USERINFO = re.compile(r"(?<=://)([^/\s?#'\"]+)@")
+# A credential in a URL's query: a presigned S3 URL's X-Amz-Signature (every X-Amz-*), an
+# Azure SAS `sig`, `?token=`, `?apikey=`, pyarrow's own `s3://b/x?access_key=..&secret_key=..`
+# (the value is masked).
+QUERY_SECRET = re.compile(r"(?i)([?&](?:x-amz-[\w-]+|(?:[\w.-]*[_.-])?(?:token|key|apikey|"
+                          r"secret|sig|signature|password|passwd|pwd|credential|auth))"
+                          r"(?:[_.-][\w.-]*)?=)([^&#\s'\"]+)")
+# The same without a scheme, as a word of its own (RAY_ADDRESS `user:pass@host:6379`,
+# `:pass@host`); a user alone only before host:port (`TOKEN@10.0.0.5:6379`: `git@host:org/x`
+# and mail addresses stay).
+BARE_USERINFO = re.compile(r"(?<![^\s'\"(=])([^/\s:@'\"]*):([^/\s@'\"*]+)@(?=[\w\[])")
+BARE_USER = re.compile(r"(?<![^\s'\"(=])[^/\s:@'\"*]+@"
+                       r"(?=(?:[\w.-]+|\[[^\]\s]*\]):\d{1,5}(?!\w))")
 # Keys whose text value is a credential (pad_token/eos_token are tokenizer settings: allowed).
 SECRET_KEY = re.compile(r"(?i)^(?:hf_|hub_|auth_|access_|api_|use_auth_|client_|aws_|session_|"
                         r"refresh_|id_|oauth_|bearer_)?(?:token|api_?key|password|passwd|"
@@ -187,9 +197,9 @@ def secret_name(key: str) -> bool:
 
 def token_shaped(text: str) -> bool:
     """Does text hold a string shaped like a well-known token (hf_..., sk-..., AKIA...), or
-    a URL with a password?"""
-    return PATTERNS.search(text) is not None or USERINFO.search(text) is not None or \
-        QUERY_SECRET.search(text) is not None
+    a URL with a user or password, or a secret query parameter?"""
+    return PATTERNS.search(text) is not None or QUERY_SECRET.search(text) is not None or \
+        any(_userinfo(m) != m.group(0) for m in USERINFO.finditer(text))
 
 
 def secret_env_name(name: str) -> bool:
@@ -200,11 +210,31 @@ def secret_env_name(name: str) -> bool:
 
 
 def mask_shapes(text: str) -> str:
-    """text with token-shaped strings and URL passwords replaced by *** (no environment is
-    read)."""
-    text = USERINFO.sub(rf"\1:{MASK}@", PATTERNS.sub(MASK, text))
+    """text with token-shaped strings and the credentials of URLs and addresses (userinfo,
+    secret query parameters) replaced by *** (no environment is read)."""
+    text = USERINFO.sub(_userinfo, PATTERNS.sub(MASK, text))
     text = QUERY_SECRET.sub(rf"\1{MASK}", text)
-    return BARE_USERINFO.sub(rf"\1:{MASK}@", text)
+    return BARE_USER.sub(f"{MASK}@", BARE_USERINFO.sub(rf"\1:{MASK}@", text))
+
+
+def _userinfo(m: re.Match[str]) -> str:
+    """A URL's `user:password@` with the password masked, `user@` with the user masked."""
+    user, sep, password = m.group(1).partition(":")
+    if password:
+        return f"{user}:{MASK}@"
+    return f"{MASK}{sep}@" if user else m.group(0)
+
+
+def url_secrets(text: str) -> list[str]:
+    """What mask_shapes hides of text's URLs and addresses (passwords, a lone user, secret
+    query values), as written and percent-decoded: remembered, a library that echoes one
+    without its URL (an S3 key in an error) is masked too."""
+    found = [m.group(1).partition(":")[2] or m.group(1).partition(":")[0]
+             for m in USERINFO.finditer(text)]
+    found += [m.group(2) for m in QUERY_SECRET.finditer(text)]
+    found += [m.group(2) for m in BARE_USERINFO.finditer(text)]
+    found += [m.group(0)[:-1] for m in BARE_USER.finditer(text)]
+    return [v for f in found if f != MASK for v in {f, unquote(f)}]
 
 
 def credential_files(environ: dict[str, str] | None = None) -> set[Path]:

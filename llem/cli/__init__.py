@@ -10,7 +10,7 @@ from types import FrameType
 import click
 
 from llem.cli.values import Commands
-from llem.credentials import redact
+from llem.credentials import redact, remember, url_secrets
 from llem.errors import UserError, one_line
 from llem.version import __version__
 
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGINT, _note_ctrl_c)
     except ValueError:  # not the main thread (llem's CLI called from a thread)
         pass
+    # a password or token in a URL or address given here: masked wherever it is echoed,
+    # with its URL or without (a library's error may quote the key alone)
+    for arg in [*(sys.argv[1:] if argv is None else argv), os.environ.get("RAY_ADDRESS", "")]:
+        remember(url_secrets(arg))
     try:
         cli.main(args=argv, prog_name="llem", standalone_mode=False)
     except UserError as exc:

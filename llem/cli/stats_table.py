@@ -25,6 +25,7 @@ from llem.config.axes import dotted
 from llem.config.grid import count_points, load_groups
 from llem.config.job import job_id_of
 from llem.config.loaded import Loaded
+from llem.credentials import mask_shapes, redact
 from llem.report.params import Points
 from llem.scheduler.state import Summary
 from llem.store.store import Store
@@ -88,7 +89,7 @@ def store_option(store: str) -> str:
     if "://" not in store and "://" not in here and \
             Path(store).expanduser().resolve() == Path(here).resolve():
         return ""
-    return "" if store == here else f" --store {shlex.quote(store)}"
+    return "" if store == here else f" --store {shlex.quote(mask_shapes(redact(store)))}"
 
 
 def grid_job_ids(loaded: Loaded) -> set[str] | None:

@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from llem.cli.addresses import check_dashboard
+from llem.cli.given import check_job_id, check_store_text
 from llem.config.load import load_campaign
 from llem.credentials import collect, mask_shapes, redact
 from llem.scheduler.submit import dashboard_url, follow, job_info, job_logs
@@ -32,6 +33,7 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     loaded = load_campaign(grid)  # a bad file is refused here, before anything is sent
 
     target = store or loaded.campaign.store
+    check_store_text(target, sent=True)  # as `llem run` does, and no credential for Ray
     if "://" not in target:
         target = str(Path(target).expanduser().resolve())
     held = sorted(collect())  # names only: a value never leaves this machine with the job
@@ -39,7 +41,7 @@ def submit(grid: Path, address: str, store: str | None, wait: bool) -> None:
     sid = do_submit(grid, address, target)  # (a bad LLEM_SECRETS_FILE refused before this)
     click.echo(f"submitted {sid}")
     click.echo(f"dashboard: {mask_shapes(redact(dashboard_url(address)))}")  # no u:pw@
-    click.echo(f"store: {target}")
+    click.echo(f"store: {mask_shapes(redact(target))}")
 
     if held:
         click.echo(f"not sent with the job: {', '.join(held)} (Ray shows a job's runtime_env "
@@ -67,6 +69,7 @@ def status(job: str, address: str, as_json: bool) -> None:
     import json
     import time
 
+    check_job_id(job)
     check_address(address)
     info = job_info(address, job)
     if as_json:
@@ -91,6 +94,7 @@ def status(job: str, address: str, as_json: bool) -> None:
               "ends; exit 1 unless it succeeded.")
 def logs(job: str, address: str, follow: bool) -> None:
     """The driver's output of a submitted campaign JOB (progress, summary, errors)."""
+    check_job_id(job)
     check_address(address)
     if not follow:
         click.echo(job_logs(address, job), nl=False)
@@ -107,6 +111,7 @@ def logs(job: str, address: str, follow: bool) -> None:
 def stop(job: str, address: str) -> None:
     """Stop a submitted campaign JOB: its driver gets SIGTERM and kills its workers; what
     was stored stays, and submitting the same grid again resumes it."""
+    check_job_id(job)
     check_address(address)
     if do_stop(address, job):
         click.echo(f"stopping {job}")

@@ -44,17 +44,26 @@ def refuse_credentials(data: Any, smap: SourceMap) -> None:
                                             "credentials from grid files (Ray would show it "
                                             "in its logs and dashboard)", hint=ENV_HINT))
                 elif isinstance(v, str) and ((secret_name(key) and v.strip()) or is_shaped(v)):
-                    problems.add(smap.error(here, f"looks like a credential; {REFUSED}",
+                    problems.add(smap.error(here, f"looks like a credential; {refused(here)}",
                                             hint=HINT))
                 else:
                     walk(v, here)
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, str) and is_shaped(v):
-                    problems.add(smap.error((*loc, i), f"looks like a credential; {REFUSED}",
-                                            hint=HINT))
+                    problems.add(smap.error((*loc, i), "looks like a credential; "
+                                            f"{refused((*loc, i))}", hint=HINT))
                 else:
                     walk(v, (*loc, i))
+
+    def refused(loc: Loc) -> str:
+        """Why, naming where the value came from: the grid file, or the flag that set it."""
+        label = smap.setter(loc)
+        if label is None:
+            return REFUSED
+        given = f"the {label.split()[0]} flag" if label.startswith("-") else "overrides"
+        return f"llem does not take credentials from {given} (it would be stored with every " \
+            "result)"
 
     walk(data, ())
     problems.check()

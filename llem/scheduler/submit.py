@@ -10,11 +10,13 @@ RAY_AUTH_MODE=disabled need neither.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import time
 from pathlib import Path
 from typing import Any
 
+from llem.credentials import mask_shapes, redact
 from llem.errors import UserError
 
 EXCLUDES = [".git", ".venv", "results", "*.parquet", "__pycache__", ".staging"]
@@ -34,6 +36,7 @@ def client(address: str) -> Any:
 
 def _explain(exc: Exception, address: str) -> str:
     text = str(exc)
+    address = mask_shapes(redact(address))  # a dashboard behind basic auth: http://u:pw@h
     if "401" in text or "Unauthorized" in text:
         return f"{address}: unauthorized: {AUTH_HINT}"
     if "403" in text or "Forbidden" in text:
@@ -54,7 +57,7 @@ def submit(grid: Path, address: str, store: str, extra_args: list[str] | None = 
     env_vars = {k: os.environ[k] for k in ("LLEM_CACHE",) if k in os.environ}
     if env_vars:
         env["env_vars"] = env_vars
-    sid = f"llem-{grid.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
+    sid = f"llem-{job_name(grid)}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000}"
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
@@ -68,6 +71,13 @@ def submit(grid: Path, address: str, store: str, extra_args: list[str] | None = 
             time.sleep(1.0)
 
 
+def job_name(grid: Path) -> str:
+    """The grid file's name as a part of a job id (llem.cli.given.JOB_ID): letters, digits,
+    '.', '_' and '-' (a space or '#' in a file name made an id `llem status` cannot ask
+    about), at most 100."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", grid.stem)[:100].strip("-.") or "grid"
+
+
 def follow(address: str, submission_id: str, echo: Any) -> str:
     """Stream the job's logs until it ends; return its final status."""
     import asyncio
@@ -76,7 +86,7 @@ def follow(address: str, submission_id: str, echo: Any) -> str:
 
     async def tail() -> None:
         async for lines in c.tail_job_logs(submission_id):
-            echo(lines, nl=False)
+            echo(redact(lines), nl=False)  # a job's output: masked as llem's own
 
     asyncio.run(tail())
     return str(c.get_job_status(submission_id))
@@ -99,13 +109,15 @@ def _ask(address: str, submission_id: str, method: str) -> Any:
 def job_info(address: str, submission_id: str) -> dict[str, Any]:
     """Status, message, entrypoint and times of a submitted campaign (JobSubmissionClient)."""
     info = _ask(address, submission_id, "get_job_info")
-    return {"id": submission_id, "status": str(info.status), "message": info.message,
-            "entrypoint": info.entrypoint, "start_time": info.start_time,
+    return {"id": submission_id, "status": str(info.status),
+            "message": info.message and redact(info.message),
+            "entrypoint": redact(info.entrypoint),  # a store URL's password (older llem)
+            "start_time": info.start_time,
             "end_time": info.end_time, "metadata": dict(info.metadata or {})}
 
 
 def job_logs(address: str, submission_id: str) -> str:
-    return str(_ask(address, submission_id, "get_job_logs"))
+    return redact(str(_ask(address, submission_id, "get_job_logs")))
 
 
 def stop(address: str, submission_id: str) -> bool:
@@ -116,5 +128,6 @@ def stop(address: str, submission_id: str) -> bool:
 def _job_error(exc: Exception, address: str, submission_id: str) -> str:
     text = str(exc)
     if "404" in text or "does not exist" in text or "not found" in text.lower():
-        return f"no job {submission_id!r} on the cluster at {address} (llem submit prints the id)"
+        return f"no job {submission_id!r} on the cluster at {mask_shapes(redact(address))} " \
+            "(llem submit prints the id)"
     return _explain(exc, address)

@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llem.config.models import check_name
+from llem.credentials import mask_shapes
 from llem.store.checks import FileChecks, Verdict, checks_for, first_line, skip_message
 from llem.store.listing import (
     Listing,
@@ -88,7 +89,8 @@ class Store:
             try:
                 self.fs, self.root = pafs.FileSystem.from_uri(text)
             except Exception as exc:  # ArrowInvalid: an unknown scheme, a malformed URI
-                raise StoreError(f"cannot open store '{text}': {first_line(exc)}") from None
+                raise StoreError(f"cannot open store '{mask_shapes(text)}': "
+                                 f"{mask_shapes(first_line(exc))}") from None
             self.local = False
         else:
             try:
@@ -97,7 +99,8 @@ class Store:
                 raise StoreError(f"cannot open store '{text}': {first_line(exc)}") from None
             self.fs, self.root = pafs.LocalFileSystem(), str(local)
             self.local = True
-        self.uri = text if not self.local else self.root
+        # what is shown and kept (messages, the checks cache, reports): never a URL's password
+        self.uri = mask_shapes(text) if not self.local else self.root
         self.session_id = new_session_id()
         self.rerun = rerun  # this session measures again: done() holds only its own rows
         self.on_warning = on_warning

@@ -26,11 +26,11 @@ def check_root_text(text: str) -> None:
     if not text.strip():
         raise StoreError("the store is an empty path: give a folder or a URI")
     if text != text.strip():  # as the grid's store: refuses
-        raise StoreError(f"store '{one_line(text)}' has spaces around it: give the folder or "
-                         "URI without them")
+        raise StoreError(f"store '{mask_shapes(one_line(text))}' has spaces around it: give "
+                         "the folder or URI without them")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise StoreError(f"store '{one_line(text)}' holds a control character: give a folder "
-                         "or a URI")
+        raise StoreError(f"store '{mask_shapes(one_line(text))}' holds a control character: "
+                         "give a folder or a URI")
     if "://" not in text and BARE_USERINFO.match(text):  # made a folder named user:pw@host
         raise StoreError(f"store '{mask_shapes(text)}' is a URL with a password but no "
                          "scheme: give s3://bucket/path (credentials from the environment) "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from llem.credentials import collect, looks_secret, read_secrets_file, redact, secret_env_name
 from llem.errors import UserError
-from tests.support.cli import run_cli
+from tests.support.cli import assert_one_error_line, run_cli
 from tests.support.faults import HF_SHAPED, PLANTED, grep_tree
 from tests.support.paths import BAD_GRIDS as BAD
 
@@ -83,6 +84,64 @@ def test_credential_env_var_names() -> None:
     for name in ("TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_IMPLICIT_TOKEN", "HF_HOME",
                  "CUDA_VISIBLE_DEVICES", "MAX_TOKENS"):
         assert not secret_env_name(name), name
+
+
+USER_ONLY = "PlantedUserOnlyTok1234567"
+GRID = "name: t\nmodels: [llem:tiny]\nbackends: [noop]\n"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("args", "env", "want"), [
+    (["status", "x", "--address", "http://{t}@127.0.0.1:{p}"], {}, "'http://***@127.0.0.1:"),
+    (["submit", "{g}", "--address", "http://{t}@127.0.0.1:{p}"], {}, "'http://***@127.0.0.1:"),
+    (["logs", "x", "--address", "http://:{t}@127.0.0.1:{p}"], {}, "'http://:***@127.0.0.1:"),
+    (["stop", "x", "--address", "http://127.0.0.1:{p}/?apikey={t}"], {}, "/?apikey=***'"),
+    (["run", "{g}", "--dry-run", "--store", "foo://{t}@bucket/x"], {},
+     "cannot open store 'foo://***@bucket/x'"),
+    (["run", "{g}", "--dry-run", "--address", "ray://{t}@127.0.0.1:{p}"], {},
+     "--address 'ray://***@127.0.0.1:"),
+    (["run", "{g}", "--dry-run"], {"RAY_ADDRESS": "{t}@127.0.0.1:{p}"},
+     "RAY_ADDRESS '***@127.0.0.1:"),
+    (["run", "{g}", "--dry-run"], {"RAY_ADDRESS": "Planted%40{t}@127.0.0.1:{p}"},
+     "RAY_ADDRESS '***@127.0.0.1:"),
+])
+def test_a_token_written_as_a_url_user_is_never_shown(args: list[str], env: dict[str, str],
+                                                      want: str, tmp_path: Path) -> None:
+    """A token as a URL's user (no password), a password alone, a token in the query: one
+    error line, the value masked (only `user:pw@` was)."""
+    (tmp_path / "grid.yaml").write_text(GRID)
+    fill = {"t": USER_ONLY, "p": _closed_port(), "g": str(tmp_path / "grid.yaml")}
+    r = run_cli(*(a.format(**fill) for a in args), cwd=tmp_path, timeout=60,
+                env={k: v.format(**fill) for k, v in env.items()})
+    assert_one_error_line(r, want, unseen=USER_ONLY)
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+
+
+@pytest.mark.parametrize("model", [f"https://u:{USER_ONLY}@h/x", f"https://{USER_ONLY}@h/x"])
+@pytest.mark.parametrize("with_grid", [True, False])
+def test_a_credential_from_a_flag_names_the_flag(model: str, with_grid: bool,
+                                                 tmp_path: Path) -> None:
+    """--model with a URL's credential: refused as the grid's would be, and the message says
+    it came from the --model flag (it said "from grid files")."""
+    (tmp_path / "grid.yaml").write_text(GRID)
+    grid = [str(tmp_path / "grid.yaml")] if with_grid else []
+    r = run_cli("run", *grid, "--model", model, "--dry-run", cwd=tmp_path, timeout=60)
+    assert_one_error_line(r, "looks like a credential; llem does not take credentials from "
+                          "the --model flag", unseen=USER_ONLY)
+    assert "grid file" not in r.stderr
+
+
+def test_a_token_as_a_url_user_in_a_grid_is_refused(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"name: t\nmodels: ['https://{USER_ONLY}@h/org/m']\nbackends: [noop]\n")
+    r = run_cli("run", str(grid), "--dry-run", cwd=tmp_path, timeout=60)
+    assert_one_error_line(r, ":2: 'models.0': looks like a credential; llem does not take "
+                          "credentials from grid files", unseen=USER_ONLY)
 
 
 @pytest.mark.slow
