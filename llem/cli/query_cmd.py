@@ -101,8 +101,8 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     Columns and units: docs/schema.md. It only reads: one SELECT, WITH, FROM, VALUES, PIVOT,
     DESCRIBE, SHOW, SUMMARIZE, or EXPLAIN [ANALYZE] of one of those (several statements, SET,
     PRAGMA, COPY, INSTALL, ... are refused; `llem export` writes files), and loads no DuckDB
-    extension. Values print as DuckDB writes them where Python has no such value (dates past
-    9999, 'infinity', INTERVAL, BLOB as \\xNN escapes); credentials are masked.
+    extension. Dates, times and intervals print as DuckDB writes them ('infinity' and years
+    past 9999 too), a BLOB with \\xNN escapes; credentials are masked.
 
     \b
       llem query "SELECT backend, batch_size, avg(energy_per_token_j) FROM runs GROUP BY ALL"

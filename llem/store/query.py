@@ -45,18 +45,30 @@ def _sql_str(s: str) -> str:
 
 
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
-    """A fresh connection (one per thread) with the store's tables as views."""
+    """A fresh connection (one per thread) with the store's tables as views, its settings
+    locked (see LOCKED)."""
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")  # it writes to stdout: not in CSV/JSON
     # Every query over a view reads each file's footer again; caching them (per connection)
     # saved a third of each pass over 1,000 runs files (benchmarks/query.py).
     con.execute("SET parquet_metadata_cache = true")
     try:
+        for setting in LOCKED:
+            con.execute(setting)
         _views(con, store)
+        con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise
     return con
+
+
+# No extension is installed or loaded on the way (a read_csv('http://...') downloaded httpfs
+# into ~/.duckdb): the store's own files are read locally, or through pyarrow's filesystem
+# (s3://, gs://). Locked after the views: SQL changes no setting, and settings and table
+# functions that write (profiling_output, enable_logging(storage := 'file')) are refused.
+LOCKED = ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+          "SET allow_community_extensions = false")
 
 
 def _views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
@@ -189,14 +201,16 @@ def run_sql(store: Store, sql: str) -> pa.Table:
     return _retried(store, lambda: _run_sql(store, sql))
 
 
-def stream_sql(store: Store, sql: str,
-               rows: int = BATCH_ROWS) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+def stream_sql(store: Store, sql: str, rows: int = BATCH_ROWS,
+               shape: Callable[[Any], Any] | None = None,
+               ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The query's columns, and its rows in batches of about `rows`: what a reader holds is
     one batch, whatever the query returns (`SELECT * FROM requests` of a large campaign was
     read whole, then turned into Python objects whole). Retried as run_sql is until the
     first batch is read; a failure after it is raised as a duckdb.Error. The connection
-    closes when the batches are read out (or the iterator is closed)."""
-    return _retried(store, lambda: _open_stream(store, sql, rows))
+    closes when the batches are read out (or the iterator is closed). shape: what the
+    query's relation becomes before it is read (llem.store.printable)."""
+    return _retried(store, lambda: _open_stream(store, sql, rows, shape))
 
 
 def _retried(store: Store, attempt: Callable[[], T]) -> T:
@@ -246,15 +260,15 @@ def _run_sql(store: Store, sql: str) -> pa.Table:
         con.close()
 
 
-def _open_stream(store: Store, sql: str,
-                 rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+def _open_stream(store: Store, sql: str, rows: int, shape: Callable[[Any], Any] | None,
+                 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     con = connect(store)
     try:
         rel = con.sql(sql)
-        if rel is None:  # a SET or PRAGMA: no rows, no columns
+        if rel is None:  # a statement with no rows: no columns
             con.close()
             return pa.schema([]), iter(())
-        reader = rel.to_arrow_reader(rows)
+        reader = (shape(rel) if shape else rel).to_arrow_reader(rows)
         first = _next_batch(reader)
     except BaseException:
         con.close()
