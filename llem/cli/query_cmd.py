@@ -15,10 +15,11 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from llem.cli.query_values import cell, escaped
+from llem.cli.query_values import cell, escaped, masked
 from llem.cli.term import console, to_second
 from llem.credentials import redact
 from llem.errors import UserError
+from llem.store.printable import printable
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -111,8 +112,6 @@ def query(sql: str, store: str | None, fmt: str) -> None:
     import duckdb
 
     from llem.cli.query_sql import failure, reads_only, sql_text
-    from llem.cli.query_values import masked
-    from llem.store.printable import printable
     from llem.store.query import stream_sql
 
     sql = sql_text(sql)

@@ -38,7 +38,7 @@ from llem.config.rule_check import check_rule_values
 from llem.config.same_file import check_same_files
 from llem.config.server_only import check_server_only
 from llem.config.yaml_source import Loc, SourceMap, parse_yaml, read_yaml, shown
-from llem.errors import ConfigError, Problems, UserError
+from llem.errors import ConfigError, Problems
 from llem.models.builtin import BUILTIN_MODELS, PREFIX, is_builtin
 
 PATH_PREFIXES = ("./", "../", "/", "~")
@@ -167,16 +167,6 @@ def _campaign(data: dict[str, Any], smap: SourceMap,
         return None, bad
 
 
-def variants(backend: str) -> list[str] | None:
-    """The requirements variants of backend's environment (jobs/<backend>/env.yaml); None
-    where it has no spec to read (the backend's own checks then say why)."""
-    from llem.envs.environments import job_env
-    try:
-        return list(job_env(backend).requirements)
-    except UserError:
-        return None
-
-
 def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems) -> None:
     """environments: keys are backends of this grid, values valid EnvChoice maps."""
     for backend, choice in campaign.environments.items():
@@ -186,19 +176,13 @@ def _check_environments(campaign: Campaign, smap: SourceMap, problems: Problems)
                                     hint=f"known here: {', '.join(campaign.backends)}"))
             continue
         try:
-            env = EnvChoice.model_validate(choice if choice is not None else {})
+            EnvChoice.model_validate(choice if choice is not None else {})
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("environments", backend, *(p for p in err["loc"] if p != "[key]"))
                 problems.add(smap.error(loc, describe_error(err), hint="kinds: current, "
                                         "venv, pip, uv, image; see jobs/README.md"
                                         if err["loc"] == ("kind",) else None))
-            continue
-        known = variants(backend)
-        if env.variant is not None and known is not None and env.variant not in known:
-            problems.add(smap.error(("environments", backend, "variant"), f"backend "
-                                    f"'{backend}' has no environment variant "
-                                    f"'{env.variant}'", hint=f"known: {', '.join(known)}"))
 
 
 def _rules(rules: list[dict[str, Any]], section: str, smap: SourceMap,

@@ -306,6 +306,12 @@ def preflight(backends: list[str], choices: dict[str, Any], plan_only: bool = Fa
     for backend in backends:
         choice = choice_for(backend, choices)
         kind = kind_for(backend, choice)
+        known = list(job_env(backend).requirements)
+        if choice.variant is not None and known and choice.variant not in known:
+            message = f"backend '{backend}' has no environment variant '{choice.variant}'"
+            raise source.error(("environments", backend, "variant"), message,
+                               hint=f"known: {', '.join(known)}") if source else \
+                UserError(f"{message} (known: {', '.join(known)})")
         if kind == "venv":
             problem = None if choice.python else python_problem(backend)
             if problem:
