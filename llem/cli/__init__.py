@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `llem`, `llem env`: the help, as text
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.ClickException as exc:  # a bad flag or argument: one line too
         ctx = getattr(exc, "ctx", None)
         usage = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""

@@ -44,6 +44,11 @@ from llem.config.names import old_name_hint
 from llem.config.yaml_source import Loc, SourceMap
 from llem.errors import ConfigError, Problems
 
+# the file's own top-level keys (llem.config.campaign.Campaign's, less the grid parameters
+# of the same name): written under grid: each became a named group that did the opposite
+TOP_ONLY = frozenset({"name", "store", "cycles", "order", "interleave", "grid",
+                      "environments", "scheduling", "include", "exclude", "max_points",
+                      "per_backend", "experiments"})
 EXPERIMENT_KEYS = {"model": "models", "models": "models", "backend": "backends",
                    "backends": "backends"}
 
@@ -99,6 +104,10 @@ def values(entries: list[tuple[str, Any, Loc]], smap: SourceMap,
             named = named_group(path, value) or (
                 isinstance(value, list) and any(isinstance(v, dict) for v in value) and
                 named_group(path, []))
+            if loc[:1] in (("grid",), ("experiments",)) and path in TOP_ONLY:
+                raise smap.error(loc, f"'{path}' is a key of the file's top level, not a grid "
+                                 f"parameter: under {loc[0]}: it was taken as a named group "
+                                 "of alternatives", hint=f"move {path}: to the top level")
             if named and path != "variants":
                 close = difflib.get_close_matches(path, [*HEADS, *POINT_SCALARS], n=1,
                                                   cutoff=0.8)

@@ -79,6 +79,14 @@ def _dry(tmp_path: Path, body: str, head: str = HEAD) -> tuple[subprocess.Comple
     ("environments: {transformers: {variant: nope}}\n",
      r":4: 'environments\.transformers\.variant': backend 'transformers' has no environment "
      r"variant 'nope' \(known: cuda, cpu\)"),
+    # a top-level key under grid: or in an experiment became a named group that did the
+    # opposite (`exclude: [{streaming: true}]` made every point stream)
+    ("grid: {batch_size: [1, 2], exclude: [{streaming: true}]}\n",
+     r":4: 'grid\.exclude': 'exclude' is a key of the file's top level, not a grid parameter"),
+    ("grid: {cycles: [{streaming: true}, {}]}\n",
+     r":4: 'grid\.cycles': 'cycles' is a key of the file's top level"),
+    ("experiments:\n  - {backend: transformers, include: [{batch_size: 1}]}\n",
+     r":5: 'experiments\.0\.include': 'include' is a key of the file's top level"),
     # the calibration rows of campaign x are stored as x.calibration
     ("", r":1: 'name': campaign name 'x\.calibration' ends in '\.calibration'"),
 ])

@@ -74,3 +74,12 @@ def test_a_file_given_as_store_names_the_argument(tmp_path: Path, command: str) 
     assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
     r = run_cli("export", "st", "--store", str(grid))  # which does take --store
     assert_one_error_line(r, "a file, not a store's folder; pass --store with the folder")
+
+
+@pytest.mark.parametrize("args", [[], ["env"]])
+def test_a_command_without_its_subcommand_prints_its_help(args: list[str]) -> None:
+    """`llem` and `llem env` alone printed their help as one `error:` line of literal \\n."""
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"Usage: llem {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")
+    assert "\\n" not in r.stdout and r.stdout.count("\n") > 5 and not r.stderr
