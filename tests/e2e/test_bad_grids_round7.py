@@ -87,13 +87,19 @@ def _dry(tmp_path: Path, body: str, head: str = HEAD) -> tuple[subprocess.Comple
      r":4: 'grid\.cycles': 'cycles' is a key of the file's top level"),
     ("experiments:\n  - {backend: transformers, include: [{batch_size: 1}]}\n",
      r":5: 'experiments\.0\.include': 'include' is a key of the file's top level"),
+    # vllm serve flags the launcher sets itself: refused in the worker, after Ray started
+    ("vllm: {port: 8001}\ngrid: {mode: server}\n" + SERVER,
+     r":4: 'vllm\.port': 'port' is set by the launcher, not by engine args"),
+    ("vllm: {uds: /tmp/x.sock}\ngrid: {mode: server}\n" + SERVER,
+     r":4: 'vllm\.uds': 'uds' is set by the launcher"),
     # the calibration rows of campaign x are stored as x.calibration
     ("", r":1: 'name': campaign name 'x\.calibration' ends in '\.calibration'"),
 ])
 def test_a_value_that_could_not_work_or_is_never_used_is_refused(body: str, want: str,
                                                                  tmp_path: Path) -> None:
     head = HEAD.replace("name: t", "name: x.calibration") if not body else \
-        HEAD.replace("[transformers]", "[endpoint]") if "endpoint:" in body else HEAD
+        HEAD.replace("[transformers]", "[endpoint]") if "endpoint:" in body else \
+        HEAD.replace("[transformers]", "[vllm]") if "vllm:" in body else HEAD
     r, grid = _dry(tmp_path, body, head)
     assert_one_line_error(r, grid, want)
     assert not (tmp_path / "st").exists()

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from llem.backends.vllm.server import LAUNCHER_KEYS, engine_flags
 from llem.paths import cache_root, envs_root
 
 # vLLM's own default of gpu_memory_utilization (EngineArgs)
@@ -70,7 +71,7 @@ def check_keys(section: str, keys: dict[str, Any], *, environment: dict[str, Any
     problems: list[tuple[str, str, str | None]] = []
     rest = []
     for key, value in keys.items():
-        found = _static(section, key, value)
+        found = _static(section, key, value) or _launcher(section, key, value, modes)
         if found:
             problems.append(found)
         else:
@@ -104,6 +105,21 @@ def check_keys(section: str, keys: dict[str, Any], *, environment: dict[str, Any
                          "see vLLM's engine arguments" if section == "engine" else
                          "see vLLM's SamplingParams"))
     return problems, None
+
+
+def _launcher(section: str, key: str, value: Any,
+              modes: set[str]) -> tuple[str, str, str | None] | None:
+    """A server key the launcher refuses (llem.backends.vllm.server.engine_flags: one it sets
+    itself, an empty list): refused at the grid's line, not in the worker after Ray started."""
+    if section != "engine" or "server" not in modes:
+        return None
+    try:
+        engine_flags({key: value})
+    except ValueError as exc:
+        return key, str(exc).removeprefix("vllm server: "), "leave it out: llem starts " \
+            "vllm serve on a free port of the worker's node and talks to it there" \
+            if key in LAUNCHER_KEYS else None
+    return None
 
 
 def _static(section: str, key: str, value: Any) -> tuple[str, str, str | None] | None:
