@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from llem.store.store import Store
 from tests.support.cli import assert_one_error_line, run_cli
-from tests.support.faults import noop_results
+from tests.support.faults import noop_store
 
 GRID = "name: demo\nmodels: [llem:tiny]\nbackends: [transformers]\n"
 
@@ -23,10 +22,7 @@ GRID = "name: demo\nmodels: [llem:tiny]\nbackends: [transformers]\n"
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     """A store holding campaign st (4 noop measurements), as `llem run` writes one."""
-    st = Store(tmp_path / "s")
-    for r in noop_results(2):
-        st.write_result(r)
-    return tmp_path / "s"
+    return noop_store(tmp_path / "s")
 
 
 @pytest.mark.parametrize(("command", "fmt", "suffixes"), [

@@ -20,7 +20,7 @@ from llem.store.doctor import inspect
 from llem.store.query import run_sql
 from llem.store.store import Store
 from tests.support.cli import run_cli
-from tests.support.faults import noop_results
+from tests.support.faults import noop_results, noop_store
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +32,7 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A store of 4 measurements (2 points x 2 cycles), each with 2 requests."""
-    store = Store(tmp_path / "s")
-    for r in noop_results(2):
-        store.write_result(r)
-    return tmp_path / "s"
+    return noop_store(tmp_path / "s")
 
 
 def files(root: Path, table: str) -> list[Path]:

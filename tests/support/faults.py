@@ -11,6 +11,7 @@ from llem.config.grid import iter_jobs
 from llem.config.load import load_text
 from llem.harness.runner import JobRunner
 from llem.store.run_row import Result
+from llem.store.store import Store
 
 PLANTED = "Planted-7f3a9c2e-NotShapedLikeAToken"
 HF_SHAPED = "hf_PlantedTokenDoNotLeak0123456789abcd"
@@ -30,6 +31,14 @@ def grep_tree(root: Path, needle: str) -> list[str]:
                                        needle in str(pq.read_table(p).to_pylist())):
             hits.append(str(p))
     return hits
+
+
+def noop_store(path: Path, n_cycles: int = 2) -> Path:
+    """A store at path holding campaign st's noop_results, as `llem run` writes one."""
+    store = Store(path)
+    for r in noop_results(n_cycles):
+        store.write_result(r)
+    return path
 
 
 def noop_results(n_cycles: int = 1) -> list[Result]:
