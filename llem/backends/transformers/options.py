@@ -39,6 +39,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # ALL_ATTENTION_FUNCTIONS); hub kernels are matched by HUB_KERNEL
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4",
              "flex_attention", "paged|eager")
+HOST_DEVICES = ("cpu", "disk", "meta")  # device_map values that are no GPU
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential", "cpu", "cuda",
                          "disk", "meta")
 HUB_KERNEL = re.compile(r"[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?")
@@ -271,27 +272,39 @@ def device_map_problem(value: Any, gpus: int) -> str | None:
     """Why from_pretrained (or CUDA, at model load) would refuse device_map on a job of gpus
     GPUs, else None. Ray gives each job its own GPUs, seen as cuda:0 .. cuda:gpus-1."""
     if isinstance(value, dict):
+        if not value:
+            return "an empty map places nothing: give {'': 'cuda'} or leave it out"
         return next((f"{k!r}: {why}" for k, v in value.items()
-                     if (why := _device_problem(v, gpus))), None) if value else \
-            "an empty map places nothing: give {'': 'cuda'} or leave it out"
+                     if (why := _device_problem(v, gpus))), None)
     if value in DEVICE_MAP_STRATEGIES:
-        return None if gpus or value in ("cpu", "disk", "meta") or value == "auto" else \
-            f"{value} places the model on GPUs and this job has none (resources.gpus_per_job: 0)"
+        if gpus or value in HOST_DEVICES or value == "auto":
+            return None
+        return f"{value} places the model on GPUs and this job has none " \
+            "(resources.gpus_per_job: 0)"
     return _device_problem(value, gpus)
 
 
 def _device_problem(device: Any, gpus: int) -> str | None:
-    if device in ("cpu", "disk", "meta"):
+    if device in HOST_DEVICES:
         return None
-    index = device if isinstance(device, int) and not isinstance(device, bool) else \
-        int(device[5:]) if isinstance(device, str) and device[:5] == "cuda:" and \
-        device[5:].isdigit() else 0 if device == "cuda" else None
+    index = _gpu_index(device)
     if index is None:
         return (f"{device!r} is no device: use cuda:N, N, cpu or disk (or auto, balanced, "
                 "sequential for the whole model)")
     if index >= gpus:
         return (f"{device!r} is past this job's GPUs ({gpus}: Ray gives each job its own, "
                 f"numbered from 0){'' if gpus else ' (resources.gpus_per_job is 0)'}")
+    return None
+
+
+def _gpu_index(device: Any) -> int | None:
+    """The GPU a device_map value names (N, cuda:N, cuda: 0), None when it names none."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        return device
+    if device == "cuda":
+        return 0
+    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
     return None
 
 
